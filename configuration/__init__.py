@@ -1,0 +1,5 @@
+"""`from configuration import TransformerConfig`."""
+
+from .configuration_transformer import TransformerConfig
+
+__all__ = ["TransformerConfig"]

@@ -1,0 +1,1 @@
+../configuration/configuration_transformer.py

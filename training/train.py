@@ -1,0 +1,452 @@
+"""Train the Transformer on parallel text with the paper's recipe (section 5) through `Seq2SeqTrainer`.
+
+    python -m training.train --data ../shared/data/multi30k --source-lang en --target-lang de \
+        --output-dir runs/en-de [--config training/configs/multi30k_en_de.json] [--resume] [--push-to-hub ID]
+
+Defaults follow the paper where it applies: Adam with beta2 = 0.98 and eps = 1e-9, a linear warm-up then
+inverse-square-root decay of the learning rate (section 5.3), label smoothing 0.1 and residual dropout
+(section 5.4), batches of similar lengths (section 5.1), the average of the last checkpoints (section 6.1)
+and beam search with a length penalty for evaluation (beam 4, alpha 0.6, section 6.1).
+
+The output folder holds `tokenizer/`, `checkpoints/` (Trainer checkpoints, with optimizer, scheduler and
+RNG state), `train_config.json`, `log.jsonl` and, at the end, `model/`: a complete Hub repository.
+The same command runs under `accelerate launch` with several processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+
+logger = logging.getLogger("training")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; a JSON config file and command-line flags fill it (flags win)."""
+
+    data: str = "../shared/data/multi30k"
+    source_lang: str = "en"
+    target_lang: str = "de"
+    output_dir: str = "runs/en-de"
+    train_split: str = "train"
+    valid_split: str = "val"
+    test_splits: list = field(default_factory=lambda: ["test_2016_flickr"])
+    max_train_samples: int = 0  # 0 = all
+    # tokenizer
+    vocab_size: int = 8000
+    tokenizer_type: str = "bpe"
+    max_length: int = 128  # subword tokens per side; longer sentences are truncated and counted
+    # model (paper's base is 512/2048/8/6+6; this default is sized for a laptop CPU)
+    d_model: int = 256
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    attention_heads: int = 4
+    ffn_dim: int = 1024
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    label_smoothing: float = 0.1
+    position_embedding_type: str = "sinusoidal"
+    normalize_before: bool = False
+    # optimisation (section 5.3)
+    learning_rate: float = 1e-3
+    warmup_steps: int = 1000
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    adam_epsilon: float = 1e-9
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    max_steps: int = 12000
+    # evaluation, checkpoints, decoding
+    eval_steps: int = 1000
+    eval_samples: int = 300  # validation sentences for the periodic (greedy) BLEU
+    save_steps: int = 500
+    keep_checkpoints: int = 6
+    average_last: int = 5  # section 6.1: average the last N checkpoints
+    num_beams: int = 4
+    length_penalty: float = 0.6
+    logging_steps: int = 50
+    seed: int = 42
+    threads: int = 0  # torch threads, 0 = torch's default
+    overwrite_output_dir: bool = False
+    export_dir: str = ""  # also copy the final model folder here (e.g. space/model), refusing to overwrite
+
+    def validate(self) -> None:
+        """Refuse a bad value before any work starts, naming it and what is allowed."""
+        problems = []
+        for name in ("vocab_size", "max_length", "d_model", "encoder_layers", "decoder_layers", "attention_heads",
+                     "ffn_dim", "batch_size", "gradient_accumulation_steps", "max_steps", "eval_steps", "save_steps",
+                     "keep_checkpoints", "average_last", "num_beams", "logging_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        for name in ("warmup_steps", "max_train_samples", "eval_samples", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                problems.append(f"{name} must be an integer >= 0, got {value!r}")
+        for name in ("dropout", "attention_dropout", "label_smoothing", "adam_beta1", "adam_beta2", "weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                problems.append(f"{name} must be in [0, 1), got {value!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
+            problems.append(f"learning_rate must be in (0, 1), got {self.learning_rate!r}")
+        if not (isinstance(self.adam_epsilon, (int, float)) and self.adam_epsilon > 0):
+            problems.append(f"adam_epsilon must be > 0, got {self.adam_epsilon!r}")
+        if isinstance(self.d_model, int) and isinstance(self.attention_heads, int) and self.attention_heads > 0 \
+                and self.d_model % self.attention_heads:
+            problems.append(f"d_model ({self.d_model}) must be divisible by attention_heads ({self.attention_heads})")
+        if self.tokenizer_type not in ("bpe", "unigram"):
+            problems.append(f"tokenizer_type must be 'bpe' or 'unigram', got {self.tokenizer_type!r}")
+        if self.position_embedding_type not in ("sinusoidal", "learned"):
+            problems.append(f"position_embedding_type must be 'sinusoidal' or 'learned', got {self.position_embedding_type!r}")
+        if self.source_lang == self.target_lang:
+            problems.append(f"source_lang and target_lang are both {self.source_lang!r}")
+        if isinstance(self.save_steps, int) and isinstance(self.eval_steps, int) and self.save_steps > 0 \
+                and self.eval_steps % self.save_steps:
+            problems.append(f"eval_steps ({self.eval_steps}) must be a multiple of save_steps ({self.save_steps}) "
+                            "so the best checkpoint is one that was evaluated")
+        if problems:
+            raise SystemExit("training: bad configuration:\n  - " + "\n  - ".join(problems))
+
+
+def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--config", help="JSON file with any of the settings below (flags override it)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in --output-dir")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the final model folder to this Hub repository")
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        elif isinstance(default, list):
+            parser.add_argument(flag, dest=f.name, nargs="*", default=None)
+        else:
+            parser.add_argument(flag, dest=f.name, type=type(default), default=None, help=f"(default {default!r})")
+    args = parser.parse_args(argv)
+    values = {}
+    if args.config:
+        try:
+            with open(args.config, encoding="utf-8") as fh:
+                values = json.load(fh)
+        except (OSError, json.JSONDecodeError) as e:
+            raise SystemExit(f"training: cannot read config file {args.config}: {e}")
+        unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
+        if unknown:
+            raise SystemExit(f"training: unknown setting(s) in {args.config}: {', '.join(sorted(unknown))}")
+    for f in dataclasses.fields(TrainConfig):
+        if getattr(args, f.name) is not None:
+            values[f.name] = getattr(args, f.name)
+    config = TrainConfig(**values)
+    config.validate()
+    return config, args
+
+
+def _logged_seconds(log_path: str) -> float:
+    """The last elapsed-time entry of a run's log.jsonl (0 for a new run)."""
+    last = 0.0
+    if os.path.isfile(log_path):
+        with open(log_path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    last = max(last, float(json.loads(line).get("time_s", 0.0)))
+                except (ValueError, AttributeError):
+                    continue
+    return last
+
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_CHECKPOINT_FILES = ("model.safetensors", "trainer_state.json", "optimizer.pt", "scheduler.pt")
+
+
+def complete_checkpoints(folder: str) -> list[str]:
+    """Checkpoints that were written completely, oldest first (a kill during saving leaves an incomplete one)."""
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for name in os.listdir(folder):
+        m = _CHECKPOINT.match(name)
+        path = os.path.join(folder, name)
+        if m and all(os.path.isfile(os.path.join(path, f)) for f in _CHECKPOINT_FILES):
+            found.append((int(m.group(1)), path))
+    return [p for _, p in sorted(found)]
+
+
+def build_tokenizer(config: TrainConfig, train_corpus):
+    """Train the joint vocabulary once (main process first) and keep it in the output folder."""
+    from transformers import AutoTokenizer
+
+    from .tokenizer import train_tokenizer
+
+    path = os.path.join(config.output_dir, "tokenizer")
+    if os.path.isfile(os.path.join(path, "tokenizer.json")):
+        logger.info("loading the tokenizer from %s", path)
+        return AutoTokenizer.from_pretrained(path)
+    logger.info("training a %d-token joint %s vocabulary on %d sentence pairs", config.vocab_size,
+                config.tokenizer_type, len(train_corpus))
+    tok = train_tokenizer(train_corpus.source + train_corpus.target, config.vocab_size, config.tokenizer_type,
+                          model_max_length=config.max_length)
+    tmp = path + ".tmp"
+    tok.save_pretrained(tmp)
+    os.replace(tmp, path)  # atomic: a half-written tokenizer is never picked up
+    return tok
+
+
+def encode(tokenizer, corpus, max_length: int):
+    """Tokenise a corpus into a `datasets.Dataset` with input_ids, attention_mask, labels and a length column."""
+    import datasets
+
+    enc = tokenizer(corpus.source, text_target=corpus.target, truncation=True, max_length=max_length)
+    truncated = sum(len(x) == max_length for x in enc["input_ids"]) + sum(len(x) == max_length for x in enc["labels"])
+    if truncated:
+        logger.warning("truncated %d sentences longer than %d tokens", truncated, max_length)
+    lengths = [len(s) + len(t) for s, t in zip(enc["input_ids"], enc["labels"])]
+    return datasets.Dataset.from_dict({**enc, "length": lengths}), truncated
+
+
+def model_config(config: TrainConfig, tokenizer):
+    from configuration import TransformerConfig
+
+    return TransformerConfig(
+        vocab_size=len(tokenizer),
+        d_model=config.d_model,
+        encoder_layers=config.encoder_layers,
+        decoder_layers=config.decoder_layers,
+        encoder_attention_heads=config.attention_heads,
+        decoder_attention_heads=config.attention_heads,
+        encoder_ffn_dim=config.ffn_dim,
+        decoder_ffn_dim=config.ffn_dim,
+        dropout=config.dropout,
+        attention_dropout=config.attention_dropout,
+        label_smoothing=config.label_smoothing,
+        position_embedding_type=config.position_embedding_type,
+        normalize_before=config.normalize_before,
+        max_position_embeddings=max(512, config.max_length + 8),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.bos_token_id,
+    )
+
+
+def generation_config(config: TrainConfig, model_cfg):
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        num_beams=config.num_beams,
+        length_penalty=config.length_penalty,
+        early_stopping=True,
+        max_length=config.max_length,
+        bos_token_id=model_cfg.bos_token_id,
+        eos_token_id=model_cfg.eos_token_id,
+        pad_token_id=model_cfg.pad_token_id,
+        decoder_start_token_id=model_cfg.decoder_start_token_id,
+    )
+
+
+def make_trainer_class():
+    from torch.utils.data import Sampler
+    from transformers import Seq2SeqTrainer
+
+    class LengthGroupedBatchSampler(Sampler):
+        """Shuffled indices in which every run of `batch_size` items has similar source+target length
+        (section 5.1: "sentence pairs were batched together by approximate sequence length")."""
+
+        def __init__(self, lengths, batch_size, seed, epoch_getter):
+            self.lengths, self.batch_size, self.seed, self.epoch_getter = lengths, batch_size, seed, epoch_getter
+
+        def __len__(self):
+            return len(self.lengths)
+
+        def __iter__(self):
+            import torch
+
+            g = torch.Generator().manual_seed(self.seed + int(self.epoch_getter()))
+            perm = torch.randperm(len(self.lengths), generator=g).tolist()
+            pool = self.batch_size * 100  # sort within pools of 100 batches: similar lengths, still random
+            batches = []
+            for start in range(0, len(perm), pool):
+                chunk = sorted(perm[start : start + pool], key=lambda i: self.lengths[i])
+                batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+            order = torch.randperm(len(batches), generator=g).tolist()
+            for b in order:
+                yield from batches[b]
+
+    class TransformerTrainer(Seq2SeqTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            lengths = getattr(self, "pair_lengths", None)
+            if lengths is None or self.args.world_size > 1:
+                return super()._get_train_sampler(train_dataset)
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGroupedBatchSampler(lengths, batch, self.args.seed,
+                                             lambda: self.state.epoch or 0)
+
+    return TransformerTrainer
+
+
+def main(argv=None) -> int:
+    config, args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
+                        stream=sys.stdout)
+    import torch
+    from accelerate import PartialState
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments, TrainerCallback, set_seed
+
+    import modeling  # noqa: F401  (registers the Auto classes and remote code)
+    from modeling import TransformerForConditionalGeneration
+
+    from .data import DataError, load_corpus
+    from .metrics import score
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    state = PartialState()
+    ckpt_dir = os.path.join(config.output_dir, "checkpoints")
+    existing = complete_checkpoints(ckpt_dir)
+    if os.path.isdir(config.output_dir) and os.listdir(config.output_dir) and not (args.resume or config.overwrite_output_dir):
+        raise SystemExit(
+            f"training: {config.output_dir} already holds a run ({len(existing)} checkpoints). Pass --resume to "
+            "continue it, choose another --output-dir, or pass --overwrite-output-dir to start over in it."
+        )
+    if config.overwrite_output_dir and not args.resume and state.is_main_process and os.path.isdir(ckpt_dir):
+        import shutil
+
+        shutil.rmtree(ckpt_dir)
+        existing = []
+    state.wait_for_everyone()
+    os.makedirs(config.output_dir, exist_ok=True)
+    if state.is_main_process:
+        with open(os.path.join(config.output_dir, "train_config.json"), "w", encoding="utf-8") as fh:
+            json.dump(dataclasses.asdict(config), fh, indent=2)
+
+    set_seed(config.seed)
+    try:
+        train_corpus = load_corpus(config.data, config.train_split, config.source_lang, config.target_lang)
+        valid_corpus = load_corpus(config.data, config.valid_split, config.source_lang, config.target_lang)
+    except DataError as e:
+        raise SystemExit(f"training: {e}")
+    if config.max_train_samples:
+        train_corpus.source = train_corpus.source[: config.max_train_samples]
+        train_corpus.target = train_corpus.target[: config.max_train_samples]
+    with state.main_process_first():
+        tokenizer = build_tokenizer(config, train_corpus)
+    train_ds, truncated = encode(tokenizer, train_corpus, config.max_length)
+    n_eval = min(config.eval_samples or len(valid_corpus), len(valid_corpus))
+    eval_ds, _ = encode(tokenizer, type(valid_corpus)(valid_corpus.source[:n_eval], valid_corpus.target[:n_eval]),
+                        config.max_length)
+    logger.info("train: %d pairs (%d empty skipped, %d truncated); periodic validation on %d pairs",
+                len(train_ds), train_corpus.skipped_empty, truncated, n_eval)
+
+    model_cfg = model_config(config, tokenizer)
+    model = TransformerForConditionalGeneration(model_cfg)
+    model.generation_config = generation_config(config, model_cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("model: %.2fM parameters (d_model %d, %d+%d layers, %d heads, FFN %d, vocab %d)", n_params / 1e6,
+                config.d_model, config.encoder_layers, config.decoder_layers, config.attention_heads, config.ffn_dim,
+                model_cfg.vocab_size)
+
+    def compute_metrics(pred):
+        import numpy as np
+
+        ids = np.where(pred.predictions < 0, tokenizer.pad_token_id, pred.predictions)
+        hyps = [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        return {k: v for k, v in score(hyps, valid_corpus.target[:n_eval], config.target_lang).items()
+                if isinstance(v, (int, float))}
+
+    log_path = os.path.join(config.output_dir, "log.jsonl")
+
+    class JsonLog(TrainerCallback):
+        """A readable, machine-parsable log line per logging step (loss, lr, BLEU, elapsed time)."""
+
+        def __init__(self):
+            # Wall-clock training time accumulates over resumed sessions (read back from the log).
+            self.start = time.time() - _logged_seconds(log_path)
+
+        def on_log(self, args_, state_, control, logs=None, **kwargs):
+            if state_.is_world_process_zero and logs:
+                with open(log_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"step": state_.global_step, "time_s": round(time.time() - self.start, 1),
+                                         **logs}) + "\n")
+
+    training_args = Seq2SeqTrainingArguments(
+        output_dir=ckpt_dir,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=64,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="inverse_sqrt",
+        warmup_steps=config.warmup_steps,
+        adam_beta1=config.adam_beta1,
+        adam_beta2=config.adam_beta2,
+        adam_epsilon=config.adam_epsilon,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        max_steps=config.max_steps,
+        eval_strategy="steps",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.keep_checkpoints,
+        metric_for_best_model="bleu",
+        greater_is_better=True,
+        predict_with_generate=True,
+        generation_num_beams=1,
+        generation_max_length=config.max_length,
+        logging_steps=config.logging_steps,
+        report_to="none",
+        seed=config.seed,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not sys.stderr.isatty(),
+    )
+    trainer_cls = make_trainer_class()
+    trainer = trainer_cls(
+        model=model,
+        args=training_args,
+        train_dataset=train_ds.remove_columns(["length"]),
+        eval_dataset=eval_ds.remove_columns(["length"]),
+        processing_class=tokenizer,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+        compute_metrics=compute_metrics,
+        callbacks=[JsonLog()],
+    )
+    trainer.pair_lengths = train_ds["length"]
+
+    resume_from = None
+    if args.resume:
+        if existing:
+            resume_from = existing[-1]
+            logger.info("resuming from %s", resume_from)
+        else:
+            logger.info("--resume: no complete checkpoint in %s yet, starting from step 0", ckpt_dir)
+    t0 = time.time()
+    already_done = resume_from and json.load(open(os.path.join(resume_from, "trainer_state.json")))["global_step"] >= config.max_steps
+    if not already_done:
+        trainer.train(resume_from_checkpoint=resume_from)
+    train_seconds = _logged_seconds(log_path) or (time.time() - t0)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        from .export import finalize
+
+        finalize(config, trainer, tokenizer, train_seconds=train_seconds, push_to_hub=args.push_to_hub,
+                 argv=sys.argv if argv is None else ["python", "-m", "training.train", *argv])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
