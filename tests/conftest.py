@@ -1,0 +1,81 @@
+"""Shared fixtures: a tiny config, a real tokenizer trained on Multi30k lines, and a saved model folder.
+
+Nothing is downloaded: the tokenizer is trained here on `../shared/data/multi30k` (or the folder named by
+MULTI30K_DIR), and models are built from configs.
+"""
+
+import os
+import sys
+
+# Before gradio is imported anywhere: no analytics threads, no Hub calls, no proxy for loopback.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+for _var in ("NO_PROXY", "no_proxy"):
+    os.environ[_var] = ",".join(filter(None, [os.environ.get(_var, ""), "127.0.0.1,localhost"]))
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for _p in (ROOT, os.path.join(ROOT, "space")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+DATA_DIR = os.environ.get("MULTI30K_DIR", os.path.join(ROOT, "..", "shared", "data", "multi30k"))
+
+
+def tiny_config(**overrides):
+    from configuration import TransformerConfig
+
+    values = dict(
+        vocab_size=99, d_model=16, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+    )
+    values.update(overrides)
+    return TransformerConfig(**values)
+
+
+@pytest.fixture
+def config():
+    return tiny_config()
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    if not os.path.isfile(os.path.join(DATA_DIR, "train.en.gz")):
+        pytest.skip(f"Multi30k not found in {DATA_DIR} (set MULTI30K_DIR)")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def multi30k_tokenizer(data_dir):
+    """A real joint BPE tokenizer (1,000 tokens) trained on 3,000 Multi30k pairs, en+de+fr+cs."""
+    from training.data import load_corpus
+    from training.tokenizer import train_tokenizer
+
+    texts = []
+    for lang in ("de", "fr", "cs"):
+        corpus = load_corpus(data_dir, "train", "en", lang)
+        texts += corpus.source[:1000] + corpus.target[:3000]
+    return train_tokenizer(texts, vocab_size=1000, model_max_length=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, multi30k_tokenizer):
+    """A saved (untrained) model folder with tokenizer and remote code, loadable like a Hub repository."""
+    import modeling  # noqa: F401
+    from modeling import TransformerForConditionalGeneration
+
+    tok = multi30k_tokenizer
+    torch.manual_seed(0)
+    cfg = tiny_config(
+        vocab_size=len(tok), d_model=32, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.bos_token_id, max_position_embeddings=128,
+    )
+    model = TransformerForConditionalGeneration(cfg).eval()
+    model.generation_config.max_length = 32
+    path = tmp_path_factory.mktemp("tiny_model")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
