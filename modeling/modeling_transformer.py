@@ -333,6 +333,18 @@ class TransformerPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _no_split_modules = ["TransformerEncoderLayer", "TransformerDecoderLayer"]
 
+    def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
+        """The base method resizes the input (encoder) embedding and the output layer; with untied embeddings
+        the decoder has a matrix of its own, resized here too so that all three keep `config.vocab_size` rows."""
+        new_embeddings = super()._resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        base = getattr(self, self.base_model_prefix, self)
+        if isinstance(base, TransformerModel) and not self.config.tie_word_embeddings:
+            old = base.decoder.embed_tokens
+            resized = self._get_resized_embeddings(old, new_embeddings.weight.shape[0], mean_resizing=mean_resizing)
+            resized.requires_grad_(old.weight.requires_grad)
+            base.decoder.embed_tokens = resized
+        return new_embeddings
+
     def _init_weights(self, module):
         """Xavier-uniform linear layers, N(0, d_model^-0.5) embeddings, exact sinusoid tables.
 

@@ -1,0 +1,170 @@
+"""A saved folder is a self-contained Hub repository: loadable with `trust_remote_code=True` by a Python
+process that cannot import this project at all (remote code cannot import from sub-folders,
+huggingface/transformers#29714, and an absolute import of our packages would be a hidden requirement)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from conftest import ROOT, tiny_config
+
+from modeling import TransformerForConditionalGeneration
+
+# Runs in the child. Step 1 takes this project off every import path: the working directory and
+# PYTHONPATH (the parent empties both), any sys.path entry inside the project, and the editable install's
+# finder on sys.meta_path (pip's `__editable__` .pth installs one). Step 2 proves it worked.
+CHILD = textwrap.dedent(
+    """
+    import importlib, importlib.util, json, os, sys
+    root = os.path.realpath(sys.argv[1])
+    folder, inputs_path, out_path = sys.argv[2:5]
+
+    def inside(path):
+        path = os.path.realpath(path or os.getcwd())
+        return path == root or path.startswith(root + os.sep)
+
+    sys.path[:] = [p for p in sys.path if not inside(p)]
+    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+    sys.path_hooks[:] = [h for h in sys.path_hooks if "__editable__" not in getattr(h, "__module__", "")]
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
+    for name in ("modeling", "configuration", "training"):
+        assert importlib.util.find_spec(name) is None, f"{name} is still importable"
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+        else:
+            raise AssertionError(f"import {name} worked")
+
+    import torch
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    torch.set_num_threads(1)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder, trust_remote_code=True).eval()
+    inputs = torch.load(inputs_path)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        generated = model.generate(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=6, num_beams=2
+        )
+    torch.save({"logits": logits, "generated": generated}, out_path)
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("modeling", "configuration", "training"))
+    print(json.dumps({
+        "model_class": f"{type(model).__module__}.{type(model).__name__}",
+        "config_class": f"{type(config).__module__}.{type(config).__name__}",
+        "project_modules": loaded,
+        "tied": model.lm_head.weight is model.model.shared.weight,
+    }))
+    """
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    model = TransformerForConditionalGeneration(tiny_config(max_position_embeddings=32)).eval()
+    folder = tmp_path / "repo"
+    model.save_pretrained(folder)
+    return model, folder
+
+
+def test_saved_folder_is_flat_remote_code(saved):
+    _, folder = saved
+    files = sorted(os.listdir(folder))
+    assert {"config.json", "configuration_transformer.py", "modeling_transformer.py", "model.safetensors"} <= set(files)
+    assert not [f for f in files if os.path.isdir(folder / f)], "remote code cannot use sub-folders"
+    for name in ("configuration_transformer.py", "modeling_transformer.py"):
+        assert not os.path.islink(folder / name) and os.path.getsize(folder / name) > 1000
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "transformer"
+    assert config["auto_map"] == {  # the saved class and its config
+        "AutoConfig": "configuration_transformer.TransformerConfig",
+        "AutoModelForSeq2SeqLM": "modeling_transformer.TransformerForConditionalGeneration",
+    }
+    modeling_source = (folder / "modeling_transformer.py").read_text()
+    assert "from .configuration_transformer import TransformerConfig" in modeling_source
+    for source in (modeling_source, (folder / "configuration_transformer.py").read_text()):
+        for line in source.splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("import ", "from ")):
+                module = stripped.split()[1]
+                assert module.split(".")[0] in ("math", "collections", "torch", "transformers", "") or module.startswith(
+                    "."
+                ), f"remote code imports {module!r}: {line!r}"
+
+
+def test_base_model_folder_maps_auto_model(tmp_path):
+    from modeling import TransformerModel
+
+    TransformerModel(tiny_config()).save_pretrained(tmp_path)
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoModel"] == "modeling_transformer.TransformerModel"
+    assert os.path.isfile(tmp_path / "configuration_transformer.py")
+
+
+def test_remote_code_loads_where_project_is_not_importable(saved, tmp_path):
+    model, folder = saved
+    input_ids = torch.tensor([[5, 17, 42, 8, 2], [33, 12, 2, 0, 0]])
+    attention_mask = (input_ids != 0).long()
+    decoder_input_ids = torch.tensor([[1, 7, 9, 11], [1, 4, 0, 0]])
+    inputs = dict(
+        input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+        decoder_attention_mask=(decoder_input_ids != 0).long(),
+    )
+    torch.save(inputs, tmp_path / "inputs.pt")
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME")}
+    env.update(
+        PYTHONPATH="", HF_HOME=str(tmp_path / "hf_home"), HF_MODULES_CACHE=str(tmp_path / "hf_modules"),
+        HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, ROOT, str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    # The classes came from the folder's copy in the modules cache, not from this project.
+    assert report["model_class"].startswith("transformers_modules."), report
+    assert report["model_class"].endswith(".modeling_transformer.TransformerForConditionalGeneration"), report
+    assert report["config_class"].endswith(".configuration_transformer.TransformerConfig"), report
+    assert report["project_modules"] == [], report
+    assert report["tied"] is True
+    assert os.path.isdir(tmp_path / "hf_modules" / "transformers_modules")
+
+    child = torch.load(tmp_path / "out.pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=6, num_beams=2)
+    assert torch.equal(child["logits"], logits)
+    assert torch.equal(child["generated"], generated)
+
+
+def test_remote_code_fixture_folder_has_tokenizer_and_code(tiny_model_dir):
+    """The shared fixture folder (model + tokenizer) is a complete repository for the Auto classes."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    files = set(os.listdir(tiny_model_dir))
+    assert {"configuration_transformer.py", "modeling_transformer.py", "tokenizer.json", "config.json"} <= files
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model_dir, trust_remote_code=True).eval()
+    assert model.config.vocab_size == len(tok)
+    batch = tok(["A man rides a bike.", "Two dogs."], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=5)
+    assert out.shape[0] == 2 and int(out.max()) < len(tok)
