@@ -1,0 +1,80 @@
+"""Evaluate a model folder or Hub id on a split of parallel text.
+
+    python -m training.evaluate space/model --split test_2016_flickr [--data ../shared/data/multi30k] [--json]
+
+Prints cased detokenised sacreBLEU with its signature, chrF, and the Multi30k lowercased-tokenised BLEU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def load(model_id: str):
+    """A model and tokenizer exactly as a Hub user loads them (remote code)."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_id)
+        model = AutoModelForSeq2SeqLM.from_pretrained(model_id, trust_remote_code=True).eval()
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"cannot load a model from {model_id!r}: {e}")
+    return model, tokenizer
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="model folder or Hub id")
+    parser.add_argument("--data", default="../shared/data/multi30k", help="Multi30k-layout folder or Hub dataset id")
+    parser.add_argument("--split", default="test_2016_flickr")
+    parser.add_argument("--source-lang", default=None, help="default: from the model card (else en)")
+    parser.add_argument("--target-lang", default=None, help="default: from the model card (else de)")
+    parser.add_argument("--num-beams", type=int, default=None, help="default: the model's generation_config")
+    parser.add_argument("--length-penalty", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N sentences")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    args = parser.parse_args(argv)
+
+    from .data import DataError, load_corpus
+    from .metrics import score
+    from .translate_utils import translate_batch
+
+    model, tokenizer = load(args.model)
+    src_lang, tgt_lang = args.source_lang or "en", args.target_lang or "de"
+    try:
+        corpus = load_corpus(args.data, args.split, src_lang, tgt_lang)
+    except DataError as e:
+        raise SystemExit(f"evaluate: {e}")
+    src, ref = corpus.source, corpus.target
+    if args.limit:
+        src, ref = src[: args.limit], ref[: args.limit]
+    gen = {}
+    if args.num_beams is not None:
+        gen["num_beams"] = args.num_beams
+    if args.length_penalty is not None:
+        gen["length_penalty"] = args.length_penalty
+    start = time.time()
+    hyps = translate_batch(model, tokenizer, src, batch_size=args.batch_size, **gen)
+    import os
+
+    result = score(hyps, ref, tgt_lang, data_folder=args.data if os.path.isdir(args.data) else None, split=args.split)
+    result.update(model=args.model, split=args.split, seconds=round(time.time() - start, 1),
+                  num_beams=gen.get("num_beams", model.generation_config.num_beams),
+                  length_penalty=gen.get("length_penalty", model.generation_config.length_penalty))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{args.model} on {args.split} ({result['sentences']} sentences, beam {result['num_beams']}, "
+              f"{result['seconds']} s)")
+        print(f"  BLEU (lowercased, Moses-tokenised, Multi30k convention): {result['bleu_lc_tok']}")
+        print(f"  sacreBLEU (cased, detokenised): {result['bleu']}   {result['bleu_signature']}")
+        print(f"  chrF: {result['chrf']}   {result['chrf_signature']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

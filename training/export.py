@@ -1,0 +1,236 @@
+"""The end of a training run: average checkpoints, choose on validation, evaluate, write a Hub repository.
+
+A saved folder is a complete Hub repository: safetensors weights, `config.json` with `auto_map` and
+`custom_pipelines`, the flat remote code (`configuration_transformer.py`, `modeling_transformer.py`,
+`pipeline_translation.py`), the tokenizer, `generation_config.json` with the paper's decoding settings,
+`eval_results.json` and a model card whose YAML metadata `huggingface_hub` validates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+
+import torch
+
+logger = logging.getLogger("training")
+
+HUB_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_files")
+LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech"}
+PIPELINE = {"translation": {"impl": "pipeline_translation.TranslationPipeline", "pt": ["AutoModelForSeq2SeqLM"], "type": "text"}}
+
+
+def average_checkpoints(paths: list[str]):
+    """Section 6.1: a model whose parameters are the mean of the given checkpoints' parameters."""
+    from modeling import TransformerForConditionalGeneration
+
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    model = TransformerForConditionalGeneration.from_pretrained(paths[0])
+    total = {k: v.detach().clone().double() for k, v in model.state_dict().items() if v.is_floating_point()}
+    for path in paths[1:]:
+        other = TransformerForConditionalGeneration.from_pretrained(path).state_dict()
+        for k in total:
+            total[k] += other[k].double()
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if k in total:
+                v.copy_((total[k] / len(paths)).to(v.dtype))
+    return model
+
+
+def save_hub_folder(model, tokenizer, folder: str, card: str | None = None, results: dict | None = None) -> str:
+    """Write `model` + `tokenizer` as a complete, flat Hub repository, atomically (temp folder, then rename)."""
+    import modeling  # noqa: F401  (register_for_auto_class: remote code + auto_map)
+
+    folder = os.path.abspath(folder)
+    tmp = folder + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.config.custom_pipelines = PIPELINE
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.copyfile(os.path.join(HUB_FILES, "pipeline_translation.py"), os.path.join(tmp, "pipeline_translation.py"))
+    if results is not None:
+        with open(os.path.join(tmp, "eval_results.json"), "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=2)
+    if card is not None:
+        with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as fh:
+            fh.write(card)
+    if os.path.isdir(folder):
+        backup = f"{folder}.previous-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(folder, backup)  # the earlier export is kept, never overwritten in place
+        logger.info("kept the previous export as %s", backup)
+    os.replace(tmp, folder)
+    return folder
+
+
+def evaluate_model(model, tokenizer, config, split: str, num_beams: int, length_penalty: float, limit: int = 0) -> dict:
+    from .data import load_corpus
+    from .metrics import score
+    from .translate_utils import translate_batch
+
+    corpus = load_corpus(config.data, split, config.source_lang, config.target_lang)
+    src, ref = corpus.source, corpus.target
+    if limit:
+        src, ref = src[:limit], ref[:limit]
+    start = time.time()
+    hyps = translate_batch(model, tokenizer, src, batch_size=64, num_beams=num_beams, length_penalty=length_penalty,
+                           max_length=config.max_length)
+    result = score(hyps, ref, config.target_lang, data_folder=config.data if os.path.isdir(config.data) else None,
+                   split=split)
+    result.update(split=split, num_beams=num_beams, length_penalty=length_penalty, seconds=round(time.time() - start, 1))
+    return result
+
+
+def model_card(config, results: dict, chosen: str, train_seconds: float, command: str, n_params: int) -> str:
+    """The README.md of the model repository, with metadata `huggingface_hub` validates."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    src, tgt = config.source_lang, config.target_lang
+    pair = f"{LANGUAGE_NAMES.get(src, src)}->{LANGUAGE_NAMES.get(tgt, tgt)}"
+    eval_results = []
+    for split, r in results.items():
+        for metric, key, name in (("bleu", "bleu_lc_tok", "BLEU (lowercased, Moses-tokenised)"),
+                                  ("sacrebleu", "bleu", "sacreBLEU (cased, detokenised)"),
+                                  ("chrf", "chrf", "chrF")):
+            eval_results.append(EvalResult(
+                task_type="translation", task_name=f"Translation {pair}", dataset_type="multi30k",
+                dataset_name=f"Multi30k ({split})", dataset_split=split, dataset_config=f"{src}-{tgt}",
+                metric_type=metric, metric_name=name, metric_value=r[key],
+            ))
+    data = ModelCardData(
+        language=[src, tgt], license="apache-2.0", library_name="transformers", pipeline_tag="translation",
+        tags=["translation", "transformer", "attention-is-all-you-need", "vanilla-transformer"],
+        datasets=["bentrevett/multi30k"], metrics=["bleu", "chrf"],
+        model_name=f"vanilla-transformer-multi30k-{src}-{tgt}", eval_results=eval_results,
+    )
+    rows = "\n".join(
+        f"| {split} | {r['bleu_lc_tok']} | {r['bleu']} | {r['chrf']} | {r['sentences']} |" for split, r in results.items()
+    )
+    signature = next(iter(results.values()))["bleu_signature"]
+    hours = train_seconds / 3600
+    content = f"""---
+{data.to_yaml()}
+---
+
+# vanilla-transformer: Multi30k {pair}
+
+The original Transformer of "Attention Is All You Need" (Vaswani et al., 2017), post-LN, sinusoidal positions,
+shared embeddings scaled by sqrt(d_model), trained from scratch on the 29,000 Multi30k training pairs
+({pair}) with the paper's recipe (Adam beta2 0.98, inverse-square-root warm-up, label smoothing 0.1).
+
+- size: d_model {config.d_model}, {config.encoder_layers}+{config.decoder_layers} layers, {config.attention_heads} heads,
+  FFN {config.ffn_dim}, joint {config.tokenizer_type.upper()} vocabulary of {config.vocab_size}, {n_params / 1e6:.2f}M parameters
+- weights: {chosen}
+- training: {config.max_steps} steps of {config.batch_size} sentence pairs, {hours:.2f} h wall-clock on a 2-core CPU
+- decoding: beam {config.num_beams}, length penalty {config.length_penalty} (transformers' `length ** alpha` form)
+
+## Results
+
+| split | BLEU (lowercased, tokenised) | sacreBLEU (cased) | chrF | sentences |
+|---|---|---|---|---|
+{rows}
+
+The first BLEU column is the Multi30k convention (output lowercased, punctuation-normalised and
+Moses-tokenised, against the official tokenised references); sacreBLEU signature: `{signature}`.
+
+## Use
+
+```python
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
+
+model = AutoModelForSeq2SeqLM.from_pretrained("<this repo>", trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained("<this repo>")
+batch = tokenizer(["A man is riding a bike."], return_tensors="pt")
+print(tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True))
+
+translator = pipeline("translation", model="<this repo>", trust_remote_code=True)
+print(translator("Two dogs play in the snow.", num_beams=4))
+```
+
+## Reproduce
+
+```
+{command}
+```
+
+Data: Multi30k (Elliott et al., 2016), text only. Cite the dataset paper when reporting results.
+"""
+    ModelCard(content)  # parses the YAML header: a malformed card fails here, not on the Hub
+    return content
+
+
+def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str | None = None, argv=None) -> str:
+    """Average the last checkpoints, keep whichever of (average, best) scores higher on validation,
+    evaluate it on the test splits, write `output_dir/model` (and `export_dir`), optionally push."""
+    from modeling import TransformerForConditionalGeneration
+
+    from .train import complete_checkpoints
+
+    ckpt_dir = os.path.join(config.output_dir, "checkpoints")
+    checkpoints = complete_checkpoints(ckpt_dir)
+    if not checkpoints:
+        raise SystemExit(f"training: no complete checkpoint in {ckpt_dir} to export.")
+    with open(os.path.join(checkpoints[-1], "trainer_state.json"), encoding="utf-8") as fh:
+        best = json.load(fh).get("best_model_checkpoint")
+    candidates = {}
+    last = checkpoints[-config.average_last:]
+    candidates[f"average of the last {len(last)} checkpoints ({', '.join(os.path.basename(p) for p in last)})"] = (
+        lambda: average_checkpoints(last))
+    if best and os.path.isdir(best):
+        candidates[f"best validation checkpoint ({os.path.basename(best)})"] = (
+            lambda: TransformerForConditionalGeneration.from_pretrained(best))
+    candidates[f"last checkpoint ({os.path.basename(checkpoints[-1])})"] = (
+        lambda: TransformerForConditionalGeneration.from_pretrained(checkpoints[-1]))
+
+    scored = []
+    for name, build in candidates.items():
+        model = build().eval()
+        r = evaluate_model(model, tokenizer, config, config.valid_split, config.num_beams, config.length_penalty)
+        logger.info("validation, %s: BLEU %.2f (lc-tok %.2f)", name, r["bleu"], r["bleu_lc_tok"])
+        scored.append((r["bleu_lc_tok"], r["bleu"], name, model, r))
+    scored.sort(key=lambda x: (x[0], x[1]), reverse=True)
+    _, _, chosen, model, val_result = scored[0]
+    logger.info("chosen on validation: %s", chosen)
+
+    results = {config.valid_split: val_result}
+    for split in config.test_splits:
+        try:
+            results[split] = evaluate_model(model, tokenizer, config, split, config.num_beams, config.length_penalty)
+            logger.info("%s: BLEU %.2f (lc-tok %.2f), chrF %.2f", split, results[split]["bleu"],
+                        results[split]["bleu_lc_tok"], results[split]["chrf"])
+        except Exception as e:  # a missing test split must not lose the trained model
+            logger.warning("could not evaluate on %s: %s", split, e)
+    model.generation_config = trainer.model.generation_config
+    command = " ".join(argv or ["python", "-m", "training.train"])
+    n_params = sum(p.numel() for p in model.parameters())
+    card = model_card(config, results, chosen, train_seconds, command, n_params)
+    out = save_hub_folder(model, tokenizer, os.path.join(config.output_dir, "model"), card,
+                          {"chosen": chosen, "train_seconds": round(train_seconds), "results": results,
+                           "candidates_on_validation": {name: r for _, _, name, _, r in scored}})
+    logger.info("model folder: %s", out)
+    if config.export_dir:
+        if os.path.exists(config.export_dir) and os.listdir(config.export_dir) and not config.overwrite_output_dir:
+            backup = f"{config.export_dir.rstrip('/')}.previous-{time.strftime('%Y%m%d-%H%M%S')}"
+            os.replace(config.export_dir, backup)
+            logger.info("kept the previous %s as %s", config.export_dir, backup)
+        shutil.rmtree(config.export_dir, ignore_errors=True)
+        shutil.copytree(out, config.export_dir)
+        logger.info("copied to %s", config.export_dir)
+    if push_to_hub:
+        push_folder(out, push_to_hub)
+    return out
+
+
+def push_folder(folder: str, repo_id: str) -> None:
+    """Upload a saved model folder as a Hub model repository."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="model", exist_ok=True)
+    api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type="model",
+                      commit_message="Upload vanilla-transformer model")
+    logger.info("pushed %s to https://huggingface.co/%s", folder, repo_id)
