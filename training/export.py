@@ -189,7 +189,8 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
     scored = []
     for name, build in candidates.items():
         model = build().eval()
-        r = evaluate_model(model, tokenizer, config, config.valid_split, config.num_beams, config.length_penalty)
+        r = evaluate_model(model, tokenizer, config, config.valid_split, config.num_beams, config.length_penalty,
+                           limit=getattr(config, "final_eval_limit", 0))
         logger.info("validation, %s: BLEU %.2f (lc-tok %.2f)", name, r["bleu"], r["bleu_lc_tok"])
         scored.append((r["bleu_lc_tok"], r["bleu"], name, model, r))
     scored.sort(key=lambda x: (x[0], x[1]), reverse=True)
@@ -199,7 +200,8 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
     results = {config.valid_split: val_result}
     for split in config.test_splits:
         try:
-            results[split] = evaluate_model(model, tokenizer, config, split, config.num_beams, config.length_penalty)
+            results[split] = evaluate_model(model, tokenizer, config, split, config.num_beams, config.length_penalty,
+                                            limit=getattr(config, "final_eval_limit", 0))
             logger.info("%s: BLEU %.2f (lc-tok %.2f), chrF %.2f", split, results[split]["bleu"],
                         results[split]["bleu_lc_tok"], results[split]["chrf"])
         except Exception as e:  # a missing test split must not lose the trained model

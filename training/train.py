@@ -73,6 +73,7 @@ class TrainConfig:
     save_steps: int = 500
     keep_checkpoints: int = 6
     average_last: int = 5  # section 6.1: average the last N checkpoints
+    final_eval_limit: int = 0  # evaluate the final candidates on only the first N sentences (0 = whole split)
     num_beams: int = 4
     length_penalty: float = 0.6
     logging_steps: int = 50
@@ -90,7 +91,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 problems.append(f"{name} must be a positive integer, got {value!r}")
-        for name in ("warmup_steps", "max_train_samples", "eval_samples", "threads"):
+        for name in ("warmup_steps", "max_train_samples", "eval_samples", "threads", "final_eval_limit"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 problems.append(f"{name} must be an integer >= 0, got {value!r}")
