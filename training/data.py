@@ -111,9 +111,11 @@ def load_hub(dataset_id: str, split: str, source_lang: str, target_lang: str) ->
 
 
 def load_corpus(data: str, split: str, source_lang: str, target_lang: str) -> ParallelCorpus:
-    """`data` is a local folder if it exists, else a Hub dataset id."""
+    """`data` is a local folder (an existing path, or anything that looks like one), else a Hub dataset id
+    such as `bentrevett/multi30k` (whose splits are train / validation / test)."""
     if source_lang == target_lang:
         raise DataError(f"Source and target language are both {source_lang!r}.")
-    if os.path.isdir(data) or os.path.sep in data and not data.count("/") == 1:
-        return load_local(data, split, source_lang, target_lang)
+    looks_local = os.path.exists(data) or data.startswith((".", "/", "~")) or data.count("/") != 1
+    if looks_local:
+        return load_local(os.path.expanduser(data), split, source_lang, target_lang)
     return load_hub(data, split, source_lang, target_lang)
