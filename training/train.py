@@ -291,8 +291,10 @@ def make_trainer_class():
         def _get_train_sampler(self, train_dataset=None):
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             lengths = getattr(self, "pair_lengths", None)
-            if lengths is None or self.args.world_size > 1:
+            if lengths is None or len(lengths) != len(dataset):
                 return super()._get_train_sampler(train_dataset)
+            # Under several processes accelerate shards the resulting batches: every process builds the same
+            # seeded order and takes its own batches, each still of similar lengths.
             batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return LengthGroupedBatchSampler(lengths, batch, self.args.seed,
                                              lambda: self.state.epoch or 0)
