@@ -207,7 +207,11 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
         except Exception as e:  # a missing test split must not lose the trained model
             logger.warning("could not evaluate on %s: %s", split, e)
     model.generation_config = trainer.model.generation_config
-    command = " ".join(argv or ["python", "-m", "training.train"])
+    # The command that reproduces this model: what was run, without the resumption flag.
+    args = [a for a in (argv or [])[1:] if a != "--resume"]
+    if args[:2] == ["-m", "training.train"]:
+        args = args[2:]
+    command = " ".join(["python", "-m", "training.train", *args])
     n_params = sum(p.numel() for p in model.parameters())
     card = model_card(config, results, chosen, train_seconds, command, n_params)
     out = save_hub_folder(model, tokenizer, os.path.join(config.output_dir, "model"), card,
