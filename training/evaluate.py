@@ -18,11 +18,30 @@ def load(model_id: str):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_id)
+        # trust_remote_code here too: the folder's config.json has an auto_map, and without it transformers asks
+        # on stdin whether to run the custom code (a prompt in the middle of `--json` output or a pipe).
+        tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=True)
         model = AutoModelForSeq2SeqLM.from_pretrained(model_id, trust_remote_code=True).eval()
     except (OSError, ValueError) as e:
         raise SystemExit(f"cannot load a model from {model_id!r}: {e}")
     return model, tokenizer
+
+
+def card_languages(model_id: str):
+    """(source, target) from the `language` list of the model card (README.md), or None."""
+    import os
+
+    try:
+        from huggingface_hub import ModelCard
+
+        path = os.path.join(model_id, "README.md")
+        card = ModelCard.load(path if os.path.isdir(model_id) else model_id)
+        languages = card.data.language
+    except Exception:  # no card, no network, no metadata: the caller's defaults apply
+        return None
+    if isinstance(languages, list) and len(languages) == 2 and all(isinstance(x, str) for x in languages):
+        return languages[0], languages[1]
+    return None
 
 
 def main(argv=None) -> int:
@@ -44,7 +63,8 @@ def main(argv=None) -> int:
     from .translate_utils import translate_batch
 
     model, tokenizer = load(args.model)
-    src_lang, tgt_lang = args.source_lang or "en", args.target_lang or "de"
+    card_src, card_tgt = card_languages(args.model) or ("en", "de")
+    src_lang, tgt_lang = args.source_lang or card_src, args.target_lang or card_tgt
     try:
         corpus = load_corpus(args.data, args.split, src_lang, tgt_lang)
     except DataError as e:

@@ -51,6 +51,10 @@ def save_hub_folder(model, tokenizer, folder: str, card: str | None = None, resu
     shutil.rmtree(tmp, ignore_errors=True)
     model.config.custom_pipelines = PIPELINE
     model.save_pretrained(tmp)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # the last call's truncation/padding is not part of the tokenizer: don't ship it
+        backend.no_truncation()
+        backend.no_padding()
     tokenizer.save_pretrained(tmp)
     shutil.copyfile(os.path.join(HUB_FILES, "pipeline_translation.py"), os.path.join(tmp, "pipeline_translation.py"))
     if results is not None:
@@ -143,7 +147,7 @@ Moses-tokenised, against the official tokenised references); sacreBLEU signature
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
 model = AutoModelForSeq2SeqLM.from_pretrained("<this repo>", trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained("<this repo>")
+tokenizer = AutoTokenizer.from_pretrained("<this repo>", trust_remote_code=True)
 batch = tokenizer(["A man is riding a bike."], return_tensors="pt")
 print(tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True))
 
@@ -193,7 +197,9 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
                            limit=getattr(config, "final_eval_limit", 0))
         logger.info("validation, %s: BLEU %.2f (lc-tok %.2f)", name, r["bleu"], r["bleu_lc_tok"])
         scored.append((r["bleu_lc_tok"], r["bleu"], name, model, r))
-    scored.sort(key=lambda x: (x[0], x[1]), reverse=True)
+    # Lowercased-tokenised BLEU, then cased BLEU, then chrF: so that a tie at BLEU 0 (an early model) goes to the
+    # candidate that writes something rather than to one that only outputs empty translations.
+    scored.sort(key=lambda x: (x[0], x[1], x[4]["chrf"]), reverse=True)
     _, _, chosen, model, val_result = scored[0]
     logger.info("chosen on validation: %s", chosen)
 

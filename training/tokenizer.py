@@ -36,8 +36,11 @@ def train_tokenizer(
         trainer = trainers.UnigramTrainer(
             vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS + BYTE_TOKENS, unk_token=UNK, show_progress=False
         )
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    # Llama-style: every space becomes "▁" and one "▁" is prepended, in the normaliser, so that leading spaces
+    # survive (a Metaspace pre-tokenizer with prepend_scheme="always" does not prepend to a text that already
+    # starts with a space, and the decoder below then loses that space); the pre-tokenizer only splits words.
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True)
     # Llama-style decoding: "▁" back to spaces, <0xNN> bytes back to characters, drop the one leading space.
     tok.decoder = decoders.Sequence(
         [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
@@ -47,6 +50,8 @@ def train_tokenizer(
     # decoding with skip_special_tokens=True keeps the characters they spell.
     state = json.loads(tok.to_str())
     state["added_tokens"] = [t for t in state["added_tokens"] if t["content"] in SPECIAL_TOKENS]
+    # The Unigram trainer returns a model without byte fallback (unseen characters became <unk>); turn it on.
+    state["model"]["byte_fallback"] = True
     tok = Tokenizer.from_str(json.dumps(state))
     eos_id = tok.token_to_id(EOS)
     # Every sequence ends with </s>: the encoder sees where the sentence stops and the decoder learns to stop.

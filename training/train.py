@@ -183,6 +183,12 @@ def complete_checkpoints(folder: str) -> list[str]:
         m = _CHECKPOINT.match(name)
         path = os.path.join(folder, name)
         if m and all(os.path.isfile(os.path.join(path, f)) for f in _CHECKPOINT_FILES):
+            # trainer_state.json is written last, but not atomically: a kill while it is written leaves it cut.
+            try:
+                with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as fh:
+                    json.load(fh)["global_step"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
             found.append((int(m.group(1)), path))
     return [p for _, p in sorted(found)]
 
@@ -304,6 +310,14 @@ def make_trainer_class():
 
 def main(argv=None) -> int:
     config, args = parse_args(argv)
+    ckpt_dir = os.path.join(config.output_dir, "checkpoints")
+    # Refuse an existing run before any import or work (fast, and nothing in the folder is touched).
+    if os.path.isdir(config.output_dir) and os.listdir(config.output_dir) and not (args.resume or config.overwrite_output_dir):
+        raise SystemExit(
+            f"training: {config.output_dir} already holds a run ({len(complete_checkpoints(ckpt_dir))} checkpoints). "
+            "Pass --resume to continue it, choose another --output-dir, or pass --overwrite-output-dir to start "
+            "over in it."
+        )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
                         stream=sys.stdout)
     import torch
@@ -318,31 +332,32 @@ def main(argv=None) -> int:
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    state = PartialState()
-    ckpt_dir = os.path.join(config.output_dir, "checkpoints")
-    existing = complete_checkpoints(ckpt_dir)
-    if os.path.isdir(config.output_dir) and os.listdir(config.output_dir) and not (args.resume or config.overwrite_output_dir):
-        raise SystemExit(
-            f"training: {config.output_dir} already holds a run ({len(existing)} checkpoints). Pass --resume to "
-            "continue it, choose another --output-dir, or pass --overwrite-output-dir to start over in it."
-        )
-    if config.overwrite_output_dir and not args.resume and state.is_main_process and os.path.isdir(ckpt_dir):
+    # On CPU, accelerate only sees a multi-process launch as distributed (gloo) when told it runs on CPU; without
+    # this, every process believes it is the main one before the Trainer sets up (all train the tokenizer at once).
+    use_cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    state = PartialState(cpu=use_cpu)
+    # Bad data is refused before the output folder is created or touched.
+    try:
+        train_corpus = load_corpus(config.data, config.train_split, config.source_lang, config.target_lang)
+        valid_corpus = load_corpus(config.data, config.valid_split, config.source_lang, config.target_lang)
+    except DataError as e:
+        raise SystemExit(f"training: {e}")
+    if config.overwrite_output_dir and not args.resume and state.is_main_process:
         import shutil
 
-        shutil.rmtree(ckpt_dir)
-        existing = []
+        # Start over: the old checkpoints, tokenizer (it may have another vocabulary size) and log go.
+        for name in ("checkpoints", "tokenizer", "tokenizer.tmp"):
+            shutil.rmtree(os.path.join(config.output_dir, name), ignore_errors=True)
+        if os.path.isfile(os.path.join(config.output_dir, "log.jsonl")):
+            os.remove(os.path.join(config.output_dir, "log.jsonl"))
     state.wait_for_everyone()
+    existing = complete_checkpoints(ckpt_dir)
     os.makedirs(config.output_dir, exist_ok=True)
     if state.is_main_process:
         with open(os.path.join(config.output_dir, "train_config.json"), "w", encoding="utf-8") as fh:
             json.dump(dataclasses.asdict(config), fh, indent=2)
 
     set_seed(config.seed)
-    try:
-        train_corpus = load_corpus(config.data, config.train_split, config.source_lang, config.target_lang)
-        valid_corpus = load_corpus(config.data, config.valid_split, config.source_lang, config.target_lang)
-    except DataError as e:
-        raise SystemExit(f"training: {e}")
     if config.max_train_samples:
         train_corpus.source = train_corpus.source[: config.max_train_samples]
         train_corpus.target = train_corpus.target[: config.max_train_samples]
@@ -366,7 +381,9 @@ def main(argv=None) -> int:
     def compute_metrics(pred):
         import numpy as np
 
-        ids = np.where(pred.predictions < 0, tokenizer.pad_token_id, pred.predictions)
+        # With several processes, accelerate completes the last batches with repeats of the first sentences so
+        # that every process gets full batches; they come after the n_eval real rows (in order): drop them.
+        ids = np.where(pred.predictions < 0, tokenizer.pad_token_id, pred.predictions)[:n_eval]
         hyps = [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
         return {k: v for k, v in score(hyps, valid_corpus.target[:n_eval], config.target_lang).items()
                 if isinstance(v, (int, float))}
@@ -414,7 +431,7 @@ def main(argv=None) -> int:
         report_to="none",
         seed=config.seed,
         dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=use_cpu,
         disable_tqdm=not sys.stderr.isatty(),
     )
     trainer_cls = make_trainer_class()
@@ -447,7 +464,7 @@ def main(argv=None) -> int:
         from .export import finalize
 
         finalize(config, trainer, tokenizer, train_seconds=train_seconds, push_to_hub=args.push_to_hub,
-                 argv=sys.argv if argv is None else ["python", "-m", "training.train", *argv])
+                 argv=["python", "-m", "training.train", *(sys.argv[1:] if argv is None else argv)])
     return 0
 
 

@@ -1,0 +1,175 @@
+"""`python -m training.train` refuses bad settings and bad data before any work starts: a clear message, no
+traceback, no tokenizer trained, the output folder not created. (Refusing an existing run folder is tested
+on a real run in test_training_e2e.py.)"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import ROOT
+
+from training.train import TrainConfig, parse_args
+
+# Runs main() in a child and reports what it raised and which heavy modules it had imported by then.
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from training.train import main
+    try:
+        main(sys.argv[1:])
+        code, message = 0, ""
+    except SystemExit as e:
+        code, message = e.code, str(e.code)
+    heavy = sorted(m for m in ("torch", "transformers", "tokenizers", "datasets", "accelerate") if m in sys.modules)
+    print(json.dumps({"code": code, "message": message, "heavy": heavy}))
+    """
+)
+
+
+def env():
+    e = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    e.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return e
+
+
+def refuse(*args, timeout=600):
+    """Run main() in a child with these arguments; it must refuse with a message before importing torch."""
+    result = subprocess.run([sys.executable, "-c", CHILD, *args], cwd=ROOT, env=env(), capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["code"] not in (0, None), report
+    return report
+
+
+BAD_VALUES = [
+    (["--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
+    (["--d-model", "250", "--attention-heads", "4"], "d_model (250) must be divisible by attention_heads (4)"),
+    (["--vocab-size", "0"], "vocab_size must be a positive integer, got 0"),
+    (["--max-steps", "-5"], "max_steps must be a positive integer, got -5"),
+    (["--learning-rate", "2"], "learning_rate must be in (0, 1), got 2.0"),
+    (["--adam-epsilon", "0"], "adam_epsilon must be > 0"),
+    (["--warmup-steps", "-1"], "warmup_steps must be an integer >= 0, got -1"),
+    (["--eval-steps", "15", "--save-steps", "10"], "eval_steps (15) must be a multiple of save_steps (10)"),
+    (["--tokenizer-type", "wordpiece"], "tokenizer_type must be 'bpe' or 'unigram'"),
+    (["--position-embedding-type", "rotary"], "position_embedding_type must be 'sinusoidal' or 'learned'"),
+    (["--source-lang", "de", "--target-lang", "de"], "source_lang and target_lang are both 'de'"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
+def test_bad_value_is_refused_by_name(argv, message):
+    with pytest.raises(SystemExit) as err:
+        parse_args(argv)
+    text = str(err.value.code)
+    assert text.startswith("training: bad configuration:")
+    assert message in text, text
+
+
+def test_every_problem_is_listed_at_once():
+    with pytest.raises(SystemExit) as err:
+        parse_args(["--dropout", "1.5", "--batch-size", "0", "--label-smoothing", "-0.1"])
+    text = str(err.value.code)
+    assert "dropout" in text and "batch_size" in text and "label_smoothing" in text
+
+
+def test_unparsable_flag_value():
+    with pytest.raises(SystemExit) as err:
+        parse_args(["--d-model", "big"])
+    assert err.value.code == 2  # argparse's usage error
+
+
+def test_defaults_are_the_papers_recipe():
+    config, _ = parse_args([])
+    assert (config.adam_beta1, config.adam_beta2, config.adam_epsilon) == (0.9, 0.98, 1e-9)
+    assert config.label_smoothing == 0.1 and config.dropout == 0.1
+    assert (config.num_beams, config.length_penalty) == (4, 0.6)
+    assert config == TrainConfig()
+
+
+def test_project_config_file_is_valid():
+    path = os.path.join(ROOT, "training", "configs", "multi30k_en_de.json")
+    config, args = parse_args(["--config", path, "--max-steps", "7"])
+    with open(path, encoding="utf-8") as fh:
+        values = json.load(fh)
+    assert config.max_steps == 7  # flags win over the file
+    assert config.d_model == values["d_model"] and config.dropout == values["dropout"]
+    assert args.config == path
+
+
+@pytest.mark.parametrize("content,message", [
+    ({"d_model": 128, "learnig_rate": 0.1}, "unknown setting(s) in {path}: learnig_rate"),
+    ({"dropout": 1.5}, "dropout must be in [0, 1), got 1.5"),
+    ({"d_model": "big"}, "d_model must be a positive integer, got 'big'"),
+    ("{not json", "cannot read config file {path}"),
+])
+def test_bad_config_file(tmp_path, content, message):
+    path = tmp_path / "config.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    with pytest.raises(SystemExit) as err:
+        parse_args(["--config", str(path)])
+    assert message.format(path=path) in str(err.value.code)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(SystemExit) as err:
+        parse_args(["--config", str(tmp_path / "nope.json")])
+    assert "cannot read config file" in str(err.value.code)
+
+
+def test_flag_overrides_a_bad_file_value(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"dropout": 1.5, "d_model": 64}), encoding="utf-8")
+    config, _ = parse_args(["--config", str(path), "--dropout", "0.3"])
+    assert config.dropout == 0.3 and config.d_model == 64
+
+
+def test_cli_refuses_bad_values_before_any_work(tmp_path):
+    """The real command: exit status 1, a message naming the setting, nothing imported or written."""
+    out = tmp_path / "run"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"max_steps": 10, "colour": "blue"}), encoding="utf-8")
+    cases = [
+        (["--dropout", "1.5"], "dropout must be in [0, 1)"),
+        (["--d-model", "250", "--attention-heads", "4"], "d_model (250) must be divisible by attention_heads (4)"),
+        (["--config", str(config)], "unknown setting(s) in"),
+    ]
+    for argv, message in cases:
+        result = subprocess.run([sys.executable, "-m", "training.train", "--output-dir", str(out), *argv],
+                                cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+        assert result.returncode == 1, result
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert not out.exists()
+    # And inside the process: refused before torch, transformers or tokenizers were even imported.
+    report = refuse("--output-dir", str(out), "--dropout", "1.5")
+    assert report["heavy"] == [] and "dropout" in report["message"]
+    assert not out.exists()
+
+
+def test_cli_refuses_bad_data_naming_file_and_line(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.en").write_text("A man.\nA woman.\nA child.\n", encoding="utf-8")
+    (data / "train.de").write_bytes("Ein Mann.\nEine Frau.\n".encode() + "Ein Kind in München.\n".encode("latin-1"))
+    (data / "val.en").write_text("A dog.\n", encoding="utf-8")
+    (data / "val.de").write_text("Ein Hund.\n", encoding="utf-8")
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "training.train", "--data", str(data), "--output-dir", str(out)],
+        cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 1
+    assert f"training: {data / 'train.de'}, line 3: not valid UTF-8" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()  # so the same command works once the data is fixed, without --resume
+
+    # A missing validation split, in the same folder once train is fixed.
+    (data / "train.de").write_text("Ein Mann.\nEine Frau.\nEin Kind.\n", encoding="utf-8")
+    for name in ("val.en", "val.de"):
+        (data / name).unlink()
+    report = refuse("--data", str(data), "--output-dir", str(out))
+    assert "No file for split 'val', language 'en'" in report["message"] and str(data) in report["message"]
+    assert not out.exists()
