@@ -1,0 +1,340 @@
+"""The Space: translate with the original Transformer and look at every attention head while it reads.
+
+    python space/app.py [--model PATH_OR_HUB_ID] [--host 127.0.0.1] [--port 7860]
+
+The model comes from `--model`, else the `MODEL_ID` environment variable, else `model/` next to this
+file, and is loaded with `AutoModelForSeq2SeqLM` / `AutoTokenizer` and `trust_remote_code=True`, exactly
+as a Hub user would load it. On Hugging Face Spaces this folder is the repository root, so the sibling
+modules are imported as top-level modules.
+
+Extension points: `build_demo(bundle)` builds the whole app from one `ModelBundle`; any of the optional
+tab modules in `OPTIONAL_TABS` that can be imported adds a tab (see `discover_tabs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:  # imported from elsewhere (tests, a notebook): make the sibling modules importable
+    sys.path.insert(0, HERE)
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from attention_data import FAMILIES, FAMILY_SIDES, FAMILY_TITLES, AttentionData  # noqa: E402
+from attention_plots import head_grid_image, heatmap_image  # noqa: E402
+from safe_html import TOKEN_CSS, links_html, status_html, tokens_html, visible  # noqa: E402
+from translation_engine import (  # noqa: E402
+    EMPTY_MESSAGE,
+    ModelBundle,
+    ModelSourceError,
+    load_bundle,
+    resolve_model_source,
+)
+
+EXAMPLES = [
+    "The animal didn't cross the street because it was too tired.",
+    "A man in a blue shirt is standing on a ladder cleaning windows.",
+    "Two young children are playing with a ball in the park.",
+    "A woman in a red dress is walking her dog along the beach.",
+    "A group of people are sitting at a table in a busy restaurant.",
+]
+
+EXPLAINER = """\
+**What you are looking at.** Each row is one token *attending* (the query), each column a token it can
+attend to (a key); a row's weights come out of a softmax and sum to 1. A weight says how much of that
+position's value vector is mixed into this one, in this layer and this head — not *why* the model chose a
+word: after the first layer every position already carries a mixture of its neighbours. Attention is not
+an explanation and **cross-attention is not a word alignment**: heads often park most of their weight on
+the end-of-sentence token `</s>` or on punctuation when they have nothing to fetch, and different heads
+disagree. Decoder self-attention is masked, so its upper triangle is empty. Decoder rows are labelled with
+the token the decoder *reads* at that step (`<s>` first); from it the model predicts the next token.
+All maps come from one teacher-forced forward pass over the final translation.
+"""
+
+OPTIONAL_TABS = ("walkthrough_tab", "circuits_tab")
+HEAD_MEAN = "mean"
+
+
+@dataclass
+class SharedUI:
+    """What an optional tab may hook into: the model and the main tab's components and events."""
+
+    bundle: ModelBundle
+    source: gr.Textbox  # the source sentence
+    translation: gr.Textbox  # the final translation
+    beam_size: gr.Slider
+    max_new_tokens: gr.Slider
+    attention_state: gr.State  # {"source_ids", "decoder_ids"} of the last translation, or None;
+    # `bundle.attention_for(value)` turns it into the AttentionData (cached, else recomputed)
+    translate_event: object  # the click dependency: `shared.translate_event.then(fn, ...)` runs after it
+
+
+def discover_tabs(names=OPTIONAL_TABS) -> list:
+    """Import each optional tab module that exists; a module with a bug still raises (it is not hidden)."""
+    modules = []
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None:
+            modules.append(importlib.import_module(name))
+    return modules
+
+
+# --- handlers (plain functions of the bundle and the inputs: testable without a server) ------------------
+def translate_outputs(bundle: ModelBundle, text, beam_size, max_new_tokens):
+    """translation, status HTML, source-token HTML, target-token HTML, and the state: the ids of the pair.
+
+    The per-session state holds only ids; the attention maps stay in the bundle's small bounded cache.
+    """
+    result = bundle.translate(text, beam_size, max_new_tokens)
+    if result.empty:
+        return "", status_html([EMPTY_MESSAGE]), "", "", None
+    data = result.attention
+    special = set(bundle.tokenizer.all_special_tokens)
+    search = "greedy search" if result.num_beams == 1 else f"beam search, {result.num_beams} beams"
+    timing = (
+        f"{bundle.language_pair} · {search} · translated in {result.generate_ms:.0f} ms, "
+        f"attention maps in {result.attention_ms:.0f} ms"
+    )
+    return (
+        result.text,
+        status_html(result.notices, timing),
+        tokens_html(data.source_tokens, special, "Source subword tokens"),
+        tokens_html(data.target_tokens, special, "Target subword tokens, as the decoder reads them"),
+        {"source_ids": list(data.source_ids), "decoder_ids": list(data.target_ids)},
+    )
+
+
+def attention_json(bundle: ModelBundle, text, beam_size=None, max_new_tokens=None) -> dict:
+    """The API's attention answer: translation, token lists and [layer][head][query][key] matrices."""
+    result = bundle.translate(text, beam_size, max_new_tokens)
+    if result.empty:
+        return {"translation": "", "notices": [EMPTY_MESSAGE], "source_tokens": [], "target_tokens": [],
+                "encoder": [], "decoder": [], "cross": []}
+    return {"translation": result.text, "notices": result.notices, **result.attention.to_dict()}
+
+
+def default_query(data: AttentionData, family: str) -> int:
+    """Which token the 'strongest links' panel starts on: "it" in the source if present, else a real token."""
+    tokens = data.query_tokens(family)
+    if FAMILY_SIDES[family][0] == "source":
+        for i, token in enumerate(tokens):
+            if token.replace("▁", "").lower() == "it":
+                return i
+        return 0
+    return 1 if len(tokens) > 1 else 0
+
+
+def _query_index(data: AttentionData, family: str, value) -> int:
+    side = FAMILY_SIDES[family][0]
+    if isinstance(value, str) and ":" in value:
+        value_side, _, index = value.partition(":")
+        if value_side == side and index.isdigit() and int(index) < len(data.query_tokens(family)):
+            return int(index)
+    return default_query(data, family)
+
+
+def explorer_outputs(data: AttentionData | None, family, layer, head, query):
+    """Picker updates, heatmap, head grid and strongest-links HTML for the current selection."""
+    if data is None:
+        return gr.update(), gr.update(), gr.update(), None, None, ""
+    family = family if family in FAMILIES else "encoder"
+    n_layers, n_heads = data.num_layers(family), data.num_heads(family)
+    layer_index = min(max(int(layer) - 1, 0), n_layers - 1) if str(layer).isdigit() else n_layers - 1
+    head_index = None
+    if str(head).isdigit():
+        head_index = min(max(int(head) - 1, 0), n_heads - 1)
+    head_label = "mean over heads" if head_index is None else f"head {head_index + 1}"
+    query_index = _query_index(data, family, query)
+    side = FAMILY_SIDES[family][0]
+    queries, keys = data.query_tokens(family), data.key_tokens(family)
+    title = f"{FAMILY_TITLES[family]} · layer {layer_index + 1} · {head_label}"
+    heatmap = heatmap_image(
+        data.matrix(family, layer_index, head_index), queries, keys, title,
+        row_axis=f"{FAMILY_SIDES[family][0]} token", col_axis=f"{FAMILY_SIDES[family][1]} token",
+    )
+    grid = head_grid_image(
+        data.layers(family)[layer_index], f"{FAMILY_TITLES[family]} · layer {layer_index + 1} · all heads",
+        selected=head_index,
+    )
+    links = links_html(queries[query_index], query_index, data.strongest_links(family, query_index, head_index),
+                       head_label, FAMILY_TITLES[family])
+    return (
+        gr.update(choices=[str(i) for i in range(1, n_layers + 1)], value=str(layer_index + 1)),
+        gr.update(choices=[HEAD_MEAN] + [str(i) for i in range(1, n_heads + 1)],
+                  value=HEAD_MEAN if head_index is None else str(head_index + 1)),
+        gr.update(choices=[(f"{i}: {visible(t)}", f"{side}:{i}") for i, t in enumerate(queries)],
+                  value=f"{side}:{query_index}"),
+        heatmap,
+        grid,
+        links,
+    )
+
+
+# --- the app ---------------------------------------------------------------------------------------------
+def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
+    """The whole app for one loaded model. `tabs`: tab modules to add (default: `discover_tabs()`).
+
+    A tab module has `TAB_TITLE` and `build(bundle, shared)`, called inside its `gr.Tab`, where `shared`
+    is a `SharedUI`.
+    """
+    config = bundle.model.config
+    model_name = os.path.basename(bundle.ref.rstrip("/")) if os.path.isdir(bundle.ref) else bundle.ref
+    with gr.Blocks(title="Attention Is All You Need — attention explorer", analytics_enabled=False,
+                   delete_cache=(1800, 3600)) as demo:
+        gr.Markdown(
+            "# Attention Is All You Need — translate and watch every head\n"
+            f"The original 2017 Transformer, trained from scratch on Multi30k. {bundle.describe()} · "
+            f"model `{model_name}`"
+        )
+        with gr.Tab("Translate & attention", id="translate"):
+            with gr.Row():
+                with gr.Column():
+                    source = gr.Textbox(label=f"Source ({bundle.language_pair.split(' → ')[0]})", lines=3,
+                                        placeholder="Type an English sentence…", elem_id="src",
+                                        max_length=4 * 2000)
+                    with gr.Row():
+                        beam_size = gr.Slider(1, 8, value=bundle.default_num_beams, step=1, label="Beam size (1 = greedy)",
+                                              elem_id="beam-size")
+                        max_new_tokens = gr.Slider(4, bundle.max_new_tokens_limit, value=bundle.default_max_new_tokens,
+                                                   step=1, label="Maximum output tokens", elem_id="max-new-tokens")
+                    button = gr.Button("Translate", variant="primary", elem_id="translate-btn")
+                with gr.Column():
+                    translation = gr.Textbox(label=f"Translation ({bundle.language_pair.split(' → ')[1]})", lines=3,
+                                             interactive=False, elem_id="translation", buttons=["copy"])
+                    status = gr.HTML(label="status", elem_id="status", css_template=TOKEN_CSS)
+            gr.Examples(examples=[[e] for e in EXAMPLES], inputs=[source], label="Examples", elem_id="examples")
+            source_tokens = gr.HTML(label="source tokens", elem_id="src-tokens", css_template=TOKEN_CSS)
+            target_tokens = gr.HTML(label="target tokens", elem_id="out-tokens", css_template=TOKEN_CSS)
+
+            gr.Markdown("## Attention explorer")
+            gr.Markdown(EXPLAINER, elem_id="attention-explainer")
+            attention_state = gr.State(None)
+            with gr.Row():
+                family = gr.Radio([(FAMILY_TITLES[f], f) for f in FAMILIES], value="encoder", label="Attention",
+                                  elem_id="family", scale=2)
+                layer = gr.Radio([str(i) for i in range(1, config.encoder_layers + 1)], value=str(config.encoder_layers),
+                                 label="Layer", elem_id="layer")
+                head = gr.Radio([HEAD_MEAN] + [str(i) for i in range(1, config.encoder_attention_heads + 1)],
+                                value=HEAD_MEAN, label="Head", elem_id="head")
+            with gr.Row():
+                with gr.Column(scale=3):
+                    heatmap = gr.Image(label="Attention weights (rows: attending token, columns: attended token)",
+                                       type="numpy", format="png", interactive=False, elem_id="heatmap", show_label=False,
+                                       buttons=["download", "fullscreen"],
+                                       placeholder="Translate a sentence to see its attention.")
+                with gr.Column(scale=2):
+                    grid = gr.Image(label="All heads of this layer (selected head framed in red)", type="numpy",
+                                    format="png", interactive=False, elem_id="head-grid", show_label=False,
+                                    buttons=["download", "fullscreen"])
+                    query = gr.Dropdown(choices=[], label="Pick a token: where does it look, layer by layer?",
+                                        elem_id="query-token", allow_custom_value=False)
+                    links = gr.HTML(label="strongest links", elem_id="links", css_template=TOKEN_CSS)
+
+            def translate(text: str, beam_size: int, max_new_tokens: int):
+                return translate_outputs(bundle, text, beam_size, max_new_tokens)
+
+            translate_event = button.click(
+                translate,
+                inputs=[source, beam_size, max_new_tokens],
+                outputs=[translation, status, source_tokens, target_tokens, attention_state],
+                api_name="translate",
+                api_description="Translate a sentence. Returns the translation, then status, source-token and "
+                                "target-token HTML.",
+            )
+            def explore(state, family_, layer_, head_, query_):
+                return explorer_outputs(bundle.attention_for(state), family_, layer_, head_, query_)
+
+            explorer_inputs = [attention_state, family, layer, head, query]
+            explorer_views = [layer, head, query, heatmap, grid, links]
+            translate_event.then(explore, inputs=explorer_inputs, outputs=explorer_views,
+                                 api_visibility="private", show_progress="hidden")
+            for picker in (family, layer, head, query):
+                picker.input(explore, inputs=explorer_inputs, outputs=explorer_views,
+                             api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+
+            def attention(text: str, beam_size: int = bundle.default_num_beams,
+                          max_new_tokens: int = bundle.default_max_new_tokens) -> dict:
+                """Translate, then return the tokens and every attention map as JSON:
+                `encoder`/`decoder`/`cross` are [layer][head][query][key]; see `layout` and `shapes`."""
+                return attention_json(bundle, text, beam_size, max_new_tokens)
+
+            gr.api(attention, api_name="attention")
+
+        shared = SharedUI(bundle, source, translation, beam_size, max_new_tokens, attention_state, translate_event)
+        for module in discover_tabs() if tabs is None else tabs:
+            with gr.Tab(getattr(module, "TAB_TITLE", module.__name__)):
+                module.build(bundle, shared)
+    demo.queue(max_size=64)
+    return demo
+
+
+def launch(demo: gr.Blocks, patience_s: float = 60.0, **kwargs):
+    """`demo.launch(**kwargs)`, with Gradio's localhost self-check made patient.
+
+    Before returning, `launch()` checks that the new server answers on localhost, giving up after one
+    3-second timeout and then raising "When localhost is not accessible, a shareable link must be
+    created". On a busy machine (CI, a training run next door) that fails although the server is fine,
+    so the check is retried here for up to `patience_s` seconds.
+    """
+    from gradio import networking
+
+    original = networking.url_ok
+
+    def patient_url_ok(url: str) -> bool:
+        deadline = time.monotonic() + patience_s
+        while not original(url):
+            if time.monotonic() > deadline:
+                return False
+        return True
+
+    networking.url_ok = patient_url_ok
+    try:
+        return demo.launch(**kwargs)
+    finally:
+        networking.url_ok = original
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Translate with the original Transformer and explore its attention.")
+    parser.add_argument("--model", default=None,
+                        help="model folder or Hub id (default: $MODEL_ID, else model/ next to app.py)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (default 127.0.0.1; Spaces set GRADIO_SERVER_NAME=0.0.0.0)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads per request (default 1; 0 = torch's choice). This model's matrices "
+                             "are small: one thread is about as fast alone and many times faster on a shared CPU")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        bundle = load_bundle(resolve_model_source(args.model))
+    except ModelSourceError as err:
+        print(f"space/app.py: {err}", file=sys.stderr)
+        return 2
+    demo = build_demo(bundle)
+    launch(demo, server_name=args.host, server_port=args.port, share=args.share)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

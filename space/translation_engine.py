@@ -1,0 +1,306 @@
+"""Loading the model the way a Hub user would, cleaning input, translating, and collecting attention.
+
+Imports no gradio, and torch/transformers only when a model is loaded, so a wrong `--model` is reported
+at once. `ModelBundle` is the one object the UI (and any later tab) needs: model, tokenizer, limits.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from attention_data import AttentionData, build_attention_data, decoder_ids_from_generated
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_MODEL_DIR = os.path.join(HERE, "model")
+MAX_INPUT_CHARS = 2000  # longer text is cut before tokenising; the token limit below is the real one
+ATTENTION_CACHE_SIZE = 32  # recent translations whose attention maps stay in memory (bounded: nothing grows)
+LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech"}
+DEFAULT_LANGS = ("en", "de")  # the shipped model: Multi30k English -> German
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_TRAIN_HINT = (
+    "Train and export one with `python -m training.train --config training/configs/multi30k_en_de.json` "
+    "(it writes space/model/), or pass --model PATH_OR_HUB_ID, or set MODEL_ID."
+)
+
+
+class ModelSourceError(Exception):
+    """The model could not be found or loaded; the message says what was looked for."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    ref: str  # a local folder (absolute) or a Hub repository id
+    origin: str  # "--model", "MODEL_ID" or "default (space/model/)"
+    is_local: bool
+
+
+def resolve_model_source(cli_value: str | None = None, env: dict | None = None,
+                         default_dir: str = DEFAULT_MODEL_DIR) -> ModelSource:
+    """`--model`, else `$MODEL_ID`, else `space/model/`; checks a local folder without importing torch."""
+    env = os.environ if env is None else env
+    if cli_value:
+        ref, origin = cli_value, "--model"
+    elif env.get("MODEL_ID"):
+        ref, origin = env["MODEL_ID"], "MODEL_ID"
+    else:
+        ref, origin = default_dir, "default (space/model/)"
+    path = os.path.abspath(os.path.expanduser(ref))
+    if os.path.isdir(path):
+        config = os.path.join(path, "config.json")
+        if not os.path.isfile(config):
+            raise ModelSourceError(
+                f"{path} (from {origin}) is a folder but holds no config.json; looked for {config}. Expected a "
+                "model folder written by save_pretrained (config.json, model.safetensors, tokenizer files and "
+                "the remote-code .py files). " + _TRAIN_HINT
+            )
+        return ModelSource(path, origin, True)
+    if os.path.exists(path):
+        raise ModelSourceError(f"{path} (from {origin}) is a file; pass the model folder that contains config.json.")
+    if _HUB_ID.match(ref) and not ref.startswith((".", "~")):
+        return ModelSource(ref, origin, False)
+    raise ModelSourceError(
+        f"No model folder at {path} (from {origin}); looked for {os.path.join(path, 'config.json')}. "
+        + ("Hub models are named owner/name. " if origin != "default (space/model/)" else "")
+        + _TRAIN_HINT
+    )
+
+
+def _model_card_languages(folder: str) -> tuple[str, str] | None:
+    """`language: [en, de]` from the YAML front matter of a model card, if there is one."""
+    try:
+        with open(os.path.join(folder, "README.md"), encoding="utf-8") as fh:
+            text = fh.read(4000)
+    except OSError:
+        return None
+    match = re.search(r"^language:\s*\n((?:\s*-\s*\S+\s*\n)+)", text, re.M) or re.search(
+        r"^language:\s*\[([^\]]+)\]", text, re.M
+    )
+    if not match:
+        return None
+    langs = re.findall(r"[A-Za-z]{2,3}", match.group(1))
+    return (langs[0], langs[1]) if len(langs) >= 2 else None
+
+
+@dataclass
+class PreparedSource:
+    text: str  # what the model reads (after cleaning and any cut)
+    input_ids: list[int]
+    notices: list[str] = field(default_factory=list)
+    original_tokens: int = 0
+
+
+@dataclass
+class Translation:
+    text: str
+    source: PreparedSource | None
+    decoder_ids: list[int] = field(default_factory=list)
+    attention: AttentionData | None = None
+    notices: list[str] = field(default_factory=list)
+    num_beams: int = 0
+    max_new_tokens: int = 0
+    generate_ms: float = 0.0
+    attention_ms: float = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return self.source is None
+
+
+EMPTY_MESSAGE = "Type a sentence to translate (the box is empty)."
+
+
+class ModelBundle:
+    """The loaded model and tokenizer plus what the UI needs to know about them."""
+
+    def __init__(self, model, tokenizer, ref: str = "", source_lang: str | None = None, target_lang: str | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.ref = ref
+        config = model.config
+        langs = (getattr(config, "source_lang", None), getattr(config, "target_lang", None))
+        if not all(langs) and ref and os.path.isdir(ref):
+            langs = _model_card_languages(ref) or langs
+        if not all(langs):
+            langs = DEFAULT_LANGS
+        self.source_lang = source_lang or langs[0]
+        self.target_lang = target_lang or langs[1]
+        limits = [int(config.max_position_embeddings)] if getattr(config, "position_embedding_type", "") == "learned" else []
+        tok_max = getattr(tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and 0 < tok_max < 100_000:
+            limits.append(tok_max)
+        self.max_source_tokens = min(limits) if limits else 256
+        # The decoder reads <start> + generated tokens; learned positions cap that length.
+        self.max_new_tokens_limit = (
+            int(config.max_position_embeddings) - 1 if getattr(config, "position_embedding_type", "") == "learned" else 256
+        )
+        gen = model.generation_config
+        self.default_num_beams = int(getattr(gen, "num_beams", 1) or 1)
+        self._attention_cache: OrderedDict = OrderedDict()
+        self._cache_lock = threading.Lock()
+        # The model's own length setting if its generation config states one, else 128 new tokens.
+        stated = gen.to_diff_dict() if hasattr(gen, "to_diff_dict") else {}
+        if stated.get("max_new_tokens"):
+            default_new = int(stated["max_new_tokens"])
+        elif stated.get("max_length"):
+            default_new = int(stated["max_length"]) - 1
+        else:
+            default_new = 128
+        self.default_max_new_tokens = max(4, min(default_new, self.max_new_tokens_limit))
+
+    # --- description -----------------------------------------------------------------------------
+    @property
+    def language_pair(self) -> str:
+        name = lambda code: LANGUAGE_NAMES.get(code, code)  # noqa: E731
+        return f"{name(self.source_lang)} → {name(self.target_lang)}"
+
+    def describe(self) -> str:
+        c = self.model.config
+        return (
+            f"{self.language_pair} · N = {c.encoder_layers} encoder + {c.decoder_layers} decoder layers · "
+            f"h = {c.encoder_attention_heads} heads · d_model = {c.d_model} · vocabulary {c.vocab_size:,} · "
+            f"reads up to {self.max_source_tokens} source tokens"
+        )
+
+    # --- input -----------------------------------------------------------------------------------
+    def prepare(self, text) -> PreparedSource | None:
+        """Clean the text and tokenise it within the model's limit; None when there is nothing to translate."""
+        if text is None:
+            return None
+        text = str(text)
+        # Lone surrogates (possible through the API) cannot be encoded as UTF-8: make them "?".
+        text = text.encode("utf-8", "replace").decode("utf-8").strip()
+        if not text:
+            return None
+        notices = []
+        if len(text) > MAX_INPUT_CHARS:
+            notices.append(f"The text has {len(text):,} characters; only the first {MAX_INPUT_CHARS:,} were read.")
+            text = text[:MAX_INPUT_CHARS]
+        full = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        ids = full
+        if len(full) > self.max_source_tokens:
+            ids = self.tokenizer(text, truncation=True, max_length=self.max_source_tokens)["input_ids"]
+            kept_text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            tail = kept_text[-40:]
+            notices.append(
+                f"Truncated: the text is {len(full)} subword tokens long and this model reads at most "
+                f"{self.max_source_tokens}, so only the part up to “…{tail}” was translated."
+            )
+            text = kept_text
+        return PreparedSource(text=text, input_ids=list(ids), notices=notices, original_tokens=len(full))
+
+    # --- attention maps --------------------------------------------------------------------------
+    def _remember(self, key, data: AttentionData) -> None:
+        with self._cache_lock:
+            self._attention_cache[key] = data
+            self._attention_cache.move_to_end(key)
+            while len(self._attention_cache) > ATTENTION_CACHE_SIZE:
+                self._attention_cache.popitem(last=False)
+
+    def attention_data(self, source_ids: list[int], decoder_ids: list[int]) -> AttentionData:
+        """The attention maps of one sentence pair: from the small cache of recent translations, else computed.
+
+        The UI keeps only the ids in its per-session state (a few hundred bytes) and asks here when drawing.
+        """
+        key = (tuple(source_ids), tuple(decoder_ids))
+        with self._cache_lock:
+            data = self._attention_cache.get(key)
+            if data is not None:
+                self._attention_cache.move_to_end(key)
+                return data
+        data = build_attention_data(self.model, self.tokenizer, list(source_ids), list(decoder_ids))
+        self._remember(key, data)
+        return data
+
+    def attention_for(self, state: dict | None) -> AttentionData | None:
+        """`state` as the UI stores it, {"source_ids": [...], "decoder_ids": [...]}, or None."""
+        if not state:
+            return None
+        return self.attention_data(state["source_ids"], state["decoder_ids"])
+
+    # --- translation -----------------------------------------------------------------------------
+    def _generation_config(self, num_beams: int, max_new_tokens: int):
+        """The model's own settings (length penalty, ...) with this request's beam size and length."""
+        gen = copy.deepcopy(self.model.generation_config)
+        gen.num_beams = num_beams
+        gen.do_sample = False
+        gen.max_new_tokens = None
+        gen.max_length = max_new_tokens + 1  # the decoder start token counts too
+        if num_beams == 1:  # beam-only settings would only draw warnings for greedy search
+            gen.length_penalty = 1.0
+            gen.early_stopping = False
+            gen.num_return_sequences = 1
+        return gen
+
+    def translate(self, text, num_beams: int | None = None, max_new_tokens: int | None = None,
+                  with_attention: bool = True) -> Translation:
+        """Translate one sentence; with `with_attention`, also one teacher-forced pass for the attention maps."""
+        import torch
+
+        source = self.prepare(text)
+        if source is None:
+            return Translation(text="", source=None, notices=[EMPTY_MESSAGE])
+        num_beams = int(num_beams or self.default_num_beams)
+        num_beams = max(1, min(num_beams, 16))
+        max_new_tokens = int(max_new_tokens or self.default_max_new_tokens)
+        max_new_tokens = max(1, min(max_new_tokens, self.max_new_tokens_limit))
+        device = next(self.model.parameters()).device
+        input_ids = torch.tensor([source.input_ids], dtype=torch.long, device=device)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            generated = self.model.generate(
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                generation_config=self._generation_config(num_beams, max_new_tokens),
+            )
+        generate_ms = (time.perf_counter() - t0) * 1000
+        config = self.model.config
+        decoder_ids = decoder_ids_from_generated(generated[0].tolist(), config.eos_token_id, config.pad_token_id)
+        translation = self.tokenizer.decode(decoder_ids, skip_special_tokens=True).strip()
+        notices = list(source.notices)
+        if len(decoder_ids) - 1 >= max_new_tokens:
+            notices.append(f"The translation stopped at the maximum length ({max_new_tokens} tokens).")
+        attention, attention_ms = None, 0.0
+        if with_attention:
+            t1 = time.perf_counter()
+            attention = build_attention_data(self.model, self.tokenizer, source.input_ids, decoder_ids)
+            attention_ms = (time.perf_counter() - t1) * 1000
+            self._remember((tuple(source.input_ids), tuple(decoder_ids)), attention)
+        return Translation(
+            text=translation, source=source, decoder_ids=decoder_ids, attention=attention, notices=notices,
+            num_beams=num_beams, max_new_tokens=max_new_tokens, generate_ms=generate_ms, attention_ms=attention_ms,
+        )
+
+
+def load_bundle(source: ModelSource | str | None = None) -> ModelBundle:
+    """Load with `AutoModelForSeq2SeqLM` / `AutoTokenizer` and `trust_remote_code=True`, as from the Hub."""
+    if not isinstance(source, ModelSource):
+        source = resolve_model_source(source)
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.ref, trust_remote_code=True)
+        model = AutoModelForSeq2SeqLM.from_pretrained(source.ref, trust_remote_code=True)
+    except (OSError, ValueError, ImportError, KeyError) as err:
+        where = (
+            f"the local folder {source.ref}" if source.is_local
+            else f"the Hub repository {source.ref!r} (no local folder {os.path.abspath(source.ref)} exists)"
+        )
+        raise ModelSourceError(f"Could not load a model from {where} (from {source.origin}): {err}") from None
+    return ModelBundle(model, tokenizer, ref=source.ref)
+
+
+__all__ = [
+    "EMPTY_MESSAGE",
+    "ModelBundle",
+    "ModelSource",
+    "ModelSourceError",
+    "PreparedSource",
+    "Translation",
+    "load_bundle",
+    "resolve_model_source",
+]

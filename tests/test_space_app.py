@@ -1,0 +1,268 @@
+"""The running Space: its API through gradio_client, and the page in a real Chromium through Playwright.
+
+One server and one browser serve every test here (module-scoped fixtures). The model is the untrained
+`tiny_model_dir` fixture (deterministic garbage), so the tests compare the app with the model it serves,
+not with good German. With SAVE_SCREENSHOT set and a trained model in space/model/, that model is served
+instead and the browser test also writes space/screenshot.png for the README.
+"""
+
+import os
+import shutil
+import socket
+import types
+
+import numpy as np
+import pytest
+
+SPACE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "space")
+SHIPPED_MODEL = os.path.join(SPACE, "model")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SENTENCE = "The animal didn't cross the street because it was too tired."
+
+# gradio's queue calls pandas options that pandas 3 deprecates; not this project's concern.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir):
+    if os.environ.get("SAVE_SCREENSHOT") and os.path.isfile(os.path.join(SHIPPED_MODEL, "config.json")):
+        return SHIPPED_MODEL
+    return tiny_model_dir
+
+
+@pytest.fixture(scope="module")
+def bundle(model_dir):
+    from translation_engine import load_bundle
+
+    return load_bundle(model_dir)
+
+
+@pytest.fixture(scope="module")
+def server(bundle):
+    import app
+
+    demo = app.build_demo(bundle)
+    port = _free_port()
+    # demo.launch(...) with a patient localhost self-check (see app.launch): busy CI machines are slow.
+    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, share=False,
+               ssr_mode=False)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
+# --- API -------------------------------------------------------------------------------------------------
+def test_translate_endpoint_returns_the_translation_first(client, bundle):
+    answer = client.predict(SENTENCE, api_name="/translate")
+    assert isinstance(answer, tuple) and len(answer) == 4
+    translation, status, source_html, target_html = answer
+    expected = bundle.translate(SENTENCE)  # the UI defaults are the bundle's defaults
+    assert translation == expected.text
+    assert " ms" in status and bundle.language_pair in status
+    assert f"({len(expected.attention.source_tokens)} tokens)" in source_html
+    assert f"({len(expected.attention.target_tokens)} tokens)" in target_html
+    greedy_short = client.predict(SENTENCE, 1, 5, api_name="/translate")[0]
+    assert greedy_short == bundle.translate(SENTENCE, num_beams=1, max_new_tokens=5).text
+
+
+def test_attention_endpoint_returns_tokens_and_every_matrix(client, bundle):
+    data = client.predict("Two dogs play in the snow.", api_name="/attention")
+    config = bundle.model.config
+    S, T = len(data["source_tokens"]), len(data["target_tokens"])
+    assert data["source_tokens"][-1] == bundle.tokenizer.eos_token
+    assert data["translation"] == bundle.translate("Two dogs play in the snow.").text
+    for family, layers, heads, q, k in (
+        ("encoder", config.encoder_layers, config.encoder_attention_heads, S, S),
+        ("decoder", config.decoder_layers, config.decoder_attention_heads, T, T),
+        ("cross", config.decoder_layers, config.decoder_attention_heads, T, S),
+    ):
+        array = np.asarray(data[family])
+        assert array.shape == (layers, heads, q, k) and data["shapes"][family] == [layers, heads, q, k]
+        np.testing.assert_allclose(array.sum(-1), 1.0, atol=1e-3)
+
+
+def test_api_bad_input_gets_messages_not_errors(client, bundle):
+    translation, status, source_html, _ = client.predict("   ", api_name="/translate")
+    assert translation == "" and "empty" in status and source_html == ""
+    assert client.predict("", api_name="/attention")["notices"] == ["Type a sentence to translate (the box is empty)."]
+    long_status = client.predict("a dog runs on the grass " * 60, 1, 4, api_name="/translate")[1]
+    assert "Truncated" in long_status and str(bundle.max_source_tokens) in long_status
+    nasty = '<img src=x onerror="alert(1)"> 😀 שלום \x07\u202e ${1}'
+    translation, status, source_html, target_html = client.predict(nasty, 1, 4, api_name="/translate")
+    assert isinstance(translation, str)
+    for fragment in (status, source_html, target_html):
+        assert "<img" not in fragment and "\x07" not in fragment and "${" not in fragment
+
+
+# --- command line and extension points ------------------------------------------------------------------
+def test_wrong_model_path_says_what_was_looked_for(tmp_path, capsys):
+    import app
+
+    missing = tmp_path / "not_a_model"
+    assert app.main(["--model", str(missing), "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "config.json" in err and "Traceback" not in err
+
+
+def test_defaults_are_local_and_private():
+    import app
+
+    args = app.parse_args([])
+    assert args.host == os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1") and args.share is False
+    assert args.threads == 1
+
+
+def test_an_optional_tab_module_adds_a_tab(bundle):
+    import gradio as gr
+
+    import app
+
+    seen = {}
+
+    def build(bundle_, shared):
+        seen["shared"] = shared
+        gr.Markdown("extra tab body", elem_id="extra-tab-body")
+
+    tab = types.SimpleNamespace(TAB_TITLE="Extra tab", build=build, __name__="extra_tab")
+    demo = app.build_demo(bundle, tabs=[tab])
+    assert isinstance(seen["shared"], app.SharedUI) and seen["shared"].bundle is bundle
+    labels = [block.label for block in demo.blocks.values() if isinstance(block, gr.Tab)]
+    assert labels == ["Translate & attention", "Extra tab"]
+    assert app.discover_tabs(["surely_no_such_tab_module"]) == []
+
+
+# --- a real browser --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the Python package) is not installed")
+    sync_api.expect.set_options(timeout=60_000)  # generous: a busy CI machine can take seconds per request
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(server, wait_until="domcontentloaded")
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+def _image_src(page, selector):
+    return page.locator(f"{selector} img").first.get_attribute("src")
+
+
+def _wait_for_new_image(page, selector, old_src):
+    """Until the image's src differs from `old_src` and the new picture has loaded with a real width."""
+    page.wait_for_function(
+        """([sel, old]) => { const img = document.querySelector(sel + ' img');
+             return img && img.src && img.getAttribute('src') !== old && img.complete && img.naturalWidth > 0; }""",
+        arg=[selector, old_src],
+    )
+    return _image_src(page, selector)
+
+
+@pytest.mark.browser
+def test_browser_translate_then_explore_the_attention(page, bundle, tmp_path):
+    from playwright.sync_api import expect
+
+    expected = bundle.translate(SENTENCE)
+    page.locator("#src textarea").fill(SENTENCE)
+    page.locator("#translate-btn").click()
+    expect(page.locator("#translation textarea")).to_have_value(expected.text)
+    expect(page.locator("#src-tokens .tok")).to_have_count(len(expected.attention.source_tokens))
+    expect(page.locator("#heatmap img")).to_be_visible()
+    src = _wait_for_new_image(page, "#heatmap", None)
+    assert page.locator("#heatmap img").evaluate("img => img.naturalWidth") > 0
+    expect(page.locator("#head-grid img")).to_be_visible()
+    expect(page.locator("#links")).to_contain_text("Layer 1")
+
+    seen = {src}
+    grid_src = _image_src(page, "#head-grid")
+    for picker, choice in (("#family", "Cross-attention"), ("#layer", "1"), ("#head", "2")):
+        page.locator(f"{picker} label", has_text=choice).first.click()
+        src = _wait_for_new_image(page, "#heatmap", src)
+        assert src not in seen  # a new picture for every new selection
+        seen.add(src)
+    grid_now = _wait_for_new_image(page, "#head-grid", grid_src)  # the grid follows family and layer
+    assert grid_now != grid_src
+    expect(page.locator("#head input[value='2']")).to_be_checked()
+
+    page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+    assert (tmp_path / "app.png").stat().st_size > 10_000
+    if os.environ.get("SAVE_SCREENSHOT"):  # the README's picture: "it" in the last encoder layer, mean of heads
+        last_layer = str(bundle.model.config.encoder_layers)
+        for picker, choice in (("#family", "Encoder self-attention"), ("#layer", last_layer), ("#head", "mean")):
+            page.locator(f"{picker} label", has_text=choice).first.click()
+            src = _wait_for_new_image(page, "#heatmap", src)
+        page.screenshot(path=str(tmp_path / "readme.png"), full_page=True)
+        shutil.copyfile(tmp_path / "readme.png", os.path.join(SPACE, "screenshot.png"))
+
+
+@pytest.mark.browser
+def test_browser_shows_html_and_control_characters_escaped(page, bundle):
+    from playwright.sync_api import expect
+
+    from safe_html import visible
+
+    text = '<img src=x onerror="window.__pwned=1"><b>bold</b> 😀 שלום \u202e end'
+    page.locator("#src textarea").fill(text)
+    page.locator("#translate-btn").click()
+    expect(page.locator("#src-tokens .tok").first).to_be_visible()
+    assert page.locator("#src-tokens img, #out-tokens img, #status img").count() == 0
+    assert page.locator("#src-tokens b", has_text="bold").count() == 0
+    assert page.evaluate("() => window.__pwned") is None
+    shown = page.locator("#src-tokens").inner_text()
+    assert "\u202e" not in shown  # a right-to-left override would reorder the page
+    for token in bundle.tokenizer.convert_ids_to_tokens(bundle.prepare(text).input_ids):
+        assert visible(token) in shown  # every token appears as text, markup included
+    page.locator("#src textarea").fill("   ")
+    page.locator("#translate-btn").click()
+    expect(page.locator("#status")).to_contain_text("empty")
+
+
+def test_benchmark_helpers_against_the_running_server(server, bundle):
+    """benchmarks/bench_space.py, in miniature, so the script does not rot."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(SPACE), "benchmarks", "bench_space.py")
+    spec = importlib.util.spec_from_file_location("bench_space", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    timing = bench.measure_server_time(bundle, repeats=2, num_beams=1)
+    assert timing["words"] == 15 and timing["median_ms"] > 0
+    load = bench.load_test(server, clients=2, requests=2, pid=os.getpid(), sentences=bench.LOAD_SENTENCES[:2])
+    assert load["requests"] == 4 and load["errors"] == 0, load["error_samples"]
+    assert load["rss_mb"]["after_round_1"] > 0
+    table = bench.markdown_table({"server_time": [timing], "load": load, "machine": "test"})
+    assert "p50 / p95" in table and "4/4 correct" in table
