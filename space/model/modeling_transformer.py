@@ -1,0 +1,766 @@
+"""The original Transformer (Vaswani et al., 2017, "Attention Is All You Need") as a Hugging Face model.
+
+Read top to bottom: positional encodings (section 3.5), scaled dot-product and multi-head attention
+(section 3.2, equation 1), the position-wise feed-forward network (section 3.3, equation 2), encoder and
+decoder layers and stacks (section 3.1), then the `PreTrainedModel` classes.
+
+Shapes: B = batch, T = target (query) length, S = source (key) length, h = heads, d_k = d_model / h.
+
+This file imports only torch, transformers and its sibling `configuration_transformer.py`, so every
+`save_pretrained` folder carries it flat as remote code (`trust_remote_code=True`).
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .configuration_transformer import TransformerConfig
+
+
+def sinusoidal_table(num_positions: int, d_model: int) -> torch.Tensor:
+    """Section 3.5: PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(same)."""
+    position = torch.arange(num_positions, dtype=torch.float32).unsqueeze(1)  # (P, 1)
+    inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    table = torch.zeros(num_positions, d_model)
+    table[:, 0::2] = torch.sin(position * inv_freq)
+    table[:, 1::2] = torch.cos(position * inv_freq[: d_model // 2])
+    return table  # (P, d_model)
+
+
+class TransformerSinusoidalPositionalEmbedding(nn.Module):
+    """Fixed sinusoidal positional encodings (section 3.5), extended on demand past the precomputed length.
+
+    The table is a non-persistent buffer: it is not saved, and `_init_weights` recomputes it after
+    `from_pretrained` (which otherwise leaves such buffers uninitialised).
+    """
+
+    def __init__(self, num_positions: int, d_model: int):
+        super().__init__()
+        self.d_model = d_model
+        self.register_buffer("weight", sinusoidal_table(num_positions, d_model), persistent=False)
+
+    def create_weight(self) -> torch.Tensor:
+        return sinusoidal_table(self.weight.shape[0], self.d_model)
+
+    def forward(self, seq_len: int, past_length: int = 0) -> torch.Tensor:
+        end = past_length + seq_len
+        if end > self.weight.shape[0]:  # longer than precomputed: the formula extends to any length
+            table = sinusoidal_table(end, self.d_model).to(self.weight.device, self.weight.dtype)
+            return table[past_length:end]
+        return self.weight[past_length:end]  # (T, d_model)
+
+
+class TransformerLearnedPositionalEmbedding(nn.Embedding):
+    """Learned positional embeddings (Table 3, row E): one vector per position up to a fixed maximum."""
+
+    def forward(self, seq_len: int, past_length: int = 0) -> torch.Tensor:
+        end = past_length + seq_len
+        if end > self.num_embeddings:
+            raise ValueError(
+                f"Sequence of {end} positions is longer than max_position_embeddings={self.num_embeddings}, "
+                "the most this model has learned positions for. Truncate the input (tokenizer(..., "
+                "truncation=True, max_length=...)) or use position_embedding_type='sinusoidal'."
+            )
+        positions = torch.arange(past_length, end, device=self.weight.device)
+        return super().forward(positions)  # (T, d_model)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    is_causal: bool = False,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled dot-product attention, equation 1: softmax(Q K^T / sqrt(d_k)) V.
+
+    `attention_mask` is additive (0 where allowed, a very negative number where not), broadcastable to
+    (B, h, T, S). With no mask and `is_causal`, position t attends to positions <= t (section 3.2.3).
+    Returns the output as (B, T, h, d_k) and the attention probabilities as (B, h, T, S).
+    """
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, h, T, S)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    elif is_causal and query.shape[2] > 1:
+        future = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool, device=query.device).triu(1)
+        scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (B, T, h, d_k)
+    return output, weights
+
+
+class TransformerAttention(nn.Module):
+    """Multi-head attention, section 3.2.2: MultiHead(Q, K, V) = Concat(head_1..head_h) W^O.
+
+    Used three ways (section 3.2.3): encoder self-attention, masked decoder self-attention, and
+    encoder-decoder ("cross") attention whose keys and values come from the encoder output.
+    """
+
+    def __init__(self, config: TransformerConfig, num_heads: int, is_causal: bool = False, layer_idx: int | None = None):
+        super().__init__()
+        self.config = config
+        self.embed_dim = config.d_model
+        self.num_heads = num_heads
+        self.head_dim = config.d_model // num_heads  # d_k = d_v = d_model / h
+        self.scaling = self.head_dim**-0.5  # 1 / sqrt(d_k)
+        self.dropout = config.attention_dropout
+        # Read by the sdpa backend when no mask is passed: encoder and cross attention must not be causal.
+        self.is_causal = is_causal
+        self.layer_idx = layer_idx
+        self.q_proj = nn.Linear(self.embed_dim, self.embed_dim)  # W^Q for all heads at once
+        self.k_proj = nn.Linear(self.embed_dim, self.embed_dim)  # W^K
+        self.v_proj = nn.Linear(self.embed_dim, self.embed_dim)  # W^V
+        self.out_proj = nn.Linear(self.embed_dim, self.embed_dim)  # W^O
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(*x.shape[:-1], self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, L, d_k)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_value_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        is_cross_attention = key_value_states is not None
+        query = self._split_heads(self.q_proj(hidden_states))  # (B, h, T, d_k)
+
+        layer_cache = None
+        if cache is not None:
+            if isinstance(cache, EncoderDecoderCache):
+                layer_cache = (
+                    cache.cross_attention_cache if is_cross_attention else cache.self_attention_cache
+                )
+            else:
+                layer_cache = cache
+        if is_cross_attention and layer_cache is not None and cache.is_updated.get(self.layer_idx):
+            # The encoder output does not change while decoding: its keys/values were computed at step 1.
+            key = layer_cache.layers[self.layer_idx].keys
+            value = layer_cache.layers[self.layer_idx].values
+        else:
+            source = key_value_states if is_cross_attention else hidden_states
+            key = self._split_heads(self.k_proj(source))  # (B, h, S, d_k)
+            value = self._split_heads(self.v_proj(source))
+            if layer_cache is not None:
+                key, value = layer_cache.update(key, value, self.layer_idx)
+                if is_cross_attention:
+                    cache.is_updated[self.layer_idx] = True
+
+        # The fused backends return no weights; when they are asked for, this call runs eagerly.
+        if output_attentions or self.config._attn_implementation == "eager":
+            attention_interface: Callable = eager_attention_forward
+        else:
+            attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, eager_attention_forward
+            )
+        output, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
+            is_causal=self.is_causal and attention_mask is None and query.shape[2] > 1,
+        )
+        output = output.reshape(*hidden_states.shape[:-1], self.embed_dim)  # Concat(head_1..head_h): (B, T, d_model)
+        return self.out_proj(output), (weights if output_attentions else None)
+
+
+class TransformerFeedForward(nn.Module):
+    """Position-wise feed-forward network, equation 2: FFN(x) = max(0, x W_1 + b_1) W_2 + b_2."""
+
+    def __init__(self, config: TransformerConfig, ffn_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(config.d_model, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, config.d_model)
+        self.activation_fn = ACT2FN[config.activation_function]
+        self.activation_dropout = config.activation_dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activation_fn(self.fc1(x))
+        x = F.dropout(x, p=self.activation_dropout, training=self.training)
+        return self.fc2(x)
+
+
+class TransformerEncoderLayer(GradientCheckpointingLayer):
+    """Section 3.1: self-attention then feed-forward, each in a residual block with layer normalisation.
+
+    Post-LN (the paper): x = LayerNorm(x + Dropout(Sublayer(x))). Pre-LN: x = x + Dropout(Sublayer(LayerNorm(x))).
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.normalize_before = config.normalize_before
+        self.dropout = config.dropout
+        self.self_attn = TransformerAttention(config, config.encoder_attention_heads, is_causal=False)
+        self.self_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.ffn = TransformerFeedForward(config, config.encoder_ffn_dim)
+        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
+        residual = hidden_states
+        if self.normalize_before:
+            hidden_states = self.self_attn_layer_norm(hidden_states)
+        hidden_states, attn_weights = self.self_attn(
+            hidden_states, attention_mask=attention_mask, output_attentions=output_attentions
+        )
+        hidden_states = residual + F.dropout(hidden_states, p=self.dropout, training=self.training)
+        if not self.normalize_before:
+            hidden_states = self.self_attn_layer_norm(hidden_states)
+
+        residual = hidden_states
+        if self.normalize_before:
+            hidden_states = self.final_layer_norm(hidden_states)
+        hidden_states = self.ffn(hidden_states)
+        hidden_states = residual + F.dropout(hidden_states, p=self.dropout, training=self.training)
+        if not self.normalize_before:
+            hidden_states = self.final_layer_norm(hidden_states)
+        return hidden_states, attn_weights
+
+
+class TransformerDecoderLayer(GradientCheckpointingLayer):
+    """Section 3.1: masked self-attention, encoder-decoder attention, feed-forward; each a residual block."""
+
+    def __init__(self, config: TransformerConfig, layer_idx: int):
+        super().__init__()
+        self.normalize_before = config.normalize_before
+        self.dropout = config.dropout
+        self.self_attn = TransformerAttention(config, config.decoder_attention_heads, is_causal=True, layer_idx=layer_idx)
+        self.self_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.encoder_attn = TransformerAttention(config, config.decoder_attention_heads, is_causal=False, layer_idx=layer_idx)
+        self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.ffn = TransformerFeedForward(config, config.decoder_ffn_dim)
+        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+
+    def _block(self, norm, sublayer, hidden_states, **kwargs):
+        residual = hidden_states
+        if self.normalize_before:
+            hidden_states = norm(hidden_states)
+        hidden_states, weights = sublayer(hidden_states, **kwargs)
+        hidden_states = residual + F.dropout(hidden_states, p=self.dropout, training=self.training)
+        if not self.normalize_before:
+            hidden_states = norm(hidden_states)
+        return hidden_states, weights
+
+    def forward(
+        self,
+        hidden_states,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        cache=None,
+        output_attentions=False,
+        use_cache=True,
+    ):
+        hidden_states, self_weights = self._block(
+            self.self_attn_layer_norm,
+            self.self_attn,
+            hidden_states,
+            attention_mask=attention_mask,
+            cache=cache,
+            output_attentions=output_attentions,
+        )
+        hidden_states, cross_weights = self._block(
+            self.encoder_attn_layer_norm,
+            self.encoder_attn,
+            hidden_states,
+            key_value_states=encoder_hidden_states,
+            attention_mask=encoder_attention_mask,
+            cache=cache,
+            output_attentions=output_attentions,
+        )
+        residual = hidden_states
+        if self.normalize_before:
+            hidden_states = self.final_layer_norm(hidden_states)
+        hidden_states = residual + F.dropout(self.ffn(hidden_states), p=self.dropout, training=self.training)
+        if not self.normalize_before:
+            hidden_states = self.final_layer_norm(hidden_states)
+        return hidden_states, self_weights, cross_weights
+
+
+def _padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, S) 1/0 mask -> additive (B, 1, 1, S) mask, or None when nothing is padded (lets sdpa use flash)."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+def _check_input_ids(input_ids: torch.Tensor, vocab_size: int, name: str) -> None:
+    if input_ids.numel() and (int(input_ids.max()) >= vocab_size or int(input_ids.min()) < 0):
+        bad = input_ids[(input_ids >= vocab_size) | (input_ids < 0)][0].item()
+        raise ValueError(
+            f"`{name}` contains id {bad}, outside the vocabulary [0, {vocab_size}). The tokenizer and the model "
+            "disagree: use the tokenizer saved with this model, or resize_token_embeddings(len(tokenizer))."
+        )
+
+
+def _check_mask(mask: torch.Tensor | None, ids_shape: torch.Size, name: str, ids_name: str) -> None:
+    if mask is not None and tuple(mask.shape) != tuple(ids_shape):
+        raise ValueError(
+            f"`{name}` has shape {tuple(mask.shape)} but `{ids_name}` has shape {tuple(ids_shape)}; they must match "
+            "(1 for real tokens, 0 for padding). Pass the mask the tokenizer returned with these ids."
+        )
+
+
+class TransformerPreTrainedModel(PreTrainedModel):
+    config_class = TransformerConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["TransformerEncoderLayer", "TransformerDecoderLayer"]
+
+    def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
+        """The base method resizes the input (encoder) embedding and the output layer; with untied embeddings
+        the decoder has a matrix of its own, resized here too so that all three keep `config.vocab_size` rows."""
+        new_embeddings = super()._resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        base = getattr(self, self.base_model_prefix, self)
+        if isinstance(base, TransformerModel) and not self.config.tie_word_embeddings:
+            old = base.decoder.embed_tokens
+            resized = self._get_resized_embeddings(old, new_embeddings.weight.shape[0], mean_resizing=mean_resizing)
+            resized.requires_grad_(old.weight.requires_grad)
+            base.decoder.embed_tokens = resized
+        return new_embeddings
+
+    def _init_weights(self, module):
+        """Xavier-uniform linear layers, N(0, d_model^-0.5) embeddings, exact sinusoid tables.
+
+        The paper does not state its initialisation; this is tensor2tensor's / fairseq's choice for it.
+        """
+        std = self.config.init_std or self.config.d_model**-0.5
+        if isinstance(module, TransformerSinusoidalPositionalEmbedding):
+            init.copy_(module.weight, module.create_weight())
+        elif isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+
+def _make_positions(config: TransformerConfig) -> nn.Module:
+    if config.position_embedding_type == "learned":
+        return TransformerLearnedPositionalEmbedding(config.max_position_embeddings, config.d_model)
+    return TransformerSinusoidalPositionalEmbedding(config.max_position_embeddings, config.d_model)
+
+
+class TransformerEncoder(TransformerPreTrainedModel):
+    """The encoder stack (section 3.1): embeddings * sqrt(d_model) + positions, dropout, N layers."""
+
+    def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding | None = None):
+        super().__init__(config)
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        self.embed_tokens = embed_tokens or nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
+        self.embed_positions = _make_positions(config)
+        self.layers = nn.ModuleList([TransformerEncoderLayer(config) for _ in range(config.encoder_layers)])
+        self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.normalize_before else None
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds` to the encoder.")
+        if input_ids is not None:
+            if input_ids.dim() != 2:
+                raise ValueError(f"`input_ids` must be (batch, length), got shape {tuple(input_ids.shape)}.")
+            _check_input_ids(input_ids, self.config.vocab_size, "input_ids")
+            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale  # section 3.4
+        _check_mask(attention_mask, inputs_embeds.shape[:2], "attention_mask", "input_ids")
+        hidden_states = inputs_embeds + self.embed_positions(inputs_embeds.shape[1]).to(inputs_embeds.dtype)
+        hidden_states = F.dropout(hidden_states, p=self.config.dropout, training=self.training)  # section 5.4
+        mask = _padding_mask(attention_mask, hidden_states.dtype)
+
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            hidden_states, weights = layer(hidden_states, attention_mask=mask, output_attentions=output_attentions)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (weights,)
+        if self.layer_norm is not None:
+            hidden_states = self.layer_norm(hidden_states)
+            if output_hidden_states:
+                all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
+        )
+
+
+class TransformerDecoder(TransformerPreTrainedModel):
+    """The decoder stack (section 3.1): masked self-attention so position t sees only positions <= t."""
+
+    def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding | None = None):
+        super().__init__(config)
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        self.embed_tokens = embed_tokens or nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
+        self.embed_positions = _make_positions(config)
+        self.layers = nn.ModuleList([TransformerDecoderLayer(config, i) for i in range(config.decoder_layers)])
+        self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.normalize_before else None
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        cache=None,
+        inputs_embeds=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        use_cache = use_cache if use_cache is not None else self.config.use_cache
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `decoder_input_ids` or `decoder_inputs_embeds` to the decoder.")
+        if input_ids is not None:
+            if input_ids.dim() != 2:
+                raise ValueError(f"`decoder_input_ids` must be (batch, length), got shape {tuple(input_ids.shape)}.")
+            _check_input_ids(input_ids, self.config.vocab_size, "decoder_input_ids")
+            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
+        batch, tgt_len = inputs_embeds.shape[:2]
+
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        if cache is not None and not isinstance(cache, EncoderDecoderCache):
+            raise ValueError(
+                f"`cache` (past_key_values) must be an EncoderDecoderCache, got {type(cache).__name__}."
+            )
+        past_length = cache.get_seq_length() if cache is not None else 0
+
+        # Decoder self-attention mask: causal, plus padding when a decoder mask with zeros is given. Without
+        # padding and without a cached prefix, no tensor is built and the backend applies causality itself.
+        self_mask = None
+        if attention_mask is not None:
+            if attention_mask.shape[0] != batch or attention_mask.shape[1] not in (tgt_len, past_length + tgt_len):
+                raise ValueError(
+                    f"`decoder_attention_mask` has shape {tuple(attention_mask.shape)} but the decoder input is "
+                    f"{(batch, tgt_len)} (with {past_length} cached positions); they must match."
+                )
+            if attention_mask.shape[1] == tgt_len and past_length:
+                attention_mask = torch.cat([attention_mask.new_ones(batch, past_length), attention_mask], dim=1)
+        if (attention_mask is not None and not bool(attention_mask.all())) or (past_length and tgt_len > 1):
+            dtype = inputs_embeds.dtype
+            total = past_length + tgt_len
+            q_pos = torch.arange(past_length, total, device=inputs_embeds.device)[:, None]
+            k_pos = torch.arange(total, device=inputs_embeds.device)[None, :]
+            allowed = (k_pos <= q_pos)[None, None]  # (1, 1, T, past + T)
+            if attention_mask is not None:
+                allowed = allowed & attention_mask[:, None, None, :].bool()
+            self_mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+                ~allowed, torch.finfo(dtype).min
+            )
+        if encoder_attention_mask is not None and encoder_hidden_states is not None:
+            _check_mask(encoder_attention_mask, encoder_hidden_states.shape[:2], "attention_mask", "input_ids")
+        cross_mask = _padding_mask(encoder_attention_mask, inputs_embeds.dtype)
+
+        hidden_states = inputs_embeds + self.embed_positions(tgt_len, past_length).to(inputs_embeds.dtype)
+        hidden_states = F.dropout(hidden_states, p=self.config.dropout, training=self.training)
+
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_self_attns = () if output_attentions else None
+        all_cross_attns = () if output_attentions else None
+        for layer in self.layers:
+            hidden_states, self_weights, cross_weights = layer(
+                hidden_states,
+                attention_mask=self_mask,
+                encoder_hidden_states=encoder_hidden_states,
+                encoder_attention_mask=cross_mask,
+                cache=cache if use_cache else None,
+                output_attentions=output_attentions,
+                use_cache=use_cache,
+            )
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_self_attns += (self_weights,)
+                all_cross_attns += (cross_weights,)
+        if self.layer_norm is not None:
+            hidden_states = self.layer_norm(hidden_states)
+            if output_hidden_states:
+                all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            cache=cache if use_cache else None,
+            hidden_states=all_hidden_states,
+            attentions=all_self_attns,
+            cross_attentions=all_cross_attns,
+        )
+
+
+def _legacy_cache_kwarg(cache, kwargs):
+    """transformers 5.24 renamed `past_key_values` to `cache`; accept the old name from older callers."""
+    legacy = kwargs.pop("past_key_values", None)
+    return cache if cache is not None else legacy
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Teacher forcing: the decoder reads <start> y_1 .. y_{n-1} to predict y_1 .. y_n (-100 becomes pad)."""
+    shifted = labels.new_full(labels.shape, pad_token_id)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+class TransformerModel(TransformerPreTrainedModel):
+    """Encoder and decoder without the output projection; returns `Seq2SeqModelOutput`."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__(config)
+        if config.tie_word_embeddings:
+            # Section 3.4: one embedding matrix for source and target (a joint vocabulary).
+            self.shared = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
+            self._tied_weights_keys = {
+                "encoder.embed_tokens.weight": "shared.weight",
+                "decoder.embed_tokens.weight": "shared.weight",
+            }
+            self.encoder = TransformerEncoder(config, self.shared)
+            self.decoder = TransformerDecoder(config, self.shared)
+        else:
+            self.shared = None
+            self._tied_weights_keys = None
+            self.encoder = TransformerEncoder(config)
+            self.decoder = TransformerDecoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value):
+        if self.config.tie_word_embeddings:
+            self.shared = value
+            self.decoder.embed_tokens = value
+        self.encoder.embed_tokens = value
+
+    def get_encoder(self, modality=None):
+        return self.encoder
+
+    def get_decoder(self, modality=None):
+        return self.decoder
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        cache=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        cache = _legacy_cache_kwarg(cache, kwargs)
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(*encoder_outputs)
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            raise ValueError(
+                "The decoder needs `decoder_input_ids` (or `labels`, from which they are made by shifting right)."
+            )
+        decoder_outputs = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            cache=cache,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            cache=decoder_outputs.cache,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+class TransformerForConditionalGeneration(TransformerPreTrainedModel, GenerationMixin):
+    """The full translation model: `TransformerModel` plus the pre-softmax linear layer (section 3.4),
+    tied to the shared embedding, and a label-smoothed cross-entropy loss (section 5.4)."""
+
+    # Trainer passes no `num_items_in_batch`: the loss is a mean over the batch's real target tokens.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__(config)
+        self.model = TransformerModel(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self._tied_weights_keys = {
+                "lm_head.weight": "model.shared.weight",
+                "model.encoder.embed_tokens.weight": "model.shared.weight",
+                "model.decoder.embed_tokens.weight": "model.shared.weight",
+            }
+        else:
+            self._tied_weights_keys = None
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    def get_encoder(self, modality=None):
+        return self.model.encoder
+
+    def get_decoder(self, modality=None):
+        return self.model.decoder
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Used by `DataCollatorForSeq2Seq` to build teacher-forcing decoder inputs from padded labels."""
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def loss_from_logits(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Label-smoothed cross-entropy (section 5.4) averaged over target tokens; -100 marks ignored positions.
+
+        A batch with no real target token gives a zero loss (with a gradient path), never NaN or inf.
+        """
+        if labels.shape != logits.shape[:2]:
+            raise ValueError(f"`labels` has shape {tuple(labels.shape)}, expected {tuple(logits.shape[:2])}.")
+        if not bool((labels != -100).any()):
+            return logits.sum() * 0.0
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(),
+            labels.reshape(-1),
+            ignore_index=-100,
+            label_smoothing=self.config.label_smoothing,
+        )
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        cache=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **kwargs,
+    ):
+        cache = _legacy_cache_kwarg(cache, kwargs)
+        if labels is not None:
+            if labels.dim() != 2:
+                raise ValueError(f"`labels` must be (batch, length), got shape {tuple(labels.shape)}.")
+            bad = (labels != -100) & ((labels < 0) | (labels >= self.config.vocab_size))
+            if bool(bad.any()):
+                raise ValueError(
+                    f"`labels` contains id {labels[bad][0].item()}, outside the vocabulary [0, "
+                    f"{self.config.vocab_size}); use -100 for positions the loss should ignore."
+                )
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+            use_cache = False
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)  # (B, T, vocab)
+        loss = self.loss_from_logits(logits, labels) if labels is not None else None
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+
+
+__all__ = [
+    "TransformerPreTrainedModel",
+    "TransformerModel",
+    "TransformerForConditionalGeneration",
+    "TransformerConfig",
+]
