@@ -22,7 +22,17 @@ for _p in (ROOT, os.path.join(ROOT, "space")):
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-DATA_DIR = os.environ.get("MULTI30K_DIR", os.path.join(ROOT, "..", "shared", "data", "multi30k"))
+def _find_multi30k():
+    """MULTI30K_DIR, else `shared/data/multi30k` beside the checkout (../shared) or beside /work/main."""
+    if os.environ.get("MULTI30K_DIR"):
+        return os.environ["MULTI30K_DIR"]
+    for candidate in (os.path.join(ROOT, "..", "shared", "data", "multi30k"), "/work/shared/data/multi30k"):
+        if os.path.isfile(os.path.join(candidate, "train.en.gz")):
+            return os.path.abspath(candidate)
+    return os.path.join(ROOT, "..", "shared", "data", "multi30k")
+
+
+DATA_DIR = _find_multi30k()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -23,6 +23,9 @@ CHILD = textwrap.dedent(
 
     def inside(path):
         path = os.path.realpath(path or os.getcwd())
+        # a virtual environment inside the checkout (.venv) holds torch and transformers: keep it
+        if "site-packages" in path or path == sys.prefix or path.startswith(sys.prefix + os.sep):
+            return False
         return path == root or path.startswith(root + os.sep)
 
     # Take the project off every import path: sys.path entries inside it, the editable install's finder.

@@ -25,6 +25,9 @@ CHILD = textwrap.dedent(
 
     def inside(path):
         path = os.path.realpath(path or os.getcwd())
+        # a virtual environment inside the checkout (.venv) holds torch and transformers: keep it
+        if "site-packages" in path or path == sys.prefix or path.startswith(sys.prefix + os.sep):
+            return False
         return path == root or path.startswith(root + os.sep)
 
     sys.path[:] = [p for p in sys.path if not inside(p)]
