@@ -110,6 +110,24 @@ def eager_attention_forward(
     return output, weights
 
 
+def _repeated_rows(states: torch.Tensor, attention_mask: torch.Tensor | None) -> int:
+    """How many consecutive batch rows repeat the same source: k when rows i*k .. i*k+k-1 are equal for
+    every i (beam search and `num_return_sequences` copy each encoder output that way), else 1."""
+    n = states.shape[0]
+    if n < 2 or not torch.equal(states[0], states[1]):
+        return 1
+    same_as_first = (states[1:] == states[0]).flatten(1).all(dim=1)
+    k = 1 + int(same_as_first.int().cumprod(0).sum())  # length of the leading run of copies of row 0
+    if n % k:
+        return 1
+    for t in (states, attention_mask):
+        if t is not None and t.shape[0] == n:
+            grouped = t.view(n // k, k, *t.shape[1:])
+            if not torch.equal(grouped, grouped[:, :1].expand_as(grouped)):
+                return 1
+    return k
+
+
 class TransformerAttention(nn.Module):
     """Multi-head attention, section 3.2.2: MultiHead(Q, K, V) = Concat(head_1..head_h) W^O.
 
@@ -145,7 +163,7 @@ class TransformerAttention(nn.Module):
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         is_cross_attention = key_value_states is not None
-        query = self._split_heads(self.q_proj(hidden_states))  # (B, h, T, d_k)
+        batch, tgt_len = hidden_states.shape[:2]
 
         layer_cache = None
         if cache is not None:
@@ -161,6 +179,9 @@ class TransformerAttention(nn.Module):
             value = layer_cache.layers[self.layer_idx].values
         else:
             source = key_value_states if is_cross_attention else hidden_states
+            if is_cross_attention and layer_cache is not None:
+                # Beam search repeats each encoder output once per beam: keys/values once per sentence.
+                source = source[:: _repeated_rows(source, attention_mask)]
             key = self._split_heads(self.k_proj(source))  # (B, h, S, d_k)
             value = self._split_heads(self.v_proj(source))
             if layer_cache is not None:
@@ -168,10 +189,17 @@ class TransformerAttention(nn.Module):
                 if is_cross_attention:
                     cache.is_updated[self.layer_idx] = True
 
+        # `group` > 1: the keys/values hold one row per sentence and the queries `group` rows (its beams); the
+        # queries of a sentence then attend together, as group * T queries of one row.
+        group = batch // key.shape[0]
+        query = self._split_heads(self.q_proj(hidden_states).view(batch // group, group * tgt_len, self.embed_dim))
+        if group > 1 and attention_mask is not None:
+            attention_mask = attention_mask[::group]  # (B / group, 1, 1, S): the same for every beam
+
         # The fused backends return no weights; when they are asked for, this call runs eagerly. So does a
-        # decoding step on CPU (one query per sequence): there the plain matmul-softmax-matmul costs less than
-        # the fused kernel's set-up (up to 2x less for the attention itself; same result).
-        decoding_on_cpu = query.shape[2] == 1 and query.device.type == "cpu" and not self.training
+        # decoding step on CPU (one new position per sequence): there the plain matmul-softmax-matmul costs
+        # less than the fused kernel's set-up (up to 2x less for the attention itself; same result).
+        decoding_on_cpu = tgt_len == 1 and query.device.type == "cpu" and not self.training
         if output_attentions or self.config._attn_implementation == "eager" or decoding_on_cpu:
             attention_interface: Callable = eager_attention_forward
         else:
@@ -188,7 +216,10 @@ class TransformerAttention(nn.Module):
             scaling=self.scaling,
             is_causal=self.is_causal and attention_mask is None and query.shape[2] > 1,
         )
-        output = output.reshape(*hidden_states.shape[:-1], self.embed_dim)  # Concat(head_1..head_h): (B, T, d_model)
+        output = output.reshape(batch, tgt_len, self.embed_dim)  # Concat(head_1..head_h): (B, T, d_model)
+        if output_attentions and group > 1:  # back to one row of weights per beam: (B, h, T, S)
+            weights = weights.view(batch // group, self.num_heads, group, tgt_len, -1).transpose(1, 2)
+            weights = weights.reshape(batch, self.num_heads, tgt_len, -1)
         return self.out_proj(output), (weights if output_attentions else None)
 
 
@@ -736,8 +767,8 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
     def _reorder_cache(self, cache: Cache, beam_idx: torch.Tensor) -> Cache:
         """Beam search: after each step the cache follows the beams that were kept (`beam_idx`, rows of the
         flattened batch x beams). Only the self-attention keys/values need it: the beams of one sentence
-        share its encoder output, so their cross-attention keys/values are identical rows, and copying them
-        (every layer, every step) would change nothing."""
+        share its encoder output, whose cross-attention keys/values are kept once per sentence (see
+        `TransformerAttention.forward`), and beams never move between sentences."""
         if isinstance(cache, EncoderDecoderCache):
             cache.self_attention_cache.reorder_cache(beam_idx)
         else:
