@@ -1,0 +1,633 @@
+"""The Space's "Circuits" tab: what the heads *do* to the translation on screen (issue 5).
+
+Four views over the sentence and translation of the "Translate & attention" tab, all computed by
+`circuits.py`:
+
+1. Head ablation: switch any heads off, re-translate, and compare with the original translation, with
+   the change in log-probability of the original translation (in total and per token).
+2. Head importance: every head switched off alone (one batched pass); layer x head grids of how much the
+   translation's log-probability drops, and the heads ranked.
+3. Logit lens: the output projection applied to the residual stream after each decoder layer.
+4. Residual stream: per position, the size (L2 norm) of what each sub-layer writes into the stream.
+
+Heads are named in the UI and the API by labels such as "enc L1 H2", "dec-self L3 H1" or "cross L2 H4"
+(family, layer, head; layers and heads counted from 1).
+
+Handlers are plain functions of the `ModelBundle` and the inputs (testable without a server). The UI
+handlers take the on-screen state (`SharedUI.attention_state`: the ids of the last translation) and
+tell a user who has translated nothing, or edited the sentence since, what to do; the API functions take a
+sentence and optionally a translation and return JSON, or `{"error": message}` for bad input.
+
+Ablation and the lenses install hooks on the model's modules. So that they never touch a translation
+running at the same time on the main tab, they run on a private copy of the model (`circuits_model`),
+one request at a time.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import gradio as gr
+import numpy as np
+from matplotlib.colors import PowerNorm
+from matplotlib.figure import Figure
+
+import circuits
+from attention_plots import CMAP, DPI, _to_rgb, plot_label, plot_label_title
+from safe_html import TOKEN_CSS, escape, status_html
+from translation_engine import EMPTY_MESSAGE, ModelBundle
+
+TAB_TITLE = "Circuits"
+
+FAMILY_TAGS = {"encoder": "enc", "decoder": "dec-self", "cross": "cross"}
+FAMILY_NAMES = {"encoder": "Encoder self-attention", "decoder": "Decoder self-attention (masked)",
+                "cross": "Cross-attention (decoder → encoder)"}
+_TAG_FAMILY = {tag: family for family, tag in FAMILY_TAGS.items()}
+_LABEL = re.compile(r"^\s*(enc|dec-self|cross)\s+L(\d+)\s+H(\d+)\s*$", re.IGNORECASE)
+
+NOT_TRANSLATED = ("Nothing translated yet: translate a sentence on the “Translate & attention” tab; this tab "
+                  "works on that translation.")
+STALE = "The source sentence has changed since it was translated: press Translate again."
+RANKED_SHOWN = 12  # rows of the ranking table (the API returns every head)
+ANNOTATE_MAX_COLUMNS = 30  # residual-stream heatmaps print their values up to this many tokens
+
+INTRO = """\
+The attention maps show *where* heads look; here you test what they *do*. In the circuits view of a
+transformer, every sub-layer reads the **residual stream** and adds its output back into it, and attention
+heads move information between positions. Everything below works on the sentence and translation of the
+first tab. **Log-probabilities** are natural logs of the model's probability of the whole translation,
+token by token with the correct previous tokens given (teacher forcing): closer to 0 is more confident.
+"""
+
+ABLATION_HELP = """\
+Tick heads to **switch them off** (their output is set to zero before the output projection W<sup>O</sup>;
+the rest of the model runs unchanged), then re-translate. The score is the log-probability of the
+*original* translation with those heads off: a drop means the heads helped produce it.
+"""
+
+IMPORTANCE_HELP = """\
+Every head is switched off **alone**, one at a time (all in one batched pass), and the drop in the
+translation's log-probability is recorded: red = the translation needs this head, blue = it is more likely
+without it. Single-head drops are not additive: heads can stand in for one another.
+"""
+
+LENS_HELP = """\
+The **logit lens** applies the output projection to the residual stream after each decoder layer, as if
+the model stopped there: how the answer forms layer by layer. The model reads the token on the left and
+must predict the next one; the correct token is highlighted, with its probability and rank under each list.
+After the last layer this is the model's real output.
+"""
+
+RESIDUAL_HELP = """\
+How much each sub-layer **writes** into the residual stream at each position: the L2 norm of its output
+before it is added to the stream. Large writes change the stream a lot; near-zero writes mean the sub-layer
+leaves that position alone.
+"""
+
+CIRCUITS_CSS = TOKEN_CSS + """
+table.circuits { border-collapse: collapse; font-size: 0.88em; }
+table.circuits td, table.circuits th { padding: 3px 8px; border-bottom: 1px solid rgba(148, 163, 184, 0.35);
+       text-align: left; vertical-align: top; }
+table.circuits td.num { text-align: right; font-family: ui-monospace, monospace; white-space: nowrap; }
+.bar.neg { background: #dc2626; }
+.bar.pos { background: #2563eb; }
+.delta { font-size: 1.25em; font-weight: 700; font-family: ui-monospace, monospace; }
+.changed { color: #b45309; font-weight: 600; }
+.lens-wrap { overflow: auto; max-height: 560px; }
+.cand { white-space: nowrap; font-family: ui-monospace, monospace; font-size: 0.92em; }
+.cand.hit { background: rgba(34, 197, 94, 0.25); border-radius: 3px; font-weight: 700; }
+.small { opacity: 0.7; font-size: 0.85em; }
+"""
+
+
+class CircuitsInputError(ValueError):
+    """Input the tab cannot work on; the message says what to do and is shown to the user."""
+
+
+# --- the private model -----------------------------------------------------------------------------------
+_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # bundle -> (model copy, lock)
+_MODELS_LOCK = threading.Lock()
+
+
+@contextmanager
+def circuits_model(bundle: ModelBundle):
+    """The bundle's private copy of its model, held by this request alone inside the `with` block.
+
+    Hooks installed here (ablation masks, captured activations) are seen by no other request: not by a
+    translation on the main tab (it uses `bundle.model`), not by a second circuits request (it waits).
+    """
+    with _MODELS_LOCK:
+        entry = _MODELS.get(bundle)
+        if entry is None:
+            entry = _MODELS[bundle] = (copy.deepcopy(bundle.model).eval(), threading.Lock())
+    model, lock = entry
+    with lock:
+        yield model
+
+
+# --- head labels -----------------------------------------------------------------------------------------
+def head_label(family: str, layer: int, head: int) -> str:
+    """("cross", 0, 1) -> "cross L1 H2": the UI's and the API's name of a head (counted from 1)."""
+    return f"{FAMILY_TAGS[family]} L{layer + 1} H{head + 1}"
+
+
+def head_choices(model, family: str) -> list[tuple[str, str]]:
+    """(shown text, label) of every head of one family, for a CheckboxGroup: ("L1 H2", "enc L1 H2")."""
+    return [(f"L{layer + 1} H{head + 1}", head_label(family, layer, head))
+            for _, layer, head in circuits.all_heads(model, (family,))]
+
+
+def parse_head_labels(model, labels) -> list[tuple[str, int, int]]:
+    """Labels ("cross L1 H2", a list or one comma-separated string) -> circuits' (family, layer, head)."""
+    if labels is None:
+        return []
+    if isinstance(labels, str):
+        labels = [part for part in labels.split(",") if part.strip()]
+    heads = []
+    for label in labels:
+        match = _LABEL.match(str(label))
+        if match is None:
+            raise CircuitsInputError(
+                f"{str(label).strip()!r} is not a head label: write the family (enc, dec-self or cross), the layer and the "
+                "head, counted from 1, e.g. 'cross L1 H2'."
+            )
+        family = _TAG_FAMILY[match.group(1).lower()]
+        layer, head = int(match.group(2)), int(match.group(3))
+        n_layers, n_heads = circuits.grid_shape(model, family)
+        if not (1 <= layer <= n_layers and 1 <= head <= n_heads):
+            raise CircuitsInputError(
+                f"{str(label).strip()!r} does not exist: this model's {FAMILY_TAGS[family]} heads are "
+                f"L1..L{n_layers} × H1..H{n_heads}."
+            )
+        heads.append((family, layer - 1, head - 1))
+    return circuits.normalize_heads(model, heads)
+
+
+# --- which sentence pair -----------------------------------------------------------------------------------
+@dataclass
+class Pair:
+    """A source sentence and the translation to study, as token ids."""
+
+    source_ids: list[int]
+    target_ids: list[int]  # <start> y_1 .. y_n as the main tab keeps it, or y_1 .. y_n </s>
+    notices: list[str] = field(default_factory=list)
+
+
+def _int(value, default: int, name: str) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise CircuitsInputError(f"{name} must be a whole number, got {value!r}.") from None
+
+
+def generation_config(bundle: ModelBundle, beam_size=None, max_new_tokens=None):
+    """The decoding of the Translate button (the model's settings, this beam size and length), same limits."""
+    num_beams = max(1, min(_int(beam_size, bundle.default_num_beams, "beam_size"), 16))
+    max_new = _int(max_new_tokens, bundle.default_max_new_tokens, "max_new_tokens")
+    return bundle._generation_config(num_beams, max(1, min(max_new, bundle.max_new_tokens_limit)))
+
+
+def pair_on_screen(bundle: ModelBundle, source, state) -> Pair:
+    """The pair shown on the main tab: its exact token ids from the UI state, if the sentence still matches."""
+    prepared = bundle.prepare(source)
+    if prepared is None:
+        raise CircuitsInputError(EMPTY_MESSAGE)
+    if not state:
+        raise CircuitsInputError(NOT_TRANSLATED)
+    if list(state["source_ids"]) != prepared.input_ids:
+        raise CircuitsInputError(STALE)
+    return Pair(prepared.input_ids, list(state["decoder_ids"]), prepared.notices)
+
+
+def pair_from_api(bundle: ModelBundle, source, translation="", beam_size=None, max_new_tokens=None) -> Pair:
+    """The API's pair: the source, and the given translation, or the model's own (this decoding) if none."""
+    prepared = bundle.prepare(source)
+    if prepared is None:
+        raise CircuitsInputError(EMPTY_MESSAGE)
+    text = str(translation or "").encode("utf-8", "replace").decode("utf-8").strip()
+    if not text:
+        ids = circuits.generate_ids(bundle.model, prepared.input_ids,
+                                    generation_config=generation_config(bundle, beam_size, max_new_tokens))
+        return Pair(prepared.input_ids, ids, prepared.notices)
+    ids = bundle.tokenizer(text_target=text)["input_ids"]
+    if len(ids) > bundle.max_new_tokens_limit:
+        raise CircuitsInputError(f"The translation is {len(ids)} subword tokens long; this model writes at most "
+                                 f"{bundle.max_new_tokens_limit}.")
+    return Pair(prepared.input_ids, ids, prepared.notices)
+
+
+# --- computations ------------------------------------------------------------------------------------------
+def ablation(bundle: ModelBundle, pair: Pair, heads, beam_size=None, max_new_tokens=None) -> circuits.AblationResult:
+    """`circuits.run_ablation` on the pair, re-translating with the Space's decoding settings."""
+    with circuits_model(bundle) as model:
+        parsed = parse_head_labels(model, heads)
+        return circuits.run_ablation(model, bundle.tokenizer, pair.source_ids, parsed, translation=pair.target_ids,
+                                     generation_config=generation_config(bundle, beam_size, max_new_tokens))
+
+
+def importance(bundle: ModelBundle, pair: Pair) -> circuits.HeadImportance:
+    with circuits_model(bundle) as model:
+        return circuits.head_importance(model, bundle.tokenizer, pair.source_ids, pair.target_ids)
+
+
+def lens(bundle: ModelBundle, pair: Pair, top_k=3) -> circuits.LogitLens:
+    top_k = max(1, min(_int(top_k, 3, "top_k"), 10))
+    with circuits_model(bundle) as model:
+        return circuits.logit_lens(model, bundle.tokenizer, pair.source_ids, pair.target_ids, top_k=top_k)
+
+
+def stream(bundle: ModelBundle, pair: Pair) -> circuits.ResidualStream:
+    with circuits_model(bundle) as model:
+        return circuits.residual_stream(model, bundle.tokenizer, pair.source_ids, pair.target_ids)
+
+
+# --- pictures ----------------------------------------------------------------------------------------------
+def importance_image(result: circuits.HeadImportance) -> np.ndarray:
+    """One layer x head grid per family, coloured by the drop (shared scale centred on 0), values printed."""
+    families = list(result.grids)
+    scale = max([abs(v) for grid in result.grids.values() for row in grid["drop"] for v in row] + [1e-6])
+    n_heads = max(grid["heads"] for grid in result.grids.values())
+    n_layers = max(grid["layers"] for grid in result.grids.values())
+    fig = Figure(figsize=(len(families) * (1.2 + 0.75 * n_heads) + 1.2, 1.5 + 0.55 * n_layers), dpi=DPI,
+                 layout="constrained")
+    axes = fig.subplots(1, len(families), squeeze=False)[0]
+    for ax, family in zip(axes, families):
+        drop = np.asarray(result.grids[family]["drop"], dtype=np.float32)
+        image = ax.imshow(drop, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto", interpolation="nearest")
+        for (layer, head), value in np.ndenumerate(drop):
+            ax.text(head, layer, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if abs(value) > 0.6 * scale else "black")
+        ax.set_xticks(range(drop.shape[1]), [f"H{h + 1}" for h in range(drop.shape[1])], fontsize=8)
+        ax.set_yticks(range(drop.shape[0]), [f"L{layer + 1}" for layer in range(drop.shape[0])], fontsize=8)
+        ax.set_title(FAMILY_NAMES[family], fontsize=9)
+    fig.colorbar(image, ax=list(axes), shrink=0.9, label="drop in log p (nats)")
+    fig.suptitle(plot_label_title(f"Head importance: log p(translation) = {result.logprob:.2f} with every head on"),
+                 fontsize=10)
+    return _to_rgb(fig)
+
+
+def residual_image(result: circuits.ResidualStream) -> np.ndarray:
+    """Two heatmaps (encoder, decoder): rows = sub-layers, columns = positions, colour = norm of the write."""
+    sides = [("Encoder", result.source_tokens, result.encoder, (("self_attn", "self-attn"), ("ffn", "FFN"))),
+             ("Decoder", result.input_tokens, result.decoder,
+              (("self_attn", "self-attn"), ("cross_attn", "cross-attn"), ("ffn", "FFN")))]
+    columns = max(len(result.source_tokens), len(result.input_tokens))
+    rows = [len(layers) * len(names) for _, _, layers, names in sides]
+    fig = Figure(figsize=(float(np.clip(2.6 + 0.42 * columns, 7.0, 18.0)), 2.2 + 0.3 * sum(rows)), dpi=DPI,
+                 layout="constrained")
+    axes = fig.subplots(2, 1, height_ratios=rows)
+    for ax, (side, tokens, layers, names) in zip(axes, sides):
+        labels = [f"L{layer['layer'] + 1} {shown}" for layer in layers for _, shown in names]
+        norms = np.asarray([layer[key] for layer in layers for key, _ in names], dtype=np.float32)
+        # Square-root colour scale: a few very large writes (often at </s> or <s>) would leave the rest dark.
+        image = ax.imshow(norms, cmap=CMAP, norm=PowerNorm(0.5, vmin=0.0, vmax=max(float(norms.max()), 1e-6)),
+                          aspect="auto", interpolation="nearest")
+        if len(tokens) <= ANNOTATE_MAX_COLUMNS:
+            top = float(norms.max())
+            for (row, col), value in np.ndenumerate(norms):
+                ax.text(col, row, f"{value:.1f}" if value < 10 else f"{value:.0f}", ha="center", va="center",
+                        fontsize=7, color="black" if value > 0.35 * top else "white")
+        ax.set_xticks(range(len(tokens)), [plot_label(t) for t in tokens], rotation=90, fontsize=8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        reads = "source token" if side == "Encoder" else "token the decoder reads"
+        ax.set_title(f"{side}: size of each sub-layer's write, per {reads}", fontsize=9)
+        fig.colorbar(image, ax=ax, shrink=0.9, label="L2 norm")
+    return _to_rgb(fig)
+
+
+# --- HTML --------------------------------------------------------------------------------------------------
+def message_html(message: str) -> str:
+    return status_html([message])
+
+
+def _chip(text: str) -> str:
+    return f'<span class="tok"><bdi>{escape(text)}</bdi></span>'
+
+
+def _bar(value: float, scale: float) -> str:
+    kind = "neg" if value < 0 else "pos"
+    return f'<span class="bar {kind}" style="width:{max(1, round(80 * abs(value) / max(scale, 1e-9)))}px"></span>'
+
+
+def context_html(bundle: ModelBundle, pair: Pair) -> str:
+    """Which pair this tab is working on."""
+    tokenizer = bundle.tokenizer
+    source = tokenizer.decode(pair.source_ids, skip_special_tokens=True).strip()
+    target = tokenizer.decode(pair.target_ids, skip_special_tokens=True).strip()
+    notices = "".join(f'<div class="notice">{escape(n)}</div>' for n in pair.notices)
+    return f"{notices}<div>Working on <b>{escape(source)}</b> → <b>{escape(target)}</b></div>"
+
+
+def ablation_html(result: circuits.AblationResult) -> tuple[str, str]:
+    """The summary (which heads, the log-prob before and after, the change) and the per-token table."""
+    heads = [head_label(*h) for h in result.heads]
+    switched = (f"Switched off {len(heads)} head{'s' if len(heads) != 1 else ''}: " + " ".join(map(_chip, heads))
+                if heads else "No head switched off: this is the normal model.")
+    changed = ('<div class="changed">The translation changed.</div>' if result.changed
+               else '<div class="ok">The translation did not change.</div>')
+    summary = (
+        f"<div>{switched}</div>{changed}"
+        '<table class="circuits">'
+        f'<tr><td>log p(original translation), all heads on</td><td class="num">{result.logprob:.3f}</td></tr>'
+        f'<tr><td>the same translation with the heads off</td><td class="num">{result.ablated_logprob:.3f}</td></tr>'
+        f'<tr><td>change</td><td class="num"><span class="delta" id="ablation-delta" '
+        f'data-delta="{result.delta!r}">{result.delta:+.3f}</span></td></tr>'
+        f'<tr><td>probability ratio (off / on)</td><td class="num">× {np.exp(result.delta):.3g}</td></tr>'
+        "</table>"
+    )
+    deltas = [off - on for on, off in zip(result.token_logprobs, result.ablated_token_logprobs)]
+    scale = max([abs(d) for d in deltas] + [1e-9])
+    rows = "".join(
+        f'<tr><td class="num">{t}</td><td>{_chip(token)}</td><td class="num">{on:.2f}</td>'
+        f'<td class="num">{off:.2f}</td><td class="num">{d:+.2f}</td><td>{_bar(d, scale)}</td></tr>'
+        for t, (token, on, off, d) in enumerate(
+            zip(result.translation_tokens, result.token_logprobs, result.ablated_token_logprobs, deltas))
+    )
+    per_token = ('<div><b>Per token</b> (log p of each token of the original translation)</div>'
+                 '<table class="circuits"><tr><th>#</th><th>token</th><th>heads on</th><th>off</th><th>change</th>'
+                 f"<th></th></tr>{rows}</table>")
+    return summary, per_token
+
+
+def ranking_html(result: circuits.HeadImportance, shown: int = RANKED_SHOWN) -> str:
+    """The most important heads first, with their drop and a bar."""
+    scale = max([abs(r["drop"]) for r in result.ranking] + [1e-9])
+    rows = "".join(
+        f'<tr><td class="num">{r["rank"]}</td><td>{_chip(head_label(r["family"], r["layer"], r["head"]))}</td>'
+        f'<td class="num">{r["drop"]:+.3f}</td><td>{_bar(-r["drop"], scale)}</td>'
+        f'<td class="num">{r["ablated_logprob"]:.2f}</td></tr>'
+        for r in result.ranking[:shown]
+    )
+    helping = sum(r["drop"] > 0.1 for r in result.ranking)
+    hurting = sum(r["drop"] < -0.1 for r in result.ranking)
+    return (
+        f"<div><b>Most important heads</b> (top {min(shown, len(result.ranking))} of {len(result.ranking)}; "
+        f"{helping} lower log p by more than 0.1 when switched off, {hurting} raise it by more than 0.1)</div>"
+        '<table class="circuits"><tr><th>rank</th><th>head</th><th>drop</th><th></th><th>log p, head off</th></tr>'
+        f"{rows}</table>"
+        f'<div class="small">{len(result.ranking)} ablations in {result.seconds:.2f} s</div>'
+    )
+
+
+def lens_html(result: circuits.LogitLens) -> str:
+    """Rows: target positions; columns: decoder layers; each cell the top tokens, the correct one marked."""
+    n = len(result.layers)
+    header = "".join(f"<th>after layer {layer['layer'] + 1}{' (= output)' if i == n - 1 else ''}</th>"
+                     for i, layer in enumerate(result.layers))
+    rows = []
+    for t in range(len(result.target_tokens)):
+        cells = []
+        for layer in result.layers:
+            position = layer["positions"][t]
+            candidates = "".join(
+                f'<div class="cand{" hit" if c["id"] == result.translation_ids[t] else ""}"><bdi>{escape(c["token"])}'
+                f"</bdi> {c['prob']:.2f}</div>"
+                for c in position["top"]
+            )
+            cells.append(f'<td>{candidates}<div class="small">correct: p = {position["target_prob"]:.2f}, '
+                         f'rank {position["target_rank"]}</div></td>')
+        rows.append(f'<tr><td class="num">{t}</td><td>{_chip(result.input_tokens[t])}</td>'
+                    f'<td>{_chip(result.target_tokens[t])}</td>{"".join(cells)}</tr>')
+    return ('<div class="lens-wrap"><table class="circuits" id="lens-table"><tr><th>#</th><th>reads</th>'
+            f'<th>should predict</th>{header}</tr>{"".join(rows)}</table></div>')
+
+
+def residual_caption(result: circuits.ResidualStream) -> str:
+    """The stream's own size, to compare the writes with."""
+
+    def mean(values):
+        return sum(values) / len(values)
+
+    if result.normalize_before:
+        norm = "normalised only inside each sub-layer (pre-LN): the writes accumulate"
+    else:
+        norm = "layer-normalised after every sub-layer (post-LN)"
+    return (
+        f'<div class="small">For scale: the stream entering the encoder has mean norm '
+        f"{mean(result.encoder[0]['input_norm']):.1f} and leaves it at {mean(result.encoder[-1]['output_norm']):.1f}; "
+        f"entering the decoder {mean(result.decoder[0]['input_norm']):.1f}, leaving it "
+        f"{mean(result.decoder[-1]['output_norm']):.1f}. In this model the stream is {escape(norm)}.</div>"
+    )
+
+
+# --- UI handlers (plain functions: testable without a server) -----------------------------------------------
+def ablation_outputs(bundle: ModelBundle, source, state, heads, beam_size=None, max_new_tokens=None):
+    """(original translation, translation with the heads off, summary HTML, per-token HTML)."""
+    try:
+        result = ablation(bundle, pair_on_screen(bundle, source, state), heads, beam_size, max_new_tokens)
+    except CircuitsInputError as err:
+        return "", "", message_html(str(err)), ""
+    summary, per_token = ablation_html(result)
+    return result.translation, result.ablated_translation, summary, per_token
+
+
+def importance_outputs(bundle: ModelBundle, source, state):
+    """(grid picture or None, ranking HTML or a message, head labels ranked most important first)."""
+    try:
+        result = importance(bundle, pair_on_screen(bundle, source, state))
+    except CircuitsInputError as err:
+        return None, message_html(str(err)), []
+    ranked = [head_label(r["family"], r["layer"], r["head"]) for r in result.ranking]
+    return importance_image(result), ranking_html(result), ranked
+
+
+def top_heads_selection(bundle: ModelBundle, ranked: list[str], count) -> tuple[list[str], list[str], list[str]]:
+    """The ablation pickers' values (encoder, decoder self, cross) with the `count` top-ranked heads ticked."""
+    chosen = list(ranked or [])[: max(0, _int(count, 3, "count"))]
+    heads = parse_head_labels(bundle.model, chosen)
+    return tuple([head_label(*h) for h in heads if h[0] == family] for family in circuits.FAMILIES)
+
+
+def lens_outputs(bundle: ModelBundle, source, state, top_k=3) -> str:
+    try:
+        return lens_html(lens(bundle, pair_on_screen(bundle, source, state), top_k))
+    except CircuitsInputError as err:
+        return message_html(str(err))
+
+
+def residual_outputs(bundle: ModelBundle, source, state):
+    """(picture or None, caption HTML or a message)."""
+    try:
+        result = stream(bundle, pair_on_screen(bundle, source, state))
+    except CircuitsInputError as err:
+        return None, message_html(str(err))
+    return residual_image(result), residual_caption(result)
+
+
+def refresh_outputs(bundle: ModelBundle, source, state, top_k=3):
+    """After a translation: the context line, the logit lens and the residual stream for the new pair;
+    the ablation and importance views are cleared (their buttons compute them)."""
+    try:
+        context = context_html(bundle, pair_on_screen(bundle, source, state))
+    except CircuitsInputError as err:
+        context = message_html(str(err))
+    picture, caption = residual_outputs(bundle, source, state)
+    cleared = ("", "", "", "", None, "", [])
+    return (context, lens_outputs(bundle, source, state, top_k), picture, caption) + cleared
+
+
+# --- API (JSON; {"error": message} for bad input) --------------------------------------------------------------
+def _with_notices(data: dict, pair: Pair) -> dict:
+    """The result plus what the Space did to the input (cut a long sentence, ...)."""
+    return {**data, "notices": pair.notices}
+
+
+def ablation_json(bundle: ModelBundle, source, heads, translation="", beam_size=None, max_new_tokens=None) -> dict:
+    try:
+        pair = pair_from_api(bundle, source, translation, beam_size, max_new_tokens)
+        result = ablation(bundle, pair, heads, beam_size, max_new_tokens)
+    except CircuitsInputError as err:
+        return {"error": str(err)}
+    return _with_notices({**result.to_dict(), "heads": [head_label(*h) for h in result.heads]}, pair)
+
+
+def importance_json(bundle: ModelBundle, source, translation="") -> dict:
+    try:
+        pair = pair_from_api(bundle, source, translation)
+        result = importance(bundle, pair).to_dict()
+    except CircuitsInputError as err:
+        return {"error": str(err)}
+    for entry in result["ranking"]:
+        entry["label"] = head_label(entry["family"], entry["layer"], entry["head"])
+    return _with_notices(result, pair)
+
+
+def lens_json(bundle: ModelBundle, source, translation="", top_k=5) -> dict:
+    try:
+        pair = pair_from_api(bundle, source, translation)
+        return _with_notices(lens(bundle, pair, top_k).to_dict(), pair)
+    except CircuitsInputError as err:
+        return {"error": str(err)}
+
+
+def residual_json(bundle: ModelBundle, source, translation="") -> dict:
+    try:
+        pair = pair_from_api(bundle, source, translation)
+        return _with_notices(stream(bundle, pair).to_dict(), pair)
+    except CircuitsInputError as err:
+        return {"error": str(err)}
+
+
+# --- the tab -----------------------------------------------------------------------------------------------
+def build(bundle: ModelBundle, shared) -> None:
+    """The tab's components and events (called by app.build_demo inside its gr.Tab)."""
+    model = bundle.model
+    gr.Markdown(INTRO)
+    context = gr.HTML(message_html(NOT_TRANSLATED), elem_id="circuits-context", css_template=CIRCUITS_CSS)
+    ranked = gr.State([])
+
+    gr.Markdown("### 1 · Head ablation")
+    gr.Markdown(ABLATION_HELP)
+    with gr.Row():
+        pickers = [
+            gr.CheckboxGroup(head_choices(model, family), label=FAMILY_NAMES[family], show_select_all=True,
+                             elem_id=f"ablate-{FAMILY_TAGS[family]}")
+            for family in circuits.FAMILIES
+        ]
+    ablate_button = gr.Button("Switch these heads off and re-translate", variant="primary", elem_id="ablate-btn")
+    with gr.Row():
+        original = gr.Textbox(label="Original translation", interactive=False, elem_id="circuits-original")
+        ablated = gr.Textbox(label="Translation with the heads off", interactive=False, elem_id="ablated-translation")
+    with gr.Row():
+        summary = gr.HTML(elem_id="ablation-summary", css_template=CIRCUITS_CSS)
+        per_token = gr.HTML(elem_id="ablation-tokens", css_template=CIRCUITS_CSS)
+
+    gr.Markdown("### 2 · Head importance")
+    gr.Markdown(IMPORTANCE_HELP)
+    with gr.Row():
+        importance_button = gr.Button("Rank every head", variant="primary", elem_id="importance-btn")
+        top_count = gr.Slider(1, 12, value=3, step=1, label="How many of the top heads", elem_id="top-count")
+        top_button = gr.Button("Switch off the top heads (ablation above)", elem_id="ablate-top-btn")
+    with gr.Row():
+        with gr.Column(scale=3):
+            grid = gr.Image(label="Drop in log p when each head alone is off", type="numpy", format="png",
+                            interactive=False, elem_id="importance-grid", buttons=["download", "fullscreen"])
+        with gr.Column(scale=2):
+            ranking = gr.HTML(elem_id="importance-ranking", css_template=CIRCUITS_CSS)
+
+    gr.Markdown("### 3 · Logit lens")
+    gr.Markdown(LENS_HELP)
+    top_k = gr.Slider(1, 5, value=3, step=1, label="Tokens per layer", elem_id="lens-top-k")
+    lens_view = gr.HTML(elem_id="logit-lens", css_template=CIRCUITS_CSS)
+
+    gr.Markdown("### 4 · Residual stream")
+    gr.Markdown(RESIDUAL_HELP)
+    residual = gr.Image(label="Size of what each sub-layer writes", type="numpy", format="png", interactive=False,
+                        elem_id="residual-stream", buttons=["download", "fullscreen"])
+    residual_note = gr.HTML(elem_id="residual-caption", css_template=CIRCUITS_CSS)
+
+    on_screen = [shared.source, shared.attention_state]
+    private = dict(api_visibility="private")
+
+    def run_ablation(source, state, enc, dec, cross, beam_size, max_new_tokens):
+        return ablation_outputs(bundle, source, state, [*enc, *dec, *cross], beam_size, max_new_tokens)
+
+    ablation_inputs = on_screen + pickers + [shared.beam_size, shared.max_new_tokens]
+    ablation_views = [original, ablated, summary, per_token]
+    ablate_button.click(run_ablation, inputs=ablation_inputs, outputs=ablation_views, **private)
+    importance_button.click(lambda source, state: importance_outputs(bundle, source, state), inputs=on_screen,
+                            outputs=[grid, ranking, ranked], **private)
+    top_button.click(lambda ranked_, count: top_heads_selection(bundle, ranked_, count), inputs=[ranked, top_count],
+                     outputs=pickers, **private).then(
+        run_ablation, inputs=ablation_inputs, outputs=ablation_views, **private)
+    top_k.release(lambda source, state, k: lens_outputs(bundle, source, state, k), inputs=on_screen + [top_k],
+                  outputs=lens_view, **private)
+    shared.translate_event.then(
+        lambda source, state, k: refresh_outputs(bundle, source, state, k), inputs=on_screen + [top_k],
+        outputs=[context, lens_view, residual, residual_note, original, ablated, summary, per_token, grid, ranking,
+                 ranked],
+        show_progress="hidden", **private,
+    )
+
+    def ablate(source: str, heads: list[str], translation: str = "", beam_size: int = bundle.default_num_beams,
+               max_new_tokens: int = bundle.default_max_new_tokens) -> dict:
+        """Switch heads off (labels like "cross L1 H2", counted from 1) and re-translate. Scores `translation`
+        (default: the model's own) with and without them: `delta` is the change of its log-probability."""
+        return ablation_json(bundle, source, heads, translation, beam_size, max_new_tokens)
+
+    def head_importance(source: str, translation: str = "") -> dict:
+        """Every head switched off alone: `grids[family]["drop"][layer][head]` (0-based indices) and `ranking`
+        (most important first, each with its `label`)."""
+        return importance_json(bundle, source, translation)
+
+    def logit_lens(source: str, translation: str = "", top_k: int = 5) -> dict:
+        """Top tokens and probabilities per target position read from the residual stream after each decoder
+        layer (`layers`), and the model's real output (`final`)."""
+        return lens_json(bundle, source, translation, top_k)
+
+    def residual_stream(source: str, translation: str = "") -> dict:
+        """Per layer and position, the L2 norm of what each sub-layer writes into the residual stream."""
+        return residual_json(bundle, source, translation)
+
+    for fn in (ablate, head_importance, logit_lens, residual_stream):
+        gr.api(fn, api_name=fn.__name__)
+
+
+__all__ = [
+    "TAB_TITLE",
+    "CircuitsInputError",
+    "Pair",
+    "ablation_json",
+    "ablation_outputs",
+    "build",
+    "circuits_model",
+    "head_label",
+    "importance_json",
+    "importance_outputs",
+    "lens_json",
+    "lens_outputs",
+    "pair_from_api",
+    "pair_on_screen",
+    "parse_head_labels",
+    "refresh_outputs",
+    "residual_json",
+    "residual_outputs",
+    "top_heads_selection",
+]

@@ -1,0 +1,239 @@
+"""The Space's Circuits tab (issue 5): its handlers, its API through gradio_client, and the page in Chromium.
+
+The handlers are checked against direct calls to `circuits.py` on the same model. The model is the
+untrained `tiny_model_dir` fixture (fast, deterministic). With SAVE_SCREENSHOT set and a trained model in
+space/model/, that model is served instead and the browser test also writes space/screenshot_circuits.png.
+"""
+
+import json
+import os
+import shutil
+
+import pytest
+
+import circuits
+import circuits_tab as tab
+from test_space_app import SENTENCE, SHIPPED_MODEL, SPACE, _free_port, browser  # noqa: F401 (browser: a fixture)
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
+]
+CROSS_LAYER_0 = ["cross L1 H1", "cross L1 H2", "cross L1 H3", "cross L1 H4"]
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_model_dir):
+    from translation_engine import load_bundle
+
+    if os.environ.get("SAVE_SCREENSHOT") and os.path.isfile(os.path.join(SHIPPED_MODEL, "config.json")):
+        return load_bundle(SHIPPED_MODEL)
+    return load_bundle(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def on_screen(bundle):
+    """The main tab's translation of SENTENCE and the state it keeps: (translation, state)."""
+    result = bundle.translate(SENTENCE)
+    return result, {"source_ids": result.source.input_ids, "decoder_ids": result.decoder_ids}
+
+
+def direct_ablation(bundle, state, heads, num_beams=None, max_new_tokens=None):
+    """circuits.run_ablation on the bundle's own model, decoding as the Translate button does."""
+    gen = bundle._generation_config(num_beams or bundle.default_num_beams,
+                                    max_new_tokens or bundle.default_max_new_tokens)
+    return circuits.run_ablation(bundle.model, bundle.tokenizer, state["source_ids"], heads,
+                                 translation=state["decoder_ids"], generation_config=gen)
+
+
+def shown_delta(summary_html: str) -> float:
+    return float(summary_html.split('data-delta="', 1)[1].split('"', 1)[0])
+
+
+# --- handlers --------------------------------------------------------------------------------------------
+def test_head_labels_name_every_head_once(bundle):
+    heads = circuits.all_heads(bundle.model)
+    labels = [tab.head_label(*h) for h in heads]
+    assert labels[0] == "enc L1 H1" and "dec-self L2 H3" in labels and labels[-1] == "cross L2 H4"
+    assert tab.parse_head_labels(bundle.model, labels) == heads
+    assert tab.parse_head_labels(bundle.model, "cross L2 H1, ENC l1 h2") == [("encoder", 0, 1), ("cross", 1, 0)]
+    for bad in ("cross L3 H1", "enc L1 H5", "cross L0 H1", "encoder:0:1", "<b>x</b>"):
+        with pytest.raises(tab.CircuitsInputError, match="head"):
+            tab.parse_head_labels(bundle.model, [bad])
+
+
+def test_ablating_nothing_keeps_the_translation_and_the_score(bundle, on_screen):
+    result, state = on_screen
+    original, ablated, summary, per_token = tab.ablation_outputs(bundle, SENTENCE, state, [])
+    assert original == ablated == result.text
+    assert shown_delta(summary) == 0.0 and "+0.000" in summary and "did not change" in summary
+    assert per_token.count("<tr>") == len(result.decoder_ids) + 1  # y_1 .. y_n </s>, and the header
+
+
+def test_ablation_matches_circuits(bundle, on_screen):
+    _, state = on_screen
+    heads = ["enc L2 H3", *CROSS_LAYER_0]
+    original, ablated, summary, _ = tab.ablation_outputs(bundle, SENTENCE, state, heads, 1, 20)
+    expected = direct_ablation(bundle, state, tab.parse_head_labels(bundle.model, heads), 1, 20)
+    assert (original, ablated) == (expected.translation, expected.ablated_translation)
+    assert shown_delta(summary) == expected.delta != 0.0
+    for label in heads:
+        assert label in summary
+    api = tab.ablation_json(bundle, SENTENCE, heads)  # no translation given: the model's own, default decoding
+    default = direct_ablation(bundle, state, tab.parse_head_labels(bundle.model, heads))
+    assert api == {**default.to_dict(), "heads": heads, "notices": []}
+
+
+def test_importance_lens_and_stream_match_circuits(bundle, on_screen):
+    _, state = on_screen
+    args = (bundle.model, bundle.tokenizer, state["source_ids"], state["decoder_ids"])
+    expected = circuits.head_importance(*args)
+    picture, ranking, ranked = tab.importance_outputs(bundle, SENTENCE, state)
+    assert ranked == [tab.head_label(r["family"], r["layer"], r["head"]) for r in expected.ranking]
+    assert picture.ndim == 3 and picture.shape[1] > 600
+    assert ranked[0] in ranking and f"{expected.ranking[0]['drop']:+.3f}" in ranking
+
+    lens = circuits.logit_lens(*args, top_k=2)
+    html = tab.lens_outputs(bundle, SENTENCE, state, top_k=2)
+    assert html.count("<tr>") == len(lens.target_tokens) + 1
+    assert html.count('class="cand') == 2 * len(lens.target_tokens) * len(lens.layers)
+    assert "(= output)" in html
+
+    context, lens_html, residual, caption, *cleared = tab.refresh_outputs(bundle, SENTENCE, state, 2)
+    assert "Working on" in context and lens_html == html and residual.ndim == 3 and "mean norm" in caption
+    assert cleared == ["", "", "", "", None, "", []]
+
+    importance, direct = tab.importance_json(bundle, SENTENCE), expected.to_dict()
+    assert [r.pop("label") for r in importance["ranking"]] == ranked
+    for key in ("seconds", "notices"):
+        importance.pop(key), direct.pop(key, None)
+    assert importance == direct  # the API translates as the Translate button did, so the same pair
+    assert tab.lens_json(bundle, SENTENCE, top_k=2) == {**lens.to_dict(), "notices": []}
+    assert tab.residual_json(bundle, SENTENCE) == {**circuits.residual_stream(*args).to_dict(), "notices": []}
+
+
+def test_top_heads_fill_the_pickers(bundle):
+    ranked = ["cross L2 H1", "enc L1 H3", "dec-self L1 H1", "enc L2 H2"]
+    assert tab.top_heads_selection(bundle, ranked, 3) == (["enc L1 H3"], ["dec-self L1 H1"], ["cross L2 H1"])
+    assert tab.top_heads_selection(bundle, [], 3) == ([], [], [])
+
+
+def test_bad_input_gets_a_message(bundle, on_screen):
+    result, state = on_screen
+    for source, state_, message in (
+        ("  ", state, "empty"),
+        (SENTENCE, None, "Nothing translated yet"),
+        (SENTENCE + " Again.", state, "press Translate again"),
+    ):
+        _, _, summary, _ = tab.ablation_outputs(bundle, source, state_, ["cross L1 H1"])
+        assert message in summary
+        picture, ranking, ranked = tab.importance_outputs(bundle, source, state_)
+        assert picture is None and ranked == [] and message in ranking
+        assert message in tab.lens_outputs(bundle, source, state_)
+        assert message in tab.residual_outputs(bundle, source, state_)[1]
+        assert message in tab.refresh_outputs(bundle, source, state_)[0]
+    assert "empty" in tab.importance_json(bundle, "")["error"]
+    assert "cross L9 H1" in tab.ablation_json(bundle, SENTENCE, ["cross L9 H1"])["error"]
+    assert "beam_size" in tab.ablation_json(bundle, SENTENCE, [], beam_size="many")["error"]
+    nasty = '<img src=x onerror="alert(1)"> \u202e ${x}'
+    summary = tab.ablation_outputs(bundle, SENTENCE, state, [nasty])[2]
+    html = tab.lens_html(circuits.logit_lens(bundle.model, bundle.tokenizer, SENTENCE, nasty))
+    for fragment in (summary, html):
+        assert "<img" not in fragment and "\u202e" not in fragment and "${" not in fragment
+
+
+# --- API through a running server -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server(bundle):
+    import app
+
+    demo = app.build_demo(bundle, tabs=[tab])
+    port = _free_port()
+    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, share=False,
+               ssr_mode=False)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
+def test_api_endpoints(client, bundle, on_screen):
+    result, state = on_screen
+    answer = client.predict(SENTENCE, CROSS_LAYER_0, api_name="/ablate")
+    expected = tab.ablation_json(bundle, SENTENCE, CROSS_LAYER_0)
+    assert answer["heads"] == CROSS_LAYER_0 and answer["translation"] == result.text
+    assert answer["delta"] == pytest.approx(expected["delta"], abs=1e-6) and answer["delta"] != 0
+    assert answer["ablated_translation"] == expected["ablated_translation"]
+
+    ranking = client.predict(SENTENCE, api_name="/head_importance")["ranking"]
+    assert [r["label"] for r in ranking] == tab.importance_outputs(bundle, SENTENCE, state)[2]
+    lens = client.predict(SENTENCE, "Ein Hund.", 2, api_name="/logit_lens")
+    assert lens["target_tokens"][-1] == bundle.tokenizer.eos_token and len(lens["final"][0]["top"]) == 2
+    stream = client.predict(SENTENCE, api_name="/residual_stream")
+    assert len(stream["decoder"]) == bundle.model.config.decoder_layers
+    assert len(stream["encoder"][0]["ffn"]) == len(result.source.input_ids)
+
+    assert "is not a head label" in client.predict(SENTENCE, ["bogus"], api_name="/ablate")["error"]
+    assert "empty" in client.predict("   ", api_name="/residual_stream")["error"]
+
+
+# --- a real browser -----------------------------------------------------------------------------------------
+@pytest.fixture
+def page(browser, server):  # noqa: F811 (browser: the imported fixture)
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(server, wait_until="domcontentloaded")
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_browser_switch_heads_off_and_rank_them(page, bundle, on_screen, tmp_path):
+    from playwright.sync_api import expect
+
+    result, state = on_screen
+    page.locator("#src textarea").fill(SENTENCE)
+    page.locator("#translate-btn").click()
+    expect(page.locator("#translation textarea")).to_have_value(result.text)
+    page.get_by_role("tab", name="Circuits").click()
+    expect(page.locator("#circuits-context")).to_contain_text("Working on")
+    expect(page.locator("#lens-table tr")).to_have_count(len(result.decoder_ids) + 1)
+    expect(page.locator("#residual-stream img")).to_be_visible()
+
+    page.locator("#ablate-cross input.select-all-checkbox").click()  # every cross-attention head off
+    page.locator("#ablate-enc label", has_text="L1 H2").click()
+    page.locator("#ablate-btn").click()
+    expect(page.locator("#ablation-delta")).to_be_visible()
+    heads = [("encoder", 0, 1)] + circuits.all_heads(bundle.model, ("cross",))
+    expected = direct_ablation(bundle, state, heads)
+    shown = float(page.locator("#ablation-delta").inner_text())
+    assert shown != 0 and shown == pytest.approx(round(expected.delta, 3), abs=1e-9)
+    expect(page.locator("#ablated-translation textarea")).to_have_value(expected.ablated_translation)
+    expect(page.locator("#circuits-original textarea")).to_have_value(result.text)
+
+    page.locator("#importance-btn").click()
+    expect(page.locator("#importance-ranking")).to_contain_text("Most important heads")
+    page.wait_for_function("() => { const img = document.querySelector('#importance-grid img');"
+                           " return img && img.complete && img.naturalWidth > 0; }")
+    ranked = tab.importance_outputs(bundle, SENTENCE, state)[2]
+    page.locator("#ablate-top-btn").click()  # the top 3 heads, ticked and switched off
+    for label in ranked[:3]:
+        expect(page.locator("#ablation-summary")).to_contain_text(label)
+    page.screenshot(path=str(tmp_path / "circuits.png"), full_page=True)
+    assert (tmp_path / "circuits.png").stat().st_size > 10_000
+    if os.environ.get("SAVE_SCREENSHOT"):  # the README's picture: ablation and importance
+        top, bottom = page.evaluate(
+            """() => [document.querySelector('#circuits-context').getBoundingClientRect().top + window.scrollY,
+                      document.querySelector('#importance-grid').getBoundingClientRect().bottom + window.scrollY]""")
+        page.screenshot(path=str(tmp_path / "readme.png"), full_page=True,
+                        clip={"x": 0, "y": top - 20, "width": 1300, "height": bottom - top + 40})
+        shutil.copyfile(tmp_path / "readme.png", os.path.join(SPACE, "screenshot_circuits.png"))
