@@ -15,6 +15,8 @@ plain sentences and the numbers the model really computes:
 
 `kind` is "encoder" (encoder self-attention), "decoder" (masked decoder self-attention) or "cross"
 (encoder-decoder attention: queries from the target, keys and values from the encoder output).
+`layer` and `head` are 0-based indices (as in the arrays of the Space's attention API); the step texts count
+layers and heads from 1, as the Space's pickers do.
 The numbers come from one teacher-forced forward pass of the real model: hooks record the hidden states
 entering the chosen layer and what every sub-layer writes; the head's arithmetic is then redone step by step
 with the layer's own weights, and `checks` reports how far each step is from the model's own values.
@@ -25,6 +27,7 @@ Imports only torch: works on any loaded `TransformerForConditionalGeneration` an
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
@@ -174,22 +177,29 @@ def _fmt(values: Sequence[float], n: int = 4) -> str:
 @contextmanager
 def _hooks(model, kind: str, layer: int):
     """Record, for the chosen layer: its input, what each sub-layer writes, its output; the input of the
-    chosen attention's out_proj (the concatenated heads); and the decoder's last layer output."""
+    chosen attention's out_proj (the concatenated heads); and the decoder's last layer output.
+
+    Only forward passes run by the calling thread are recorded: in a server, other requests (a translation,
+    another walkthrough) may run the same model in other threads while these hooks are registered.
+    """
     core = getattr(model, "model", model)
     store: dict = {}
+    owner = threading.get_ident()
     handles = []
     side = core.encoder if kind == "encoder" else core.decoder
     block = side.layers[layer]
 
     def out_hook(name):
         def hook(module, args, output):
-            store[name] = output[0] if isinstance(output, tuple) else output
+            if threading.get_ident() == owner:
+                store[name] = output[0] if isinstance(output, tuple) else output
 
         return hook
 
     def in_hook(name):
         def hook(module, args):
-            store[name] = args[0]
+            if threading.get_ident() == owner:
+                store[name] = args[0]
 
         return hook
 
@@ -386,18 +396,18 @@ def walkthrough(
         norm = block.self_attn_layer_norm
     attn_input = norm(block_input) if pre_ln else block_input
     if layer == 0 and kind != "cross":
-        origin = "At layer 0 this is exactly the sum from step 1."
+        origin = "In layer 1 this is exactly the sum from step 1."
     elif kind == "cross":
-        origin = (f"Cross-attention comes after the masked self-attention block of decoder layer {layer}, so it reads "
-                  "the stream after that block (input + self-attention output"
+        origin = (f"Cross-attention comes after the masked self-attention block of decoder layer {layer + 1}, so it "
+                  "reads the stream after that block (input + self-attention output"
                   + (")." if pre_ln else ", layer-normed)."))
     else:
-        origin = (f"At layer {layer} the token's vector is the output of layer {layer - 1}: it has already mixed in "
+        origin = (f"In layer {layer + 1} the token's vector is the output of layer {layer}: it has already mixed in "
                   "information from the other tokens.")
     ln_text = (" This model is pre-LN: each sub-layer reads LayerNorm(x), not x itself."
                if pre_ln else " This model is post-LN (the paper): the sub-layer reads x directly.")
     steps.append(Step(
-        "layer_input", f"2. The vector entering {KIND_LABELS[kind]}, layer {layer}", origin + ln_text,
+        "layer_input", f"2. The vector entering {KIND_LABELS[kind]}, layer {layer + 1}", origin + ln_text,
         {"residual": _vec(block_input[pos], n_first), "attention_input": _vec(attn_input[pos], n_first),
          "pre_ln": pre_ln},
     ))
@@ -414,7 +424,7 @@ def walkthrough(
                 "target word being written" if kind == "cross" else "queries, keys and values all come from the same "
                 + where)
     steps.append(Step(
-        "qkv", f"3. Query, key and value of head {head}",
+        "qkv", f"3. Query, key and value of head {head + 1}",
         f"The head multiplies the vector by three learned matrices W^Q, W^K, W^V ({d_model} x {d_k} for one head) to "
         f"get a query (what {tok!r} is looking for), a key (what each token offers) and a value (what each token "
         f"passes on), each of d_k = {d_k} numbers. Here {kv_where}.",
@@ -544,7 +554,7 @@ def walkthrough(
     else:
         rest_text = "Next the token goes through " + ffn_text
     if layer + 1 < n_layers:
-        rest_text += f" The layer's output is the input of layer {layer + 1}."
+        rest_text += f" The layer's output is the input of layer {layer + 2}."
     elif kind == "encoder":
         rest_text += (" This is the encoder's last layer: its output for every source token gives the keys and values "
                       "of every decoder layer's cross-attention.")
