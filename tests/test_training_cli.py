@@ -173,3 +173,17 @@ def test_cli_refuses_bad_data_naming_file_and_line(tmp_path):
     report = refuse("--data", str(data), "--output-dir", str(out))
     assert "No file for split 'val', language 'en'" in report["message"] and str(data) in report["message"]
     assert not out.exists()
+
+
+def test_length_penalty_candidates_are_numbers(tmp_path):
+    config, _ = parse_args(["--length-penalty-candidates", "0.6", "1", "1.4"])
+    assert config.length_penalty_candidates == [0.6, 1.0, 1.4]
+    assert TrainConfig().length_penalty_candidates == []  # default: only --length-penalty
+    with pytest.raises(SystemExit) as err:
+        parse_args(["--length-penalty-candidates", "short"])
+    assert err.value.code == 2  # argparse's usage error
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"length_penalty_candidates": [0.6, "long"]}), encoding="utf-8")
+    with pytest.raises(SystemExit) as err:
+        parse_args(["--config", str(bad)])
+    assert "length_penalty_candidates must be a list of numbers" in str(err.value.code)

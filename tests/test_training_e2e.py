@@ -388,3 +388,31 @@ def test_evaluate_reads_the_language_pair_from_the_model_card(trained_run, tmp_p
                                         encoding="utf-8")
     assert card_languages(str(tmp_path)) == ("fr", "cs")
     assert card_languages(str(tmp_path / "no-card")) is None
+
+
+def test_length_penalty_chosen_on_validation(trained_run, tmp_path):
+    """A finished run exported again with `--length-penalty-candidates` (section 6.1: alpha chosen on the
+    development set): every value is scored on val, the best one (a tie keeps the configured 0.6) decodes the
+    test split and lands in generation_config.json and the model card; the first export is kept aside."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained_run.out, out, symlinks=True)
+    result = run(train_command(out, trained_run.data, "--resume", "--length-penalty-candidates", "0.6", "0", "3"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "length penalty chosen on validation" in result.stdout
+    assert any(name.startswith("model.previous-") for name in os.listdir(out))  # the first export is kept
+
+    record = read_json(out, "model", "eval_results.json")
+    scores = record["length_penalty_on_validation"]
+    assert set(scores) == {"0.6", "0", "3"}
+    chosen = record["results"]["val"]["length_penalty"]
+    assert scores[f"{chosen:g}"] == max(scores.values())
+    if scores["0.6"] == max(scores.values()):
+        assert chosen == 0.6
+    assert record["results"]["val"]["bleu_lc_tok"] == scores[f"{chosen:g}"]
+    assert record["results"]["test_2016_flickr"]["length_penalty"] == chosen
+    assert read_json(out, "model", "generation_config.json")["length_penalty"] == chosen
+    with open(os.path.join(out, "model", "README.md"), encoding="utf-8") as fh:
+        card = fh.read()
+    assert f"length penalty {float(chosen)} (transformers' `length ** alpha` form; chosen on val among 0, 0.6, 3)" in card

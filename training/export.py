@@ -8,6 +8,7 @@ A saved folder is a complete Hub repository: safetensors weights, `config.json` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -116,6 +117,8 @@ def model_card(config, results: dict, chosen: str, train_seconds: float, command
     )
     signature = next(iter(results.values()))["bleu_signature"]
     hours = train_seconds / 3600
+    tried = sorted({float(v) for v in getattr(config, "length_penalty_candidates", None) or []} | {config.length_penalty})
+    tried = f"; chosen on {config.valid_split} among {', '.join(f'{v:g}' for v in tried)}" if len(tried) > 1 else ""
     content = f"""---
 {data.to_yaml()}
 ---
@@ -130,7 +133,7 @@ shared embeddings scaled by sqrt(d_model), trained from scratch on the 29,000 Mu
   FFN {config.ffn_dim}, joint {config.tokenizer_type.upper()} vocabulary of {config.vocab_size}, {n_params / 1e6:.2f}M parameters
 - weights: {chosen}
 - training: {config.max_steps} steps of {config.batch_size} sentence pairs, {hours:.2f} h wall-clock on a 2-core CPU
-- decoding: beam {config.num_beams}, length penalty {config.length_penalty} (transformers' `length ** alpha` form)
+- decoding: beam {config.num_beams}, length penalty {config.length_penalty} (transformers' `length ** alpha` form{tried})
 
 ## Results
 
@@ -167,6 +170,34 @@ Data: Multi30k (Elliott et al., 2016), text only. Cite the dataset paper when re
     return content
 
 
+def _rank(result: dict) -> tuple:
+    """How validation results are compared: lowercased-tokenised BLEU, then cased BLEU, then chrF."""
+    return result["bleu_lc_tok"], result["bleu"], result["chrf"]
+
+
+def choose_length_penalty(model, tokenizer, config, val_result: dict):
+    """Try `config.length_penalty_candidates` on the validation split for the chosen weights and keep the best
+    (section 6.1 chose beam size and alpha on the development set). A tie keeps the configured value.
+    Returns the chosen value, the validation result decoded with it, and {value: result} of every value tried."""
+    candidates = getattr(config, "length_penalty_candidates", None) or []
+    scores = {config.length_penalty: val_result}
+    best_lp, best = config.length_penalty, val_result
+    for lp in candidates:
+        lp = float(lp)
+        if lp in scores:
+            continue
+        r = evaluate_model(model, tokenizer, config, config.valid_split, config.num_beams, lp,
+                           limit=getattr(config, "final_eval_limit", 0))
+        logger.info("validation, length penalty %g: BLEU %.2f (lc-tok %.2f)", lp, r["bleu"], r["bleu_lc_tok"])
+        scores[lp] = r
+        if _rank(r) > _rank(best):
+            best_lp, best = lp, r
+    if len(scores) > 1:
+        logger.info("length penalty chosen on validation: %g (tried %s)", best_lp,
+                    ", ".join(f"{v:g}" for v in scores))
+    return best_lp, best, scores
+
+
 def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str | None = None, argv=None) -> str:
     """Average the last checkpoints, keep whichever of (average, best) scores higher on validation,
     evaluate it on the test splits, write `output_dir/model` (and `export_dir`), optionally push."""
@@ -199,9 +230,12 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
         scored.append((r["bleu_lc_tok"], r["bleu"], name, model, r))
     # Lowercased-tokenised BLEU, then cased BLEU, then chrF: so that a tie at BLEU 0 (an early model) goes to the
     # candidate that writes something rather than to one that only outputs empty translations.
-    scored.sort(key=lambda x: (x[0], x[1], x[4]["chrf"]), reverse=True)
+    scored.sort(key=lambda x: _rank(x[4]), reverse=True)
     _, _, chosen, model, val_result = scored[0]
     logger.info("chosen on validation: %s", chosen)
+
+    length_penalty, val_result, lp_scores = choose_length_penalty(model, tokenizer, config, val_result)
+    config = dataclasses.replace(config, length_penalty=length_penalty)
 
     results = {config.valid_split: val_result}
     for split in config.test_splits:
@@ -213,6 +247,7 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
         except Exception as e:  # a missing test split must not lose the trained model
             logger.warning("could not evaluate on %s: %s", split, e)
     model.generation_config = trainer.model.generation_config
+    model.generation_config.length_penalty = config.length_penalty
     # The command that reproduces this model: what was run, without the resumption flag.
     args = [a for a in (argv or [])[1:] if a != "--resume"]
     if args[:2] == ["-m", "training.train"]:
@@ -220,9 +255,11 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
     command = " ".join(["python", "-m", "training.train", *args])
     n_params = sum(p.numel() for p in model.parameters())
     card = model_card(config, results, chosen, train_seconds, command, n_params)
-    out = save_hub_folder(model, tokenizer, os.path.join(config.output_dir, "model"), card,
-                          {"chosen": chosen, "train_seconds": round(train_seconds), "results": results,
-                           "candidates_on_validation": {name: r for _, _, name, _, r in scored}})
+    record = {"chosen": chosen, "train_seconds": round(train_seconds), "results": results,
+              "candidates_on_validation": {name: r for _, _, name, _, r in scored}}
+    if len(lp_scores) > 1:
+        record["length_penalty_on_validation"] = {f"{lp:g}": r["bleu_lc_tok"] for lp, r in lp_scores.items()}
+    out = save_hub_folder(model, tokenizer, os.path.join(config.output_dir, "model"), card, record)
     logger.info("model folder: %s", out)
     if config.export_dir:
         if os.path.exists(config.export_dir) and os.listdir(config.export_dir) and not config.overwrite_output_dir:

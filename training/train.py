@@ -76,6 +76,10 @@ class TrainConfig:
     final_eval_limit: int = 0  # evaluate the final candidates on only the first N sentences (0 = whole split)
     num_beams: int = 4
     length_penalty: float = 0.6
+    # More length penalties to try at the end on the validation split, for the chosen weights; the best is kept
+    # in generation_config.json (section 6.1: beam size and alpha "chosen after experimentation on the
+    # development set"). Empty: only `length_penalty`.
+    length_penalty_candidates: list = field(default_factory=list, metadata={"item_type": float})
     logging_steps: int = 50
     seed: int = 42
     threads: int = 0  # torch threads, 0 = torch's default
@@ -112,6 +116,9 @@ class TrainConfig:
             problems.append(f"position_embedding_type must be 'sinusoidal' or 'learned', got {self.position_embedding_type!r}")
         if self.source_lang == self.target_lang:
             problems.append(f"source_lang and target_lang are both {self.source_lang!r}")
+        if not isinstance(self.length_penalty_candidates, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.length_penalty_candidates):
+            problems.append(f"length_penalty_candidates must be a list of numbers, got {self.length_penalty_candidates!r}")
         if isinstance(self.save_steps, int) and isinstance(self.eval_steps, int) and self.save_steps > 0 \
                 and self.eval_steps % self.save_steps:
             problems.append(f"eval_steps ({self.eval_steps}) must be a multiple of save_steps ({self.save_steps}) "
@@ -135,7 +142,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
         if isinstance(default, bool):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
         elif isinstance(default, list):
-            parser.add_argument(flag, dest=f.name, nargs="*", default=None)
+            parser.add_argument(flag, dest=f.name, nargs="*", type=f.metadata.get("item_type", str), default=None)
         else:
             parser.add_argument(flag, dest=f.name, type=type(default), default=None, help=f"(default {default!r})")
     args = parser.parse_args(argv)
