@@ -110,6 +110,24 @@ def eager_attention_forward(
     return output, weights
 
 
+def _repeated_rows(states: torch.Tensor, attention_mask: torch.Tensor | None) -> int:
+    """How many consecutive batch rows repeat the same source: k when rows i*k .. i*k+k-1 are equal for
+    every i (beam search and `num_return_sequences` copy each encoder output that way), else 1."""
+    n = states.shape[0]
+    if n < 2 or not torch.equal(states[0], states[1]):
+        return 1
+    same_as_first = (states[1:] == states[0]).flatten(1).all(dim=1)
+    k = 1 + int(same_as_first.int().cumprod(0).sum())  # length of the leading run of copies of row 0
+    if n % k:
+        return 1
+    for t in (states, attention_mask):
+        if t is not None and t.shape[0] == n:
+            grouped = t.view(n // k, k, *t.shape[1:])
+            if not torch.equal(grouped, grouped[:, :1].expand_as(grouped)):
+                return 1
+    return k
+
+
 class TransformerAttention(nn.Module):
     """Multi-head attention, section 3.2.2: MultiHead(Q, K, V) = Concat(head_1..head_h) W^O.
 
@@ -145,7 +163,7 @@ class TransformerAttention(nn.Module):
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         is_cross_attention = key_value_states is not None
-        query = self._split_heads(self.q_proj(hidden_states))  # (B, h, T, d_k)
+        batch, tgt_len = hidden_states.shape[:2]
 
         layer_cache = None
         if cache is not None:
@@ -161,6 +179,9 @@ class TransformerAttention(nn.Module):
             value = layer_cache.layers[self.layer_idx].values
         else:
             source = key_value_states if is_cross_attention else hidden_states
+            if is_cross_attention and layer_cache is not None:
+                # Beam search repeats each encoder output once per beam: keys/values once per sentence.
+                source = source[:: _repeated_rows(source, attention_mask)]
             key = self._split_heads(self.k_proj(source))  # (B, h, S, d_k)
             value = self._split_heads(self.v_proj(source))
             if layer_cache is not None:
@@ -168,8 +189,18 @@ class TransformerAttention(nn.Module):
                 if is_cross_attention:
                     cache.is_updated[self.layer_idx] = True
 
-        # The fused backends return no weights; when they are asked for, this call runs eagerly.
-        if output_attentions or self.config._attn_implementation == "eager":
+        # `group` > 1: the keys/values hold one row per sentence and the queries `group` rows (its beams); the
+        # queries of a sentence then attend together, as group * T queries of one row.
+        group = batch // key.shape[0]
+        query = self._split_heads(self.q_proj(hidden_states).view(batch // group, group * tgt_len, self.embed_dim))
+        if group > 1 and attention_mask is not None:
+            attention_mask = attention_mask[::group]  # (B / group, 1, 1, S): the same for every beam
+
+        # The fused backends return no weights; when they are asked for, this call runs eagerly. So does a
+        # decoding step on CPU (one new position per sequence): there the plain matmul-softmax-matmul costs
+        # less than the fused kernel's set-up (up to 2x less for the attention itself; same result).
+        decoding_on_cpu = tgt_len == 1 and query.device.type == "cpu" and not self.training
+        if output_attentions or self.config._attn_implementation == "eager" or decoding_on_cpu:
             attention_interface: Callable = eager_attention_forward
         else:
             attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
@@ -185,7 +216,10 @@ class TransformerAttention(nn.Module):
             scaling=self.scaling,
             is_causal=self.is_causal and attention_mask is None and query.shape[2] > 1,
         )
-        output = output.reshape(*hidden_states.shape[:-1], self.embed_dim)  # Concat(head_1..head_h): (B, T, d_model)
+        output = output.reshape(batch, tgt_len, self.embed_dim)  # Concat(head_1..head_h): (B, T, d_model)
+        if output_attentions and group > 1:  # back to one row of weights per beam: (B, h, T, S)
+            weights = weights.view(batch // group, self.num_heads, group, tgt_len, -1).transpose(1, 2)
+            weights = weights.reshape(batch, self.num_heads, tgt_len, -1)
         return self.out_proj(output), (weights if output_attentions else None)
 
 
@@ -543,6 +577,56 @@ def _legacy_cache_kwarg(cache, kwargs):
     return cache if cache is not None else legacy
 
 
+class LogitsAndSmoothedLoss(torch.autograd.Function):
+    """The pre-softmax projection (section 3.4) and the label-smoothed loss (section 5.4) as one autograd step.
+
+    Forward: logits = h W^T for every position (returned, as always), and over the N real target positions
+    (labels != -100) the mean of (1 - eps) * -log p(y) + eps * mean_v(-log p(v)), written as
+    logsumexp(z) - (1 - eps) z_y - eps mean_v(z_v). The values are those of `F.linear` followed by
+    `F.cross_entropy(..., label_smoothing=eps)` (`loss_from_logits`); only the backward is cheaper:
+      * its gradient is one expression, softmax(z) - (1 - eps) onehot(y) - eps / V, over the N real rows,
+        with no (B, T, V) log-probability or gradient tensor;
+      * the two backward matmuls of the projection (for h and for W) skip the padding rows, which the loss
+        ignores (about 40% of the positions of a random Multi30k batch).
+    If the returned logits are also used in something differentiated, their gradient is added exactly.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, epsilon):
+        ctx.set_materialize_grads(False)  # unused logits get no (B, T, V) zero gradient
+        logits = F.linear(hidden, weight)  # (B, T, V)
+        rows = (labels.reshape(-1) != -100).nonzero().squeeze(1)  # the N real target positions
+        z = logits.reshape(-1, logits.shape[-1]).index_select(0, rows)  # (N, V)
+        z = z.to(torch.promote_types(z.dtype, torch.float32))  # half precision: the loss in fp32
+        target = labels.reshape(-1).index_select(0, rows)  # (N,)
+        lse = torch.logsumexp(z, dim=-1)  # log of the softmax denominator
+        per_token = lse - (1.0 - epsilon) * z.gather(1, target[:, None]).squeeze(1) - epsilon * z.mean(dim=-1)
+        ctx.save_for_backward(hidden, weight, rows, target, z, lse)
+        ctx.epsilon = epsilon
+        return logits, per_token.mean()
+
+    @staticmethod
+    def backward(ctx, grad_logits, grad_loss):
+        hidden, weight, rows, target, z, lse = ctx.saved_tensors
+        flat_hidden = hidden.reshape(-1, hidden.shape[-1])  # (B*T, d_model)
+        grad_hidden = grad_weight = None
+        if grad_loss is not None:
+            # d loss / d z = (softmax(z) - eps / V - (1 - eps) onehot(y)) / N, for the real rows only
+            grad_z = torch.exp(z - lse[:, None]).sub_(ctx.epsilon / z.shape[-1])
+            grad_z.scatter_add_(1, target[:, None], grad_z.new_full((len(rows), 1), ctx.epsilon - 1.0))
+            grad_z = grad_z.mul_(grad_loss / len(rows)).to(weight.dtype)  # (N, V)
+            grad_weight = grad_z.t() @ flat_hidden.index_select(0, rows)  # (V, d_model)
+            grad_hidden = flat_hidden.new_zeros(flat_hidden.shape).index_copy_(0, rows, grad_z @ weight)
+        if grad_logits is not None:  # the logits were used elsewhere too: their gradient, over all rows
+            flat_grad = grad_logits.reshape(-1, grad_logits.shape[-1])
+            more_hidden, more_weight = flat_grad @ weight, flat_grad.t() @ flat_hidden
+            grad_hidden = more_hidden if grad_hidden is None else grad_hidden + more_hidden
+            grad_weight = more_weight if grad_weight is None else grad_weight + more_weight
+        if grad_hidden is not None:
+            grad_hidden = grad_hidden.view_as(hidden)
+        return grad_hidden, grad_weight, None, None
+
+
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
     """Teacher forcing: the decoder reads <start> y_1 .. y_{n-1} to predict y_1 .. y_n (-100 becomes pad)."""
     shifted = labels.new_full(labels.shape, pad_token_id)
@@ -680,6 +764,17 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
     def get_decoder(self, modality=None):
         return self.model.decoder
 
+    def _reorder_cache(self, cache: Cache, beam_idx: torch.Tensor) -> Cache:
+        """Beam search: after each step the cache follows the beams that were kept (`beam_idx`, rows of the
+        flattened batch x beams). Only the self-attention keys/values need it: the beams of one sentence
+        share its encoder output, whose cross-attention keys/values are kept once per sentence (see
+        `TransformerAttention.forward`), and beams never move between sentences."""
+        if isinstance(cache, EncoderDecoderCache):
+            cache.self_attention_cache.reorder_cache(beam_idx)
+        else:
+            cache.reorder_cache(beam_idx)
+        return cache
+
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Used by `DataCollatorForSeq2Seq` to build teacher-forcing decoder inputs from padded labels."""
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
@@ -743,8 +838,18 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
-        logits = self.lm_head(outputs.last_hidden_state)  # (B, T, vocab)
-        loss = self.loss_from_logits(logits, labels) if labels is not None else None
+        hidden = outputs.last_hidden_state  # (B, T, d_model)
+        if (
+            labels is not None
+            and labels.shape == hidden.shape[:2]
+            and type(self.lm_head) is nn.Linear
+            and self.lm_head.bias is None
+            and bool((labels != -100).any())
+        ):  # the common training case, computed faster; same values as the two lines below
+            logits, loss = LogitsAndSmoothedLoss.apply(hidden, self.lm_head.weight, labels, self.config.label_smoothing)
+        else:
+            logits = self.lm_head(hidden)  # (B, T, vocab)
+            loss = self.loss_from_logits(logits, labels) if labels is not None else None
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
