@@ -2,7 +2,8 @@
 
 1. Server time (in process, no HTTP): translation plus the attention data of a 15-word sentence, median
    and p90 over repeats, for the app's default decoding (the model's beam size) and for greedy search;
-   also the time to draw the explorer's two pictures.
+   also the time to draw the explorer's two pictures, and the Circuits tab's head importance (every head
+   switched off alone, batched) for the same sentence with 1 thread and with torch's default threads.
 2. Load: the app started as its own process (`python space/app.py`), N concurrent `gradio_client`
    clients each sending R `translate` requests; every answer is checked against the translation of the
    same sentence made before the load. Reports p50/p95 latency, errors, throughput, and the server's
@@ -32,6 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPACE = os.path.join(ROOT, "space")
 sys.path.insert(0, SPACE)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_model import matmul_gflops  # noqa: E402
 
 for _var in ("NO_PROXY", "no_proxy"):
     os.environ[_var] = ",".join(filter(None, [os.environ.get(_var, ""), "127.0.0.1,localhost"]))
@@ -46,6 +50,7 @@ LOAD_SENTENCES = [
     "A woman in a red dress is walking her dog along the beach.",
 ]
 TARGET_MS = 300.0
+IMPORTANCE_TARGET_S = 2.0  # issue 5: head importance of a 15-word sentence with the shipped model
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -112,6 +117,48 @@ def measure_pictures(bundle, sentence: str = SENTENCE_15, repeats: int = 5) -> d
         app.explorer_outputs(data, family, "1", "mean", None)
         times.append((time.perf_counter() - t0) * 1000)
     return {"repeats": repeats, "median_ms": statistics.median(times)}
+
+
+def measure_head_importance(bundle, sentence: str = SENTENCE_15, repeats: int = 5,
+                            threads: tuple[int, ...] = (1,)) -> list[dict]:
+    """Wall time of the Circuits tab's head importance (what one `head_importance` request computes) on the
+    Space's translation of `sentence`, once per thread count; median over `repeats` after one warm-up.
+
+    The fp32 matmul rate measured just before says how much of the CPU the run got (other processes).
+    """
+    import torch
+
+    import circuits_tab
+
+    pair = circuits_tab.pair_from_api(bundle, sentence)
+    previous = torch.get_num_threads()
+    rows = []
+    try:
+        for n_threads in dict.fromkeys(threads):  # in order, without repeats
+            gflops = matmul_gflops(n_threads, n=512, repeats=5)  # also sets the thread count
+            circuits_tab.importance(bundle, pair)  # warm-up (the first call also copies the model)
+            total, ablations = [], []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                result = circuits_tab.importance(bundle, pair)
+                total.append(time.perf_counter() - t0)
+                ablations.append(result.seconds)
+            rows.append({
+                "threads": n_threads,
+                "words": len(sentence.split()),
+                "source_tokens": len(result.source_tokens),
+                "target_tokens": len(result.translation_tokens),
+                "heads": len(result.ranking),
+                "repeats": repeats,
+                "median_s": statistics.median(total),
+                "max_s": max(total),
+                "ablations_median_s": statistics.median(ablations),
+                "matmul_gflops": gflops,
+                "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            })
+    finally:
+        torch.set_num_threads(previous)
+    return rows
 
 
 # --- 2. load ---------------------------------------------------------------------------------------------
@@ -260,6 +307,16 @@ def markdown_table(results: dict) -> str:
         )
     if "pictures" in results:
         lines.append(f"| explorer pictures (heatmap + head grid + links, median) | {fmt(results['pictures']['median_ms'], ' ms')} |")
+    for timing in results.get("head_importance", []):
+        verdict = "✓" if timing["median_s"] < IMPORTANCE_TARGET_S else "✗"
+        load = timing["load_average_1min"]
+        lines.append(
+            f"| Circuits head importance ({timing['heads']} heads off one at a time), {timing['words']}-word "
+            f"sentence, {timing['threads']} thread{'s' if timing['threads'] != 1 else ''} (median of "
+            f"{timing['repeats']}) | {timing['median_s']:.2f} s {verdict} (max {timing['max_s']:.2f} s; "
+            f"matmul {timing['matmul_gflops']:.0f} GFLOP/s" + (f", load average {load:.1f}" if load is not None else "")
+            + ") |"
+        )
     load = results.get("load")
     if load:
         lines.append(
@@ -319,6 +376,7 @@ def main(argv=None) -> int:
 def run(args, source, bundle, smoke: bool = False) -> int:
     import torch
 
+    default_threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
     results = {
@@ -333,6 +391,9 @@ def run(args, source, bundle, smoke: bool = False) -> int:
     for num_beams in beams:
         results["server_time"].append(measure_server_time(bundle, repeats=args.repeats, num_beams=num_beams))
     results["pictures"] = measure_pictures(bundle, repeats=max(3, args.repeats // 4))
+    results["importance_target_s"] = IMPORTANCE_TARGET_S
+    results["head_importance"] = measure_head_importance(bundle, repeats=max(2, args.repeats // 4),
+                                                         threads=(1, default_threads))
 
     if not args.skip_load:
         proc, url, log_path = start_server(source.ref, threads=args.threads)

@@ -45,8 +45,9 @@ from translation_engine import EMPTY_MESSAGE, ModelBundle
 TAB_TITLE = "Circuits"
 
 FAMILY_TAGS = {"encoder": "enc", "decoder": "dec-self", "cross": "cross"}
-FAMILY_NAMES = {"encoder": "Encoder self-attention", "decoder": "Decoder self-attention (masked)",
-                "cross": "Cross-attention (decoder → encoder)"}
+FAMILY_NAMES = {"encoder": "enc · encoder self-attention", "decoder": "dec-self · decoder self-attention (masked)",
+                "cross": "cross · cross-attention (decoder → encoder)"}
+PLOT_TITLES = {"encoder": "enc (encoder self)", "decoder": "dec-self (masked)", "cross": "cross (dec → enc)"}
 _TAG_FAMILY = {tag: family for family, tag in FAMILY_TAGS.items()}
 _LABEL = re.compile(r"^\s*(enc|dec-self|cross)\s+L(\d+)\s+H(\d+)\s*$", re.IGNORECASE)
 
@@ -98,7 +99,7 @@ table.circuits td.num { text-align: right; font-family: ui-monospace, monospace;
 .bar.pos { background: #2563eb; }
 .delta { font-size: 1.25em; font-weight: 700; font-family: ui-monospace, monospace; }
 .changed { color: #b45309; font-weight: 600; }
-.lens-wrap { overflow: auto; max-height: 560px; }
+.lens-wrap { overflow: auto; max-height: 720px; }
 .cand { white-space: nowrap; font-family: ui-monospace, monospace; font-size: 0.92em; }
 .cand.hit { background: rgba(34, 197, 94, 0.25); border-radius: 3px; font-weight: 700; }
 .small { opacity: 0.7; font-size: 0.85em; }
@@ -153,8 +154,8 @@ def parse_head_labels(model, labels) -> list[tuple[str, int, int]]:
         match = _LABEL.match(str(label))
         if match is None:
             raise CircuitsInputError(
-                f"{str(label).strip()!r} is not a head label: write the family (enc, dec-self or cross), the layer and the "
-                "head, counted from 1, e.g. 'cross L1 H2'."
+                f"{str(label).strip()!r} is not a head label: write the family (enc, dec-self or cross), the layer "
+                "and the head, counted from 1, e.g. 'cross L1 H2'."
             )
         family = _TAG_FAMILY[match.group(1).lower()]
         layer, head = int(match.group(2)), int(match.group(3))
@@ -233,17 +234,20 @@ def ablation(bundle: ModelBundle, pair: Pair, heads, beam_size=None, max_new_tok
 
 
 def importance(bundle: ModelBundle, pair: Pair) -> circuits.HeadImportance:
+    """`circuits.head_importance`: every head switched off alone, in one batched pass."""
     with circuits_model(bundle) as model:
         return circuits.head_importance(model, bundle.tokenizer, pair.source_ids, pair.target_ids)
 
 
 def lens(bundle: ModelBundle, pair: Pair, top_k=3) -> circuits.LogitLens:
+    """`circuits.logit_lens` with 1 to 10 top tokens per layer and position."""
     top_k = max(1, min(_int(top_k, 3, "top_k"), 10))
     with circuits_model(bundle) as model:
         return circuits.logit_lens(model, bundle.tokenizer, pair.source_ids, pair.target_ids, top_k=top_k)
 
 
 def stream(bundle: ModelBundle, pair: Pair) -> circuits.ResidualStream:
+    """`circuits.residual_stream`: the norms of every sub-layer's write."""
     with circuits_model(bundle) as model:
         return circuits.residual_stream(model, bundle.tokenizer, pair.source_ids, pair.target_ids)
 
@@ -255,21 +259,21 @@ def importance_image(result: circuits.HeadImportance) -> np.ndarray:
     scale = max([abs(v) for grid in result.grids.values() for row in grid["drop"] for v in row] + [1e-6])
     n_heads = max(grid["heads"] for grid in result.grids.values())
     n_layers = max(grid["layers"] for grid in result.grids.values())
-    fig = Figure(figsize=(len(families) * (1.2 + 0.75 * n_heads) + 1.2, 1.5 + 0.55 * n_layers), dpi=DPI,
+    # Small enough to be shown at about its natural size beside the ranking (cells of ~0.45 inch).
+    fig = Figure(figsize=(len(families) * (0.45 + 0.45 * n_heads) + 1.0, 1.1 + 0.45 * n_layers), dpi=DPI,
                  layout="constrained")
     axes = fig.subplots(1, len(families), squeeze=False)[0]
     for ax, family in zip(axes, families):
         drop = np.asarray(result.grids[family]["drop"], dtype=np.float32)
         image = ax.imshow(drop, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto", interpolation="nearest")
         for (layer, head), value in np.ndenumerate(drop):
-            ax.text(head, layer, f"{value:.2f}", ha="center", va="center", fontsize=8,
+            ax.text(head, layer, f"{value:.2f}", ha="center", va="center", fontsize=7.5,
                     color="white" if abs(value) > 0.6 * scale else "black")
         ax.set_xticks(range(drop.shape[1]), [f"H{h + 1}" for h in range(drop.shape[1])], fontsize=8)
         ax.set_yticks(range(drop.shape[0]), [f"L{layer + 1}" for layer in range(drop.shape[0])], fontsize=8)
-        ax.set_title(FAMILY_NAMES[family], fontsize=9)
-    fig.colorbar(image, ax=list(axes), shrink=0.9, label="drop in log p (nats)")
-    fig.suptitle(plot_label_title(f"Head importance: log p(translation) = {result.logprob:.2f} with every head on"),
-                 fontsize=10)
+        ax.set_title(PLOT_TITLES[family], fontsize=9)
+    fig.colorbar(image, ax=list(axes), shrink=0.9).set_label("drop in log p", fontsize=8)
+    fig.suptitle(plot_label_title(f"log p(translation) = {result.logprob:.2f} with every head on"), fontsize=9)
     return _to_rgb(fig)
 
 
@@ -388,10 +392,10 @@ def lens_html(result: circuits.LogitLens) -> str:
             position = layer["positions"][t]
             candidates = "".join(
                 f'<div class="cand{" hit" if c["id"] == result.translation_ids[t] else ""}"><bdi>{escape(c["token"])}'
-                f"</bdi> {c['prob']:.2f}</div>"
+                f"</bdi> {c['prob']:.2g}</div>"
                 for c in position["top"]
             )
-            cells.append(f'<td>{candidates}<div class="small">correct: p = {position["target_prob"]:.2f}, '
+            cells.append(f'<td>{candidates}<div class="small">correct: p = {position["target_prob"]:.2g}, '
                          f'rank {position["target_rank"]}</div></td>')
         rows.append(f'<tr><td class="num">{t}</td><td>{_chip(result.input_tokens[t])}</td>'
                     f'<td>{_chip(result.target_tokens[t])}</td>{"".join(cells)}</tr>')
@@ -548,19 +552,20 @@ def build(bundle: ModelBundle, shared) -> None:
     with gr.Row():
         with gr.Column(scale=3):
             grid = gr.Image(label="Drop in log p when each head alone is off", type="numpy", format="png",
-                            interactive=False, elem_id="importance-grid", buttons=["download", "fullscreen"])
+                            interactive=False, elem_id="importance-grid", show_label=False,
+                            buttons=["download", "fullscreen"])
         with gr.Column(scale=2):
             ranking = gr.HTML(elem_id="importance-ranking", css_template=CIRCUITS_CSS)
 
     gr.Markdown("### 3 · Logit lens")
     gr.Markdown(LENS_HELP)
-    top_k = gr.Slider(1, 5, value=3, step=1, label="Tokens per layer", elem_id="lens-top-k")
+    top_k = gr.Radio([1, 2, 3, 4, 5], value=3, label="Tokens per layer", elem_id="lens-top-k")
     lens_view = gr.HTML(elem_id="logit-lens", css_template=CIRCUITS_CSS)
 
     gr.Markdown("### 4 · Residual stream")
     gr.Markdown(RESIDUAL_HELP)
     residual = gr.Image(label="Size of what each sub-layer writes", type="numpy", format="png", interactive=False,
-                        elem_id="residual-stream", buttons=["download", "fullscreen"])
+                        elem_id="residual-stream", show_label=False, buttons=["download", "fullscreen"])
     residual_note = gr.HTML(elem_id="residual-caption", css_template=CIRCUITS_CSS)
 
     on_screen = [shared.source, shared.attention_state]
@@ -577,7 +582,7 @@ def build(bundle: ModelBundle, shared) -> None:
     top_button.click(lambda ranked_, count: top_heads_selection(bundle, ranked_, count), inputs=[ranked, top_count],
                      outputs=pickers, **private).then(
         run_ablation, inputs=ablation_inputs, outputs=ablation_views, **private)
-    top_k.release(lambda source, state, k: lens_outputs(bundle, source, state, k), inputs=on_screen + [top_k],
+    top_k.input(lambda source, state, k: lens_outputs(bundle, source, state, k), inputs=on_screen + [top_k],
                   outputs=lens_view, **private)
     shared.translate_event.then(
         lambda source, state, k: refresh_outputs(bundle, source, state, k), inputs=on_screen + [top_k],

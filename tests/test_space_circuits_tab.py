@@ -5,7 +5,6 @@ untrained `tiny_model_dir` fixture (fast, deterministic). With SAVE_SCREENSHOT s
 space/model/, that model is served instead and the browser test also writes space/screenshot_circuits.png.
 """
 
-import json
 import os
 import shutil
 
@@ -90,7 +89,7 @@ def test_importance_lens_and_stream_match_circuits(bundle, on_screen):
     expected = circuits.head_importance(*args)
     picture, ranking, ranked = tab.importance_outputs(bundle, SENTENCE, state)
     assert ranked == [tab.head_label(r["family"], r["layer"], r["head"]) for r in expected.ranking]
-    assert picture.ndim == 3 and picture.shape[1] > 600
+    assert picture.ndim == 3 and picture.shape[1] > 500
     assert ranked[0] in ranking and f"{expected.ranking[0]['drop']:+.3f}" in ranking
 
     lens = circuits.logit_lens(*args, top_k=2)
@@ -196,6 +195,13 @@ def page(browser, server):  # noqa: F811 (browser: the imported fixture)
         page.close()
 
 
+def wait_for_picture(page, selector):
+    """Until the component's image has loaded with a real width (scrolled to: Gradio loads images lazily)."""
+    page.locator(f"{selector} img").scroll_into_view_if_needed()
+    page.wait_for_function("sel => { const img = document.querySelector(sel + ' img');"
+                           " return img && img.complete && img.naturalWidth > 0; }", arg=selector)
+
+
 @pytest.mark.browser
 def test_browser_switch_heads_off_and_rank_them(page, bundle, on_screen, tmp_path):
     from playwright.sync_api import expect
@@ -207,7 +213,10 @@ def test_browser_switch_heads_off_and_rank_them(page, bundle, on_screen, tmp_pat
     page.get_by_role("tab", name="Circuits").click()
     expect(page.locator("#circuits-context")).to_contain_text("Working on")
     expect(page.locator("#lens-table tr")).to_have_count(len(result.decoder_ids) + 1)
-    expect(page.locator("#residual-stream img")).to_be_visible()
+    wait_for_picture(page, "#residual-stream")
+    page.locator("#lens-top-k label", has_text="1").click()  # one token per layer and position
+    layers = bundle.model.config.decoder_layers
+    expect(page.locator("#lens-table .cand")).to_have_count(layers * len(result.decoder_ids))
 
     page.locator("#ablate-cross input.select-all-checkbox").click()  # every cross-attention head off
     page.locator("#ablate-enc label", has_text="L1 H2").click()
@@ -222,8 +231,7 @@ def test_browser_switch_heads_off_and_rank_them(page, bundle, on_screen, tmp_pat
 
     page.locator("#importance-btn").click()
     expect(page.locator("#importance-ranking")).to_contain_text("Most important heads")
-    page.wait_for_function("() => { const img = document.querySelector('#importance-grid img');"
-                           " return img && img.complete && img.naturalWidth > 0; }")
+    wait_for_picture(page, "#importance-grid")
     ranked = tab.importance_outputs(bundle, SENTENCE, state)[2]
     page.locator("#ablate-top-btn").click()  # the top 3 heads, ticked and switched off
     for label in ranked[:3]:
@@ -232,8 +240,25 @@ def test_browser_switch_heads_off_and_rank_them(page, bundle, on_screen, tmp_pat
     assert (tmp_path / "circuits.png").stat().st_size > 10_000
     if os.environ.get("SAVE_SCREENSHOT"):  # the README's picture: ablation and importance
         top, bottom = page.evaluate(
-            """() => [document.querySelector('#circuits-context').getBoundingClientRect().top + window.scrollY,
-                      document.querySelector('#importance-grid').getBoundingClientRect().bottom + window.scrollY]""")
+            """() => { const box = sel => document.querySelector(sel).getBoundingClientRect();
+                       return [box('[role=tablist]').top + window.scrollY,
+                               Math.max(box('#importance-grid').bottom, box('#importance-ranking').bottom)
+                               + window.scrollY]; }""")
         page.screenshot(path=str(tmp_path / "readme.png"), full_page=True,
-                        clip={"x": 0, "y": top - 20, "width": 1300, "height": bottom - top + 40})
+                        clip={"x": 0, "y": top - 4, "width": 1300, "height": bottom - top + 24})
         shutil.copyfile(tmp_path / "readme.png", os.path.join(SPACE, "screenshot_circuits.png"))
+
+
+def test_benchmark_times_head_importance(bundle):
+    """benchmarks/bench_space.py's head-importance timing, in miniature, so the script does not rot."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(SPACE), "benchmarks", "bench_space.py")
+    spec = importlib.util.spec_from_file_location("bench_space", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.measure_head_importance(bundle, repeats=1, threads=(1, 1))
+    heads = len(circuits.all_heads(bundle.model))
+    assert len(rows) == 1 and rows[0]["words"] == 15 and rows[0]["heads"] == heads and rows[0]["median_s"] > 0
+    table = bench.markdown_table({"head_importance": rows, "machine": "test"})
+    assert f"Circuits head importance ({heads} heads off one at a time), 15-word sentence, 1 thread" in table
