@@ -450,6 +450,7 @@ def top_heads_selection(bundle: ModelBundle, ranked: list[str], count) -> tuple[
 
 
 def lens_outputs(bundle: ModelBundle, source, state, top_k=3) -> str:
+    """The logit-lens table, or a message."""
     try:
         return lens_html(lens(bundle, pair_on_screen(bundle, source, state), top_k))
     except CircuitsInputError as err:
@@ -484,6 +485,7 @@ def _with_notices(data: dict, pair: Pair) -> dict:
 
 
 def ablation_json(bundle: ModelBundle, source, heads, translation="", beam_size=None, max_new_tokens=None) -> dict:
+    """`AblationResult.to_dict()` with `heads` as labels, and `notices`."""
     try:
         pair = pair_from_api(bundle, source, translation, beam_size, max_new_tokens)
         result = ablation(bundle, pair, heads, beam_size, max_new_tokens)
@@ -493,6 +495,7 @@ def ablation_json(bundle: ModelBundle, source, heads, translation="", beam_size=
 
 
 def importance_json(bundle: ModelBundle, source, translation="") -> dict:
+    """`HeadImportance.to_dict()` with a `label` in every ranking entry, and `notices`."""
     try:
         pair = pair_from_api(bundle, source, translation)
         result = importance(bundle, pair).to_dict()
@@ -504,6 +507,7 @@ def importance_json(bundle: ModelBundle, source, translation="") -> dict:
 
 
 def lens_json(bundle: ModelBundle, source, translation="", top_k=5) -> dict:
+    """`LogitLens.to_dict()` and `notices`."""
     try:
         pair = pair_from_api(bundle, source, translation)
         return _with_notices(lens(bundle, pair, top_k).to_dict(), pair)
@@ -512,6 +516,7 @@ def lens_json(bundle: ModelBundle, source, translation="", top_k=5) -> dict:
 
 
 def residual_json(bundle: ModelBundle, source, translation="") -> dict:
+    """`ResidualStream.to_dict()` and `notices`."""
     try:
         pair = pair_from_api(bundle, source, translation)
         return _with_notices(stream(bundle, pair).to_dict(), pair)
