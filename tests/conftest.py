@@ -98,3 +98,35 @@ def tiny_model_dir(tmp_path_factory, multi30k_tokenizer):
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
+
+
+# --- the Space's servers and the real browser (tests/test_space_*.py) ------------------------------------
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it); Playwright's own download fails here
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright, one per test module; skipped (saying why) where it is missing."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the Python package) is not installed")
+    sync_api.expect.set_options(timeout=60_000)  # generous: a busy CI machine can take seconds per request
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -8,19 +8,14 @@ instead and the browser test also writes space/screenshot.png for the README.
 
 import os
 import shutil
-import socket
 import types
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 SPACE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "space")
 SHIPPED_MODEL = os.path.join(SPACE, "model")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 SENTENCE = "The animal didn't cross the street because it was too tired."
 
 # gradio's queue calls pandas options that pandas 3 deprecates; not this project's concern.
@@ -28,12 +23,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +44,7 @@ def server(bundle):
     import app
 
     demo = app.build_demo(bundle)
-    port = _free_port()
+    port = free_port()
     # demo.launch(...) with a patient localhost self-check (see app.launch): busy CI machines are slow.
     app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, share=False,
                ssr_mode=False)
@@ -153,20 +142,6 @@ def test_an_optional_tab_module_adds_a_tab(bundle):
 
 
 # --- a real browser --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the Python package) is not installed")
-    sync_api.expect.set_options(timeout=60_000)  # generous: a busy CI machine can take seconds per request
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.fixture
 def page(browser, server):
     page = browser.new_page(viewport={"width": 1280, "height": 1000})

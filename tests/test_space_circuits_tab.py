@@ -12,7 +12,8 @@ import pytest
 
 import circuits
 import circuits_tab as tab
-from test_space_app import SENTENCE, SHIPPED_MODEL, SPACE, _free_port, browser  # noqa: F401 (browser: a fixture)
+from conftest import free_port
+from test_space_app import SENTENCE, SHIPPED_MODEL, SPACE
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
@@ -147,7 +148,7 @@ def server(bundle):
     import app
 
     demo = app.build_demo(bundle, tabs=[tab])
-    port = _free_port()
+    port = free_port()
     app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, share=False,
                ssr_mode=False)
     try:

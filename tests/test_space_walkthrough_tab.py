@@ -9,18 +9,13 @@ space/screenshot_walkthrough.png for the README.
 import os
 import re
 import shutil
-import socket
 import threading
 
 import pytest
+from conftest import free_port
 
 SPACE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "space")
 SHIPPED_MODEL = os.path.join(SPACE, "model")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 SENTENCE = "The animal didn't cross the street because it was too tired."
 SHOWN_WEIGHT = re.compile(r'<td class="num w">([^<]+)</td>')
 
@@ -232,18 +227,12 @@ def test_walkthrough_while_another_thread_translates(bundle, pair):
 
 
 # --- the API on a running server -------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(bundle):
     import app
 
     demo = app.build_demo(bundle)
-    port = _free_port()
+    port = free_port()
     app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, share=False,
                ssr_mode=False)
     try:
@@ -277,20 +266,6 @@ def test_walkthrough_endpoint(server, bundle, pair):
 
 
 # --- a real browser --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the Python package) is not installed")
-    sync_api.expect.set_options(timeout=60_000)  # generous: a busy CI machine can take seconds per request
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.fixture
 def page(browser, server):
     page = browser.new_page(viewport={"width": 1320, "height": 1000})
