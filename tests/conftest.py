@@ -4,6 +4,7 @@ Nothing is downloaded: the tokenizer is trained here on `../shared/data/multi30k
 MULTI30K_DIR), and models are built from configs.
 """
 
+import contextlib
 import os
 import sys
 
@@ -130,3 +131,38 @@ def browser():
             yield browser
         finally:
             browser.close()
+
+
+SHIPPED_MODEL = os.path.join(ROOT, "space", "model")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir):
+    """The model a Space test serves: the tiny untrained one, or the shipped one when SAVE_SCREENSHOT asks for
+    the README's pictures."""
+    if os.environ.get("SAVE_SCREENSHOT") and os.path.isfile(os.path.join(SHIPPED_MODEL, "config.json")):
+        return SHIPPED_MODEL
+    return tiny_model_dir
+
+
+@pytest.fixture(scope="module")
+def bundle(model_dir):
+    from translation_engine import load_bundle
+
+    return load_bundle(model_dir)
+
+
+@contextlib.contextmanager
+def serve_space(bundle, tabs=None):
+    """The Space for `bundle` on a free localhost port (its URL), closed afterwards. `tabs`: as `build_demo`."""
+    import app
+
+    demo = app.build_demo(bundle, tabs=tabs)
+    port = free_port()
+    # demo.launch(...) with a patient localhost self-check (see app.launch): busy CI machines are slow.
+    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, share=False,
+               ssr_mode=False)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()

@@ -12,7 +12,7 @@ import pytest
 
 import circuits
 import circuits_tab as tab
-from conftest import free_port
+from conftest import serve_space
 from test_space_app import SENTENCE, SHIPPED_MODEL, SPACE
 
 pytestmark = [
@@ -145,16 +145,8 @@ def test_bad_input_gets_a_message(bundle, on_screen):
 # --- API through a running server -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(bundle):
-    import app
-
-    demo = app.build_demo(bundle, tabs=[tab])
-    port = free_port()
-    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, share=False,
-               ssr_mode=False)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with serve_space(bundle, tabs=[tab]) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,9 @@ import shutil
 import threading
 
 import pytest
-from conftest import free_port
+from conftest import SHIPPED_MODEL, serve_space
 
 SPACE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "space")
-SHIPPED_MODEL = os.path.join(SPACE, "model")
 SENTENCE = "The animal didn't cross the street because it was too tired."
 SHOWN_WEIGHT = re.compile(r'<td class="num w">([^<]+)</td>')
 
@@ -24,20 +23,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
 ]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_model_dir):
-    if os.environ.get("SAVE_SCREENSHOT") and os.path.isfile(os.path.join(SHIPPED_MODEL, "config.json")):
-        return SHIPPED_MODEL
-    return tiny_model_dir
-
-
-@pytest.fixture(scope="module")
-def bundle(model_dir):
-    from translation_engine import load_bundle
-
-    return load_bundle(model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -229,16 +214,8 @@ def test_walkthrough_while_another_thread_translates(bundle, pair):
 # --- the API on a running server -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(bundle):
-    import app
-
-    demo = app.build_demo(bundle)
-    port = free_port()
-    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, share=False,
-               ssr_mode=False)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with serve_space(bundle) as url:
+        yield url
 
 
 def test_walkthrough_endpoint(server, bundle, pair):
