@@ -53,6 +53,9 @@ BAD_VALUES = [
     (["--learning-rate", "2"], "learning_rate must be in (0, 1), got 2.0"),
     (["--adam-epsilon", "0"], "adam_epsilon must be > 0"),
     (["--warmup-steps", "-1"], "warmup_steps must be an integer >= 0, got -1"),
+    (["--max-steps", "100", "--warmup-steps", "40", "--cooldown-steps", "80"],
+     "warmup_steps (40) + cooldown_steps (80) must not exceed max_steps (100)"),
+    (["--cooldown-steps", "-1"], "cooldown_steps must be an integer >= 0, got -1"),
     (["--eval-steps", "15", "--save-steps", "10"], "eval_steps (15) must be a multiple of save_steps (10)"),
     (["--tokenizer-type", "wordpiece"], "tokenizer_type must be 'bpe' or 'unigram'"),
     (["--position-embedding-type", "rotary"], "position_embedding_type must be 'sinusoidal' or 'learned'"),
@@ -92,10 +95,10 @@ def test_defaults_are_the_papers_recipe():
 
 def test_project_config_file_is_valid():
     path = os.path.join(ROOT, "training", "configs", "multi30k_en_de.json")
-    config, args = parse_args(["--config", path, "--max-steps", "7"])
+    config, args = parse_args(["--config", path, "--batch-size", "7"])
     with open(path, encoding="utf-8") as fh:
         values = json.load(fh)
-    assert config.max_steps == 7  # flags win over the file
+    assert config.batch_size == 7  # flags win over the file
     assert config.d_model == values["d_model"] and config.dropout == values["dropout"]
     assert args.config == path
 

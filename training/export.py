@@ -119,6 +119,8 @@ def model_card(config, results: dict, chosen: str, train_seconds: float, command
     hours = train_seconds / 3600
     tried = sorted({float(v) for v in getattr(config, "length_penalty_candidates", None) or []} | {config.length_penalty})
     tried = f"; chosen on {config.valid_split} among {', '.join(f'{v:g}' for v in tried)}" if len(tried) > 1 else ""
+    cooldown_steps = getattr(config, "cooldown_steps", 0)
+    cooldown = (f" (learning rate falling linearly to zero over the last {cooldown_steps})" if cooldown_steps else "")
     content = f"""---
 {data.to_yaml()}
 ---
@@ -132,7 +134,7 @@ shared embeddings scaled by sqrt(d_model), trained from scratch on the 29,000 Mu
 - size: d_model {config.d_model}, {config.encoder_layers}+{config.decoder_layers} layers, {config.attention_heads} heads,
   FFN {config.ffn_dim}, joint {config.tokenizer_type.upper()} vocabulary of {config.vocab_size}, {n_params / 1e6:.2f}M parameters
 - weights: {chosen}
-- training: {config.max_steps} steps of {config.batch_size} sentence pairs, {hours:.2f} h wall-clock on a 2-core CPU
+- training: {config.max_steps} steps of {config.batch_size} sentence pairs{cooldown}, {hours:.2f} h wall-clock on a 2-core CPU
 - decoding: beam {config.num_beams}, length penalty {config.length_penalty} (transformers' `length ** alpha` form{tried})
 
 ## Results

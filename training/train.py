@@ -4,7 +4,8 @@
         --output-dir runs/en-de [--config training/configs/multi30k_en_de.json] [--resume] [--push-to-hub ID]
 
 Defaults follow the paper where it applies: Adam with beta2 = 0.98 and eps = 1e-9, a linear warm-up then
-inverse-square-root decay of the learning rate (section 5.3), label smoothing 0.1 and residual dropout
+inverse-square-root decay of the learning rate (section 5.3; optionally a linear cool-down to zero at the
+end, `--cooldown-steps`), label smoothing 0.1 and residual dropout
 (section 5.4), batches of similar lengths (section 5.1), the average of the last checkpoints (section 6.1)
 and beam search with a length penalty for evaluation (beam 4, alpha 0.6, section 6.1).
 
@@ -59,6 +60,12 @@ class TrainConfig:
     # optimisation (section 5.3)
     learning_rate: float = 1e-3
     warmup_steps: int = 1000
+    # Linear decay of the learning rate to zero over the last N steps (0 = the paper's schedule unchanged).
+    # The inverse-square-root schedule never lets the rate fall far (still 0.24x its peak after 18 warm-ups'
+    # worth of steps), so the weights keep wandering; a short cool-down at the end settles them, much as
+    # checkpoint averaging does (section 6.1). Until max_steps - cooldown_steps the rate is exactly eq. 3, so
+    # a run resumed with a longer max_steps and a cool-down equals one that planned it from the start.
+    cooldown_steps: int = 0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.98
     adam_epsilon: float = 1e-9
@@ -95,7 +102,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 problems.append(f"{name} must be a positive integer, got {value!r}")
-        for name in ("warmup_steps", "max_train_samples", "eval_samples", "threads", "final_eval_limit"):
+        for name in ("warmup_steps", "cooldown_steps", "max_train_samples", "eval_samples", "threads", "final_eval_limit"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 problems.append(f"{name} must be an integer >= 0, got {value!r}")
@@ -110,6 +117,10 @@ class TrainConfig:
         if isinstance(self.d_model, int) and isinstance(self.attention_heads, int) and self.attention_heads > 0 \
                 and self.d_model % self.attention_heads:
             problems.append(f"d_model ({self.d_model}) must be divisible by attention_heads ({self.attention_heads})")
+        if all(isinstance(getattr(self, n), int) for n in ("warmup_steps", "cooldown_steps", "max_steps")) \
+                and self.cooldown_steps > 0 and self.warmup_steps + self.cooldown_steps > self.max_steps:
+            problems.append(f"warmup_steps ({self.warmup_steps}) + cooldown_steps ({self.cooldown_steps}) must not "
+                            f"exceed max_steps ({self.max_steps})")
         if self.tokenizer_type not in ("bpe", "unigram"):
             problems.append(f"tokenizer_type must be 'bpe' or 'unigram', got {self.tokenizer_type!r}")
         if self.position_embedding_type not in ("sinusoidal", "learned"):
@@ -175,6 +186,25 @@ def _logged_seconds(log_path: str) -> float:
                 except (ValueError, AttributeError):
                     continue
     return last
+
+
+def learning_rate_factor(step: int, *, warmup_steps: int, max_steps: int, cooldown_steps: int = 0) -> float:
+    """The learning rate at `step` as a fraction of `learning_rate` (its peak).
+
+    Section 5.3, eq. 3: lrate = d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5), a linear warm-up then
+    a decay with the inverse square root of the step. Scaled so that the peak, at step = warmup_steps, is 1:
+    min(step / warmup, sqrt(warmup / step)). With `cooldown_steps`, the rate then falls linearly from its value
+    at max_steps - cooldown_steps to zero at max_steps.
+    """
+    def inverse_sqrt(s: int) -> float:
+        if s < warmup_steps:
+            return s / warmup_steps
+        return math.sqrt(max(warmup_steps, 1) / max(s, 1))
+
+    start = max_steps - cooldown_steps
+    if cooldown_steps <= 0 or step < start:
+        return inverse_sqrt(step)
+    return inverse_sqrt(start) * max(0.0, (max_steps - step) / cooldown_steps)
 
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -301,6 +331,21 @@ def make_trainer_class():
                 yield from batches[b]
 
     class TransformerTrainer(Seq2SeqTrainer):
+        schedule = None  # keyword arguments of learning_rate_factor; None: the scheduler TrainingArguments names
+
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            if self.lr_scheduler is None and self.schedule is not None:
+                import functools
+
+                from torch.optim.lr_scheduler import LambdaLR
+
+                # A partial of a module-level function: the saved scheduler state stays small and loads back
+                # into a scheduler rebuilt from the config (so a resumed run may add a cool-down).
+                self.lr_scheduler = LambdaLR(optimizer or self.optimizer,
+                                             functools.partial(learning_rate_factor, **self.schedule))
+                self._created_lr_scheduler = True
+            return super().create_scheduler(num_training_steps, optimizer)
+
         def _get_train_sampler(self, train_dataset=None):
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             lengths = getattr(self, "pair_lengths", None)
@@ -453,6 +498,8 @@ def main(argv=None) -> int:
         callbacks=[JsonLog()],
     )
     trainer.pair_lengths = train_ds["length"]
+    trainer.schedule = dict(warmup_steps=config.warmup_steps, max_steps=config.max_steps,
+                            cooldown_steps=config.cooldown_steps)
 
     resume_from = None
     if args.resume:
