@@ -150,3 +150,49 @@ def test_overwrite_output_dir_starts_over(trained_run, tmp_path):
     assert [e["step"] for e in log if "loss" in e] == [1, 2]
     assert all(e["time_s"] < 86400 for e in log)
     assert read_json(out / "model", "eval_results.json")["train_seconds"] < 86400
+
+
+@pytest.mark.slow
+def test_resume_with_more_steps_and_a_cooldown(trained_run, tmp_path):
+    """The shipped model's recipe: a finished run is resumed with a larger --max-steps and a --cooldown-steps
+    that starts exactly where it stopped. The learning rate then falls in a straight line from where eq. 3 had
+    left it to zero at the new max_steps, and the finished run's checkpoints and log stay as they were."""
+    import shutil
+
+    from training.train import learning_rate_factor
+
+    out = tmp_path / "run"
+    shutil.copytree(trained_run.out, out, symlinks=True, ignore=shutil.ignore_patterns("model"))
+    before = {p: snapshot(p) for p in complete_checkpoints(str(out / "checkpoints"))}
+    log_before = read_log(out)
+    flags = train_command(out, trained_run.data)
+    warmup = float(flags[flags.index("--warmup-steps") + 1])
+    peak = float(flags[flags.index("--learning-rate") + 1])
+    extra, total = 30, MAX_STEPS + 30
+    flags[flags.index("--max-steps") + 1] = str(total)
+    result = run(flags + ["--cooldown-steps", str(extra), "--resume", "--test-splits"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert f"resuming from {out / 'checkpoints' / f'checkpoint-{MAX_STEPS}'}" in result.stdout
+
+    log = read_log(out)
+    assert log[: len(log_before)] == log_before
+    lrs = {e["step"]: e["learning_rate"] for e in log[len(log_before):] if "learning_rate" in e}
+    assert sorted(lrs) == list(range(MAX_STEPS + LOGGING_STEPS, total + 1, LOGGING_STEPS))
+    # The rate logged at step s is the one its update used: the schedule's value after s - 1 scheduler steps.
+    at_start = peak * learning_rate_factor(MAX_STEPS, warmup_steps=int(warmup), max_steps=total)
+    for step, lr in lrs.items():
+        assert lr == pytest.approx(at_start * (total - step + 1) / extra, rel=1e-6, abs=1e-12), step
+    assert lrs[total] == pytest.approx(at_start / extra)  # the last update; the next rate would be 0
+    # The run before the cool-down followed eq. 3 unchanged.
+    old = {e["step"]: e["learning_rate"] for e in log_before if "learning_rate" in e}
+    assert len(old) >= MAX_STEPS // LOGGING_STEPS
+    for step, lr in old.items():
+        assert lr == pytest.approx(peak * learning_rate_factor(step - 1, warmup_steps=int(warmup), max_steps=total),
+                                   rel=1e-6), step
+    for path, files in before.items():
+        if os.path.isdir(path):  # older ones may be rotated out by --keep-checkpoints; the kept ones are intact
+            assert snapshot(path) == files, path
+    assert read_json(out / "checkpoints", f"checkpoint-{total}", "trainer_state.json")["global_step"] == total
+    assert (out / "model" / "model.safetensors").is_file()
+    card = (out / "model" / "README.md").read_text(encoding="utf-8")
+    assert f"{total} steps" in card and f"falling linearly to zero over the last {extra}" in card
