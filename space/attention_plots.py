@@ -39,8 +39,12 @@ def plot_label(token: str) -> str:
     return label
 
 
-def _to_rgb(fig: Figure) -> np.ndarray:
-    """Render and release the figure; returns (H, W, 3) uint8."""
+def figure_to_rgb(fig: Figure) -> np.ndarray:
+    """Draw `fig` on the Agg canvas and return its pixels as an (H, W, 3) uint8 array (what `gr.Image` shows).
+
+    The figure is cleared and closed afterwards, also on error: do not use it again. Every picture of the
+    Space (this module's and the Circuits tab's) ends with this call.
+    """
     try:
         canvas = FigureCanvasAgg(fig)
         canvas.draw()
@@ -77,7 +81,7 @@ def heatmap_image(matrix: np.ndarray, row_labels: list[str], col_labels: list[st
     ax.set_ylabel(f"{row_axis} (attending)", fontsize=9)
     ax.set_title(plot_label_title(title), fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.8, label="attention weight")
-    return _to_rgb(fig)
+    return figure_to_rgb(fig)
 
 
 def plot_label_title(title: str) -> str:
@@ -109,7 +113,7 @@ def head_grid_image(stack: np.ndarray, title: str, selected: int | None = None, 
                 spine.set_edgecolor("crimson")
                 spine.set_linewidth(3)
     fig.suptitle(plot_label_title(title), fontsize=10)
-    return _to_rgb(fig)
+    return figure_to_rgb(fig)
 
 
-__all__ = ["heatmap_image", "head_grid_image", "plot_label"]
+__all__ = ["figure_to_rgb", "heatmap_image", "head_grid_image", "plot_label", "plot_label_title"]

@@ -38,7 +38,7 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 import circuits
-from attention_plots import CMAP, DPI, _to_rgb, plot_label, plot_label_title
+from attention_plots import CMAP, DPI, figure_to_rgb, plot_label, plot_label_title
 from safe_html import TOKEN_CSS, escape, status_html
 from translation_engine import EMPTY_MESSAGE, ModelBundle
 
@@ -192,7 +192,7 @@ def generation_config(bundle: ModelBundle, beam_size=None, max_new_tokens=None):
     """The decoding of the Translate button (the model's settings, this beam size and length), same limits."""
     num_beams = max(1, min(_int(beam_size, bundle.default_num_beams, "beam_size"), 16))
     max_new = _int(max_new_tokens, bundle.default_max_new_tokens, "max_new_tokens")
-    return bundle._generation_config(num_beams, max(1, min(max_new, bundle.max_new_tokens_limit)))
+    return bundle.generation_config_for(num_beams, max(1, min(max_new, bundle.max_new_tokens_limit)))
 
 
 def pair_on_screen(bundle: ModelBundle, source, state) -> Pair:
@@ -274,7 +274,7 @@ def importance_image(result: circuits.HeadImportance) -> np.ndarray:
         ax.set_title(PLOT_TITLES[family], fontsize=9)
     fig.colorbar(image, ax=list(axes), shrink=0.9).set_label("drop in log p", fontsize=8)
     fig.suptitle(plot_label_title(f"log p(translation) = {result.logprob:.2f} with every head on"), fontsize=9)
-    return _to_rgb(fig)
+    return figure_to_rgb(fig)
 
 
 def residual_image(result: circuits.ResidualStream) -> np.ndarray:
@@ -303,7 +303,7 @@ def residual_image(result: circuits.ResidualStream) -> np.ndarray:
         reads = "source token" if side == "Encoder" else "token the decoder reads"
         ax.set_title(f"{side}: size of each sub-layer's write, per {reads}", fontsize=9)
         fig.colorbar(image, ax=ax, shrink=0.9, label="L2 norm")
-    return _to_rgb(fig)
+    return figure_to_rgb(fig)
 
 
 # --- HTML --------------------------------------------------------------------------------------------------

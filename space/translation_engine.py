@@ -224,8 +224,13 @@ class ModelBundle:
         return self.attention_data(state["source_ids"], state["decoder_ids"])
 
     # --- translation -----------------------------------------------------------------------------
-    def _generation_config(self, num_beams: int, max_new_tokens: int):
-        """The model's own settings (length penalty, ...) with this request's beam size and length."""
+    def generation_config_for(self, num_beams: int, max_new_tokens: int):
+        """The `GenerationConfig` of one request: the model's own settings (length penalty, ...) with this beam size
+        and this many new tokens at most; greedy search (`num_beams=1`) drops the beam-only settings.
+
+        A fresh copy on each call: the caller may pass it to `generate` or change it without touching the model.
+        The arguments are used as given; `translate` and the Circuits tab clamp them to the UI's limits first.
+        """
         gen = copy.deepcopy(self.model.generation_config)
         gen.num_beams = num_beams
         gen.do_sample = False
@@ -255,7 +260,7 @@ class ModelBundle:
         with torch.inference_mode():
             generated = self.model.generate(
                 input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                generation_config=self._generation_config(num_beams, max_new_tokens),
+                generation_config=self.generation_config_for(num_beams, max_new_tokens),
             )
         generate_ms = (time.perf_counter() - t0) * 1000
         config = self.model.config

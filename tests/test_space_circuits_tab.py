@@ -40,8 +40,8 @@ def on_screen(bundle):
 
 def direct_ablation(bundle, state, heads, num_beams=None, max_new_tokens=None):
     """circuits.run_ablation on the bundle's own model, decoding as the Translate button does."""
-    gen = bundle._generation_config(num_beams or bundle.default_num_beams,
-                                    max_new_tokens or bundle.default_max_new_tokens)
+    gen = bundle.generation_config_for(num_beams or bundle.default_num_beams,
+                                       max_new_tokens or bundle.default_max_new_tokens)
     return circuits.run_ablation(bundle.model, bundle.tokenizer, state["source_ids"], heads,
                                  translation=state["decoder_ids"], generation_config=gen)
 
