@@ -214,7 +214,9 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
                     translation = gr.Textbox(label=f"Translation ({bundle.language_pair.split(' → ')[1]})", lines=3,
                                              interactive=False, elem_id="translation", buttons=["copy"])
                     status = gr.HTML(label="status", elem_id="status", css_template=TOKEN_CSS)
-            gr.Examples(examples=[[e] for e in EXAMPLES], inputs=[source], label="Examples", elem_id="examples")
+            # Filling the box is UI-only: not an API endpoint (Gradio's default, "undocumented", is still callable).
+            gr.Examples(examples=[[e] for e in EXAMPLES], inputs=[source], label="Examples", elem_id="examples",
+                        api_visibility="private")
             source_tokens = gr.HTML(label="source tokens", elem_id="src-tokens", css_template=TOKEN_CSS)
             target_tokens = gr.HTML(label="target tokens", elem_id="out-tokens", css_template=TOKEN_CSS)
 

@@ -80,6 +80,24 @@ def test_api_bad_input_gets_messages_not_errors(client, bundle):
         assert "<img" not in fragment and "\x07" not in fragment and "${" not in fragment
 
 
+# The endpoints README.md and space/README.md document; every other event (explorer pickers, Examples, the
+# other tabs' buttons and follow-ups) is UI-only and must not be an API endpoint.
+DOCUMENTED_ENDPOINTS = {"/translate", "/attention", "/ablate", "/head_importance", "/logit_lens",
+                        "/residual_stream", "/walkthrough"}
+
+
+def test_api_lists_exactly_the_documented_endpoints(client, server):
+    import httpx
+
+    api = client.view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == DOCUMENTED_ENDPOINTS
+    assert api["unnamed_endpoints"] == {}
+    # Nor callable but hidden ("undocumented"): the API page's full list holds the same seven.
+    everything = httpx.get(f"{server}gradio_api/info", params={"all_endpoints": "true"}, timeout=60).json()
+    assert set(everything["named_endpoints"]) == DOCUMENTED_ENDPOINTS
+    assert everything["unnamed_endpoints"] == {}
+
+
 # --- command line and extension points ------------------------------------------------------------------
 def test_wrong_model_path_says_what_was_looked_for(tmp_path, capsys):
     import app
@@ -148,7 +166,8 @@ def test_browser_translate_then_explore_the_attention(page, bundle, tmp_path):
     from playwright.sync_api import expect
 
     expected = bundle.translate(SENTENCE)
-    page.locator("#src textarea").fill(SENTENCE)
+    page.locator("#examples").get_by_text(SENTENCE).click()  # a UI-only (private) event still fills the box
+    expect(page.locator("#src textarea")).to_have_value(SENTENCE)
     page.locator("#translate-btn").click()
     expect(page.locator("#translation textarea")).to_have_value(expected.text)
     expect(page.locator("#src-tokens .tok")).to_have_count(len(expected.attention.source_tokens))
