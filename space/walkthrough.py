@@ -256,9 +256,20 @@ class Walkthrough:
                 return s
         raise KeyError(step_id)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, full_table: bool = True) -> dict:
+        """Plain JSON-serialisable values (no `tensors`).
+
+        full_table=False leaves the positional-encoding table out (50 x d_model numbers: about 100 KB of JSON
+        for d_model 256, nearly all of the answer): the "positional_table" step then holds only `positions`,
+        `d_model`, `highlight` and `row`, the highlighted position's full encoding (the table's row `highlight`).
+        """
         out = asdict(self)
         out.pop("tensors", None)
+        if not full_table:
+            for step in out["steps"]:
+                if step["id"] == "positional_table":
+                    data = step["data"]
+                    data["row"] = data.pop("table")[data["highlight"]]
         return out
 
 

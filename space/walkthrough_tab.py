@@ -410,11 +410,13 @@ def new_sentence_view(bundle: ModelBundle, sentence, kind, layer, head) -> tuple
 
 
 def walkthrough_json(bundle: ModelBundle, sentence, kind="encoder", layer=DEFAULT_LAYER, head=DEFAULT_HEAD,
-                     token="", translation="") -> dict:
+                     token="", translation="", full_table=False) -> dict:
     """The API's answer: every step with its numbers (`walkthrough.Walkthrough.to_dict()`), or {"error": ...}.
 
     `layer` and `head` are 0-based; `token` is the query token's text ("it"; empty: the default token);
-    `translation` is the target the decoder reads (empty: the model's own translation).
+    `translation` is the target the decoder reads (empty: the model's own translation). The positional-encoding
+    table (drawn by the tab, ~100 KB of JSON for the shipped model) is sent only with `full_table`; otherwise
+    its step carries the query position's row (`row`) and the table's size.
     """
     try:
         layer, head = int(layer), int(head)
@@ -425,7 +427,7 @@ def walkthrough_json(bundle: ModelBundle, sentence, kind="encoder", layer=DEFAUL
         result = run_walkthrough(bundle, pair, str(kind), layer, head, token=str(token).strip() or None)
     except ValueError as err:
         return {"error": str(err)}
-    return {"notices": pair["notices"], **result.to_dict()}
+    return {"notices": pair["notices"], **result.to_dict(full_table=bool(full_table))}
 
 
 def strongest_link(bundle: ModelBundle, pair: dict, query: str = LINK[0], key: str = LINK[1]):
@@ -513,11 +515,12 @@ def build(bundle: ModelBundle, shared) -> None:
     )
 
     def walkthrough_api(sentence: str, kind: str = "encoder", layer: int = DEFAULT_LAYER, head: int = DEFAULT_HEAD,
-                        token: str = "", translation: str = "") -> dict:
+                        token: str = "", translation: str = "", full_table: bool = False) -> dict:
         """One attention head step by step for one token, with the model's numbers. kind: encoder, decoder or
         cross; layer, head: 0-based; token: the query token's text (empty: "it", or the middle of the
-        translation); translation: the target (empty: the model's own). Returns the steps, or {"error": ...}."""
-        return walkthrough_json(bundle, sentence, kind, layer, head, token, translation)
+        translation); translation: the target (empty: the model's own); full_table: also send the whole
+        positional-encoding table (else only the query position's row). Returns the steps, or {"error": ...}."""
+        return walkthrough_json(bundle, sentence, kind, layer, head, token, translation, full_table)
 
     gr.api(walkthrough_api, api_name="walkthrough")
 

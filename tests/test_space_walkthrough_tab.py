@@ -11,6 +11,7 @@ import re
 import shutil
 import threading
 
+import numpy as np
 import pytest
 from conftest import SHIPPED_MODEL, serve_space
 
@@ -151,6 +152,25 @@ def test_the_main_tab_translation_is_followed(bundle):
     assert "empty" in empty.summary and empty.steps == "" and empty.positions is None
 
 
+def test_api_answer_sends_the_positional_table_only_when_asked(bundle):
+    import json
+
+    import walkthrough_tab
+
+    d_model = bundle.model.config.d_model
+    compact = walkthrough_tab.walkthrough_json(bundle, SENTENCE, "encoder", 1, 1, "it")
+    full = walkthrough_tab.walkthrough_json(bundle, SENTENCE, "encoder", 1, 1, "it", full_table=True)
+    small = next(s for s in compact["steps"] if s["id"] == "positional_table")["data"]
+    table = next(s for s in full["steps"] if s["id"] == "positional_table")["data"]
+    assert "table" not in small and len(table["table"]) == table["positions"] == small["positions"] >= 50
+    assert small["row"] == pytest.approx(table["table"][table["highlight"]], abs=1e-6)
+    assert len(small["row"]) == d_model and small["highlight"] == compact["position"]
+    # Size bound: the positional step is one row of d_model numbers, not positions x d_model; the whole answer
+    # stays small (shipped model, d_model 256: 127 KB with the table, 30 KB without).
+    assert len(json.dumps(small)) < 12 * d_model + 200
+    assert len(json.dumps(compact)) < 40_000 and len(json.dumps(full)) > len(json.dumps(compact)) + 40 * 6 * d_model
+
+
 def test_bad_input_gets_a_message(bundle):
     import walkthrough_tab
 
@@ -231,6 +251,11 @@ def test_walkthrough_endpoint(server, bundle, pair):
     softmax = next(s for s in answer["steps"] if s["id"] == "softmax")["data"]
     assert softmax["weights"] == pytest.approx(expected.step("softmax").data["weights"], abs=1e-6)
     assert max(answer["checks"].values()) < 1e-5
+    positional = next(s for s in answer["steps"] if s["id"] == "positional_table")["data"]
+    assert "table" not in positional and len(positional["row"]) == bundle.model.config.d_model
+    full = client.predict(SENTENCE, "cross", 1, 2, "", "", True, api_name="/walkthrough")  # full_table
+    table = next(s for s in full["steps"] if s["id"] == "positional_table")["data"]
+    np.testing.assert_allclose(table["table"], expected.step("positional_table").data["table"], atol=1e-6)
 
     given = client.predict(SENTENCE, "encoder", 0, 0, "animal", "Das Tier ist müde.", api_name="/walkthrough")
     tokens = wt.source_tokens(bundle.tokenizer, SENTENCE)

@@ -117,6 +117,24 @@ def test_embedding_step_and_sizes():
     assert result.sizes["d_k"] == 4 and result.sizes["heads"] == 4
 
 
+def test_to_dict_without_the_table_keeps_its_row():
+    model = make_model()
+    result = wt.walkthrough(model, None, SOURCE, TARGET, kind="encoder", position=2)
+    full, compact = result.to_dict(), result.to_dict(full_table=False)
+    assert result.to_dict(full_table=True) == full and "table" in result.step("positional_table").data  # unchanged
+    table = next(s for s in full["steps"] if s["id"] == "positional_table")["data"]
+    small = next(s for s in compact["steps"] if s["id"] == "positional_table")["data"]
+    assert table["positions"] == 50 and table["highlight"] == 2
+    assert small == {"positions": 50, "d_model": 16, "highlight": 2, "row": table["table"][2]}
+    assert small["row"][:8] == pytest.approx(result.step("embedding").data["positional_encoding"]["first"], abs=1e-4)
+    others = [s for s in compact["steps"] if s["id"] != "positional_table"]
+    assert others == [s for s in full["steps"] if s["id"] != "positional_table"]
+    assert {k: v for k, v in compact.items() if k != "steps"} == {k: v for k, v in full.items() if k != "steps"}
+    # What the table weighed: 50 rows of d_model numbers; the compact step is one row.
+    assert len(json.dumps(full)) - len(json.dumps(compact)) > 49 * 16 * 6
+    assert len(json.dumps(small)) < 12 * 16 + 100
+
+
 def test_learned_positions():
     model = make_model(position_embedding_type="learned")
     result = wt.walkthrough(model, None, SOURCE, TARGET, kind="cross", layer=1, head=0, position=1)
