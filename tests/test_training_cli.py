@@ -93,8 +93,10 @@ def test_defaults_are_the_papers_recipe():
     assert config == TrainConfig()
 
 
-def test_project_config_file_is_valid():
-    path = os.path.join(ROOT, "training", "configs", "multi30k_en_de.json")
+@pytest.mark.parametrize("name", sorted(n for n in os.listdir(os.path.join(ROOT, "training", "configs"))
+                                  if n.endswith(".json")))
+def test_project_config_file_is_valid(name):
+    path = os.path.join(ROOT, "training", "configs", name)
     config, args = parse_args(["--config", path, "--batch-size", "7"])
     with open(path, encoding="utf-8") as fh:
         values = json.load(fh)
