@@ -136,6 +136,19 @@ def browser():
 SHIPPED_MODEL = os.path.join(ROOT, "space", "model")
 
 
+@contextlib.contextmanager
+def open_page(browser, url, width=1300, height=1000):
+    """A new Chromium page on `url`, closed afterwards. Waits allow 60 s: on 2 cores a Space request can queue
+    behind the model's work."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(60_000)
+    page.goto(url, wait_until="domcontentloaded")
+    try:
+        yield page
+    finally:
+        page.close()
+
+
 @pytest.fixture(scope="module")
 def model_dir(tiny_model_dir):
     """The model a Space test serves: the tiny untrained one, or the shipped one when SAVE_SCREENSHOT asks for

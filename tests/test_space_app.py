@@ -12,7 +12,7 @@ import types
 
 import numpy as np
 import pytest
-from conftest import SHIPPED_MODEL, serve_space
+from conftest import SHIPPED_MODEL, open_page, serve_space
 
 SPACE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "space")
 SENTENCE = "The animal didn't cross the street because it was too tired."
@@ -138,13 +138,8 @@ def test_an_optional_tab_module_adds_a_tab(bundle):
 # --- a real browser --------------------------------------------------------------------------------------
 @pytest.fixture
 def page(browser, server):
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.set_default_timeout(60_000)
-    page.goto(server, wait_until="domcontentloaded")
-    try:
+    with open_page(browser, server, width=1280) as page:
         yield page
-    finally:
-        page.close()
 
 
 def _image_src(page, selector):

@@ -12,7 +12,7 @@ import pytest
 
 import circuits
 import circuits_tab as tab
-from conftest import serve_space
+from conftest import open_page, serve_space
 from test_space_app import SENTENCE, SHIPPED_MODEL, SPACE
 
 pytestmark = [
@@ -179,13 +179,8 @@ def test_api_endpoints(client, bundle, on_screen):
 # --- a real browser -----------------------------------------------------------------------------------------
 @pytest.fixture
 def page(browser, server):  # noqa: F811 (browser: the imported fixture)
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    page.set_default_timeout(60_000)
-    page.goto(server, wait_until="domcontentloaded")
-    try:
+    with open_page(browser, server, width=1300) as page:
         yield page
-    finally:
-        page.close()
 
 
 def wait_for_picture(page, selector):

@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import SHIPPED_MODEL, serve_space
+from conftest import SHIPPED_MODEL, open_page, serve_space
 
 SPACE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "space")
 SENTENCE = "The animal didn't cross the street because it was too tired."
@@ -270,14 +270,9 @@ def test_walkthrough_endpoint(server, bundle, pair):
 # --- a real browser --------------------------------------------------------------------------------------
 @pytest.fixture
 def page(browser, server):
-    page = browser.new_page(viewport={"width": 1320, "height": 1000})
-    page.set_default_timeout(60_000)
-    page.goto(server, wait_until="domcontentloaded")
-    page.get_by_role("tab", name="Inside one head").click()
-    try:
+    with open_page(browser, server, width=1320) as page:
+        page.get_by_role("tab", name="Inside one head").click()
         yield page
-    finally:
-        page.close()
 
 
 def _weight_cells(page) -> list:
