@@ -201,7 +201,7 @@ def choose_length_penalty(model, tokenizer, config, val_result: dict):
 
 
 def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str | None = None, argv=None) -> str:
-    """Average the last checkpoints, keep whichever of (average, best) scores higher on validation,
+    """Average the last checkpoints, keep whichever of (average, best, last) scores highest on validation,
     evaluate it on the test splits, write `output_dir/model` (and `export_dir`), optionally push."""
     from modeling import TransformerForConditionalGeneration
 
@@ -229,11 +229,11 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
         r = evaluate_model(model, tokenizer, config, config.valid_split, config.num_beams, config.length_penalty,
                            limit=getattr(config, "final_eval_limit", 0))
         logger.info("validation, %s: BLEU %.2f (lc-tok %.2f)", name, r["bleu"], r["bleu_lc_tok"])
-        scored.append((r["bleu_lc_tok"], r["bleu"], name, model, r))
+        scored.append((name, model, r))
     # Lowercased-tokenised BLEU, then cased BLEU, then chrF: so that a tie at BLEU 0 (an early model) goes to the
     # candidate that writes something rather than to one that only outputs empty translations.
-    scored.sort(key=lambda x: _rank(x[4]), reverse=True)
-    _, _, chosen, model, val_result = scored[0]
+    scored.sort(key=lambda x: _rank(x[2]), reverse=True)
+    chosen, model, val_result = scored[0]
     logger.info("chosen on validation: %s", chosen)
 
     length_penalty, val_result, lp_scores = choose_length_penalty(model, tokenizer, config, val_result)
@@ -258,7 +258,7 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
     n_params = sum(p.numel() for p in model.parameters())
     card = model_card(config, results, chosen, train_seconds, command, n_params)
     record = {"chosen": chosen, "train_seconds": round(train_seconds), "results": results,
-              "candidates_on_validation": {name: r for _, _, name, _, r in scored}}
+              "candidates_on_validation": {name: r for name, _, r in scored}}
     if len(lp_scores) > 1:
         record["length_penalty_on_validation"] = {f"{lp:g}": r["bleu_lc_tok"] for lp, r in lp_scores.items()}
     out = save_hub_folder(model, tokenizer, os.path.join(config.output_dir, "model"), card, record)
