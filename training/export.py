@@ -90,6 +90,13 @@ def evaluate_model(model, tokenizer, config, split: str, num_beams: int, length_
     return result
 
 
+def _hardware() -> str:
+    """What the training ran on, for the model card (the time it states means little without it)."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    return f"a {os.cpu_count()}-core CPU"
+
+
 def model_card(config, results: dict, chosen: str, train_seconds: float, command: str, n_params: int) -> str:
     """The README.md of the model repository, with metadata `huggingface_hub` validates."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -120,7 +127,7 @@ def model_card(config, results: dict, chosen: str, train_seconds: float, command
     tried = sorted({float(v) for v in getattr(config, "length_penalty_candidates", None) or []} | {config.length_penalty})
     tried = f"; chosen on {config.valid_split} among {', '.join(f'{v:g}' for v in tried)}" if len(tried) > 1 else ""
     cooldown_steps = getattr(config, "cooldown_steps", 0)
-    cooldown = (f" (learning rate falling linearly to zero over the last {cooldown_steps})" if cooldown_steps else "")
+    cooldown = (f" (learning rate falling linearly to zero over the last {cooldown_steps} steps)" if cooldown_steps else "")
     content = f"""---
 {data.to_yaml()}
 ---
@@ -129,12 +136,14 @@ def model_card(config, results: dict, chosen: str, train_seconds: float, command
 
 The original Transformer of "Attention Is All You Need" (Vaswani et al., 2017), post-LN, sinusoidal positions,
 shared embeddings scaled by sqrt(d_model), trained from scratch on the 29,000 Multi30k training pairs
-({pair}) with the paper's recipe (Adam beta2 0.98, inverse-square-root warm-up, label smoothing 0.1).
+({pair}) with the paper's recipe (section 5.3-5.4): Adam ({config.adam_beta1}, {config.adam_beta2}, {config.adam_epsilon:g}),
+a linear warm-up over {config.warmup_steps} steps to a peak learning rate of {config.learning_rate:g} then inverse-square-root
+decay, label smoothing {config.label_smoothing}, dropout {config.dropout}.
 
 - size: d_model {config.d_model}, {config.encoder_layers}+{config.decoder_layers} layers, {config.attention_heads} heads,
   FFN {config.ffn_dim}, joint {config.tokenizer_type.upper()} vocabulary of {config.vocab_size}, {n_params / 1e6:.2f}M parameters
 - weights: {chosen}
-- training: {config.max_steps} steps of {config.batch_size} sentence pairs{cooldown}, {hours:.2f} h wall-clock on a 2-core CPU
+- training: {config.max_steps} steps of {config.batch_size} sentence pairs{cooldown}, {hours:.2f} h wall-clock on {_hardware()}
 - decoding: beam {config.num_beams}, length penalty {config.length_penalty} (transformers' `length ** alpha` form{tried})
 
 ## Results
