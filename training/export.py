@@ -128,6 +128,8 @@ def model_card(config, results: dict, chosen: str, train_seconds: float, command
     tried = f"; chosen on {config.valid_split} among {', '.join(f'{v:g}' for v in tried)}" if len(tried) > 1 else ""
     cooldown_steps = getattr(config, "cooldown_steps", 0)
     cooldown = (f" (learning rate falling linearly to zero over the last {cooldown_steps} steps)" if cooldown_steps else "")
+    init_from = getattr(config, "init_from", "")
+    origin = f"fine-tuned from `{init_from}`" if init_from else "trained from scratch"
     content = f"""---
 {data.to_yaml()}
 ---
@@ -135,7 +137,7 @@ def model_card(config, results: dict, chosen: str, train_seconds: float, command
 # vanilla-transformer: Multi30k {pair}
 
 The original Transformer of "Attention Is All You Need" (Vaswani et al., 2017), post-LN, sinusoidal positions,
-shared embeddings scaled by sqrt(d_model), trained from scratch on the 29,000 Multi30k training pairs
+shared embeddings scaled by sqrt(d_model), {origin} on the Multi30k training pairs
 ({pair}) with the paper's recipe (section 5.3-5.4): Adam ({config.adam_beta1}, {config.adam_beta2}, {config.adam_epsilon:g}),
 a linear warm-up over {config.warmup_steps} steps to a peak learning rate of {config.learning_rate:g} then inverse-square-root
 decay, label smoothing {config.label_smoothing}, dropout {config.dropout}.

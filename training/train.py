@@ -42,6 +42,9 @@ class TrainConfig:
     valid_split: str = "val"
     test_splits: list = field(default_factory=lambda: ["test_2016_flickr"])
     max_train_samples: int = 0  # 0 = all
+    # Fine-tune: start from this model's weights (a folder written by this command or save_pretrained, or a Hub
+    # id) and keep its tokenizer and architecture; the vocabulary and size settings below are then taken from it.
+    init_from: str = ""
     # tokenizer
     vocab_size: int = 8000
     tokenizer_type: str = "bpe"
@@ -240,6 +243,12 @@ def build_tokenizer(config: TrainConfig, train_corpus):
     if os.path.isfile(os.path.join(path, "tokenizer.json")):
         logger.info("loading the tokenizer from %s", path)
         return AutoTokenizer.from_pretrained(path)
+    if config.init_from:  # fine-tuning keeps the vocabulary the weights were trained with
+        logger.info("using the tokenizer of %s", config.init_from)
+        tok = AutoTokenizer.from_pretrained(config.init_from, trust_remote_code=True)
+        tok.save_pretrained(path + ".tmp")
+        os.replace(path + ".tmp", path)
+        return tok
     logger.info("training a %d-token joint %s vocabulary on %d sentence pairs", config.vocab_size,
                 config.tokenizer_type, len(train_corpus))
     tok = train_tokenizer(train_corpus.source + train_corpus.target, config.vocab_size, config.tokenizer_type,
@@ -285,6 +294,36 @@ def model_config(config: TrainConfig, tokenizer):
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.bos_token_id,
     )
+
+
+def architecture_of(model_cfg) -> dict:
+    """The TrainConfig size settings that describe a model's configuration."""
+    return dict(d_model=model_cfg.d_model, encoder_layers=model_cfg.encoder_layers,
+                decoder_layers=model_cfg.decoder_layers, attention_heads=model_cfg.encoder_attention_heads,
+                ffn_dim=model_cfg.encoder_ffn_dim, vocab_size=model_cfg.vocab_size,
+                position_embedding_type=model_cfg.position_embedding_type, normalize_before=model_cfg.normalize_before)
+
+
+def load_initial_model(config: TrainConfig, tokenizer):
+    """The model `--init-from` names, with this run's dropout and label smoothing (its weights unchanged)."""
+    from modeling import TransformerForConditionalGeneration
+
+    try:
+        model = TransformerForConditionalGeneration.from_pretrained(
+            config.init_from, dropout=config.dropout, attention_dropout=config.attention_dropout,
+            label_smoothing=config.label_smoothing)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"training: cannot load --init-from {config.init_from}: {e}")
+    if model.config.vocab_size != len(tokenizer):
+        raise SystemExit(f"training: --init-from {config.init_from} has a vocabulary of {model.config.vocab_size} but "
+                         f"its tokenizer has {len(tokenizer)} tokens; export the model and tokenizer together.")
+    ignored = {k: (getattr(config, k), v) for k, v in architecture_of(model.config).items() if getattr(config, k) != v}
+    if ignored:
+        logger.warning("--init-from: the size settings come from %s; ignoring %s", config.init_from,
+                       ", ".join(f"{k}={mine!r} (it has {theirs!r})" for k, (mine, theirs) in ignored.items()))
+    logger.info("fine-tuning %s: its weights, tokenizer and architecture; dropout %g, label smoothing %g",
+                config.init_from, config.dropout, config.label_smoothing)
+    return model
 
 
 def generation_config(config: TrainConfig, model_cfg):
@@ -370,6 +409,13 @@ def main(argv=None) -> int:
             "Pass --resume to continue it, choose another --output-dir, or pass --overwrite-output-dir to start "
             "over in it."
         )
+    if config.init_from and os.path.exists(config.init_from) and not os.path.isfile(
+            os.path.join(config.init_from, "config.json")):
+        raise SystemExit(f"training: --init-from {config.init_from} is not a model folder (no config.json in it); "
+                         "name a folder written by this command or save_pretrained, or a Hub model id.")
+    if config.init_from and not os.path.exists(config.init_from) and not re.fullmatch(
+            r"[\w.-]+(/[\w.-]+)?", config.init_from):
+        raise SystemExit(f"training: --init-from {config.init_from}: no such folder, and not a Hub model id.")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
                         stream=sys.stdout)
     import torch
@@ -422,8 +468,17 @@ def main(argv=None) -> int:
     logger.info("train: %d pairs (%d empty skipped, %d truncated); periodic validation on %d pairs",
                 len(train_ds), train_corpus.skipped_empty, truncated, n_eval)
 
-    model_cfg = model_config(config, tokenizer)
-    model = TransformerForConditionalGeneration(model_cfg)
+    if config.init_from:
+        model = load_initial_model(config, tokenizer)
+        model_cfg = model.config
+        # The architecture is the initial model's: the record of this run (train_config.json, model card) says so.
+        config = dataclasses.replace(config, **architecture_of(model_cfg))
+        if state.is_main_process:
+            with open(os.path.join(config.output_dir, "train_config.json"), "w", encoding="utf-8") as fh:
+                json.dump(dataclasses.asdict(config), fh, indent=2)
+    else:
+        model_cfg = model_config(config, tokenizer)
+        model = TransformerForConditionalGeneration(model_cfg)
     model.generation_config = generation_config(config, model_cfg)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("model: %.2fM parameters (d_model %d, %d+%d layers, %d heads, FFN %d, vocab %d)", n_params / 1e6,
