@@ -51,7 +51,14 @@ def test_model_card_says_it_was_fine_tuned(finetuned):
     with open(os.path.join(out, "model", "README.md"), encoding="utf-8") as fh:
         card = fh.read()
     assert f"fine-tuned from `{base.model}`" in card and "trained from scratch" not in card
-    assert f"--init-from {base.model}" in card  # the reproducing command
+    # Reproducing it takes both commands: the initial model's, then this one; the time adds up.
+    initial, record = read_json(base.model, "eval_results.json"), read_json(out, "model", "eval_results.json")
+    assert len(record["commands"]) == 2 and record["commands"][0] == initial["commands"][0]
+    assert "--init-from" not in record["commands"][0] and f"--init-from {base.model}" in record["commands"][1]
+    reproduce = card.split("## Reproduce", 1)[1].split("```")[1]
+    assert [line for line in reproduce.splitlines() if line] == record["commands"]
+    assert record["total_train_seconds"] == pytest.approx(initial["train_seconds"] + record["train_seconds"], abs=1)
+    assert "h in all)" in card
 
 
 def test_a_folder_that_is_not_a_model_is_refused(tmp_path, data_dir):

@@ -90,6 +90,30 @@ def evaluate_model(model, tokenizer, config, split: str, num_beams: int, length_
     return result
 
 
+def initial_model_history(init_from: str) -> dict:
+    """What a fine-tuned model's starting point says of itself: its training time and reproducing command(s),
+    from the eval_results.json (or model card) an export wrote. Empty for a Hub id or a folder without them."""
+    if not init_from or not os.path.isdir(init_from):
+        return {}
+    history = {}
+    try:
+        with open(os.path.join(init_from, "eval_results.json"), encoding="utf-8") as fh:
+            record = json.load(fh)
+        history["train_seconds"] = float(record.get("total_train_seconds", record.get("train_seconds", 0))) or None
+        history["commands"] = record.get("commands")
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    if not history.get("commands"):  # an older export: the command is in its card's "Reproduce" block
+        try:
+            with open(os.path.join(init_from, "README.md"), encoding="utf-8") as fh:
+                card = fh.read()
+            block = card.split("## Reproduce", 1)[1].split("```", 2)[1]
+            history["commands"] = [line.strip() for line in block.splitlines() if line.strip()]
+        except (OSError, IndexError):
+            pass
+    return {k: v for k, v in history.items() if v}
+
+
 def _hardware() -> str:
     """What the training ran on, for the model card (the time it states means little without it)."""
     if torch.cuda.is_available():
@@ -128,8 +152,16 @@ def model_card(config, results: dict, chosen: str, train_seconds: float, command
     tried = f"; chosen on {config.valid_split} among {', '.join(f'{v:g}' for v in tried)}" if len(tried) > 1 else ""
     cooldown_steps = getattr(config, "cooldown_steps", 0)
     cooldown = (f" (learning rate falling linearly to zero over the last {cooldown_steps} steps)" if cooldown_steps else "")
+    decay = ("a linear decay to zero" if cooldown_steps and config.warmup_steps + cooldown_steps >= config.max_steps
+             else "inverse-square-root decay")
     init_from = getattr(config, "init_from", "")
     origin = f"fine-tuned from `{init_from}`" if init_from else "trained from scratch"
+    history = initial_model_history(init_from)
+    before = ""
+    if history.get("train_seconds"):
+        total = (history["train_seconds"] + train_seconds) / 3600
+        before = f" (after the initial model's {history['train_seconds'] / 3600:.2f} h: {total:.2f} h in all)"
+    commands = [*history.get("commands", []), command] if init_from else [command]
     content = f"""---
 {data.to_yaml()}
 ---
@@ -139,13 +171,13 @@ def model_card(config, results: dict, chosen: str, train_seconds: float, command
 The original Transformer of "Attention Is All You Need" (Vaswani et al., 2017), post-LN, sinusoidal positions,
 shared embeddings scaled by sqrt(d_model), {origin} on the Multi30k training pairs
 ({pair}) with the paper's recipe (section 5.3-5.4): Adam ({config.adam_beta1}, {config.adam_beta2}, {config.adam_epsilon:g}),
-a linear warm-up over {config.warmup_steps} steps to a peak learning rate of {config.learning_rate:g} then inverse-square-root
-decay, label smoothing {config.label_smoothing}, dropout {config.dropout}.
+a linear warm-up over {config.warmup_steps} steps to a peak learning rate of {config.learning_rate:g} then {decay},
+label smoothing {config.label_smoothing}, dropout {config.dropout}.
 
 - size: d_model {config.d_model}, {config.encoder_layers}+{config.decoder_layers} layers, {config.attention_heads} heads,
   FFN {config.ffn_dim}, joint {config.tokenizer_type.upper()} vocabulary of {config.vocab_size}, {n_params / 1e6:.2f}M parameters
 - weights: {chosen}
-- training: {config.max_steps} steps of {config.batch_size} sentence pairs{cooldown}, {hours:.2f} h wall-clock on {_hardware()}
+- training: {config.max_steps} steps of {config.batch_size} sentence pairs{cooldown}, {hours:.2f} h wall-clock on {_hardware()}{before}
 - decoding: beam {config.num_beams}, length penalty {config.length_penalty} (transformers' `length ** alpha` form{tried})
 
 ## Results
@@ -174,7 +206,7 @@ print(translator("Two dogs play in the snow.", num_beams=4))
 ## Reproduce
 
 ```
-{command}
+{chr(10).join(commands)}
 ```
 
 Data: Multi30k (Elliott et al., 2016), text only. Cite the dataset paper when reporting results.
@@ -268,7 +300,10 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
     command = " ".join(["python", "-m", "training.train", *args])
     n_params = sum(p.numel() for p in model.parameters())
     card = model_card(config, results, chosen, train_seconds, command, n_params)
-    record = {"chosen": chosen, "train_seconds": round(train_seconds), "results": results,
+    history = initial_model_history(getattr(config, "init_from", ""))
+    record = {"chosen": chosen, "train_seconds": round(train_seconds),
+              "total_train_seconds": round(train_seconds + history.get("train_seconds", 0)),
+              "commands": [*history.get("commands", []), command], "results": results,
               "candidates_on_validation": {name: r for name, _, r in scored}}
     if len(lp_scores) > 1:
         record["length_penalty_on_validation"] = {f"{lp:g}": r["bleu_lc_tok"] for lp, r in lp_scores.items()}

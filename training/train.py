@@ -415,7 +415,7 @@ def main(argv=None) -> int:
                          "name a folder written by this command or save_pretrained, or a Hub model id.")
     if config.init_from and not os.path.exists(config.init_from) and not re.fullmatch(
             r"[\w.-]+(/[\w.-]+)?", config.init_from):
-        raise SystemExit(f"training: --init-from {config.init_from}: no such folder, and not a Hub model id.")
+        raise SystemExit(f"training: --init-from {config.init_from}: no such folder, and not a Hub model id; train or download that model first.")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
                         stream=sys.stdout)
     import torch
