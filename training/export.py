@@ -121,8 +121,10 @@ def _hardware() -> str:
     return f"a {os.cpu_count()}-core CPU"
 
 
-def model_card(config, results: dict, chosen: str, train_seconds: float, command: str, n_params: int) -> str:
-    """The README.md of the model repository, with metadata `huggingface_hub` validates."""
+def model_card(config, results: dict, chosen: str, train_seconds: float, command: str, n_params: int,
+               history: dict | None = None) -> str:
+    """The README.md of the model repository, with metadata `huggingface_hub` validates. `history`: what
+    `initial_model_history` found for a fine-tuned model (read here when not given)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     src, tgt = config.source_lang, config.target_lang
@@ -156,12 +158,13 @@ def model_card(config, results: dict, chosen: str, train_seconds: float, command
              else "inverse-square-root decay")
     init_from = getattr(config, "init_from", "")
     origin = f"fine-tuned from `{init_from}`" if init_from else "trained from scratch"
-    history = initial_model_history(init_from)
+    if history is None:
+        history = initial_model_history(init_from)
     before = ""
     if history.get("train_seconds"):
         total = (history["train_seconds"] + train_seconds) / 3600
         before = f" (after the initial model's {history['train_seconds'] / 3600:.2f} h: {total:.2f} h in all)"
-    commands = [*history.get("commands", []), command] if init_from else [command]
+    commands = [*history.get("commands", []), command]
     content = f"""---
 {data.to_yaml()}
 ---
@@ -299,8 +302,8 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
         args = args[2:]
     command = " ".join(["python", "-m", "training.train", *args])
     n_params = sum(p.numel() for p in model.parameters())
-    card = model_card(config, results, chosen, train_seconds, command, n_params)
     history = initial_model_history(getattr(config, "init_from", ""))
+    card = model_card(config, results, chosen, train_seconds, command, n_params, history)
     record = {"chosen": chosen, "train_seconds": round(train_seconds),
               "total_train_seconds": round(train_seconds + history.get("train_seconds", 0)),
               "commands": [*history.get("commands", []), command], "results": results,
