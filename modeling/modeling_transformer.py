@@ -81,6 +81,24 @@ class TransformerLearnedPositionalEmbedding(nn.Embedding):
         return super().forward(positions)  # (T, d_model)
 
 
+def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Dropout (section 5.4): each element zeroed with probability p, the rest scaled by 1 / (1 - p).
+
+    On CPU the mask comes from 15-bit random integers (kept where r >= round(p * 2^15)) instead of
+    `F.dropout`'s Bernoulli sampling, which costs about 3x more and was 20% of a training step; p is then
+    exact to 1.5e-5, and the scale uses that p so the expected value of every element is unchanged.
+    """
+    if not training or p == 0.0:
+        return x
+    if p >= 1.0:
+        return x * 0.0
+    if x.device.type != "cpu":
+        return F.dropout(x, p=p, training=True)
+    threshold = round(p * 32768)
+    keep = torch.empty(x.shape, dtype=torch.int16).random_() >= threshold  # random_ on int16: 0 .. 2^15 - 1
+    return x * keep * (32768 / (32768 - threshold))
+
+
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -105,7 +123,7 @@ def eager_attention_forward(
         future = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool, device=query.device).triu(1)
         scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
     weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = F.dropout(weights, p=dropout, training=module.training)
+    weights = fast_dropout(weights, dropout, module.training)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (B, T, h, d_k)
     return output, weights
 
@@ -200,7 +218,10 @@ class TransformerAttention(nn.Module):
         # decoding step on CPU (one new position per sequence): there the plain matmul-softmax-matmul costs
         # less than the fused kernel's set-up (up to 2x less for the attention itself; same result).
         decoding_on_cpu = tgt_len == 1 and query.device.type == "cpu" and not self.training
-        if output_attentions or self.config._attn_implementation == "eager" or decoding_on_cpu:
+        # Under CPU autocast (bf16 mixed precision) the two matmuls run in bf16, while the fused CPU kernel's
+        # backward stays a slow scalar loop: for these short sentences the plain path is the faster one.
+        autocast_on_cpu = query.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+        if output_attentions or self.config._attn_implementation == "eager" or decoding_on_cpu or autocast_on_cpu:
             attention_interface: Callable = eager_attention_forward
         else:
             attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
@@ -235,7 +256,7 @@ class TransformerFeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.activation_fn(self.fc1(x))
-        x = F.dropout(x, p=self.activation_dropout, training=self.training)
+        x = fast_dropout(x, self.activation_dropout, self.training)
         return self.fc2(x)
 
 
@@ -261,7 +282,7 @@ class TransformerEncoderLayer(GradientCheckpointingLayer):
         hidden_states, attn_weights = self.self_attn(
             hidden_states, attention_mask=attention_mask, output_attentions=output_attentions
         )
-        hidden_states = residual + F.dropout(hidden_states, p=self.dropout, training=self.training)
+        hidden_states = residual + fast_dropout(hidden_states, self.dropout, self.training)
         if not self.normalize_before:
             hidden_states = self.self_attn_layer_norm(hidden_states)
 
@@ -269,7 +290,7 @@ class TransformerEncoderLayer(GradientCheckpointingLayer):
         if self.normalize_before:
             hidden_states = self.final_layer_norm(hidden_states)
         hidden_states = self.ffn(hidden_states)
-        hidden_states = residual + F.dropout(hidden_states, p=self.dropout, training=self.training)
+        hidden_states = residual + fast_dropout(hidden_states, self.dropout, self.training)
         if not self.normalize_before:
             hidden_states = self.final_layer_norm(hidden_states)
         return hidden_states, attn_weights
@@ -294,7 +315,7 @@ class TransformerDecoderLayer(GradientCheckpointingLayer):
         if self.normalize_before:
             hidden_states = norm(hidden_states)
         hidden_states, weights = sublayer(hidden_states, **kwargs)
-        hidden_states = residual + F.dropout(hidden_states, p=self.dropout, training=self.training)
+        hidden_states = residual + fast_dropout(hidden_states, self.dropout, self.training)
         if not self.normalize_before:
             hidden_states = norm(hidden_states)
         return hidden_states, weights
@@ -329,7 +350,7 @@ class TransformerDecoderLayer(GradientCheckpointingLayer):
         residual = hidden_states
         if self.normalize_before:
             hidden_states = self.final_layer_norm(hidden_states)
-        hidden_states = residual + F.dropout(self.ffn(hidden_states), p=self.dropout, training=self.training)
+        hidden_states = residual + fast_dropout(self.ffn(hidden_states), self.dropout, self.training)
         if not self.normalize_before:
             hidden_states = self.final_layer_norm(hidden_states)
         return hidden_states, self_weights, cross_weights
@@ -442,7 +463,7 @@ class TransformerEncoder(TransformerPreTrainedModel):
             inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale  # section 3.4
         _check_mask(attention_mask, inputs_embeds.shape[:2], "attention_mask", "input_ids")
         hidden_states = inputs_embeds + self.embed_positions(inputs_embeds.shape[1]).to(inputs_embeds.dtype)
-        hidden_states = F.dropout(hidden_states, p=self.config.dropout, training=self.training)  # section 5.4
+        hidden_states = fast_dropout(hidden_states, self.config.dropout, self.training)  # section 5.4
         mask = _padding_mask(attention_mask, hidden_states.dtype)
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
@@ -538,7 +559,7 @@ class TransformerDecoder(TransformerPreTrainedModel):
         cross_mask = _padding_mask(encoder_attention_mask, inputs_embeds.dtype)
 
         hidden_states = inputs_embeds + self.embed_positions(tgt_len, past_length).to(inputs_embeds.dtype)
-        hidden_states = F.dropout(hidden_states, p=self.config.dropout, training=self.training)
+        hidden_states = fast_dropout(hidden_states, self.config.dropout, self.training)
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_self_attns = () if output_attentions else None
@@ -589,42 +610,77 @@ class LogitsAndSmoothedLoss(torch.autograd.Function):
       * the two backward matmuls of the projection (for h and for W) skip the padding rows, which the loss
         ignores (about 40% of the positions of a random Multi30k batch).
     If the returned logits are also used in something differentiated, their gradient is added exactly.
+
+    Under autocast (mixed precision) the backward runs in the forward's autocast state, as `torch.amp.custom_bwd`
+    does: its matmuls in bf16/fp16 too, while the softmax and the loss stay in fp32.
     """
 
     @staticmethod
     def forward(ctx, hidden, weight, labels, epsilon):
         ctx.set_materialize_grads(False)  # unused logits get no (B, T, V) zero gradient
+        device = hidden.device.type
+        ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         logits = F.linear(hidden, weight)  # (B, T, V)
+        flat_logits = logits.reshape(-1, logits.shape[-1])  # (B*T, V)
         rows = (labels.reshape(-1) != -100).nonzero().squeeze(1)  # the N real target positions
-        z = logits.reshape(-1, logits.shape[-1]).index_select(0, rows)  # (N, V)
-        z = z.to(torch.promote_types(z.dtype, torch.float32))  # half precision: the loss in fp32
         target = labels.reshape(-1).index_select(0, rows)  # (N,)
-        lse = torch.logsumexp(z, dim=-1)  # log of the softmax denominator
-        per_token = lse - (1.0 - epsilon) * z.gather(1, target[:, None]).squeeze(1) - epsilon * z.mean(dim=-1)
-        ctx.save_for_backward(hidden, weight, rows, target, z, lse)
+        loss_dtype = torch.promote_types(logits.dtype, torch.float32)  # half precision: the loss in fp32
+        lse, per_token = [], []
+        for chunk, chunk_target in zip(rows.split(ctx_rows(logits)), target.split(ctx_rows(logits))):
+            z = flat_logits.index_select(0, chunk).to(loss_dtype)  # (n, V)
+            chunk_lse = torch.logsumexp(z, dim=-1)  # log of the softmax denominator
+            lse.append(chunk_lse)
+            per_token.append(chunk_lse - (1.0 - epsilon) * z.gather(1, chunk_target[:, None]).squeeze(1)
+                             - epsilon * z.mean(dim=-1))
+        lse = torch.cat(lse) if lse else flat_logits.new_zeros(0, dtype=loss_dtype)
+        per_token = torch.cat(per_token) if per_token else lse
+        ctx.save_for_backward(hidden, weight, rows, target, logits, lse)
         ctx.epsilon = epsilon
         return logits, per_token.mean()
 
     @staticmethod
     def backward(ctx, grad_logits, grad_loss):
-        hidden, weight, rows, target, z, lse = ctx.saved_tensors
+        device, enabled, dtype = ctx.autocast
+        with torch.autocast(device_type=device, dtype=dtype, enabled=enabled):
+            return LogitsAndSmoothedLoss._backward(ctx, grad_logits, grad_loss)
+
+    @staticmethod
+    def _backward(ctx, grad_logits, grad_loss):
+        hidden, weight, rows, target, logits, lse = ctx.saved_tensors
         flat_hidden = hidden.reshape(-1, hidden.shape[-1])  # (B*T, d_model)
+        flat_logits = logits.reshape(-1, logits.shape[-1])  # (B*T, V)
+        vocab = flat_logits.shape[-1]
         grad_hidden = grad_weight = None
         if grad_loss is not None:
-            # d loss / d z = (softmax(z) - eps / V - (1 - eps) onehot(y)) / N, for the real rows only
-            grad_z = torch.exp(z - lse[:, None]).sub_(ctx.epsilon / z.shape[-1])
-            grad_z.scatter_add_(1, target[:, None], grad_z.new_full((len(rows), 1), ctx.epsilon - 1.0))
-            grad_z = grad_z.mul_(grad_loss / len(rows)).to(weight.dtype)  # (N, V)
-            grad_weight = grad_z.t() @ flat_hidden.index_select(0, rows)  # (V, d_model)
-            grad_hidden = flat_hidden.new_zeros(flat_hidden.shape).index_copy_(0, rows, grad_z @ weight)
+            grad_weight = torch.zeros_like(weight, dtype=torch.promote_types(weight.dtype, torch.float32))
+            grad_hidden = flat_hidden.new_zeros(flat_hidden.shape)
+            scale = grad_loss / len(rows)
+            step = ctx_rows(logits)
+            for start in range(0, len(rows), step):
+                chunk, chunk_target = rows[start : start + step], target[start : start + step]
+                # d loss / d z = (softmax(z) - eps / V - (1 - eps) onehot(y)) / N, for the real rows only
+                z = flat_logits.index_select(0, chunk).to(lse.dtype)  # (n, V)
+                grad_z = z.sub_(lse[start : start + step, None]).exp_().sub_(ctx.epsilon / vocab)
+                grad_z.scatter_add_(1, chunk_target[:, None], grad_z.new_full((len(chunk), 1), ctx.epsilon - 1.0))
+                grad_z = grad_z.mul_(scale).to(weight.dtype)  # (n, V)
+                grad_weight += grad_z.t() @ flat_hidden.index_select(0, chunk)  # (V, d_model), fp32 accumulation
+                grad_hidden.index_copy_(0, chunk, (grad_z @ weight).to(flat_hidden.dtype))
+            grad_weight = grad_weight.to(weight.dtype)
         if grad_logits is not None:  # the logits were used elsewhere too: their gradient, over all rows
             flat_grad = grad_logits.reshape(-1, grad_logits.shape[-1])
-            more_hidden, more_weight = flat_grad @ weight, flat_grad.t() @ flat_hidden
+            more_hidden = (flat_grad @ weight).to(hidden.dtype)
+            more_weight = (flat_grad.t() @ flat_hidden).to(weight.dtype)
             grad_hidden = more_hidden if grad_hidden is None else grad_hidden + more_hidden
             grad_weight = more_weight if grad_weight is None else grad_weight + more_weight
         if grad_hidden is not None:
             grad_hidden = grad_hidden.view_as(hidden)
         return grad_hidden, grad_weight, None, None
+
+
+def ctx_rows(logits: torch.Tensor) -> int:
+    """Rows of the (N, V) loss computed at once: about 4 MB of fp32, so that the softmax over the vocabulary
+    stays in the CPU's cache instead of making several passes over an N x V tensor in memory."""
+    return max(1, (1 << 20) // logits.shape[-1])
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:

@@ -165,6 +165,10 @@ def model_card(config, results: dict, chosen: str, train_seconds: float, command
         total = (history["train_seconds"] + train_seconds) / 3600
         before = f" (after the initial model's {history['train_seconds'] / 3600:.2f} h: {total:.2f} h in all)"
     commands = [*history.get("commands", []), command]
+    max_tokens = getattr(config, "max_tokens", 0)
+    batches = (f"batches of up to {max_tokens} tokens (pairs x longest side)" if max_tokens
+               else f"{config.batch_size} sentence pairs")
+    precision = "bf16 mixed precision (autocast; fp32 weights)" if getattr(config, "bf16", False) else "fp32"
     content = f"""---
 {data.to_yaml()}
 ---
@@ -180,7 +184,7 @@ label smoothing {config.label_smoothing}, dropout {config.dropout}.
 - size: d_model {config.d_model}, {config.encoder_layers}+{config.decoder_layers} layers, {config.attention_heads} heads,
   FFN {config.ffn_dim}, joint {config.tokenizer_type.upper()} vocabulary of {config.vocab_size}, {n_params / 1e6:.2f}M parameters
 - weights: {chosen}
-- training: {config.max_steps} steps of {config.batch_size} sentence pairs{cooldown}, {hours:.2f} h wall-clock on {_hardware()}{before}
+- training: {config.max_steps} steps of {batches}{cooldown} in {precision}, {hours:.2f} h wall-clock on {_hardware()}{before}
 - decoding: beam {config.num_beams}, length penalty {config.length_penalty} (transformers' `length ** alpha` form{tried})
 
 ## Results
@@ -295,7 +299,8 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
         except Exception as e:  # a missing test split must not lose the trained model
             logger.warning("could not evaluate on %s: %s", split, e)
     model.generation_config = trainer.model.generation_config
-    model.generation_config.length_penalty = config.length_penalty
+    if model.generation_config.num_beams > 1:
+        model.generation_config.length_penalty = config.length_penalty
     # The command that reproduces this model: what was run, without the resumption flag.
     args = [a for a in (argv or [])[1:] if a != "--resume"]
     if args[:2] == ["-m", "training.train"]:
