@@ -1,6 +1,8 @@
 """Speed of this project's Transformer against transformers' MarianMTModel and a torch.nn.Transformer seq2seq.
 
     python benchmarks/bench_model.py [--quick] [--json results.json] [--threads N] [--sizes small,base]
+                                     [--peers ours,marian,torch] [--tasks train,greedy,beam4,pipeline]
+                                     [--precisions fp32,bf16]
 
 Three peers, all with random weights, the same sizes and the same inputs:
   ours    `TransformerForConditionalGeneration` (this repository, sdpa attention);
@@ -14,7 +16,13 @@ Three peers, all with random weights, the same sizes and the same inputs:
 
 Measured, each case in its own subprocess (warm-up first, medians over repeats):
   train   real (non-padding) target tokens per second of forward + label-smoothed (0.1) loss + backward +
-          gradient clipping (1.0) + AdamW, on random batches of 64 Multi30k-shaped sentence pairs;
+          gradient clipping (1.0) + AdamW, on random batches of 64 Multi30k-shaped sentence pairs; once per
+          precision (--precisions): fp32, and bf16 mixed precision, where the forward (model call and loss)
+          runs under `torch.autocast("cpu", dtype=torch.bfloat16)` and backward, clipping and the optimizer
+          step outside it, with fp32 weights and optimizer state: what the training CLI's --bf16 does
+          (the Trainer's bf16=True), and the same for every peer. On a machine without native bf16 matmuls
+          (no AVX512-BF16 or AMX; training.train.bf16_unsupported_reason) the bf16 cases are skipped and the
+          table says why. Generation and the pipeline always run in fp32;
   greedy / beam4   generated tokens per second for 32 source sentences x exactly 20 new tokens
           (min_new_tokens = max_new_tokens = 20 for the Hugging Face models; the tokens of the returned
           sequences are counted, not those of the beams); each generation case runs in 3 processes
@@ -22,8 +30,9 @@ Measured, each case in its own subprocess (warm-up first, medians over repeats):
           generation varies from process to process much more than within one;
   peak resident memory (ru_maxrss) of the subprocess, imports included;
   model FLOP utilisation: analytic matmul FLOPs of the work (padded shapes; cached decoding for all peers,
-          so the cache-less peer is charged only the useful work) / time / the machine's fp32 matmul rate,
-          measured here with a large torch.matmul on the same number of threads;
+          so the cache-less peer is charged only the useful work) / time / the machine's matmul rate in the
+          row's precision, measured here with a large torch.matmul on the same number of threads: fp32
+          matrices for fp32 rows, bf16 matrices for bf16 rows (best of 8, before and after the cases);
   pipeline  this project's model (small) trained on the first batches of an epoch of the training pipeline's
           `LengthGroupedBatchSampler` (training/train.py) against plain random batches: real target
           tokens per second, the two interleaved in one process.
@@ -32,11 +41,16 @@ Sentence lengths are the real Multi30k training distribution (../shared/data/mul
 $MULTI30K_DIR): round(1.3 x whitespace words), which matches the project's 8000-token BPE (with </s>) to
 within a few percent; token ids are random. `--quick` runs tiny models with one or two repeats (a smoke test
 for CI, same JSON keys); its numbers mean nothing.
+
+The summary checks targets: ours / Marian per task and size (memory: ours <= Marian), length-grouped /
+random batches, and for bf16 at the small size (tiny with --quick) ours-bf16 / ours-fp32 training tokens/s
+(>= 2.0) and ours-bf16 / Marian-bf16 (>= 1.3).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import math
@@ -54,6 +68,8 @@ if ROOT not in sys.path:
 
 PEERS = ("ours", "marian", "torch")
 TASKS = ("train", "greedy", "beam4")
+PRECISIONS = ("fp32", "bf16")  # bf16: autocast around the forward, for the train task only
+DEVICE = "cpu"  # every case runs on the CPU (the autocast device type too)
 SIZES = {
     # d_model, d_ff, heads, encoder layers, decoder layers, vocabulary
     "small": dict(d_model=256, ffn=1024, heads=4, enc=3, dec=3, vocab=8000),
@@ -72,6 +88,9 @@ TARGETS = {  # issue 4: ours / marian at the small size (memory: ours <= marian)
     "base_greedy_vs_marian": 1.0,
     "base_beam4_vs_marian": 1.0,
     "pipeline_grouped_vs_random": 1.4,
+    # bf16 mixed precision, small size, training target tokens/s
+    "small_train_bf16_vs_fp32": 2.0,  # ours-bf16 / ours-fp32
+    "small_train_bf16_vs_marian_bf16": 1.3,  # ours-bf16 / Marian-bf16
 }
 PROFILES = {
     # warm-up steps, timed repeats, training batches per repeat, pipeline batches per side
@@ -245,7 +264,27 @@ def build_torch(size: dict):
 BUILDERS = {"ours": build_ours, "marian": build_marian, "torch": build_torch}
 
 
-def train_step_fn(peer: str, model, optimizer):
+def bf16_skip_reason() -> str | None:
+    """Why bf16 cases are skipped on this machine (no native bf16 matmuls: emulated, ~100x slower), or None."""
+    from training.train import bf16_unsupported_reason
+
+    return bf16_unsupported_reason(use_cpu=DEVICE == "cpu")
+
+
+def forward_context(precision: str):
+    """The context of the forward pass (model call and loss): bf16 autocast, or nothing for fp32."""
+    import torch
+
+    if precision == "bf16":
+        return torch.autocast(DEVICE, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ValueError(f"unknown precision {precision!r}")
+    return contextlib.nullcontext()
+
+
+def train_step_fn(peer: str, model, optimizer, precision: str = "fp32"):
+    """One training step; for bf16 the forward (model call and loss) runs under autocast, the backward,
+    clipping and optimizer step outside it (as the Trainer's bf16=True does), identically for every peer."""
     import torch
     import torch.nn.functional as F
 
@@ -253,17 +292,20 @@ def train_step_fn(peer: str, model, optimizer):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                                label_smoothing=LABEL_SMOOTHING)
 
-    def step(batch):
+    def forward(batch):
         if peer == "ours":  # the model computes its own label-smoothed loss from `labels`
-            loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+            return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          decoder_input_ids=batch["decoder_input_ids"], labels=batch["labels"]).loss
-        elif peer == "marian":  # Marian's built-in loss has no smoothing: the same loss, computed outside
+        if peer == "marian":  # Marian's built-in loss has no smoothing: the same loss, computed outside
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                            decoder_input_ids=batch["decoder_input_ids"], use_cache=False).logits
-            loss = loss_of(logits, batch["labels"])
-        else:
-            loss = loss_of(model(batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"]),
-                           batch["labels"])
+            return loss_of(logits, batch["labels"])
+        return loss_of(model(batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"]),
+                       batch["labels"])
+
+    def step(batch):
+        with forward_context(precision):
+            loss = forward(batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -338,12 +380,14 @@ def generation_flops(size: dict, B: int, S: int, new: int, beams: int) -> float:
     return float(total)
 
 
-def matmul_gflops(threads: int, n: int = 2048, repeats: int = 8) -> float:
-    """The machine's fp32 matmul rate: best of `repeats` (n x n) @ (n x n) products, in GFLOP/s."""
+def matmul_gflops(threads: int, n: int = 2048, repeats: int = 8, precision: str = "fp32") -> float:
+    """The machine's matmul rate in `precision` (fp32, or bf16 matrices): best of `repeats` (n x n) @ (n x n)
+    products, in GFLOP/s."""
     import torch
 
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.matmul(a, b)
     best = float("inf")
     for _ in range(repeats):
@@ -367,13 +411,16 @@ def run_case(case: dict) -> dict:
     size = SIZES[case["size"]]
     pairs, _ = pair_lengths()
     peer, task = case["peer"], case["task"]
+    precision = case.get("precision", "fp32")
+    if task != "train" and precision != "fp32":
+        raise ValueError(f"{task} runs in fp32 only")
     model = BUILDERS[peer](size)
-    out = dict(peer=peer, size=case["size"], task=task)
+    out = dict(peer=peer, size=case["size"], task=task, precision=precision)
 
     if task == "train":
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
-        step = train_step_fn(peer, model, optimizer)
+        step = train_step_fn(peer, model, optimizer, precision)
         batches = random_batches(pairs, profile["train_batches"], TRAIN_BATCH, size["vocab"], seed=1)
         for b in batches[: profile["warmup"]]:
             step(b)
@@ -386,7 +433,7 @@ def run_case(case: dict) -> dict:
                 loss = step(b)
             runs.append(time.perf_counter() - t0)
         if not math.isfinite(loss.item()):
-            raise RuntimeError(f"{peer}: non-finite training loss {loss.item()}")
+            raise RuntimeError(f"{peer} ({precision}): non-finite training loss {loss.item()}")
         out.update(unit="real target tokens/s", tokens=tokens,
                    padding=1 - tokens / sum(b["padded_target_tokens"] for b in batches))
     else:
@@ -446,7 +493,7 @@ def run_pipeline(case: dict) -> dict:
             for b in batches:
                 step(b)
             runs[name].append(time.perf_counter() - t0)
-    out = dict(peer="ours", size=case["size"], task="pipeline", batches=n)
+    out = dict(peer="ours", size=case["size"], task="pipeline", precision="fp32", batches=n)
     for name, batches in sets.items():
         real = sum(b["real_target_tokens"] for b in batches)
         padded = sum(b["padded_target_tokens"] for b in batches)
@@ -496,7 +543,7 @@ def merge_processes(results: list[dict]) -> list[dict]:
     memory too), with every process's tokens/s kept in `tokens_per_s_processes`."""
     by_case = {}
     for r in results:
-        by_case.setdefault((r["peer"], r["size"], r["task"]), []).append(r)
+        by_case.setdefault((r["peer"], r["size"], r["task"], r.get("precision", "fp32")), []).append(r)
     merged = []
     for rows in by_case.values():
         rows = sorted(rows, key=lambda r: r.get("tokens_per_s", 0.0))
@@ -507,30 +554,46 @@ def merge_processes(results: list[dict]) -> list[dict]:
     return merged
 
 
-def summarise(results: list[dict], peak_gflops: float) -> dict:
+def case_key(size: str, task: str, precision: str) -> str:
+    """The name of a case in `ratios`: "small_train" in fp32 (as before precisions existed), else with the
+    precision appended ("small_train_bf16")."""
+    return f"{size}_{task}" + ("" if precision == "fp32" else f"_{precision}")
+
+
+def summarise(results: list[dict], peak_gflops: dict) -> dict:
+    """MFU per row (over the matmul rate of the row's precision), the ratios to Marian (same size, task and
+    precision), bf16 / fp32 per peer, and the targets."""
     rows = [r for r in results if r["task"] != "pipeline"]
     for r in rows:
-        r["mfu"] = r["gflops_per_s"] / peak_gflops
-    by = {(r["peer"], r["size"], r["task"]): r for r in rows}
+        r["mfu"] = r["gflops_per_s"] / peak_gflops[r["precision"]]
+    by = {(r["peer"], r["size"], r["task"], r["precision"]): r for r in rows}
     ratios = {}
-    for (peer, size, task), r in by.items():
-        marian = by.get(("marian", size, task))
+    for (peer, size, task, precision), r in by.items():
+        marian = by.get(("marian", size, task, precision))
         if peer != "marian" and marian:
-            ratios.setdefault(f"{peer}_vs_marian", {})[f"{size}_{task}"] = r["tokens_per_s"] / marian["tokens_per_s"]
-            ratios[f"{peer}_vs_marian"][f"{size}_{task}_memory"] = r["peak_rss_mib"] / marian["peak_rss_mib"]
+            key = case_key(size, task, precision)
+            ratios.setdefault(f"{peer}_vs_marian", {})[key] = r["tokens_per_s"] / marian["tokens_per_s"]
+            ratios[f"{peer}_vs_marian"][f"{key}_memory"] = r["peak_rss_mib"] / marian["peak_rss_mib"]
+        fp32 = by.get((peer, size, task, "fp32"))
+        if precision == "bf16" and fp32:
+            ratios.setdefault("bf16_vs_fp32", {})[f"{peer}_{size}_{task}"] = r["tokens_per_s"] / fp32["tokens_per_s"]
     pipeline = next((r for r in results if r["task"] == "pipeline"), None)
     targets = {}
     size = "small" if any(r["size"] == "small" for r in rows) else "tiny"
-    mem_ratios = [v for k, v in ratios.get("ours_vs_marian", {}).items() if k.startswith(size) and k.endswith("memory")]
+    ours_vs_marian = ratios.get("ours_vs_marian", {})
+    mem_ratios = [ours_vs_marian[case_key(size, task, "fp32") + "_memory"] for task in TASKS
+                  if case_key(size, task, "fp32") + "_memory" in ours_vs_marian]
     checks = {
-        "small_train_vs_marian": ratios.get("ours_vs_marian", {}).get(f"{size}_train"),
-        "small_greedy_vs_marian": ratios.get("ours_vs_marian", {}).get(f"{size}_greedy"),
-        "small_beam4_vs_marian": ratios.get("ours_vs_marian", {}).get(f"{size}_beam4"),
+        "small_train_vs_marian": ours_vs_marian.get(f"{size}_train"),
+        "small_greedy_vs_marian": ours_vs_marian.get(f"{size}_greedy"),
+        "small_beam4_vs_marian": ours_vs_marian.get(f"{size}_beam4"),
         "small_memory_vs_marian": max(mem_ratios) if mem_ratios else None,
-        "base_train_vs_marian": ratios.get("ours_vs_marian", {}).get("base_train"),
-        "base_greedy_vs_marian": ratios.get("ours_vs_marian", {}).get("base_greedy"),
-        "base_beam4_vs_marian": ratios.get("ours_vs_marian", {}).get("base_beam4"),
+        "base_train_vs_marian": ours_vs_marian.get("base_train"),
+        "base_greedy_vs_marian": ours_vs_marian.get("base_greedy"),
+        "base_beam4_vs_marian": ours_vs_marian.get("base_beam4"),
         "pipeline_grouped_vs_random": pipeline["ratio"] if pipeline else None,
+        "small_train_bf16_vs_fp32": ratios.get("bf16_vs_fp32", {}).get(f"ours_{size}_train"),
+        "small_train_bf16_vs_marian_bf16": ours_vs_marian.get(case_key(size, "train", "bf16")),
     }
     for name, value in checks.items():
         goal = TARGETS[name]
@@ -539,28 +602,36 @@ def summarise(results: list[dict], peak_gflops: float) -> dict:
     return dict(ratios=ratios, targets=targets)
 
 
-def table(results: list[dict], summary: dict, peak_gflops: float) -> str:
-    lines = [f"fp32 matmul rate: {peak_gflops:.1f} GFLOP/s", "",
-             "| size | task | peer | tokens/s | vs Marian | MFU | peak RSS MiB | above imports MiB | median s | max/min |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+def table(results: list[dict], summary: dict, peak_gflops: dict, bf16_skipped: str | None = None) -> str:
+    rates = "; ".join(f"{p} matmul rate: {g:.1f} GFLOP/s" for p, g in peak_gflops.items() if g is not None)
+    lines = [rates, ""]
+    if bf16_skipped:
+        lines += [f"bf16 cases skipped: {bf16_skipped}.", ""]
+    lines += ["| size | task | precision | peer | tokens/s | vs Marian | MFU | peak RSS MiB | above imports MiB "
+              "| median s | max/min |",
+              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     rows = [r for r in results if r["task"] != "pipeline"]
-    by = {(r["peer"], r["size"], r["task"]): r for r in rows}
+    by = {(r["peer"], r["size"], r["task"], r["precision"]): r for r in rows}
     sizes = [s for s in SIZES if any(r["size"] == s for r in rows)]
     for size in sizes:
         for task in TASKS:
-            marian = by.get(("marian", size, task))
-            for peer in PEERS:
-                r = by.get((peer, size, task))
-                if r is None:
-                    continue
-                vs = f"{r['tokens_per_s'] / marian['tokens_per_s']:.2f}x" if marian else "-"
-                above = "-" if r["rss_after_imports_mib"] is None else f"{r['peak_rss_mib'] - r['rss_after_imports_mib']:.0f}"
-                lines.append(f"| {size} | {task} | {peer} | {r['tokens_per_s']:,.0f} | {vs} | {100 * r['mfu']:.1f}% "
-                             f"| {r['peak_rss_mib']:.0f} | {above} | {r['seconds_median']:.3f} | {r['spread']:.2f} |")
+            for precision in PRECISIONS:
+                marian = by.get(("marian", size, task, precision))
+                for peer in PEERS:
+                    r = by.get((peer, size, task, precision))
+                    if r is None:
+                        continue
+                    vs = f"{r['tokens_per_s'] / marian['tokens_per_s']:.2f}x" if marian else "-"
+                    above = ("-" if r["rss_after_imports_mib"] is None
+                             else f"{r['peak_rss_mib'] - r['rss_after_imports_mib']:.0f}")
+                    lines.append(f"| {size} | {task} | {precision} | {peer} | {r['tokens_per_s']:,.0f} | {vs} "
+                                 f"| {100 * r['mfu']:.1f}% | {r['peak_rss_mib']:.0f} | {above} "
+                                 f"| {r['seconds_median']:.3f} | {r['spread']:.2f} |")
     pipeline = next((r for r in results if r["task"] == "pipeline"), None)
     if pipeline:
-        lines += ["", "| pipeline (ours, %s, %d batches of %d) | real target tokens/s | target padding | source padding |"
-                  % (pipeline["size"], pipeline["batches"], TRAIN_BATCH), "| --- | ---: | ---: | ---: |"]
+        lines += ["", "| pipeline (ours, %s, fp32, %d batches of %d) | real target tokens/s | target padding "
+                  "| source padding |" % (pipeline["size"], pipeline["batches"], TRAIN_BATCH),
+                  "| --- | ---: | ---: | ---: |"]
         for name in ("grouped", "random"):
             p = pipeline[name]
             lines.append(f"| {name} | {p['tokens_per_s']:,.0f} | {100 * p['target_padding']:.0f}% "
@@ -569,8 +640,10 @@ def table(results: list[dict], summary: dict, peak_gflops: float) -> str:
     lines += ["", "| target | value | goal | met |", "| --- | ---: | --- | --- |"]
     for name, t in summary["targets"].items():
         value = "-" if t["value"] is None else f"{t['value']:.2f}"
-        met = "-" if t["met"] is None else ("yes" if t["met"] else "NO")
+        met = "-" if t["met"] is None else ("met" if t["met"] else "missed")
         lines.append(f"| {name} | {value} | {t['target']} | {met} |")
+    if bf16_skipped:
+        lines.append(f"(bf16 targets not measured: {bf16_skipped}.)")
     return "\n".join(lines)
 
 
@@ -582,6 +655,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="small,base", help="comma-separated: small, base (ignored by --quick)")
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS))
     parser.add_argument("--tasks", default=",".join(TASKS) + ",pipeline", help="subset of train,greedy,beam4,pipeline")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS),
+                        help="precisions of the train task: fp32 and/or bf16 (autocast around the forward); "
+                             "bf16 is skipped, with the reason printed, where the machine lacks native bf16")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per subprocess")
     parser.add_argument("--gen-processes", type=int, default=3, help="processes per generation case (median)")
     parser.add_argument("--in-process", action="store_true", help="run the cases in this process (tests)")
@@ -598,17 +674,35 @@ def main(argv=None) -> int:
     sizes = ["tiny"] if args.quick else [s.strip() for s in args.sizes.split(",") if s.strip()]
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    for name, chosen, allowed in (("size", sizes, SIZES), ("peer", peers, PEERS), ("task", tasks, TASKS + ("pipeline",))):
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    for name, chosen, allowed in (("size", sizes, SIZES), ("peer", peers, PEERS),
+                                  ("task", tasks, TASKS + ("pipeline",)), ("precision", precisions, PRECISIONS)):
         bad = [c for c in chosen if c not in allowed]
         if bad:
             parser.error(f"unknown {name}(s) {bad}; choose from {list(allowed)}")
-    peak = matmul_gflops(threads, n=1024 if args.quick else 2048)
+    bf16_skipped = None
+    if "bf16" in precisions and "train" in tasks:
+        bf16_skipped = bf16_skip_reason()
+        if bf16_skipped:
+            print(f"bf16 cases skipped: {bf16_skipped}", file=sys.stderr, flush=True)
+            precisions = [p for p in precisions if p != "bf16"]
+    n = 1024 if args.quick else 2048
+    run_bf16 = "bf16" in precisions and "train" in tasks
+    peak = {"fp32": matmul_gflops(threads, n=n)}
+    if run_bf16:  # measured only where bf16 is native: emulated, a 2048^3 product takes many seconds
+        peak["bf16"] = matmul_gflops(threads, n=n, precision="bf16")
 
-    cases = [dict(peer=p, size=s, task=t, threads=threads, profile=profile)
-             for s in sizes for t in tasks if t != "pipeline" for p in peers]
+    cases = []
+    for s in sizes:
+        for t in tasks:
+            if t == "pipeline":
+                continue
+            for precision in (precisions if t == "train" else ["fp32"]):
+                cases += [dict(peer=p, size=s, task=t, precision=precision, threads=threads, profile=profile)
+                          for p in peers]
     if "pipeline" in tasks:
-        cases.append(dict(peer="ours", size=sizes[0] if args.quick else "small", task="pipeline", threads=threads,
-                          profile=profile))
+        cases.append(dict(peer="ours", size=sizes[0] if args.quick else "small", task="pipeline", precision="fp32",
+                          threads=threads, profile=profile))
     if args.in_process:
         groups = [cases]
     elif args.quick:  # one subprocess per peer (and one for the pipeline): imports dominate a smoke test
@@ -625,7 +719,7 @@ def main(argv=None) -> int:
     results = []
     started = time.perf_counter()
     for group in groups:
-        label = ", ".join(f"{c['peer']}/{c['size']}/{c['task']}" for c in group)
+        label = ", ".join(f"{c['peer']}/{c['size']}/{c['task']}/{c['precision']}" for c in group)
         print(f"running {label} ...", file=sys.stderr, flush=True)
         if args.in_process:
             found = [run_pipeline(c) if c["task"] == "pipeline" else run_case(c) for c in group]
@@ -636,14 +730,17 @@ def main(argv=None) -> int:
             found = run_group(group, args.timeout)
         results += found
     results = merge_processes(results)
-    # The rate is measured before and after the cases and the higher kept: a busy machine only lowers it.
-    peak = max(peak, matmul_gflops(threads, n=1024 if args.quick else 2048))
+    # The rates are measured before and after the cases and the higher kept: a busy machine only lowers them.
+    for precision in peak:
+        peak[precision] = max(peak[precision], matmul_gflops(threads, n=n, precision=precision))
     summary = summarise(results, peak)
     _, lengths_source = pair_lengths(limit=1)
     report = dict(
         meta=dict(
-            command="python benchmarks/bench_model.py" + (" --quick" if args.quick else ""),
-            profile=profile, threads=threads, sizes={s: SIZES[s] for s in sizes}, matmul_gflops=peak,
+            command=" ".join(["python benchmarks/bench_model.py"] + list(sys.argv[1:] if argv is None else argv)),
+            profile=profile, threads=threads, sizes={s: SIZES[s] for s in sizes}, matmul_gflops=peak["fp32"],
+            matmul_gflops_bf16=peak.get("bf16"), precisions=precisions, bf16_skipped=bf16_skipped,
+            autocast=dict(device_type=DEVICE, dtype="bfloat16", around="forward and loss"),
             train_batch=TRAIN_BATCH, generation=dict(inputs=GEN_BATCH, new_tokens=NEW_TOKENS),
             lengths=lengths_source, torch=torch.__version__, python=platform.python_version(),
             machine=platform.machine(), processor=platform.processor(), cpu_count=os.cpu_count(),
@@ -652,7 +749,7 @@ def main(argv=None) -> int:
         results=results,
         **summary,
     )
-    print(table(results, summary, peak))
+    print(table(results, summary, peak, bf16_skipped))
     print(json.dumps(report, indent=1))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

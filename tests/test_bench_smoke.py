@@ -14,12 +14,24 @@ def test_quick_mode_reports_every_peer_task_and_target(tmp_path, capsys):
     out = tmp_path / "bench.json"
     # In this process (no subprocess imports): the smoke test of CI runs the real subprocess mode.
     assert bench_model.main(["--quick", "--in-process", "--threads", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
     report = json.loads(out.read_text())
     assert set(report) == {"meta", "results", "ratios", "targets"}
-    for key in ("matmul_gflops", "threads", "lengths", "sizes", "profile", "command"):
+    for key in ("matmul_gflops", "matmul_gflops_bf16", "bf16_skipped", "precisions", "threads", "lengths", "sizes",
+                "profile", "command"):
         assert key in report["meta"]
-    rows = {(r["peer"], r["task"]): r for r in report["results"] if r["task"] != "pipeline"}
-    assert set(rows) == {(p, t) for p in bench_model.PEERS for t in bench_model.TASKS}
+    skipped = bench_model.bf16_skip_reason()
+    assert report["meta"]["bf16_skipped"] == skipped
+    rows = {(r["peer"], r["task"], r["precision"]): r for r in report["results"] if r["task"] != "pipeline"}
+    expected = {(p, t, "fp32") for p in bench_model.PEERS for t in bench_model.TASKS}
+    if skipped is None:  # bf16 training rows beside fp32 (generation stays fp32), with their own matmul rate
+        expected |= {(p, "train", "bf16") for p in bench_model.PEERS}
+        assert report["meta"]["matmul_gflops_bf16"] > 0
+        assert "| tiny | train | bf16 | ours |" in printed
+    else:  # no bf16 rows and no error: one line says why
+        assert report["meta"]["matmul_gflops_bf16"] is None
+        assert f"bf16 cases skipped: {skipped}." in printed
+    assert set(rows) == expected
     for r in rows.values():
         for key in ("tokens_per_s", "seconds_median", "seconds_runs", "mfu", "peak_rss_mib", "gflops_per_s"):
             assert key in r, key
@@ -30,4 +42,34 @@ def test_quick_mode_reports_every_peer_task_and_target(tmp_path, capsys):
     # Length grouping really groups: far less padding than random batches.
     assert pipeline["grouped"]["target_padding"] < pipeline["random"]["target_padding"]
     assert set(report["targets"]) == set(bench_model.TARGETS)
-    assert "| target | value | goal | met |" in capsys.readouterr().out
+    bf16_targets = ("small_train_bf16_vs_fp32", "small_train_bf16_vs_marian_bf16")
+    for name in bf16_targets:
+        assert (report["targets"][name]["value"] is None) == (skipped is not None)
+    assert "| target | value | goal | met |" in printed
+    for name in bf16_targets:
+        assert f"| {name} |" in printed
+
+
+def test_quick_mode_without_bf16_skips_it_with_the_reason(tmp_path, capsys, monkeypatch):
+    """A machine without native bf16: the bf16 cases are skipped, not an error, and the table says why."""
+    monkeypatch.setattr(bench_model, "bf16_skip_reason", lambda: "this CPU has no AVX512-BF16 or AMX instructions")
+    out = tmp_path / "bench.json"
+    assert bench_model.main(["--quick", "--in-process", "--threads", "1", "--peers", "ours", "--tasks", "train",
+                             "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert [(r["peer"], r["task"], r["precision"]) for r in report["results"]] == [("ours", "train", "fp32")]
+    assert report["meta"]["bf16_skipped"] == "this CPU has no AVX512-BF16 or AMX instructions"
+    assert report["meta"]["matmul_gflops_bf16"] is None and report["meta"]["precisions"] == ["fp32"]
+    assert "bf16 cases skipped: this CPU has no AVX512-BF16 or AMX instructions." in printed
+    assert report["targets"]["small_train_bf16_vs_fp32"]["met"] is None
+
+
+def test_bf16_forward_runs_under_autocast_and_fp32_does_not():
+    import torch
+
+    a = torch.randn(4, 4)
+    with bench_model.forward_context("bf16"):
+        assert (a @ a).dtype == torch.bfloat16
+    with bench_model.forward_context("fp32"):
+        assert (a @ a).dtype == torch.float32
