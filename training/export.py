@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 
-import torch
+from .run_config import TrainConfig, complete_checkpoints
 
 logger = logging.getLogger("training")
 
@@ -26,6 +26,8 @@ PIPELINE = {"translation": {"impl": "pipeline_translation.TranslationPipeline", 
 
 def average_checkpoints(paths: list[str]):
     """Section 6.1: a model whose parameters are the mean of the given checkpoints' parameters."""
+    import torch
+
     from modeling import TransformerForConditionalGeneration
 
     if not paths:
@@ -72,7 +74,7 @@ def save_hub_folder(model, tokenizer, folder: str, card: str | None = None, resu
     return folder
 
 
-def evaluate_model(model, tokenizer, config, split: str, num_beams: int, length_penalty: float, limit: int = 0) -> dict:
+def evaluate_model(model, tokenizer, config: TrainConfig, split: str, num_beams: int, length_penalty: float, limit: int = 0) -> dict:
     from .data import load_corpus
     from .metrics import score
     from .translate_utils import translate_batch
@@ -116,12 +118,14 @@ def initial_model_history(init_from: str) -> dict:
 
 def _hardware() -> str:
     """What the training ran on, for the model card (the time it states means little without it)."""
+    import torch
+
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
     return f"a {os.cpu_count()}-core CPU"
 
 
-def model_card(config, results: dict, chosen: str, train_seconds: float, command: str, n_params: int,
+def model_card(config: TrainConfig, results: dict, chosen: str, train_seconds: float, command: str, n_params: int,
                history: dict | None = None) -> str:
     """The README.md of the model repository, with metadata `huggingface_hub` validates. `history`: what
     `initial_model_history` found for a fine-tuned model (read here when not given)."""
@@ -150,25 +154,23 @@ def model_card(config, results: dict, chosen: str, train_seconds: float, command
     )
     signature = next(iter(results.values()))["bleu_signature"]
     hours = train_seconds / 3600
-    tried = sorted({float(v) for v in getattr(config, "length_penalty_candidates", None) or []} | {config.length_penalty})
+    tried = sorted({float(v) for v in config.length_penalty_candidates} | {config.length_penalty})
     tried = f"; chosen on {config.valid_split} among {', '.join(f'{v:g}' for v in tried)}" if len(tried) > 1 else ""
-    cooldown_steps = getattr(config, "cooldown_steps", 0)
+    cooldown_steps = config.cooldown_steps
     cooldown = (f" (learning rate falling linearly to zero over the last {cooldown_steps} steps)" if cooldown_steps else "")
     decay = ("a linear decay to zero" if cooldown_steps and config.warmup_steps + cooldown_steps >= config.max_steps
              else "inverse-square-root decay")
-    init_from = getattr(config, "init_from", "")
-    origin = f"fine-tuned from `{init_from}`" if init_from else "trained from scratch"
+    origin = f"fine-tuned from `{config.init_from}`" if config.init_from else "trained from scratch"
     if history is None:
-        history = initial_model_history(init_from)
+        history = initial_model_history(config.init_from)
     before = ""
     if history.get("train_seconds"):
         total = (history["train_seconds"] + train_seconds) / 3600
         before = f" (after the initial model's {history['train_seconds'] / 3600:.2f} h: {total:.2f} h in all)"
     commands = [*history.get("commands", []), command]
-    max_tokens = getattr(config, "max_tokens", 0)
-    batches = (f"batches of up to {max_tokens} tokens (pairs x longest side)" if max_tokens
+    batches = (f"batches of up to {config.max_tokens} tokens (pairs x longest side)" if config.max_tokens
                else f"{config.batch_size} sentence pairs")
-    precision = "bf16 mixed precision (autocast; fp32 weights)" if getattr(config, "bf16", False) else "fp32"
+    precision = "bf16 mixed precision (autocast; fp32 weights)" if config.bf16 else "fp32"
     content = f"""---
 {data.to_yaml()}
 ---
@@ -227,11 +229,11 @@ def _rank(result: dict) -> tuple:
     return result["bleu_lc_tok"], result["bleu"], result["chrf"]
 
 
-def choose_length_penalty(model, tokenizer, config, val_result: dict):
+def choose_length_penalty(model, tokenizer, config: TrainConfig, val_result: dict):
     """Try `config.length_penalty_candidates` on the validation split for the chosen weights and keep the best
     (section 6.1 chose beam size and alpha on the development set). A tie keeps the configured value.
     Returns the chosen value, the validation result decoded with it, and {value: result} of every value tried."""
-    candidates = getattr(config, "length_penalty_candidates", None) or []
+    candidates = config.length_penalty_candidates
     scores = {config.length_penalty: val_result}
     best_lp, best = config.length_penalty, val_result
     for lp in candidates:
@@ -239,7 +241,7 @@ def choose_length_penalty(model, tokenizer, config, val_result: dict):
         if lp in scores:
             continue
         r = evaluate_model(model, tokenizer, config, config.valid_split, config.num_beams, lp,
-                           limit=getattr(config, "final_eval_limit", 0))
+                           limit=config.final_eval_limit)
         logger.info("validation, length penalty %g: BLEU %.2f (lc-tok %.2f)", lp, r["bleu"], r["bleu_lc_tok"])
         scores[lp] = r
         if _rank(r) > _rank(best):
@@ -250,12 +252,10 @@ def choose_length_penalty(model, tokenizer, config, val_result: dict):
     return best_lp, best, scores
 
 
-def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str | None = None, argv=None) -> str:
+def finalize(config: TrainConfig, trainer, tokenizer, train_seconds: float, push_to_hub: str | None = None, argv=None) -> str:
     """Average the last checkpoints, keep whichever of (average, best, last) scores highest on validation,
     evaluate it on the test splits, write `output_dir/model` (and `export_dir`), optionally push."""
     from modeling import TransformerForConditionalGeneration
-
-    from .train import complete_checkpoints
 
     ckpt_dir = os.path.join(config.output_dir, "checkpoints")
     checkpoints = complete_checkpoints(ckpt_dir)
@@ -277,7 +277,7 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
     for name, build in candidates.items():
         model = build().eval()
         r = evaluate_model(model, tokenizer, config, config.valid_split, config.num_beams, config.length_penalty,
-                           limit=getattr(config, "final_eval_limit", 0))
+                           limit=config.final_eval_limit)
         logger.info("validation, %s: BLEU %.2f (lc-tok %.2f)", name, r["bleu"], r["bleu_lc_tok"])
         scored.append((name, model, r))
     # Lowercased-tokenised BLEU, then cased BLEU, then chrF: so that a tie at BLEU 0 (an early model) goes to the
@@ -293,7 +293,7 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
     for split in config.test_splits:
         try:
             results[split] = evaluate_model(model, tokenizer, config, split, config.num_beams, config.length_penalty,
-                                            limit=getattr(config, "final_eval_limit", 0))
+                                            limit=config.final_eval_limit)
             logger.info("%s: BLEU %.2f (lc-tok %.2f), chrF %.2f", split, results[split]["bleu"],
                         results[split]["bleu_lc_tok"], results[split]["chrf"])
         except Exception as e:  # a missing test split must not lose the trained model
@@ -307,7 +307,7 @@ def finalize(config, trainer, tokenizer, train_seconds: float, push_to_hub: str 
         args = args[2:]
     command = " ".join(["python", "-m", "training.train", *args])
     n_params = sum(p.numel() for p in model.parameters())
-    history = initial_model_history(getattr(config, "init_from", ""))
+    history = initial_model_history(config.init_from)
     card = model_card(config, results, chosen, train_seconds, command, n_params, history)
     record = {"chosen": chosen, "train_seconds": round(train_seconds),
               "total_train_seconds": round(train_seconds + history.get("train_seconds", 0)),

@@ -16,7 +16,6 @@ The same command runs under `accelerate launch` with several processes.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -25,168 +24,11 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+
+from .export import finalize
+from .run_config import TrainConfig, complete_checkpoints, parse_args  # noqa: F401  (re-exported)
 
 logger = logging.getLogger("training")
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run; a JSON config file and command-line flags fill it (flags win)."""
-
-    data: str = "../shared/data/multi30k"
-    source_lang: str = "en"
-    target_lang: str = "de"
-    output_dir: str = "runs/en-de"
-    train_split: str = "train"
-    valid_split: str = "val"
-    test_splits: list = field(default_factory=lambda: ["test_2016_flickr"])
-    max_train_samples: int = 0  # 0 = all
-    # Fine-tune: start from this model's weights (a folder written by this command or save_pretrained, or a Hub
-    # id) and keep its tokenizer and architecture; the vocabulary and size settings below are then taken from it.
-    init_from: str = ""
-    # tokenizer
-    vocab_size: int = 8000
-    tokenizer_type: str = "bpe"
-    max_length: int = 128  # subword tokens per side; longer sentences are truncated and counted
-    # model (paper's base is 512/2048/8/6+6; this default is sized for a laptop CPU)
-    d_model: int = 256
-    encoder_layers: int = 3
-    decoder_layers: int = 3
-    attention_heads: int = 4
-    ffn_dim: int = 1024
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    label_smoothing: float = 0.1
-    position_embedding_type: str = "sinusoidal"
-    normalize_before: bool = False
-    # optimisation (section 5.3)
-    learning_rate: float = 1e-3
-    warmup_steps: int = 1000
-    # Linear decay of the learning rate to zero over the last N steps (0 = the paper's schedule unchanged).
-    # The inverse-square-root schedule never lets the rate fall far (still 0.24x its peak after 18 warm-ups'
-    # worth of steps), so the weights keep wandering; a short cool-down at the end settles them, much as
-    # checkpoint averaging does (section 6.1). Until max_steps - cooldown_steps the rate is exactly eq. 3, so
-    # a run resumed with a longer max_steps and a cool-down equals one that planned it from the start.
-    cooldown_steps: int = 0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.98
-    adam_epsilon: float = 1e-9
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    batch_size: int = 64  # sentence pairs per batch (per process), unless max_tokens is set
-    # Batches by size instead (fairseq's --max-tokens, section 5.1): pairs of similar length, as many per batch as
-    # keep pairs x longest side <= max_tokens. 0 = batches of batch_size pairs.
-    max_tokens: int = 0
-    # Mixed precision: the Trainer's bf16 autocast (matmuls in bfloat16; fp32 master weights, optimizer state and
-    # saved weights). Refused on hardware without native bf16 matmuls (CPU: AVX512-BF16 or AMX; CUDA: Ampere or
-    # newer), where it is slower than fp32 rather than faster.
-    bf16: bool = False
-    gradient_accumulation_steps: int = 1
-    max_steps: int = 12000
-    # evaluation, checkpoints, decoding
-    eval_steps: int = 1000
-    eval_samples: int = 300  # validation sentences for the periodic (greedy) BLEU
-    save_steps: int = 500
-    keep_checkpoints: int = 6
-    average_last: int = 5  # section 6.1: average the last N checkpoints
-    final_eval_limit: int = 0  # evaluate the final candidates on only the first N sentences (0 = whole split)
-    num_beams: int = 4
-    length_penalty: float = 0.6
-    # More length penalties to try at the end on the validation split, for the chosen weights; the best is kept
-    # in generation_config.json (section 6.1: beam size and alpha "chosen after experimentation on the
-    # development set"). Empty: only `length_penalty`.
-    length_penalty_candidates: list = field(default_factory=list, metadata={"item_type": float})
-    logging_steps: int = 50
-    seed: int = 42
-    threads: int = 0  # torch threads, 0 = torch's default
-    overwrite_output_dir: bool = False
-    export_dir: str = ""  # also copy the final model folder here (e.g. space/model), refusing to overwrite
-
-    def validate(self) -> None:
-        """Refuse a bad value before any work starts, naming it and what is allowed."""
-        problems = []
-        for name in ("vocab_size", "max_length", "d_model", "encoder_layers", "decoder_layers", "attention_heads",
-                     "ffn_dim", "batch_size", "gradient_accumulation_steps", "max_steps", "eval_steps", "save_steps",
-                     "keep_checkpoints", "average_last", "num_beams", "logging_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                problems.append(f"{name} must be a positive integer, got {value!r}")
-        for name in ("warmup_steps", "cooldown_steps", "max_train_samples", "eval_samples", "threads", "final_eval_limit",
-                     "max_tokens"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                problems.append(f"{name} must be an integer >= 0, got {value!r}")
-        for name in ("dropout", "attention_dropout", "label_smoothing", "adam_beta1", "adam_beta2", "weight_decay"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                problems.append(f"{name} must be in [0, 1), got {value!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
-            problems.append(f"learning_rate must be in (0, 1), got {self.learning_rate!r}")
-        if not (isinstance(self.adam_epsilon, (int, float)) and self.adam_epsilon > 0):
-            problems.append(f"adam_epsilon must be > 0, got {self.adam_epsilon!r}")
-        if isinstance(self.d_model, int) and isinstance(self.attention_heads, int) and self.attention_heads > 0 \
-                and self.d_model % self.attention_heads:
-            problems.append(f"d_model ({self.d_model}) must be divisible by attention_heads ({self.attention_heads})")
-        if all(isinstance(getattr(self, n), int) for n in ("warmup_steps", "cooldown_steps", "max_steps")) \
-                and self.cooldown_steps > 0 and self.warmup_steps + self.cooldown_steps > self.max_steps:
-            problems.append(f"warmup_steps ({self.warmup_steps}) + cooldown_steps ({self.cooldown_steps}) must not "
-                            f"exceed max_steps ({self.max_steps})")
-        if self.tokenizer_type not in ("bpe", "unigram"):
-            problems.append(f"tokenizer_type must be 'bpe' or 'unigram', got {self.tokenizer_type!r}")
-        if self.position_embedding_type not in ("sinusoidal", "learned"):
-            problems.append(f"position_embedding_type must be 'sinusoidal' or 'learned', got {self.position_embedding_type!r}")
-        if self.source_lang == self.target_lang:
-            problems.append(f"source_lang and target_lang are both {self.source_lang!r}")
-        if not isinstance(self.length_penalty_candidates, list) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.length_penalty_candidates):
-            problems.append(f"length_penalty_candidates must be a list of numbers, got {self.length_penalty_candidates!r}")
-        if isinstance(self.save_steps, int) and isinstance(self.eval_steps, int) and self.save_steps > 0 \
-                and self.eval_steps % self.save_steps:
-            problems.append(f"eval_steps ({self.eval_steps}) must be a multiple of save_steps ({self.save_steps}) "
-                            "so the best checkpoint is one that was evaluated")
-        if isinstance(self.max_tokens, int) and isinstance(self.max_length, int) and 0 < self.max_tokens < self.max_length:
-            problems.append(f"max_tokens ({self.max_tokens}) must be 0 or at least max_length ({self.max_length}), "
-                            "so that the longest pair fits in a batch")
-        if problems:
-            raise SystemExit("training: bad configuration:\n  - " + "\n  - ".join(problems))
-
-
-def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.train", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--config", help="JSON file with any of the settings below (flags override it)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in --output-dir")
-    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the final model folder to this Hub repository")
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if isinstance(default, bool):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
-        elif isinstance(default, list):
-            parser.add_argument(flag, dest=f.name, nargs="*", type=f.metadata.get("item_type", str), default=None)
-        else:
-            parser.add_argument(flag, dest=f.name, type=type(default), default=None, help=f"(default {default!r})")
-    args = parser.parse_args(argv)
-    values = {}
-    if args.config:
-        try:
-            with open(args.config, encoding="utf-8") as fh:
-                values = json.load(fh)
-        except (OSError, json.JSONDecodeError) as e:
-            raise SystemExit(f"training: cannot read config file {args.config}: {e}")
-        unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
-        if unknown:
-            raise SystemExit(f"training: unknown setting(s) in {args.config}: {', '.join(sorted(unknown))}")
-    for f in dataclasses.fields(TrainConfig):
-        if getattr(args, f.name) is not None:
-            values[f.name] = getattr(args, f.name)
-    config = TrainConfig(**values)
-    config.validate()
-    return config, args
 
 
 def _logged_seconds(log_path: str) -> float:
@@ -237,29 +79,6 @@ def bf16_unsupported_reason(use_cpu: bool) -> str | None:
         return None
     return (f"this CPU has no AVX512-BF16 or AMX instructions (torch sees {torch.backends.cpu.get_cpu_capability()}), "
             "where bf16 matmuls are emulated and about 100x slower than fp32")
-
-
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-_CHECKPOINT_FILES = ("model.safetensors", "trainer_state.json", "optimizer.pt", "scheduler.pt")
-
-
-def complete_checkpoints(folder: str) -> list[str]:
-    """Checkpoints that were written completely, oldest first (a kill during saving leaves an incomplete one)."""
-    if not os.path.isdir(folder):
-        return []
-    found = []
-    for name in os.listdir(folder):
-        m = _CHECKPOINT.match(name)
-        path = os.path.join(folder, name)
-        if m and all(os.path.isfile(os.path.join(path, f)) for f in _CHECKPOINT_FILES):
-            # trainer_state.json is written last, but not atomically: a kill while it is written leaves it cut.
-            try:
-                with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as fh:
-                    json.load(fh)["global_step"]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            found.append((int(m.group(1)), path))
-    return [p for _, p in sorted(found)]
 
 
 def build_tokenizer(config: TrainConfig, train_corpus):
@@ -444,10 +263,13 @@ def make_trainer_class():
     return TransformerTrainer
 
 
-def main(argv=None) -> int:
-    config, args = parse_args(argv)
+# ------------------------------------------------------------------------------------ the run, step by step
+
+
+def refuse_before_any_work(config: TrainConfig, args) -> None:
+    """Refuse an existing run, or an --init-from that cannot be a model, before any import or work (fast, and
+    nothing in the output folder is touched)."""
     ckpt_dir = os.path.join(config.output_dir, "checkpoints")
-    # Refuse an existing run before any import or work (fast, and nothing in the folder is touched).
     if os.path.isdir(config.output_dir) and os.listdir(config.output_dir) and not (args.resume or config.overwrite_output_dir):
         raise SystemExit(
             f"training: {config.output_dir} already holds a run ({len(complete_checkpoints(ckpt_dir))} checkpoints). "
@@ -461,17 +283,12 @@ def main(argv=None) -> int:
     if config.init_from and not os.path.exists(config.init_from) and not re.fullmatch(
             r"[\w.-]+(/[\w.-]+)?", config.init_from):
         raise SystemExit(f"training: --init-from {config.init_from}: no such folder, and not a Hub model id; train or download that model first.")
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
-                        stream=sys.stdout)
+
+
+def start_processes(config: TrainConfig):
+    """Torch threads, CPU or GPU, the bf16 check, and accelerate's view of the processes. Returns (state, use_cpu)."""
     import torch
     from accelerate import PartialState
-    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments, TrainerCallback, set_seed
-
-    import modeling  # noqa: F401  (registers the Auto classes and remote code)
-    from modeling import TransformerForConditionalGeneration
-
-    from .data import DataError, load_corpus
-    from .metrics import score
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -480,13 +297,27 @@ def main(argv=None) -> int:
     use_cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     if config.bf16 and (reason := bf16_unsupported_reason(use_cpu)):
         raise SystemExit(f"training: --bf16 refused: {reason}. Train in fp32 (drop --bf16 / set \"bf16\": false).")
-    state = PartialState(cpu=use_cpu)
-    # Bad data is refused before the output folder is created or touched.
+    return PartialState(cpu=use_cpu), use_cpu
+
+
+def load_data(config: TrainConfig):
+    """The training pairs (the first max_train_samples) and the validation pairs; bad data is refused here,
+    before the output folder is created or touched."""
+    from .data import DataError, load_corpus
+
     try:
         train_corpus = load_corpus(config.data, config.train_split, config.source_lang, config.target_lang)
         valid_corpus = load_corpus(config.data, config.valid_split, config.source_lang, config.target_lang)
     except DataError as e:
         raise SystemExit(f"training: {e}")
+    if config.max_train_samples:
+        train_corpus.source = train_corpus.source[: config.max_train_samples]
+        train_corpus.target = train_corpus.target[: config.max_train_samples]
+    return train_corpus, valid_corpus
+
+
+def prepare_output_dir(config: TrainConfig, args, state) -> None:
+    """Start over if asked (--overwrite-output-dir), create the folder and record the settings."""
     if config.overwrite_output_dir and not args.resume and state.is_main_process:
         import shutil
 
@@ -496,16 +327,19 @@ def main(argv=None) -> int:
         if os.path.isfile(os.path.join(config.output_dir, "log.jsonl")):
             os.remove(os.path.join(config.output_dir, "log.jsonl"))
     state.wait_for_everyone()
-    existing = complete_checkpoints(ckpt_dir)
     os.makedirs(config.output_dir, exist_ok=True)
+    write_train_config(config, state)
+
+
+def write_train_config(config: TrainConfig, state) -> None:
     if state.is_main_process:
         with open(os.path.join(config.output_dir, "train_config.json"), "w", encoding="utf-8") as fh:
             json.dump(dataclasses.asdict(config), fh, indent=2)
 
-    set_seed(config.seed)
-    if config.max_train_samples:
-        train_corpus.source = train_corpus.source[: config.max_train_samples]
-        train_corpus.target = train_corpus.target[: config.max_train_samples]
+
+def prepare_datasets(config: TrainConfig, state, train_corpus, valid_corpus):
+    """The tokenizer (trained once, by the main process first) and the encoded training and periodic-validation
+    sets. Returns (tokenizer, train_ds, eval_ds)."""
     with state.main_process_first():
         tokenizer = build_tokenizer(config, train_corpus)
     train_ds, truncated = encode(tokenizer, train_corpus, config.max_length)
@@ -514,15 +348,20 @@ def main(argv=None) -> int:
                         config.max_length)
     logger.info("train: %d pairs (%d empty skipped, %d truncated); periodic validation on %d pairs",
                 len(train_ds), train_corpus.skipped_empty, truncated, n_eval)
+    return tokenizer, train_ds, eval_ds
+
+
+def build_model(config: TrainConfig, tokenizer, state):
+    """A new model of the configured size, or the --init-from one (whose architecture then becomes the run's
+    record: train_config.json and the model card say so). Returns (config, model)."""
+    import modeling  # noqa: F401  (registers the Auto classes and remote code)
+    from modeling import TransformerForConditionalGeneration
 
     if config.init_from:
         model = load_initial_model(config, tokenizer)
         model_cfg = model.config
-        # The architecture is the initial model's: the record of this run (train_config.json, model card) says so.
         config = dataclasses.replace(config, **architecture_of(model_cfg))
-        if state.is_main_process:
-            with open(os.path.join(config.output_dir, "train_config.json"), "w", encoding="utf-8") as fh:
-                json.dump(dataclasses.asdict(config), fh, indent=2)
+        write_train_config(config, state)
     else:
         model_cfg = model_config(config, tokenizer)
         model = TransformerForConditionalGeneration(model_cfg)
@@ -531,6 +370,14 @@ def main(argv=None) -> int:
     logger.info("model: %.2fM parameters (d_model %d, %d+%d layers, %d heads, FFN %d, vocab %d)", n_params / 1e6,
                 config.d_model, config.encoder_layers, config.decoder_layers, config.attention_heads, config.ffn_dim,
                 model_cfg.vocab_size)
+    return config, model
+
+
+def bleu_metric(tokenizer, references: list[str], target_lang: str):
+    """`compute_metrics` for the periodic validation: greedy output against the first len(references) pairs."""
+    from .metrics import score
+
+    n_eval = len(references)
 
     def compute_metrics(pred):
         import numpy as np
@@ -539,14 +386,16 @@ def main(argv=None) -> int:
         # that every process gets full batches; they come after the n_eval real rows (in order): drop them.
         ids = np.where(pred.predictions < 0, tokenizer.pad_token_id, pred.predictions)[:n_eval]
         hyps = [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
-        return {k: v for k, v in score(hyps, valid_corpus.target[:n_eval], config.target_lang).items()
-                if isinstance(v, (int, float))}
+        return {k: v for k, v in score(hyps, references, target_lang).items() if isinstance(v, (int, float))}
 
-    log_path = os.path.join(config.output_dir, "log.jsonl")
+    return compute_metrics
+
+
+def json_log(log_path: str):
+    """A callback writing a readable, machine-parsable log line per logging step (loss, lr, BLEU, elapsed time)."""
+    from transformers import TrainerCallback
 
     class JsonLog(TrainerCallback):
-        """A readable, machine-parsable log line per logging step (loss, lr, BLEU, elapsed time)."""
-
         def __init__(self):
             # Wall-clock training time accumulates over resumed sessions (read back from the log).
             self.start = time.time() - _logged_seconds(log_path)
@@ -557,8 +406,14 @@ def main(argv=None) -> int:
                     fh.write(json.dumps({"step": state_.global_step, "time_s": round(time.time() - self.start, 1),
                                          **logs}) + "\n")
 
-    training_args = Seq2SeqTrainingArguments(
-        output_dir=ckpt_dir,
+    return JsonLog()
+
+
+def training_arguments(config: TrainConfig, use_cpu: bool):
+    from transformers import Seq2SeqTrainingArguments
+
+    return Seq2SeqTrainingArguments(
+        output_dir=os.path.join(config.output_dir, "checkpoints"),
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=64,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -589,16 +444,21 @@ def main(argv=None) -> int:
         use_cpu=use_cpu,
         disable_tqdm=not sys.stderr.isatty(),
     )
-    trainer_cls = make_trainer_class()
-    trainer = trainer_cls(
+
+
+def build_trainer(config: TrainConfig, model, tokenizer, train_ds, eval_ds, eval_references: list[str], use_cpu: bool):
+    """The Trainer with the paper's schedule, length-grouped (or token-sized) batches and the JSON log."""
+    from transformers import DataCollatorForSeq2Seq
+
+    trainer = make_trainer_class()(
         model=model,
-        args=training_args,
+        args=training_arguments(config, use_cpu),
         train_dataset=train_ds.remove_columns(["length"]),
         eval_dataset=eval_ds.remove_columns(["length"]),
         processing_class=tokenizer,
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
-        compute_metrics=compute_metrics,
-        callbacks=[JsonLog()],
+        compute_metrics=bleu_metric(tokenizer, eval_references, config.target_lang),
+        callbacks=[json_log(os.path.join(config.output_dir, "log.jsonl"))],
     )
     trainer.pair_lengths = train_ds["length"]
     if config.max_tokens:
@@ -607,23 +467,55 @@ def main(argv=None) -> int:
             max_tokens=config.max_tokens, seed=config.seed)
     trainer.schedule = dict(warmup_steps=config.warmup_steps, max_steps=config.max_steps,
                             cooldown_steps=config.cooldown_steps)
+    return trainer
 
-    resume_from = None
-    if args.resume:
-        if existing:
-            resume_from = existing[-1]
-            logger.info("resuming from %s", resume_from)
-        else:
-            logger.info("--resume: no complete checkpoint in %s yet, starting from step 0", ckpt_dir)
+
+def resume_checkpoint(config: TrainConfig, args) -> str | None:
+    """With --resume, the newest complete checkpoint (None: start from step 0)."""
+    if not args.resume:
+        return None
+    ckpt_dir = os.path.join(config.output_dir, "checkpoints")
+    existing = complete_checkpoints(ckpt_dir)
+    if not existing:
+        logger.info("--resume: no complete checkpoint in %s yet, starting from step 0", ckpt_dir)
+        return None
+    logger.info("resuming from %s", existing[-1])
+    return existing[-1]
+
+
+def run_training(trainer, config: TrainConfig, resume_from: str | None) -> float:
+    """Train to max_steps (nothing to do if the checkpoint is already there); returns the wall-clock training
+    time of the whole run, resumed sessions included."""
     t0 = time.time()
-    already_done = resume_from and json.load(open(os.path.join(resume_from, "trainer_state.json")))["global_step"] >= config.max_steps
-    if not already_done:
+    if resume_from:
+        with open(os.path.join(resume_from, "trainer_state.json"), encoding="utf-8") as fh:
+            done = json.load(fh)["global_step"] >= config.max_steps
+    else:
+        done = False
+    if not done:
         trainer.train(resume_from_checkpoint=resume_from)
-    train_seconds = _logged_seconds(log_path) or (time.time() - t0)
+    return _logged_seconds(os.path.join(config.output_dir, "log.jsonl")) or (time.time() - t0)
+
+
+def main(argv=None) -> int:
+    config, args = parse_args(argv)
+    refuse_before_any_work(config, args)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
+                        stream=sys.stdout)
+    state, use_cpu = start_processes(config)
+    train_corpus, valid_corpus = load_data(config)
+    prepare_output_dir(config, args, state)
+
+    from transformers import set_seed
+
+    set_seed(config.seed)
+    tokenizer, train_ds, eval_ds = prepare_datasets(config, state, train_corpus, valid_corpus)
+    config, model = build_model(config, tokenizer, state)
+    trainer = build_trainer(config, model, tokenizer, train_ds, eval_ds, valid_corpus.target[: len(eval_ds)], use_cpu)
+    train_seconds = run_training(trainer, config, resume_checkpoint(config, args))
+
     state.wait_for_everyone()
     if state.is_main_process:
-        from .export import finalize
-
         finalize(config, trainer, tokenizer, train_seconds=train_seconds, push_to_hub=args.push_to_hub,
                  argv=["python", "-m", "training.train", *(sys.argv[1:] if argv is None else argv)])
     return 0
