@@ -2,8 +2,10 @@
 traceback, no tokenizer trained, the output folder not created. (Refusing an existing run folder is tested
 on a real run in test_training_e2e.py.)"""
 
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -83,6 +85,42 @@ def test_unparsable_flag_value():
     with pytest.raises(SystemExit) as err:
         parse_args(["--d-model", "big"])
     assert err.value.code == 2  # argparse's usage error
+
+
+def test_abbreviated_flag_is_an_error(capsys):
+    """argparse's prefix matching would take the typo --max-step for --max-steps and start a default-size run."""
+    with pytest.raises(SystemExit) as err:
+        parse_args(["--max-step", "10"])
+    assert err.value.code == 2
+    assert "unrecognized arguments: --max-step 10" in capsys.readouterr().err
+
+
+def help_entries(capsys) -> dict:
+    """{flag: its whole --help entry, on one line}."""
+    with pytest.raises(SystemExit) as err:
+        parse_args(["--help"])
+    assert err.value.code == 0
+    out = capsys.readouterr().out
+    entries = re.split(r"\n  (?=--)", out)[1:]
+    return {entry.split()[0].rstrip(","): " ".join(entry.split()) for entry in entries}
+
+
+def test_every_flag_has_a_help_text_with_its_default(capsys):
+    entries = help_entries(capsys)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        entry = entries[flag]
+        described = entry.split(" (default:")[0].split()
+        words = [w for w in described if not w.startswith("--") and not w.isupper() and not w.startswith("[")]
+        assert len(words) >= 3, entry  # a description, not only "(default ...)"
+        if not isinstance(getattr(TrainConfig(), f.name), bool):
+            assert re.search(r"\(default: [^)]+\)$", entry), entry
+    assert "(default: None)" not in " ".join(entries.values())
+    # The allowed values are stated.
+    assert "{bpe,unigram}" in entries["--tokenizer-type"]
+    assert "0 = no clipping" in entries["--max-grad-norm"]
+    assert "in [0, 1)" in entries["--dropout"] and "in (0, 1)" in entries["--learning-rate"]
+    assert "1 = greedy" in entries["--num-beams"]
 
 
 def test_defaults_are_the_papers_recipe():

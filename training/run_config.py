@@ -20,78 +20,107 @@ from dataclasses import dataclass, field
 DESCRIPTION = "Train the Transformer on parallel text with the paper's recipe (section 5) through `Seq2SeqTrainer`."
 
 
+def setting(default, help: str, **metadata):
+    """A TrainConfig field with its --help text (`help` says what it does and what values are allowed)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **metadata})
+    return field(default=default, metadata={"help": help, **metadata})
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a training run; a JSON config file and command-line flags fill it (flags win)."""
 
-    data: str = "../shared/data/multi30k"
-    source_lang: str = "en"
-    target_lang: str = "de"
-    output_dir: str = "runs/en-de"
-    train_split: str = "train"
-    valid_split: str = "val"
-    test_splits: list = field(default_factory=lambda: ["test_2016_flickr"])
-    max_train_samples: int = 0  # 0 = all
+    # data
+    data: str = setting("../shared/data/multi30k",
+                        "the parallel text: a local folder of {split}.{lang}[.gz] files, one sentence per line (the "
+                        "Multi30k layout: train.en.gz, val.de.gz, ...), or a Hub dataset id such as bentrevett/multi30k",
+                        metavar="PATH_OR_ID")
+    source_lang: str = setting("en", "source language code, as in the file names (Multi30k: en, de, fr, cs)",
+                               metavar="LANG")
+    target_lang: str = setting("de", "target language code, different from --source-lang", metavar="LANG")
+    output_dir: str = setting("runs/en-de", "the run's folder: tokenizer/, checkpoints/, train_config.json, log.jsonl "
+                                            "and, at the end, model/ (a complete Hub repository)", metavar="DIR")
+    train_split: str = setting("train", "the training split", metavar="SPLIT")
+    valid_split: str = setting("val", "the validation split: periodic BLEU, and the choice of the final weights "
+                                      "(bentrevett/multi30k calls it validation)", metavar="SPLIT")
+    test_splits: list = setting(["test_2016_flickr"], "splits scored at the end with the chosen weights; the flag "
+                                                      "alone (no values) scores none", metavar="SPLIT")
+    max_train_samples: int = setting(0, "train on the first N pairs only; 0 = all")
     # Fine-tune: start from this model's weights (a folder written by this command or save_pretrained, or a Hub
     # id) and keep its tokenizer and architecture; the vocabulary and size settings below are then taken from it.
-    init_from: str = ""
+    init_from: str = setting("", "fine-tune this model (a folder written by this command or save_pretrained, or a Hub "
+                                 "model id): its weights, tokenizer and architecture, so the vocabulary and size "
+                                 "settings are taken from it; empty = train from scratch", metavar="PATH_OR_ID")
     # tokenizer
-    vocab_size: int = 8000
-    tokenizer_type: str = "bpe"
-    max_length: int = 128  # subword tokens per side; longer sentences are truncated and counted
+    vocab_size: int = setting(8000, "size of the joint source+target subword vocabulary")
+    tokenizer_type: str = setting("bpe", "subword model: bpe or unigram", choices=("bpe", "unigram"))
+    max_length: int = setting(128, "subword tokens per side, positive; longer sentences are truncated (and counted)")
     # model (paper's base is 512/2048/8/6+6; this default is sized for a laptop CPU)
-    d_model: int = 256
-    encoder_layers: int = 3
-    decoder_layers: int = 3
-    attention_heads: int = 4
-    ffn_dim: int = 1024
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    label_smoothing: float = 0.1
-    position_embedding_type: str = "sinusoidal"
-    normalize_before: bool = False
+    d_model: int = setting(256, "model width, a multiple of --attention-heads (the paper's base model: 512)")
+    encoder_layers: int = setting(3, "encoder layers, positive (paper: 6)")
+    decoder_layers: int = setting(3, "decoder layers, positive (paper: 6)")
+    attention_heads: int = setting(4, "attention heads per layer, positive, dividing --d-model (paper: 8)")
+    ffn_dim: int = setting(1024, "inner size of the feed-forward blocks, positive (paper: 2048)")
+    dropout: float = setting(0.1, "residual dropout, in [0, 1) (section 5.4: 0.1)")
+    attention_dropout: float = setting(0.0, "dropout on the attention weights, in [0, 1) (not in the paper)")
+    label_smoothing: float = setting(0.1, "label smoothing, in [0, 1) (section 5.4: 0.1)")
+    position_embedding_type: str = setting("sinusoidal", "sinusoidal (section 3.5) or learned (Table 3, row E)",
+                                           choices=("sinusoidal", "learned"))
+    normalize_before: bool = setting(False, "pre-LN residual blocks instead of the paper's post-LN")
     # optimisation (section 5.3)
-    learning_rate: float = 1e-3
-    warmup_steps: int = 1000
+    learning_rate: float = setting(1e-3, "peak learning rate, reached at the end of the warm-up, in (0, 1)")
+    warmup_steps: int = setting(1000, "steps of linear warm-up before the inverse-square-root decay, >= 0 "
+                                      "(section 5.3: 4000)")
     # Linear decay of the learning rate to zero over the last N steps (0 = the paper's schedule unchanged).
     # The inverse-square-root schedule never lets the rate fall far (still 0.24x its peak after 18 warm-ups'
     # worth of steps), so the weights keep wandering; a short cool-down at the end settles them, much as
     # checkpoint averaging does (section 6.1). Until max_steps - cooldown_steps the rate is exactly eq. 3, so
     # a run resumed with a longer max_steps and a cool-down equals one that planned it from the start.
-    cooldown_steps: int = 0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.98
-    adam_epsilon: float = 1e-9
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    batch_size: int = 64  # sentence pairs per batch (per process), unless max_tokens is set
+    cooldown_steps: int = setting(0, "let the learning rate fall linearly to zero over the last N steps (until then "
+                                     "it is exactly eq. 3, so a resumed run may add one); 0 = none, the paper's "
+                                     "schedule; at most --max-steps minus --warmup-steps")
+    adam_beta1: float = setting(0.9, "Adam beta1, in [0, 1) (paper: 0.9)")
+    adam_beta2: float = setting(0.98, "Adam beta2, in [0, 1) (paper: 0.98)")
+    adam_epsilon: float = setting(1e-9, "Adam epsilon, > 0 (paper: 1e-9)")
+    weight_decay: float = setting(0.0, "AdamW weight decay, in [0, 1) (not in the paper)")
+    max_grad_norm: float = setting(1.0, "clip the gradient norm to this value, > 0; 0 = no clipping")
+    batch_size: int = setting(64, "sentence pairs per batch (per process), unless --max-tokens is set")
     # Batches by size instead (fairseq's --max-tokens, section 5.1): pairs of similar length, as many per batch as
     # keep pairs x longest side <= max_tokens. 0 = batches of batch_size pairs.
-    max_tokens: int = 0
+    max_tokens: int = setting(0, "batches by size instead (section 5.1): pairs of similar length, as many as keep "
+                                 "pairs x longest side <= N; at least --max-length; 0 = batches of --batch-size pairs")
     # Mixed precision: the Trainer's bf16 autocast (matmuls in bfloat16; fp32 master weights, optimizer state and
     # saved weights). Refused on hardware without native bf16 matmuls (CPU: AVX512-BF16 or AMX; CUDA: Ampere or
     # newer), where it is slower than fp32 rather than faster.
-    bf16: bool = False
-    gradient_accumulation_steps: int = 1
-    max_steps: int = 12000
+    bf16: bool = setting(False, "bf16 mixed precision (autocast; fp32 weights, optimizer state and saved weights); "
+                                "refused without native bf16 matmuls (CPU: AVX512-BF16 or AMX; CUDA: Ampere or newer)")
+    gradient_accumulation_steps: int = setting(1, "batches per optimizer step, positive")
+    max_steps: int = setting(12000, "optimizer steps in all, positive")
     # evaluation, checkpoints, decoding
-    eval_steps: int = 1000
-    eval_samples: int = 300  # validation sentences for the periodic (greedy) BLEU
-    save_steps: int = 500
-    keep_checkpoints: int = 6
-    average_last: int = 5  # section 6.1: average the last N checkpoints
-    final_eval_limit: int = 0  # evaluate the final candidates on only the first N sentences (0 = whole split)
-    num_beams: int = 4
-    length_penalty: float = 0.6
+    eval_steps: int = setting(1000, "greedy validation BLEU every N steps, a multiple of --save-steps")
+    eval_samples: int = setting(300, "validation sentences for the periodic (greedy) BLEU; 0 = all")
+    save_steps: int = setting(500, "a checkpoint (weights, optimizer, scheduler, RNG state) every N steps, positive")
+    keep_checkpoints: int = setting(6, "checkpoints kept on disk (older ones are deleted), positive")
+    average_last: int = setting(5, "section 6.1: at the end, average the last N checkpoints, positive (1 = none)")
+    final_eval_limit: int = setting(0, "evaluate the final candidates on the first N sentences of each split only; "
+                                       "0 = the whole split")
+    num_beams: int = setting(4, "beam size of the final evaluation and the saved model; 1 = greedy (paper: 4)")
+    length_penalty: float = setting(0.6, "beam search's length penalty alpha, transformers' length ** alpha, a finite "
+                                         "number (paper: 0.6); unused by greedy decoding")
     # More length penalties to try at the end on the validation split, for the chosen weights; the best is kept
     # in generation_config.json (section 6.1: beam size and alpha "chosen after experimentation on the
     # development set"). Empty: only `length_penalty`.
-    length_penalty_candidates: list = field(default_factory=list, metadata={"item_type": float})
-    logging_steps: int = 50
-    seed: int = 42
-    threads: int = 0  # torch threads, 0 = torch's default
-    overwrite_output_dir: bool = False
-    export_dir: str = ""  # also copy the final model folder here (e.g. space/model), refusing to overwrite
+    length_penalty_candidates: list = setting([], "more length penalties to try at the end on the validation split "
+                                                  "(section 6.1); the best is kept; none = only --length-penalty",
+                                              item_type=float)
+    logging_steps: int = setting(50, "a log.jsonl line (loss, learning rate, elapsed time) every N steps, positive")
+    seed: int = setting(42, "seed of the initial weights, data order and dropout")
+    threads: int = setting(0, "torch threads; 0 = torch's default")
+    overwrite_output_dir: bool = setting(False, "start over in an --output-dir that holds an earlier run of this "
+                                                "command")
+    export_dir: str = setting("", "also copy the final model folder here (e.g. space/model); an earlier folder "
+                                  "there is kept as NAME.previous-DATE unless --overwrite-output-dir", metavar="DIR")
 
     def validate(self) -> None:
         """Refuse a bad value before any work starts, naming it and what is allowed."""
@@ -142,41 +171,75 @@ class TrainConfig:
             raise SystemExit("training: bad configuration:\n  - " + "\n  - ".join(problems))
 
 
-def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
+def _flag_help(f: dataclasses.Field, default) -> str:
+    """The field's help text and its default, as --help shows them."""
+    if isinstance(default, bool):
+        return f.metadata["help"]
+    if isinstance(default, list):
+        shown = " ".join(map(str, default)) or "none"
+    elif isinstance(default, str):
+        shown = default or "none"
+    else:
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+    return f"{f.metadata['help']} (default: {shown})"
+
+
+def _metavar(f: dataclasses.Field, default) -> str:
+    if "choices" in f.metadata:
+        return "{" + ",".join(f.metadata["choices"]) + "}"
+    if "metavar" in f.metadata:
+        return f.metadata["metavar"]
+    return {int: "N", float: "X"}.get(type(default), "TEXT")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: --config, --resume, --push-to-hub, and one flag per TrainConfig field, with its help."""
+    # No abbreviations: a typo such as --max-step must be an error, not silently taken for --max-steps.
     parser = argparse.ArgumentParser(
-        prog="python -m training.train", description=DESCRIPTION,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--config", help="JSON file with any of the settings below (flags override it)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in --output-dir")
+        prog="python -m training.train", description=DESCRIPTION, allow_abbrev=False,
+        usage="%(prog)s [--config FILE] [--resume] [--push-to-hub REPO_ID] [--SETTING VALUE ...]")
+    parser.add_argument("--config", metavar="FILE", help="JSON file with any of the settings below, named as the flags "
+                                                         "with _ for - (flags override it)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its newest "
+                                                              "loadable checkpoint")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the final model folder to this Hub repository")
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
+        common = dict(dest=f.name, default=None, help=_flag_help(f, default))
         if isinstance(default, bool):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
         elif isinstance(default, list):
-            parser.add_argument(flag, dest=f.name, nargs="*", type=f.metadata.get("item_type", str), default=None)
+            item_type = f.metadata.get("item_type", str)
+            parser.add_argument(flag, nargs="*", type=item_type, metavar=f.metadata.get("metavar", "X"), **common)
         else:
-            parser.add_argument(flag, dest=f.name, type=type(default), default=None, help=f"(default {default!r})")
-    args = parser.parse_args(argv)
-    values = {}
-    if args.config:
-        try:
-            with open(args.config, encoding="utf-8") as fh:
-                values = json.load(fh)
-        except (OSError, json.JSONDecodeError) as e:
-            raise SystemExit(f"training: cannot read config file {args.config}: {e}")
-        unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
-        if unknown:
-            raise SystemExit(f"training: unknown setting(s) in {args.config}: {', '.join(sorted(unknown))}")
+            parser.add_argument(flag, type=type(default), metavar=_metavar(f, default), **common)
+    return parser
+
+
+def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
+    """The run's settings from the command line and the --config file (flags win), validated."""
+    args = build_parser().parse_args(argv)
+    values = read_config_file(args.config) if args.config else {}
     for f in dataclasses.fields(TrainConfig):
         if getattr(args, f.name) is not None:
             values[f.name] = getattr(args, f.name)
     config = TrainConfig(**values)
     config.validate()
     return config, args
+
+
+def read_config_file(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            values = json.load(fh)
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"training: cannot read config file {path}: {e}")
+    unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise SystemExit(f"training: unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
+    return values
 
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
