@@ -207,9 +207,9 @@ class TransformerAttention(nn.Module):
                 if is_cross_attention:
                     cache.is_updated[self.layer_idx] = True
 
-        # `group` > 1: the keys/values hold one row per sentence and the queries `group` rows (its beams); the
-        # queries of a sentence then attend together, as group * T queries of one row.
-        group = batch // key.shape[0]
+        # `group` > 1 only for cached cross-attention: the keys/values hold one row per sentence and the queries
+        # `group` rows (its beams); the queries of a sentence then attend together, as group * T queries of one row.
+        group = batch // key.shape[0] if is_cross_attention and layer_cache is not None else 1
         query = self._split_heads(self.q_proj(hidden_states).view(batch // group, group * tgt_len, self.embed_dim))
         if group > 1 and attention_mask is not None:
             attention_mask = attention_mask[::group]  # (B / group, 1, 1, S): the same for every beam
@@ -363,8 +363,37 @@ def _padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> to
     return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
+def _check_ids(ids: torch.Tensor, name: str) -> None:
+    """Token ids are a (batch, length) tensor of integers with at least one sentence of at least one token."""
+    if ids.dim() != 2:
+        raise ValueError(f"`{name}` must be (batch, length), got shape {tuple(ids.shape)}.")
+    if ids.dtype not in (torch.long, torch.int):
+        raise ValueError(f"`{name}` must hold integer token ids (torch.long), got dtype {ids.dtype}.")
+    _check_not_empty(ids, name)
+
+
+def _check_not_empty(x: torch.Tensor, name: str) -> None:
+    if 0 in x.shape[:2]:
+        raise ValueError(
+            f"`{name}` has shape {tuple(x.shape)}: an empty batch or an empty sequence. Pass at least one "
+            "sentence of at least one token."
+        )
+
+
+def _check_same_batch(source_name: str, source: torch.Tensor | None, target_name: str, target: torch.Tensor) -> None:
+    """One source sentence per target sequence; generate() itself repeats each source once per beam."""
+    if source is None or source.dim() < 2 or target.dim() < 2:  # missing or malformed: the stacks say so
+        return
+    if source.shape[0] != target.shape[0]:
+        raise ValueError(
+            f"`{source_name}` has batch size {source.shape[0]} but `{target_name}` has batch size "
+            f"{target.shape[0]}; they must match, one source sentence for each target sequence."
+        )
+
+
 def _check_input_ids(input_ids: torch.Tensor, vocab_size: int, name: str) -> None:
-    if input_ids.numel() and (int(input_ids.max()) >= vocab_size or int(input_ids.min()) < 0):
+    _check_ids(input_ids, name)
+    if int(input_ids.max()) >= vocab_size or int(input_ids.min()) < 0:
         bad = input_ids[(input_ids >= vocab_size) | (input_ids < 0)][0].item()
         raise ValueError(
             f"`{name}` contains id {bad}, outside the vocabulary [0, {vocab_size}). The tokenizer and the model "
@@ -457,10 +486,10 @@ class TransformerEncoder(TransformerPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds` to the encoder.")
         if input_ids is not None:
-            if input_ids.dim() != 2:
-                raise ValueError(f"`input_ids` must be (batch, length), got shape {tuple(input_ids.shape)}.")
             _check_input_ids(input_ids, self.config.vocab_size, "input_ids")
             inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale  # section 3.4
+        else:
+            _check_not_empty(inputs_embeds, "inputs_embeds")
         _check_mask(attention_mask, inputs_embeds.shape[:2], "attention_mask", "input_ids")
         hidden_states = inputs_embeds + self.embed_positions(inputs_embeds.shape[1]).to(inputs_embeds.dtype)
         hidden_states = fast_dropout(hidden_states, self.config.dropout, self.training)  # section 5.4
@@ -517,11 +546,13 @@ class TransformerDecoder(TransformerPreTrainedModel):
         use_cache = use_cache if use_cache is not None else self.config.use_cache
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `decoder_input_ids` or `decoder_inputs_embeds` to the decoder.")
+        name = "decoder_input_ids" if input_ids is not None else "decoder_inputs_embeds"
         if input_ids is not None:
-            if input_ids.dim() != 2:
-                raise ValueError(f"`decoder_input_ids` must be (batch, length), got shape {tuple(input_ids.shape)}.")
-            _check_input_ids(input_ids, self.config.vocab_size, "decoder_input_ids")
+            _check_input_ids(input_ids, self.config.vocab_size, name)
             inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
+        else:
+            _check_not_empty(inputs_embeds, name)
+        _check_same_batch("encoder_hidden_states", encoder_hidden_states, name, inputs_embeds)
         batch, tgt_len = inputs_embeds.shape[:2]
 
         if use_cache and cache is None:
@@ -683,6 +714,15 @@ def ctx_rows(logits: torch.Tensor) -> int:
     return max(1, (1 << 20) // logits.shape[-1])
 
 
+def _source(input_ids, inputs_embeds, encoder_outputs) -> tuple[str, torch.Tensor | None]:
+    """The encoder-side argument the caller passed, with its name for error messages."""
+    if encoder_outputs is not None:
+        return "encoder_outputs", encoder_outputs[0]
+    if input_ids is not None:
+        return "input_ids", input_ids
+    return "inputs_embeds", inputs_embeds
+
+
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
     """Teacher forcing: the decoder reads <start> y_1 .. y_{n-1} to predict y_1 .. y_n (-100 becomes pad)."""
     shifted = labels.new_full(labels.shape, pad_token_id)
@@ -744,6 +784,15 @@ class TransformerModel(TransformerPreTrainedModel):
         **kwargs,
     ):
         cache = _legacy_cache_kwarg(cache, kwargs)
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            raise ValueError(
+                "The decoder needs `decoder_input_ids` (or `labels`, from which they are made by shifting right)."
+            )
+        if decoder_input_ids is not None:
+            target = "decoder_input_ids", decoder_input_ids
+        else:
+            target = "decoder_inputs_embeds", decoder_inputs_embeds
+        _check_same_batch(*_source(input_ids, inputs_embeds, encoder_outputs), *target)
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
                 input_ids=input_ids,
@@ -754,10 +803,6 @@ class TransformerModel(TransformerPreTrainedModel):
             )
         elif not isinstance(encoder_outputs, BaseModelOutput):
             encoder_outputs = BaseModelOutput(*encoder_outputs)
-        if decoder_input_ids is None and decoder_inputs_embeds is None:
-            raise ValueError(
-                "The decoder needs `decoder_input_ids` (or `labels`, from which they are made by shifting right)."
-            )
         decoder_outputs = self.decoder(
             input_ids=decoder_input_ids,
             attention_mask=decoder_attention_mask,
@@ -870,8 +915,8 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
     ):
         cache = _legacy_cache_kwarg(cache, kwargs)
         if labels is not None:
-            if labels.dim() != 2:
-                raise ValueError(f"`labels` must be (batch, length), got shape {tuple(labels.shape)}.")
+            _check_ids(labels, "labels")
+            _check_same_batch(*_source(input_ids, inputs_embeds, encoder_outputs), "labels", labels)
             bad = (labels != -100) & ((labels < 0) | (labels >= self.config.vocab_size))
             if bool(bad.any()):
                 raise ValueError(
