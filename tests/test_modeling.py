@@ -6,6 +6,7 @@ model's size (Table 3) and the errors bad input gets.
 """
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ import modeling.modeling_transformer as mt
 from configuration import TransformerConfig
 from modeling import TransformerForConditionalGeneration, TransformerModel
 
+ROOT = Path(__file__).resolve().parent.parent
 PAD, BOS, EOS = 0, 1, 2
 ATOL = 1e-5
 
@@ -622,7 +624,23 @@ def test_base_model_parameter_count_close_to_table_3():
         (dict(attention_dropout=1.5), r"`attention_dropout` must be a probability in \[0, 1\), got 1.5"),
         (dict(activation_dropout=-1), r"`activation_dropout` must be a probability in \[0, 1\), got -1"),
         (dict(label_smoothing=1.0), r"`label_smoothing` must be in \[0, 1\), got 1.0"),
-        (dict(init_std=0), r"`init_std` must be a positive number or None, got 0"),
+        (dict(init_std=0), r"`init_std` must be a positive finite number or None, got 0"),
+        (dict(init_std=math.inf), r"`init_std` must be a positive finite number or None, got inf"),
+        (dict(init_std=math.nan), r"`init_std` must be a positive finite number or None, got nan"),
+        (dict(init_std=True), r"`init_std` must be a positive finite number or None, got True"),
+        (dict(layer_norm_eps=-1), r"`layer_norm_eps` must be a positive finite number .*, got -1"),
+        (dict(layer_norm_eps=0), r"`layer_norm_eps` must be a positive finite number .*, got 0"),
+        (dict(layer_norm_eps=math.inf), r"`layer_norm_eps` must be a positive finite number .*, got inf"),
+        (dict(layer_norm_eps="1e-5"), r"`layer_norm_eps` must be a positive finite number .*, got '1e-5'"),
+        (dict(normalize_before="false"), r"`normalize_before` must be True or False, got 'false'"),
+        (dict(scale_embedding="false"), r"`scale_embedding` must be True or False, got 'false'"),
+        (dict(tie_word_embeddings="false"), r"`tie_word_embeddings` must be True or False, got 'false'"),
+        (dict(use_cache=1), r"`use_cache` must be True or False, got 1"),
+        (dict(is_encoder_decoder=None), r"`is_encoder_decoder` must be True or False, got None"),
+        (dict(output_attentions="yes"), r"`output_attentions` must be True or False, got 'yes'"),
+        (dict(output_hidden_states=0), r"`output_hidden_states` must be True or False, got 0"),
+        (dict(return_dict="true"), r"`return_dict` must be True or False, got 'true'"),
+        (dict(label_smoothing=False), r"`label_smoothing` must be in \[0, 1\), got False"),
         (dict(pad_token_id=99), r"`pad_token_id` = 99 is outside the vocabulary"),
         (dict(bos_token_id=-1), r"`bos_token_id` = -1 is outside the vocabulary"),
         (dict(eos_token_id=[2, 150]), r"`eos_token_id` = 150 is outside the vocabulary"),
@@ -638,6 +656,21 @@ def test_bad_config_raises_value_error_naming_the_value(overrides, match):
 def test_good_edge_configs_are_accepted():
     tiny_config(dropout=0.0, activation_function="gelu", position_embedding_type="learned", eos_token_id=[2, 3])
     assert tiny_config(bos_token_id=5).decoder_start_token_id == 5
+    flags = ("normalize_before", "scale_embedding", "tie_word_embeddings", "use_cache", "output_attentions")
+    for value in (True, False):
+        config = tiny_config(**dict.fromkeys(flags, value), layer_norm_eps=1e-12, init_std=0.02)
+        assert all(getattr(config, name) is value for name in flags)
+    assert tiny_config(layer_norm_eps=1, init_std=1).layer_norm_eps == 1
+
+
+def test_shipped_and_saved_configs_still_load(tmp_path):
+    """The shipped config.json, and a saved one with keyword overrides as from_pretrained passes them."""
+    shipped = TransformerConfig.from_pretrained(ROOT / "space" / "model")
+    assert shipped.normalize_before is False and shipped.layer_norm_eps == 1e-5 and shipped.init_std is None
+    tiny_config(normalize_before=True, init_std=0.05).save_pretrained(tmp_path)
+    loaded = TransformerConfig.from_pretrained(tmp_path, output_attentions=True, use_cache=False)
+    assert (loaded.normalize_before, loaded.init_std) == (True, 0.05)
+    assert (loaded.output_attentions, loaded.use_cache) == (True, False)
 
 
 @pytest.mark.parametrize("bad", [99, 1000, -1])

@@ -9,6 +9,8 @@ eps_ls = 0.1 (section 5.4).
 This file imports only `transformers`, so a saved model folder can carry it as remote code.
 """
 
+import math
+
 from transformers import PretrainedConfig
 
 ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu", "swish", "tanh")
@@ -45,6 +47,7 @@ class TransformerConfig(PretrainedConfig):
             pre-softmax projection (section 3.4). With `False` all three are independent.
         label_smoothing: eps_ls of the loss computed when `labels` are passed (section 5.4).
         init_std: standard deviation of the embedding initialisation; `None` means d_model ** -0.5.
+        layer_norm_eps: the epsilon every LayerNorm adds to the variance before its square root (> 0).
         pad_token_id, bos_token_id, eos_token_id, decoder_start_token_id: special token ids.
         use_cache: return and use key/value caches when decoding.
     """
@@ -126,6 +129,17 @@ class TransformerConfig(PretrainedConfig):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"TransformerConfig: `{name}` must be a positive integer, got {value!r}.")
 
+        def is_number(value):
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        for name in (
+            "normalize_before", "scale_embedding", "tie_word_embeddings", "use_cache", "is_encoder_decoder",
+            "output_attentions", "output_hidden_states", "return_dict",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, bool):  # "false" would count as true
+                raise ValueError(f"TransformerConfig: `{name}` must be True or False, got {value!r}.")
+
         for name in (
             "vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads",
             "decoder_attention_heads", "encoder_ffn_dim", "decoder_ffn_dim", "max_position_embeddings",
@@ -141,9 +155,9 @@ class TransformerConfig(PretrainedConfig):
                 )
         for name in ("dropout", "attention_dropout", "activation_dropout"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            if not is_number(value) or not 0.0 <= value < 1.0:
                 raise ValueError(f"TransformerConfig: `{name}` must be a probability in [0, 1), got {value!r}.")
-        if not isinstance(self.label_smoothing, (int, float)) or not 0.0 <= self.label_smoothing < 1.0:
+        if not is_number(self.label_smoothing) or not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(
                 f"TransformerConfig: `label_smoothing` must be in [0, 1), got {self.label_smoothing!r}."
             )
@@ -157,8 +171,15 @@ class TransformerConfig(PretrainedConfig):
                 f"TransformerConfig: unknown `position_embedding_type` {self.position_embedding_type!r}; "
                 f"choose one of {', '.join(POSITION_EMBEDDING_TYPES)}."
             )
-        if self.init_std is not None and not (isinstance(self.init_std, (int, float)) and self.init_std > 0):
-            raise ValueError(f"TransformerConfig: `init_std` must be a positive number or None, got {self.init_std!r}.")
+        if self.init_std is not None and not (is_number(self.init_std) and self.init_std > 0):
+            raise ValueError(
+                f"TransformerConfig: `init_std` must be a positive finite number or None, got {self.init_std!r}."
+            )
+        if not (is_number(self.layer_norm_eps) and self.layer_norm_eps > 0):
+            raise ValueError(
+                f"TransformerConfig: `layer_norm_eps` must be a positive finite number (LayerNorm divides "
+                f"by sqrt(variance + eps)), got {self.layer_norm_eps!r}."
+            )
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
             ids = getattr(self, name)
             for value in ids if isinstance(ids, (list, tuple)) else [ids]:
