@@ -1,0 +1,25 @@
+"""The shipped model folder carries its code as remote code: every `space/model/*.py` is a byte-for-byte copy
+of its source in this repository (`save_pretrained` copies them; edits to the sources must be copied too)."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "space" / "model"
+SOURCES = {
+    "modeling_transformer.py": "modeling/modeling_transformer.py",
+    "configuration_transformer.py": "configuration/configuration_transformer.py",
+    "pipeline_translation.py": "training/hub_files/pipeline_translation.py",
+}
+REFRESH = "cp " + " ".join(SOURCES.values()) + " space/model/"
+
+
+def test_every_shipped_python_file_has_a_source():
+    shipped = sorted(path.name for path in SHIPPED.glob("*.py"))
+    assert shipped == sorted(SOURCES), f"space/model/ holds {shipped}; expected exactly {sorted(SOURCES)}"
+
+
+def test_shipped_code_equals_its_source():
+    stale = [name for name, source in SOURCES.items() if (SHIPPED / name).read_bytes() != (ROOT / source).read_bytes()]
+    assert not stale, (
+        f"space/model/{', space/model/'.join(stale)} differ from their sources; refresh the folder with:\n    {REFRESH}"
+    )
