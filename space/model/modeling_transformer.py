@@ -657,7 +657,7 @@ class LogitsAndSmoothedLoss(torch.autograd.Function):
         target = labels.reshape(-1).index_select(0, rows)  # (N,)
         loss_dtype = torch.promote_types(logits.dtype, torch.float32)  # half precision: the loss in fp32
         lse, per_token = [], []
-        for chunk, chunk_target in zip(rows.split(ctx_rows(logits)), target.split(ctx_rows(logits))):
+        for chunk, chunk_target in zip(rows.split(loss_chunk_rows(logits)), target.split(loss_chunk_rows(logits))):
             z = flat_logits.index_select(0, chunk).to(loss_dtype)  # (n, V)
             chunk_lse = torch.logsumexp(z, dim=-1)  # log of the softmax denominator
             lse.append(chunk_lse)
@@ -686,7 +686,7 @@ class LogitsAndSmoothedLoss(torch.autograd.Function):
             grad_weight = torch.zeros_like(weight, dtype=torch.promote_types(weight.dtype, torch.float32))
             grad_hidden = flat_hidden.new_zeros(flat_hidden.shape)
             scale = grad_loss / len(rows)
-            step = ctx_rows(logits)
+            step = loss_chunk_rows(logits)
             for start in range(0, len(rows), step):
                 chunk, chunk_target = rows[start : start + step], target[start : start + step]
                 # d loss / d z = (softmax(z) - eps / V - (1 - eps) onehot(y)) / N, for the real rows only
@@ -708,7 +708,7 @@ class LogitsAndSmoothedLoss(torch.autograd.Function):
         return grad_hidden, grad_weight, None, None
 
 
-def ctx_rows(logits: torch.Tensor) -> int:
+def loss_chunk_rows(logits: torch.Tensor) -> int:
     """Rows of the (N, V) loss computed at once: about 4 MB of fp32, so that the softmax over the vocabulary
     stays in the CPU's cache instead of making several passes over an N x V tensor in memory."""
     return max(1, (1 << 20) // logits.shape[-1])
