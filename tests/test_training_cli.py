@@ -50,7 +50,17 @@ def refuse(*args, timeout=600):
 BAD_VALUES = [
     (["--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
     (["--d-model", "250", "--attention-heads", "4"], "d_model (250) must be divisible by attention_heads (4)"),
-    (["--vocab-size", "0"], "vocab_size must be a positive integer, got 0"),
+    (["--vocab-size", "0"], "vocab_size must be an integer >= 360 (the tokenizer's 4 special and 256 byte tokens, and "
+                            "at least 100 learned subwords), got 0"),
+    (["--vocab-size", "300"], "vocab_size must be an integer >= 360"),
+    (["--length-penalty", "nan"], "length_penalty must be a finite number, got nan"),
+    (["--length-penalty", "inf"], "length_penalty must be a finite number, got inf"),
+    (["--length-penalty-candidates", "0.6", "inf"], "length_penalty_candidates must be a list of numbers, all finite, "
+                                                    "got [0.6, inf]"),
+    (["--max-grad-norm", "-1"], "max_grad_norm must be > 0, or 0 for no gradient clipping (a finite number), got -1.0"),
+    (["--max-grad-norm", "nan"], "max_grad_norm must be > 0, or 0 for no gradient clipping (a finite number), got nan"),
+    (["--adam-epsilon", "inf"], "adam_epsilon must be > 0 and finite, got inf"),
+    (["--dropout", "nan"], "dropout must be in [0, 1), got nan"),
     (["--max-steps", "-5"], "max_steps must be a positive integer, got -5"),
     (["--learning-rate", "2"], "learning_rate must be in (0, 1), got 2.0"),
     (["--adam-epsilon", "0"], "adam_epsilon must be > 0"),
@@ -149,6 +159,18 @@ def test_project_config_file_is_valid(name):
     ({"dropout": 1.5}, "dropout must be in [0, 1), got 1.5"),
     ({"d_model": "big"}, "d_model must be a positive integer, got 'big'"),
     ("{not json", "cannot read config file {path}"),
+    ("[1, 2]", 'config file {path} must hold a JSON object of settings, such as {{"max_steps": 1000, "dropout": 0.3}}; '
+               "it holds an array"),
+    ('"max_steps=10"', "config file {path} must hold a JSON object of settings"),
+    ("null", "config file {path} must hold a JSON object of settings, such as {{\"max_steps\": 1000, \"dropout\": 0.3}}; "
+             "it holds null"),
+    ('{"length_penalty": NaN}', "length_penalty must be a finite number, got nan"),
+    ({"max_grad_norm": None}, "max_grad_norm must be > 0, or 0 for no gradient clipping (a finite number), got None"),
+    ({"normalize_before": "false"}, "normalize_before must be true or false, got 'false'"),
+    ({"bf16": 1}, "bf16 must be true or false, got 1"),
+    ({"data": 5}, "data must be a str, got 5"),
+    ({"seed": 1.5}, "seed must be an integer, got 1.5"),
+    ({"test_splits": "test_2016_flickr"}, "test_splits must be a list of split names, got 'test_2016_flickr'"),
 ])
 def test_bad_config_file(tmp_path, content, message):
     path = tmp_path / "config.json"
@@ -156,6 +178,20 @@ def test_bad_config_file(tmp_path, content, message):
     with pytest.raises(SystemExit) as err:
         parse_args(["--config", str(path)])
     assert message.format(path=path) in str(err.value.code)
+
+
+def test_vocab_size_floor_is_the_tokenizers():
+    """validate() refuses exactly the sizes the tokenizer would refuse after the data is loaded."""
+    from training.run_config import MIN_VOCAB_SIZE
+    from training.tokenizer import train_tokenizer
+
+    texts = ["A dog runs on the beach.", "Ein Hund rennt am Strand."] * 20
+    with pytest.raises(ValueError, match=rf"vocab_size {MIN_VOCAB_SIZE - 1} is too small: at least {MIN_VOCAB_SIZE} "):
+        train_tokenizer(texts, vocab_size=MIN_VOCAB_SIZE - 1)
+    train_tokenizer(texts, vocab_size=MIN_VOCAB_SIZE)
+    assert parse_args(["--vocab-size", str(MIN_VOCAB_SIZE)])[0].vocab_size == MIN_VOCAB_SIZE
+    with pytest.raises(SystemExit, match=rf"vocab_size must be an integer >= {MIN_VOCAB_SIZE} "):
+        parse_args(["--vocab-size", str(MIN_VOCAB_SIZE - 1)])
 
 
 def test_missing_config_file(tmp_path):
@@ -180,6 +216,10 @@ def test_cli_refuses_bad_values_before_any_work(tmp_path):
         (["--dropout", "1.5"], "dropout must be in [0, 1)"),
         (["--d-model", "250", "--attention-heads", "4"], "d_model (250) must be divisible by attention_heads (4)"),
         (["--config", str(config)], "unknown setting(s) in"),
+        # Too small for the tokenizer: refused before the data is read and train_config.json is written (which
+        # would make the rerun need --resume or --overwrite-output-dir).
+        (["--vocab-size", "300"], "vocab_size must be an integer >= 360"),
+        (["--length-penalty", "nan"], "length_penalty must be a finite number, got nan"),
     ]
     for argv, message in cases:
         result = subprocess.run([sys.executable, "-m", "training.train", "--output-dir", str(out), *argv],

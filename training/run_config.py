@@ -13,11 +13,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
 
 DESCRIPTION = "Train the Transformer on parallel text with the paper's recipe (section 5) through `Seq2SeqTrainer`."
+
+
+# training/tokenizer.py's floor: the 4 special tokens, the 256 byte tokens and at least 100 learned subwords.
+MIN_VOCAB_SIZE = 4 + 256 + 100
 
 
 def setting(default, help: str, **metadata):
@@ -53,7 +58,8 @@ class TrainConfig:
                                  "model id): its weights, tokenizer and architecture, so the vocabulary and size "
                                  "settings are taken from it; empty = train from scratch", metavar="PATH_OR_ID")
     # tokenizer
-    vocab_size: int = setting(8000, "size of the joint source+target subword vocabulary")
+    vocab_size: int = setting(8000, f"size of the joint source+target subword vocabulary, at least {MIN_VOCAB_SIZE} "
+                                    "(the 4 special and 256 byte tokens and 100 learned subwords)")
     tokenizer_type: str = setting("bpe", "subword model: bpe or unigram", choices=("bpe", "unigram"))
     max_length: int = setting(128, "subword tokens per side, positive; longer sentences are truncated (and counted)")
     # model (paper's base is 512/2048/8/6+6; this default is sized for a laptop CPU)
@@ -84,7 +90,8 @@ class TrainConfig:
     adam_beta2: float = setting(0.98, "Adam beta2, in [0, 1) (paper: 0.98)")
     adam_epsilon: float = setting(1e-9, "Adam epsilon, > 0 (paper: 1e-9)")
     weight_decay: float = setting(0.0, "AdamW weight decay, in [0, 1) (not in the paper)")
-    max_grad_norm: float = setting(1.0, "clip the gradient norm to this value, > 0; 0 = no clipping")
+    max_grad_norm: float = setting(1.0, "clip the gradient norm to this value, > 0; 0 = no clipping (the paper does "
+                                        "not say)")
     batch_size: int = setting(64, "sentence pairs per batch (per process), unless --max-tokens is set")
     # Batches by size instead (fairseq's --max-tokens, section 5.1): pairs of similar length, as many per batch as
     # keep pairs x longest side <= max_tokens. 0 = batches of batch_size pairs.
@@ -123,52 +130,85 @@ class TrainConfig:
                                   "there is kept as NAME.previous-DATE unless --overwrite-output-dir", metavar="DIR")
 
     def validate(self) -> None:
-        """Refuse a bad value before any work starts, naming it and what is allowed."""
-        problems = []
-        for name in ("vocab_size", "max_length", "d_model", "encoder_layers", "decoder_layers", "attention_heads",
-                     "ffn_dim", "batch_size", "gradient_accumulation_steps", "max_steps", "eval_steps", "save_steps",
-                     "keep_checkpoints", "average_last", "num_beams", "logging_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                problems.append(f"{name} must be a positive integer, got {value!r}")
-        for name in ("warmup_steps", "cooldown_steps", "max_train_samples", "eval_samples", "threads", "final_eval_limit",
-                     "max_tokens"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                problems.append(f"{name} must be an integer >= 0, got {value!r}")
-        for name in ("dropout", "attention_dropout", "label_smoothing", "adam_beta1", "adam_beta2", "weight_decay"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                problems.append(f"{name} must be in [0, 1), got {value!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
-            problems.append(f"learning_rate must be in (0, 1), got {self.learning_rate!r}")
-        if not (isinstance(self.adam_epsilon, (int, float)) and self.adam_epsilon > 0):
-            problems.append(f"adam_epsilon must be > 0, got {self.adam_epsilon!r}")
-        if isinstance(self.d_model, int) and isinstance(self.attention_heads, int) and self.attention_heads > 0 \
-                and self.d_model % self.attention_heads:
-            problems.append(f"d_model ({self.d_model}) must be divisible by attention_heads ({self.attention_heads})")
-        if all(isinstance(getattr(self, n), int) for n in ("warmup_steps", "cooldown_steps", "max_steps")) \
-                and self.cooldown_steps > 0 and self.warmup_steps + self.cooldown_steps > self.max_steps:
-            problems.append(f"warmup_steps ({self.warmup_steps}) + cooldown_steps ({self.cooldown_steps}) must not "
-                            f"exceed max_steps ({self.max_steps})")
-        if self.tokenizer_type not in ("bpe", "unigram"):
-            problems.append(f"tokenizer_type must be 'bpe' or 'unigram', got {self.tokenizer_type!r}")
-        if self.position_embedding_type not in ("sinusoidal", "learned"):
-            problems.append(f"position_embedding_type must be 'sinusoidal' or 'learned', got {self.position_embedding_type!r}")
-        if self.source_lang == self.target_lang:
-            problems.append(f"source_lang and target_lang are both {self.source_lang!r}")
-        if not isinstance(self.length_penalty_candidates, list) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.length_penalty_candidates):
-            problems.append(f"length_penalty_candidates must be a list of numbers, got {self.length_penalty_candidates!r}")
-        if isinstance(self.save_steps, int) and isinstance(self.eval_steps, int) and self.save_steps > 0 \
-                and self.eval_steps % self.save_steps:
-            problems.append(f"eval_steps ({self.eval_steps}) must be a multiple of save_steps ({self.save_steps}) "
-                            "so the best checkpoint is one that was evaluated")
-        if isinstance(self.max_tokens, int) and isinstance(self.max_length, int) and 0 < self.max_tokens < self.max_length:
-            problems.append(f"max_tokens ({self.max_tokens}) must be 0 or at least max_length ({self.max_length}), "
-                            "so that the longest pair fits in a batch")
+        """Refuse bad values before any work starts, naming each one and what is allowed (all at once)."""
+        problems = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            allowed, requirement = _rule(f.name, f.default if f.default is not dataclasses.MISSING else [])
+            if not allowed(value):
+                problems[f.name] = f"{f.name} must be {requirement}, got {value!r}"
+        problems = list(problems.values()) + self._combination_problems(set(problems))
         if problems:
             raise SystemExit("training: bad configuration:\n  - " + "\n  - ".join(problems))
+
+    def _combination_problems(self, bad: set) -> list[str]:
+        """Settings that are fine alone but not together (only among those that passed their own check)."""
+        def good(*names):
+            return not bad.intersection(names)
+
+        problems = []
+        if good("d_model", "attention_heads") and self.d_model % self.attention_heads:
+            problems.append(f"d_model ({self.d_model}) must be divisible by attention_heads ({self.attention_heads})")
+        if good("warmup_steps", "cooldown_steps", "max_steps") and self.cooldown_steps > 0 \
+                and self.warmup_steps + self.cooldown_steps > self.max_steps:
+            problems.append(f"warmup_steps ({self.warmup_steps}) + cooldown_steps ({self.cooldown_steps}) must not "
+                            f"exceed max_steps ({self.max_steps})")
+        if good("source_lang", "target_lang") and self.source_lang == self.target_lang:
+            problems.append(f"source_lang and target_lang are both {self.source_lang!r}")
+        if good("eval_steps", "save_steps") and self.eval_steps % self.save_steps:
+            problems.append(f"eval_steps ({self.eval_steps}) must be a multiple of save_steps ({self.save_steps}) "
+                            "so the best checkpoint is one that was evaluated")
+        if good("max_tokens", "max_length") and 0 < self.max_tokens < self.max_length:
+            problems.append(f"max_tokens ({self.max_tokens}) must be 0 or at least max_length ({self.max_length}), "
+                            "so that the longest pair fits in a batch")
+        return problems
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_POSITIVE = ("max_length", "d_model", "encoder_layers", "decoder_layers", "attention_heads", "ffn_dim", "batch_size",
+             "gradient_accumulation_steps", "max_steps", "eval_steps", "save_steps", "keep_checkpoints",
+             "average_last", "num_beams", "logging_steps")
+_NON_NEGATIVE = ("warmup_steps", "cooldown_steps", "max_train_samples", "eval_samples", "threads", "final_eval_limit",
+                 "max_tokens")
+_FRACTIONS = ("dropout", "attention_dropout", "label_smoothing", "adam_beta1", "adam_beta2", "weight_decay")
+# (allowed, what the message says is required) for the settings with more than a type to check.
+_RULES = {
+    **{name: (lambda v: _is_int(v) and v > 0, "a positive integer") for name in _POSITIVE},
+    **{name: (lambda v: _is_int(v) and v >= 0, "an integer >= 0") for name in _NON_NEGATIVE},
+    **{name: (lambda v: _is_finite(v) and 0 <= v < 1, "in [0, 1)") for name in _FRACTIONS},
+    "vocab_size": (lambda v: _is_int(v) and v >= MIN_VOCAB_SIZE,
+                   f"an integer >= {MIN_VOCAB_SIZE} (the tokenizer's 4 special and 256 byte tokens, and at least 100 "
+                   "learned subwords)"),
+    "learning_rate": (lambda v: _is_finite(v) and 0 < v < 1, "in (0, 1)"),
+    "adam_epsilon": (lambda v: _is_finite(v) and v > 0, "> 0 and finite"),
+    "max_grad_norm": (lambda v: _is_finite(v) and v >= 0, "> 0, or 0 for no gradient clipping (a finite number)"),
+    "length_penalty_candidates": (lambda v: isinstance(v, list) and all(map(_is_finite, v)),
+                                  "a list of numbers, all finite"),
+    "test_splits": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of split names"),
+}
+
+
+def _rule(name: str, default) -> tuple:
+    """(allowed, requirement) for a setting: its own rule, its choices, else what its default's type asks."""
+    if name in _RULES:
+        return _RULES[name]
+    choices = next(f for f in dataclasses.fields(TrainConfig) if f.name == name).metadata.get("choices")
+    if choices:
+        return (lambda v: v in choices), " or ".join(repr(c) for c in choices)
+    if isinstance(default, bool):
+        return (lambda v: isinstance(v, bool)), "true or false"
+    if isinstance(default, float):
+        return _is_finite, "a finite number"
+    if isinstance(default, int):
+        return _is_int, "an integer"
+    return (lambda v: isinstance(v, type(default))), f"a {type(default).__name__}"
 
 
 def _flag_help(f: dataclasses.Field, default) -> str:
@@ -230,12 +270,22 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     return config, args
 
 
+def _json_kind(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return {list: "an array", str: "a string", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
 def read_config_file(path: str) -> dict:
+    """The settings of a JSON config file (an object whose keys are TrainConfig field names)."""
     try:
         with open(path, encoding="utf-8") as fh:
             values = json.load(fh)
     except (OSError, json.JSONDecodeError) as e:
         raise SystemExit(f"training: cannot read config file {path}: {e}")
+    if not isinstance(values, dict):
+        raise SystemExit(f"training: config file {path} must hold a JSON object of settings, such as "
+                         f'{{"max_steps": 1000, "dropout": 0.3}}; it holds {_json_kind(values)}')
     unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise SystemExit(f"training: unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
