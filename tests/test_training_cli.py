@@ -259,6 +259,33 @@ def test_cli_refuses_bad_data_naming_file_and_line(tmp_path):
     assert not out.exists()
 
 
+def test_output_dir_that_is_a_file_is_refused_at_once(tmp_path):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep me\n", encoding="utf-8")
+    report = refuse("--output-dir", str(taken))
+    assert report["message"] == (f"training: --output-dir {taken} is a file, not a folder: choose another "
+                                 "--output-dir or move the file away.")
+    assert report["heavy"] == []  # before the data (or even torch) is loaded
+    report = refuse("--output-dir", str(taken / "run"))
+    assert report["message"] == f"training: --output-dir {taken / 'run'} cannot be created: {taken} is a file. " \
+                                "Choose another --output-dir."
+    assert taken.read_text(encoding="utf-8") == "keep me\n"
+
+
+def test_fresh_clone_without_shared_data_says_how_to_give_data(tmp_path):
+    """The default --data is ../shared/data/multi30k, which a user's own clone does not have."""
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    result = subprocess.run([sys.executable, "-m", "training.train", "--max-steps", "10"], cwd=clone,
+                            env={**env(), "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr, result.stderr
+    assert (f"training: Data folder '../shared/data/multi30k' does not exist ({tmp_path / 'shared' / 'data' / 'multi30k'}). "
+            "Pass --data with either a local folder of the Multi30k layout") in result.stderr
+    assert "or a Hub dataset id such as bentrevett/multi30k" in result.stderr
+    assert os.listdir(clone) == []  # no runs/ folder left behind
+
+
 def test_length_penalty_candidates_are_numbers(tmp_path):
     config, _ = parse_args(["--length-penalty-candidates", "0.6", "1", "1.4"])
     assert config.length_penalty_candidates == [0.6, 1.0, 1.4]

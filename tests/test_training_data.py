@@ -86,6 +86,19 @@ def test_missing_folder(tmp_path):
         load_corpus(str(tmp_path / "nowhere" / "multi30k"), "train", "en", "de")
 
 
+def test_missing_default_folder_names_both_ways_to_give_data(tmp_path, monkeypatch):
+    """A fresh clone without ../shared: the message says where it looked and names both kinds of --data."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as err:
+        load_corpus("../shared/data/multi30k", "train", "en", "de")
+    assert str(err.value) == (
+        f"Data folder '../shared/data/multi30k' does not exist ({tmp_path.parent / 'shared' / 'data' / 'multi30k'}). "
+        "Pass --data with either a local folder of the Multi30k layout ({split}.{lang}[.gz] files, one sentence per "
+        "line: train.en.gz, train.de.gz, ...) or a Hub dataset id such as bentrevett/multi30k (whose splits are "
+        "train, validation and test)."
+    )
+
+
 @pytest.mark.parametrize("name,content", [("train.de", b""), ("train.de.gz", b"")])
 def test_empty_file(tmp_path, name, content):
     write(tmp_path, "train.en", "a\nb\n")

@@ -67,7 +67,12 @@ def read_lines(path: str) -> list[str]:
 def load_local(folder: str, split: str, source_lang: str, target_lang: str) -> ParallelCorpus:
     """Read one split of a language pair; drop pairs where either side is empty and count them."""
     if not os.path.isdir(folder):
-        raise DataError(f"Data folder {folder!r} does not exist (expected files like {split}.{source_lang}.gz).")
+        raise DataError(
+            f"Data folder {folder!r} does not exist ({os.path.abspath(folder)}). Pass --data with either a local folder "
+            f"of the Multi30k layout ({{split}}.{{lang}}[.gz] files, one sentence per line: {split}.{source_lang}.gz, "
+            f"{split}.{target_lang}.gz, ...) or a Hub dataset id such as bentrevett/multi30k (whose splits are train, "
+            "validation and test)."
+        )
     src_path = _split_file(folder, split, source_lang)
     tgt_path = _split_file(folder, split, target_lang)
     src, tgt = read_lines(src_path), read_lines(tgt_path)

@@ -266,9 +266,23 @@ def make_trainer_class():
 # ------------------------------------------------------------------------------------ the run, step by step
 
 
+def output_dir_problem(path: str) -> str | None:
+    """Why `path` cannot be the run's folder (a file is in the way), or None."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"--output-dir {path} is a file, not a folder: choose another --output-dir or move the file away."
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"--output-dir {path} cannot be created: {parent} is a file. Choose another --output-dir."
+    return None
+
+
 def refuse_before_any_work(config: TrainConfig, args) -> None:
     """Refuse an existing run, or an --init-from that cannot be a model, before any import or work (fast, and
     nothing in the output folder is touched)."""
+    if problem := output_dir_problem(config.output_dir):
+        raise SystemExit(f"training: {problem}")
     ckpt_dir = os.path.join(config.output_dir, "checkpoints")
     if os.path.isdir(config.output_dir) and os.listdir(config.output_dir) and not (args.resume or config.overwrite_output_dir):
         raise SystemExit(
