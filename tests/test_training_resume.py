@@ -5,6 +5,7 @@ checkpoint folders (a kill while saving) are never resumed from."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -16,7 +17,7 @@ from test_training_e2e import (
     shared_tiny_run, snapshot, train_command,
 )
 
-from training.train import complete_checkpoints
+from training.train import checkpoint_problem, complete_checkpoints, scan_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,103 @@ def test_complete_checkpoints_ignores_half_written_folders(tmp_path):
     write_checkpoint(tmp_path / "checkpoint-1002.partial", {**full, "trainer_state.json": state})
     assert complete_checkpoints(str(tmp_path)) == [str(tmp_path / "checkpoint-5"), str(tmp_path / "checkpoint-40")]
     assert complete_checkpoints(str(tmp_path / "missing")) == []
+    # Each incomplete one, with the reason (logged when --resume passes over it).
+    _, incomplete = scan_checkpoints(str(tmp_path))
+    assert incomplete == [
+        (str(tmp_path / "checkpoint-999"),
+         "incomplete, no trainer_state.json, optimizer.pt, scheduler.pt (a save was interrupted)"),
+        (str(tmp_path / "checkpoint-1000"), "incomplete, no trainer_state.json (a save was interrupted)"),
+        (str(tmp_path / "checkpoint-1001"),
+         "trainer_state.json cannot be read (Unterminated string starting at: line 1 column 2 (char 1))"),
+    ]
+
+
+def write_loadable_checkpoint(folder, step, rng=True):
+    """A checkpoint of real (tiny) files, as the Trainer writes them."""
+    import torch
+    from safetensors.torch import save_file
+
+    os.makedirs(folder)
+    save_file({"weight": torch.ones(64, 64)}, os.path.join(folder, "model.safetensors"))
+    torch.save({"state": {0: {"step": torch.tensor(float(step)), "exp_avg": torch.zeros(4, 4)}},
+                "param_groups": [{"lr": 1e-3, "params": [0]}]}, os.path.join(folder, "optimizer.pt"))
+    torch.save({"last_epoch": step, "_step_count": step + 1}, os.path.join(folder, "scheduler.pt"))
+    if rng:
+        torch.save({"cpu": torch.get_rng_state()}, os.path.join(folder, "rng_state.pth"))
+    with open(os.path.join(folder, "trainer_state.json"), "w", encoding="utf-8") as fh:
+        json.dump({"global_step": step}, fh)
+    return str(folder)
+
+
+def cut(path):
+    """Truncate a file to half its size, as a full disk or a crash mid-copy leaves it."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as fh:
+        fh.truncate(size // 2)
+
+
+@pytest.mark.parametrize("name,message", [
+    ("model.safetensors", r"^model\.safetensors cannot be read \(.*incomplete metadata, file not fully covered\)$"),
+    ("optimizer.pt", r"^optimizer\.pt cannot be read \(PytorchStreamReader failed reading zip archive: failed finding "
+                     r"central directory.*\)$"),
+    ("scheduler.pt", r"^scheduler\.pt cannot be read \(PytorchStreamReader failed reading zip archive"),
+    ("rng_state.pth", r"^rng_state\.pth cannot be read \(File is not a zip file\)$"),
+])
+def test_checkpoint_problem_names_the_cut_file(tmp_path, name, message):
+    path = write_loadable_checkpoint(tmp_path / "checkpoint-10", 10)
+    assert checkpoint_problem(path) is None
+    cut(os.path.join(path, name))
+    assert re.search(message, checkpoint_problem(path)), checkpoint_problem(path)
+    # Averaging needs the weights only.
+    assert (checkpoint_problem(path, weights_only=True) is None) == (name != "model.safetensors")
+
+
+def test_resume_falls_back_to_the_newest_loadable_checkpoint(tmp_path, caplog):
+    """Every checkpoint passed over is logged with the reason; a missing RNG state is warned about; the log
+    loses the lines past the chosen step (they will be written again), atomically."""
+    from types import SimpleNamespace
+
+    from training.train import TrainConfig, resume_checkpoint
+
+    ckpts = tmp_path / "checkpoints"
+    good = write_loadable_checkpoint(ckpts / "checkpoint-10", 10, rng=False)
+    cut(os.path.join(write_loadable_checkpoint(ckpts / "checkpoint-20", 20), "optimizer.pt"))
+    cut(os.path.join(write_loadable_checkpoint(ckpts / "checkpoint-30", 30), "model.safetensors"))
+    write_checkpoint(ckpts / "checkpoint-40", {"model.safetensors": b"\x00" * 10})
+    lines = [json.dumps({"step": s, "time_s": float(s), "loss": 1.0}) + "\n" for s in range(5, 45, 5)]
+    (tmp_path / "log.jsonl").write_text("".join(lines) + '{"step": 45, "ti', encoding="utf-8")  # cut by the kill
+
+    config = TrainConfig(output_dir=str(tmp_path))
+    with caplog.at_level("INFO", logger="training"):
+        chosen = resume_checkpoint(config, SimpleNamespace(resume=True), SimpleNamespace(is_main_process=True))
+    assert chosen == good
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"--resume: skipping {ckpts / 'checkpoint-40'}: incomplete, no trainer_state.json, optimizer.pt, " \
+           "scheduler.pt (a save was interrupted)" in messages
+    assert any(re.fullmatch(rf"--resume: skipping {re.escape(str(ckpts / 'checkpoint-30'))}: model\.safetensors "
+                            r"cannot be read \(.*\)", m) for m in messages), messages
+    assert any(re.fullmatch(rf"--resume: skipping {re.escape(str(ckpts / 'checkpoint-20'))}: optimizer\.pt "
+                            r"cannot be read \(PytorchStreamReader failed.*\)", m) for m in messages), messages
+    assert f"resuming from {good}" in messages
+    assert f"--resume: {good} has no rng_state.pth: the dropout draws will differ from those of an uninterrupted " \
+           "run" in messages
+    assert (tmp_path / "log.jsonl").read_text(encoding="utf-8") == "".join(lines[:2])  # steps 5 and 10
+    assert "log.jsonl: dropped 7 lines after step 10 (they are trained again)" in messages
+    assert not (tmp_path / "log.jsonl.tmp").exists()
+
+
+def test_resume_without_a_loadable_checkpoint_starts_over_with_an_empty_log(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from training.train import TrainConfig, resume_checkpoint
+
+    cut(os.path.join(write_loadable_checkpoint(tmp_path / "checkpoints" / "checkpoint-10", 10), "model.safetensors"))
+    (tmp_path / "log.jsonl").write_text(json.dumps({"step": 5, "time_s": 3.0}) + "\n", encoding="utf-8")
+    config = TrainConfig(output_dir=str(tmp_path))
+    with caplog.at_level("INFO", logger="training"):
+        assert resume_checkpoint(config, SimpleNamespace(resume=True), SimpleNamespace(is_main_process=True)) is None
+    assert f"--resume: no loadable checkpoint in {tmp_path / 'checkpoints'} yet, starting from step 0" in caplog.text
+    assert (tmp_path / "log.jsonl").read_text(encoding="utf-8") == ""
 
 
 @pytest.mark.slow
@@ -89,12 +187,13 @@ def test_sigkill_then_resume_continues_from_last_complete_checkpoint(trained_run
 
     # It continued from the checkpoint's step, not from 0, and ran to max_steps.
     log = read_log(out)
-    assert log[: len(log_before)] == log_before  # the killed run's log is kept
-    new = log[len(log_before):]
+    kept = [e for e in log_before if e["step"] <= step]
+    assert log[: len(kept)] == kept  # the killed run's log up to the checkpoint is kept; later lines are trained again
+    new = log[len(kept):]
     new_losses = [(e["step"], e["loss"]) for e in new if "loss" in e]
     assert [s for s, _ in new_losses] == list(range(step + LOGGING_STEPS, MAX_STEPS + 1, LOGGING_STEPS))
     assert min(e["step"] for e in new) > step
-    assert new[0]["time_s"] >= log_before[-1]["time_s"] if log_before else True  # training time adds up
+    assert new[0]["time_s"] >= kept[-1]["time_s"] if kept else True  # training time adds up
     final_state = read_json(ckpt_dir, f"checkpoint-{MAX_STEPS}", "trainer_state.json")
     assert final_state["global_step"] == MAX_STEPS
     assert [os.path.basename(p) for p in complete_checkpoints(ckpt_dir)] == \
@@ -119,6 +218,43 @@ def test_sigkill_then_resume_continues_from_last_complete_checkpoint(trained_run
     again = run(cmd + ["--resume"])
     assert again.returncode == 0, again.stderr[-3000:]
     assert read_log(out) == log
+
+
+@pytest.mark.slow
+def test_resume_past_a_corrupt_last_checkpoint(trained_run, tmp_path):
+    """The finished run's last checkpoint has cut weights, the one before a cut optimizer state: --resume
+    continues from the newest one that loads, says why it passed over the others, trains the lost steps again
+    (overwriting the bad checkpoints) and logs each step once."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained_run.out, out, symlinks=True, ignore=shutil.ignore_patterns("model"))
+    ckpts = out / "checkpoints"
+    last, before_last, fallback = (ckpts / f"checkpoint-{s}" for s in (MAX_STEPS, MAX_STEPS - SAVE_STEPS,
+                                                                         MAX_STEPS - 2 * SAVE_STEPS))
+    cut(last / "model.safetensors")
+    cut(before_last / "optimizer.pt")
+    log_before = read_log(out)
+
+    result = run(train_command(out, trained_run.data, "--resume", "--test-splits"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert re.search(rf"--resume: skipping {re.escape(str(last))}: model\.safetensors cannot be read \(", result.stdout)
+    assert re.search(rf"--resume: skipping {re.escape(str(before_last))}: optimizer\.pt cannot be read \(",
+                     result.stdout)
+    assert f"resuming from {fallback}" in result.stdout
+    assert checkpoint_problem(str(last)) is None and checkpoint_problem(str(before_last)) is None  # written again
+    fallback_step = MAX_STEPS - 2 * SAVE_STEPS
+    log = read_log(out)
+    kept = [e for e in log_before if e["step"] <= fallback_step]
+    assert log[: len(kept)] == kept
+    losses = [e["step"] for e in log if "loss" in e]
+    assert losses == list(range(LOGGING_STEPS, MAX_STEPS + 1, LOGGING_STEPS))  # each step once
+    # Same optimizer, scheduler and RNG state as the uninterrupted run: the same losses.
+    reference = {e["step"]: e["loss"] for e in log_before if "loss" in e}
+    for e in log[len(kept):]:
+        if "loss" in e:
+            assert e["loss"] == pytest.approx(reference[e["step"]], rel=1e-4, abs=1e-4), e
+    assert (out / "model" / "model.safetensors").is_file()
 
 
 @pytest.mark.slow

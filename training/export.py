@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 
-from .run_config import TrainConfig, complete_checkpoints
+from .run_config import TrainConfig, checkpoint_problem, complete_checkpoints
 
 logger = logging.getLogger("training")
 
@@ -252,22 +252,34 @@ def choose_length_penalty(model, tokenizer, config: TrainConfig, val_result: dic
     return best_lp, best, scores
 
 
+def loadable_checkpoints(ckpt_dir: str) -> list[str]:
+    """The complete checkpoints whose weights load, oldest first; any other is left out, saying why."""
+    found = []
+    for path in complete_checkpoints(ckpt_dir):
+        if problem := checkpoint_problem(path, weights_only=True):
+            logger.warning("leaving out %s: %s", path, problem)
+        else:
+            found.append(path)
+    return found
+
+
 def finalize(config: TrainConfig, trainer, tokenizer, train_seconds: float, push_to_hub: str | None = None, argv=None) -> str:
     """Average the last checkpoints, keep whichever of (average, best, last) scores highest on validation,
     evaluate it on the test splits, write `output_dir/model` (and `export_dir`), optionally push."""
     from modeling import TransformerForConditionalGeneration
 
     ckpt_dir = os.path.join(config.output_dir, "checkpoints")
-    checkpoints = complete_checkpoints(ckpt_dir)
+    checkpoints = loadable_checkpoints(ckpt_dir)
     if not checkpoints:
         raise SystemExit(f"training: no complete checkpoint in {ckpt_dir} to export.")
     with open(os.path.join(checkpoints[-1], "trainer_state.json"), encoding="utf-8") as fh:
         best = json.load(fh).get("best_model_checkpoint")
+    best = next((p for p in checkpoints if best and os.path.realpath(p) == os.path.realpath(best)), None)
     candidates = {}
     last = checkpoints[-config.average_last:]
     candidates[f"average of the last {len(last)} checkpoints ({', '.join(os.path.basename(p) for p in last)})"] = (
         lambda: average_checkpoints(last))
-    if best and os.path.isdir(best):
+    if best:
         candidates[f"best validation checkpoint ({os.path.basename(best)})"] = (
             lambda: TransformerForConditionalGeneration.from_pretrained(best))
     candidates[f"last checkpoint ({os.path.basename(checkpoints[-1])})"] = (

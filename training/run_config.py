@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import json
 import math
 import os
 import re
+import zipfile
 from dataclasses import dataclass, field
 
 DESCRIPTION = "Train the Transformer on parallel text with the paper's recipe (section 5) through `Seq2SeqTrainer`."
@@ -292,24 +294,77 @@ def read_config_file(path: str) -> dict:
     return values
 
 
+# ------------------------------------------------------------------------------ the run folder's checkpoints
+
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _CHECKPOINT_FILES = ("model.safetensors", "trainer_state.json", "optimizer.pt", "scheduler.pt")
 
 
-def complete_checkpoints(folder: str) -> list[str]:
-    """Checkpoints that were written completely, oldest first (a kill during saving leaves an incomplete one)."""
+def scan_checkpoints(folder: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The checkpoints that were written completely, oldest first, and the incomplete ones with the reason
+    [(path, why)] (a kill during saving leaves one). Cheap: it only lists files and reads trainer_state.json."""
     if not os.path.isdir(folder):
-        return []
-    found = []
+        return [], []
+    found, incomplete = [], []
     for name in os.listdir(folder):
         m = _CHECKPOINT.match(name)
+        if not m:
+            continue
         path = os.path.join(folder, name)
-        if m and all(os.path.isfile(os.path.join(path, f)) for f in _CHECKPOINT_FILES):
-            # trainer_state.json is written last, but not atomically: a kill while it is written leaves it cut.
-            try:
-                with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as fh:
-                    json.load(fh)["global_step"]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
+        if why := _incomplete(path):
+            incomplete.append((int(m.group(1)), path, why))
+        else:
             found.append((int(m.group(1)), path))
-    return [p for _, p in sorted(found)]
+    return [p for _, p in sorted(found)], [(p, why) for _, p, why in sorted(incomplete)]
+
+
+def _incomplete(path: str) -> str | None:
+    missing = [f for f in _CHECKPOINT_FILES if not os.path.isfile(os.path.join(path, f))]
+    if missing:
+        return f"incomplete, no {', '.join(missing)} (a save was interrupted)"
+    # trainer_state.json is written last, but not atomically: a kill while it is written leaves it cut.
+    try:
+        with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as fh:
+            json.load(fh)["global_step"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"trainer_state.json cannot be read ({_short(e)})"
+    return None
+
+
+def complete_checkpoints(folder: str) -> list[str]:
+    """Checkpoints that were written completely, oldest first (a kill during saving leaves an incomplete one)."""
+    return scan_checkpoints(folder)[0]
+
+
+def checkpoint_problem(path: str, weights_only: bool = False) -> str | None:
+    """Why a complete checkpoint cannot be loaded (a truncated or corrupt file), or None. Cheap: the safetensors
+    header and the zip directories of the torch files (memory-mapped, as the Trainer loads them), not the data.
+    `weights_only`: check only model.safetensors (all that averaging needs)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(os.path.join(path, "model.safetensors"), "pt"):
+            pass
+    except Exception as e:  # safetensors raises its own error type for a cut or corrupt file
+        return f"model.safetensors cannot be read ({_short(e)})"
+    if weights_only:
+        return None
+    import torch
+
+    for name in ("optimizer.pt", "scheduler.pt"):
+        try:  # as the Trainer loads them (memory-mapped here: the zip directory and pickle, not the data)
+            torch.load(os.path.join(path, name), map_location="cpu", weights_only=True, mmap=True)
+        except Exception as e:
+            return f"{name} cannot be read ({_short(e)})"
+    for rng in sorted(glob.glob(os.path.join(path, "rng_state*.pth"))):
+        try:  # numpy's state inside needs the Trainer's allow-list to unpickle: check the zip directory only
+            with zipfile.ZipFile(rng) as archive:
+                archive.infolist()
+        except (OSError, zipfile.BadZipFile) as e:
+            return f"{os.path.basename(rng)} cannot be read ({_short(e)})"
+    return None
+
+
+def _short(error: Exception) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text if len(text) <= 160 else text[:157] + "..."

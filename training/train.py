@@ -17,6 +17,7 @@ The same command runs under `accelerate launch` with several processes.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import logging
 import math
@@ -26,7 +27,9 @@ import sys
 import time
 
 from .export import finalize
-from .run_config import TrainConfig, complete_checkpoints, parse_args  # noqa: F401  (re-exported)
+from .run_config import (  # noqa: F401  (TrainConfig, parse_args and complete_checkpoints are re-exported)
+    TrainConfig, checkpoint_problem, complete_checkpoints, parse_args, scan_checkpoints,
+)
 
 logger = logging.getLogger("training")
 
@@ -484,29 +487,70 @@ def build_trainer(config: TrainConfig, model, tokenizer, train_ds, eval_ds, eval
     return trainer
 
 
-def resume_checkpoint(config: TrainConfig, args) -> str | None:
-    """With --resume, the newest complete checkpoint (None: start from step 0)."""
+def resume_checkpoint(config: TrainConfig, args, state) -> str | None:
+    """With --resume, the newest checkpoint that loads (None: start from step 0). Every checkpoint passed over is
+    logged with the reason, and the log loses the lines of the steps that will be trained again."""
     if not args.resume:
         return None
     ckpt_dir = os.path.join(config.output_dir, "checkpoints")
-    existing = complete_checkpoints(ckpt_dir)
-    if not existing:
-        logger.info("--resume: no complete checkpoint in %s yet, starting from step 0", ckpt_dir)
+    complete, incomplete = scan_checkpoints(ckpt_dir)
+    for path, why in incomplete:
+        if state.is_main_process:
+            logger.warning("--resume: skipping %s: %s", path, why)
+    chosen = None
+    for path in reversed(complete):
+        if problem := checkpoint_problem(path):
+            if state.is_main_process:
+                logger.warning("--resume: skipping %s: %s", path, problem)
+            continue
+        chosen = path
+        break
+    if chosen is None:
+        logger.info("--resume: no loadable checkpoint in %s yet, starting from step 0", ckpt_dir)
+    else:
+        logger.info("resuming from %s", chosen)
+        if not glob.glob(os.path.join(chosen, "rng_state*.pth")) and state.is_main_process:
+            logger.warning("--resume: %s has no rng_state.pth: the dropout draws will differ from those of an "
+                           "uninterrupted run", chosen)
+    if state.is_main_process:
+        trim_log(os.path.join(config.output_dir, "log.jsonl"), checkpoint_step(chosen) if chosen else 0)
+    return chosen
+
+
+def checkpoint_step(path: str) -> int:
+    with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as fh:
+        return json.load(fh)["global_step"]
+
+
+def trim_log(log_path: str, step: int) -> None:
+    """Drop the log lines after `step` (a killed run's, which the resumed run writes again), atomically."""
+    if not os.path.isfile(log_path):
+        return
+    with open(log_path, encoding="utf-8") as fh:
+        lines = fh.readlines()
+    kept = [line for line in lines if _log_step(line) is not None and _log_step(line) <= step]
+    if len(kept) == len(lines):
+        return
+    tmp = log_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.writelines(line if line.endswith("\n") else line + "\n" for line in kept)
+    os.replace(tmp, log_path)
+    logger.info("log.jsonl: dropped %d lines after step %d (they are trained again)", len(lines) - len(kept), step)
+
+
+def _log_step(line: str) -> int | None:
+    """The step of a log.jsonl line, or None for a line cut short by a kill."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
         return None
-    logger.info("resuming from %s", existing[-1])
-    return existing[-1]
 
 
 def run_training(trainer, config: TrainConfig, resume_from: str | None) -> float:
     """Train to max_steps (nothing to do if the checkpoint is already there); returns the wall-clock training
     time of the whole run, resumed sessions included."""
     t0 = time.time()
-    if resume_from:
-        with open(os.path.join(resume_from, "trainer_state.json"), encoding="utf-8") as fh:
-            done = json.load(fh)["global_step"] >= config.max_steps
-    else:
-        done = False
-    if not done:
+    if not (resume_from and checkpoint_step(resume_from) >= config.max_steps):
         trainer.train(resume_from_checkpoint=resume_from)
     return _logged_seconds(os.path.join(config.output_dir, "log.jsonl")) or (time.time() - t0)
 
@@ -525,8 +569,9 @@ def main(argv=None) -> int:
     set_seed(config.seed)
     tokenizer, train_ds, eval_ds = prepare_datasets(config, state, train_corpus, valid_corpus)
     config, model = build_model(config, tokenizer, state)
+    resume_from = resume_checkpoint(config, args, state)  # before the Trainer, whose log reads back the time so far
     trainer = build_trainer(config, model, tokenizer, train_ds, eval_ds, valid_corpus.target[: len(eval_ds)], use_cpu)
-    train_seconds = run_training(trainer, config, resume_checkpoint(config, args))
+    train_seconds = run_training(trainer, config, resume_from)
 
     state.wait_for_everyone()
     if state.is_main_process:
