@@ -272,6 +272,26 @@ def test_output_dir_that_is_a_file_is_refused_at_once(tmp_path):
     assert taken.read_text(encoding="utf-8") == "keep me\n"
 
 
+def test_overwrite_output_dir_refuses_a_folder_that_is_not_a_run(tmp_path):
+    """--overwrite-output-dir clears an earlier run of this command, never a folder of anything else."""
+    folder = tmp_path / "thesis"
+    (folder / "chapters").mkdir(parents=True)
+    (folder / "notes.txt").write_text("keep me\n", encoding="utf-8")
+    report = refuse("--output-dir", str(folder), "--overwrite-output-dir")
+    assert report["message"] == (f"training: --overwrite-output-dir refused: {folder} does not look like a run of "
+                                 "this command (no train_config.json); it holds chapters, notes.txt. Choose another "
+                                 "--output-dir.")
+    assert report["heavy"] == []
+    # A run with something else put beside it: the other things are named and nothing is removed.
+    (folder / "train_config.json").write_text("{}", encoding="utf-8")
+    (folder / "checkpoints").mkdir()
+    report = refuse("--output-dir", str(folder), "--overwrite-output-dir")
+    assert report["message"] == (f"training: --overwrite-output-dir refused: {folder} holds a run but also chapters, "
+                                 "notes.txt, which this command did not write. Move them away or choose another "
+                                 "--output-dir.")
+    assert sorted(os.listdir(folder)) == ["chapters", "checkpoints", "notes.txt", "train_config.json"]
+
+
 def test_fresh_clone_without_shared_data_says_how_to_give_data(tmp_path):
     """The default --data is ../shared/data/multi30k, which a user's own clone does not have."""
     clone = tmp_path / "clone"

@@ -272,12 +272,24 @@ def test_overwrite_output_dir_starts_over(trained_run, tmp_path):
         "trainer_state.json": json.dumps({"global_step": 999}).encode(),
     })
     (out / "log.jsonl").write_text(json.dumps({"step": 999, "time_s": 86400.0, "loss": 1.0}) + "\n")
+    (out / "train_config.json").write_text(json.dumps({"vocab_size": 500}), encoding="utf-8")
+    for old_export in ("model", "model.previous-20260101-000000"):
+        (out / old_export).mkdir()
+        (out / old_export / "README.md").write_text("the previous run's model\n", encoding="utf-8")
     flags = [a for a in train_command(out, trained_run.data)]
     for flag, value in (("--max-steps", "2"), ("--save-steps", "2"), ("--eval-steps", "2"), ("--logging-steps", "1")):
         flags[flags.index(flag) + 1] = value
     result = run(flags + ["--overwrite-output-dir", "--test-splits"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "training a 400-token joint bpe vocabulary" in result.stdout
+    # The whole previous run went at the start (before the new tokenizer), not when the new model/ was written.
+    removed = (f"--overwrite-output-dir: removed the previous run's checkpoints, log.jsonl, model, "
+               f"model.previous-20260101-000000, tokenizer, train_config.json from {out}")
+    assert removed in result.stdout
+    assert result.stdout.index(removed) < result.stdout.index("training a 400-token joint bpe vocabulary")
+    assert sorted(os.listdir(out)) == ["checkpoints", "log.jsonl", "model", "tokenizer", "train_config.json"]
+    assert "the previous run's model" not in (out / "model" / "README.md").read_text(encoding="utf-8")
+    assert read_json(out, "train_config.json")["vocab_size"] == 400
     from transformers import AutoTokenizer
 
     assert len(AutoTokenizer.from_pretrained(out / "tokenizer")) == 400
@@ -286,6 +298,27 @@ def test_overwrite_output_dir_starts_over(trained_run, tmp_path):
     assert [e["step"] for e in log if "loss" in e] == [1, 2]
     assert all(e["time_s"] < 86400 for e in log)
     assert read_json(out / "model", "eval_results.json")["train_seconds"] < 86400
+
+
+def test_clear_previous_run_removes_only_what_a_run_writes(tmp_path):
+    from training.train import RUN_ENTRIES, clear_previous_run
+
+    out, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("not the run's\n", encoding="utf-8")
+    out.mkdir()
+    for name in RUN_ENTRIES:
+        if name == "model":
+            os.symlink(elsewhere, out / name)  # a link is removed, never followed
+        elif "." in name and not name.endswith(".tmp") and name != "model.partial":
+            (out / name).write_text("{}", encoding="utf-8")
+        else:
+            (out / name).mkdir()
+            (out / name / "file").write_text("x", encoding="utf-8")
+    (out / "model.previous-20260101-000000").mkdir()
+    clear_previous_run(str(out))
+    assert os.listdir(out) == []
+    assert (elsewhere / "keep.txt").read_text(encoding="utf-8") == "not the run's\n"
 
 
 @pytest.mark.slow

@@ -281,12 +281,57 @@ def output_dir_problem(path: str) -> str | None:
     return None
 
 
+# Everything a run writes into its output folder: --overwrite-output-dir removes these and nothing else.
+RUN_ENTRIES = ("checkpoints", "tokenizer", "tokenizer.tmp", "log.jsonl", "log.jsonl.tmp", "model", "model.partial",
+               "train_config.json")
+_PREVIOUS_EXPORT = re.compile(r"^model\.previous-[\d-]+$")  # an earlier export of the run, kept aside by export.py
+
+
+def _is_run_entry(name: str) -> bool:
+    return name in RUN_ENTRIES or bool(_PREVIOUS_EXPORT.match(name))
+
+
+def not_a_run_problem(output_dir: str) -> str | None:
+    """Why --overwrite-output-dir must not clear this folder (it does not look like a run of this command), or None."""
+    if not os.path.isdir(output_dir) or not os.listdir(output_dir):
+        return None
+    names = sorted(os.listdir(output_dir))
+    if "train_config.json" not in names:
+        return (f"{output_dir} does not look like a run of this command (no train_config.json); it holds "
+                f"{', '.join(names[:10])}{', ...' if len(names) > 10 else ''}. Choose another --output-dir.")
+    foreign = [name for name in names if not _is_run_entry(name)]
+    if foreign:
+        return (f"{output_dir} holds a run but also {', '.join(foreign)}, which this command did not write. Move "
+                "them away or choose another --output-dir.")
+    return None
+
+
+def clear_previous_run(output_dir: str) -> None:
+    """Remove what an earlier run wrote into `output_dir` (never anything else, never through a link), with
+    train_config.json last: a kill in between leaves a folder that still looks like a run, so the same command
+    clears it again."""
+    import shutil
+
+    names = sorted((name for name in os.listdir(output_dir) if _is_run_entry(name)),
+                   key=lambda name: (name == "train_config.json", name))
+    for name in names:
+        path = os.path.join(output_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    if names:
+        logger.info("--overwrite-output-dir: removed the previous run's %s from %s", ", ".join(names), output_dir)
+
+
 def refuse_before_any_work(config: TrainConfig, args) -> None:
     """Refuse an existing run, or an --init-from that cannot be a model, before any import or work (fast, and
     nothing in the output folder is touched)."""
     if problem := output_dir_problem(config.output_dir):
         raise SystemExit(f"training: {problem}")
     ckpt_dir = os.path.join(config.output_dir, "checkpoints")
+    if config.overwrite_output_dir and not args.resume and (problem := not_a_run_problem(config.output_dir)):
+        raise SystemExit(f"training: --overwrite-output-dir refused: {problem}")
     if os.path.isdir(config.output_dir) and os.listdir(config.output_dir) and not (args.resume or config.overwrite_output_dir):
         raise SystemExit(
             f"training: {config.output_dir} already holds a run ({len(complete_checkpoints(ckpt_dir))} checkpoints). "
@@ -335,14 +380,10 @@ def load_data(config: TrainConfig):
 
 def prepare_output_dir(config: TrainConfig, args, state) -> None:
     """Start over if asked (--overwrite-output-dir), create the folder and record the settings."""
-    if config.overwrite_output_dir and not args.resume and state.is_main_process:
-        import shutil
-
-        # Start over: the old checkpoints, tokenizer (it may have another vocabulary size) and log go.
-        for name in ("checkpoints", "tokenizer", "tokenizer.tmp"):
-            shutil.rmtree(os.path.join(config.output_dir, name), ignore_errors=True)
-        if os.path.isfile(os.path.join(config.output_dir, "log.jsonl")):
-            os.remove(os.path.join(config.output_dir, "log.jsonl"))
+    if config.overwrite_output_dir and not args.resume and state.is_main_process and os.path.isdir(config.output_dir):
+        # Start over: the whole earlier run goes now (its tokenizer may have another vocabulary size, and its
+        # model/ must not sit beside the new run's checkpoints until the end).
+        clear_previous_run(config.output_dir)
     state.wait_for_everyone()
     os.makedirs(config.output_dir, exist_ok=True)
     write_train_config(config, state)
