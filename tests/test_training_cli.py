@@ -133,6 +133,21 @@ def test_every_flag_has_a_help_text_with_its_default(capsys):
     assert "1 = greedy" in entries["--num-beams"]
 
 
+def test_final_eval_limit_scales_with_the_run():
+    """A tiny run's model is not worth minutes of beam search over whole splits."""
+    from training.run_config import final_eval_limit
+
+    assert TrainConfig().final_eval_limit is None  # by the run's length
+    assert final_eval_limit(parse_args(["--max-steps", "60"])[0]) == 100
+    assert final_eval_limit(parse_args(["--max-steps", "999"])[0]) == 100
+    assert final_eval_limit(parse_args(["--max-steps", "1000"])[0]) == 0  # the whole split
+    assert final_eval_limit(parse_args(["--max-steps", "60", "--final-eval-limit", "0"])[0]) == 0
+    assert final_eval_limit(parse_args(["--final-eval-limit", "16"])[0]) == 16
+    with pytest.raises(SystemExit, match=r"final_eval_limit must be an integer >= 0 \(0 = the whole split\), or null "
+                                         r"for the default, got -1"):
+        parse_args(["--final-eval-limit", "-1"])
+
+
 def test_defaults_are_the_papers_recipe():
     config, _ = parse_args([])
     assert (config.adam_beta1, config.adam_beta2, config.adam_epsilon) == (0.9, 0.98, 1e-9)

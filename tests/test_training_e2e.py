@@ -189,7 +189,10 @@ def test_final_results_computed_with_sacrebleu(trained_run):
     assert set(results) >= {"chosen", "train_seconds", "results", "candidates_on_validation"}
     assert set(results["results"]) == {"val", "test_2016_flickr"}
     assert results["chosen"] in results["candidates_on_validation"]
-    assert len(results["candidates_on_validation"]) == 3  # average of the last 2, best, last
+    # Average of the last 2, best, last: the best is evaluated apart from the last only when it is another one.
+    state = read_json(trained_run.out, "checkpoints", f"checkpoint-{MAX_STEPS}", "trainer_state.json")
+    best_is_last = os.path.basename(state["best_model_checkpoint"]) == f"checkpoint-{MAX_STEPS}"
+    assert len(results["candidates_on_validation"]) == (2 if best_is_last else 3), results["candidates_on_validation"]
     for split, r in results["results"].items():
         for key in ("bleu", "bleu_lc_tok", "chrf"):
             assert isinstance(r[key], float) and 0.0 <= r[key] <= 100.0, (split, r)
@@ -202,6 +205,57 @@ def test_final_results_computed_with_sacrebleu(trained_run):
     best = max((c["bleu_lc_tok"], c["bleu"], c["chrf"]) for c in results["candidates_on_validation"].values())
     assert (val["bleu_lc_tok"], val["bleu"], val["chrf"]) == best
     assert val["chrf"] > 0  # real (if poor) German was scored, not empty strings
+
+
+def test_final_candidates_are_each_evaluated_once():
+    from training.export import final_candidates
+
+    c = [f"/r/checkpoints/checkpoint-{s}" for s in (30, 60, 90, 120)]
+    average = ("average of the last 2 checkpoints (checkpoint-90, checkpoint-120)", c[2:])
+    assert final_candidates(c, c[1], 2) == [
+        average, ("best validation checkpoint (checkpoint-60)", [c[1]]), ("last checkpoint (checkpoint-120)", [c[3]])]
+    # The best checkpoint is the last one: one candidate under both names.
+    assert final_candidates(c, c[3], 2) == [average, ("last checkpoint (checkpoint-120), also the best on validation",
+                                                      [c[3]])]
+    # An average of one checkpoint is the last checkpoint.
+    assert final_candidates(c, c[1], 1) == [("best validation checkpoint (checkpoint-60)", [c[1]]),
+                                            ("last checkpoint (checkpoint-120)", [c[3]])]
+    assert final_candidates(c[:1], c[0], 5) == [("last checkpoint (checkpoint-30), also the best on validation", [c[0]])]
+    assert final_candidates(c[:1], None, 5) == [("last checkpoint (checkpoint-30)", [c[0]])]
+
+
+def test_greedy_short_run_saves_and_exports(data_dir, tmp_path):
+    """--num-beams 1 everywhere: the checkpoints' and the model's generation_config.json hold no beam settings
+    (transformers refuses to save them with one beam), the length-penalty search is skipped, and a short run
+    evaluates its final candidates on 100 sentences by default (not whole splits)."""
+    out = tmp_path / "run"
+    flags = train_command(out, data_dir, "--num-beams", "1", "--length-penalty-candidates", "0.6", "1.4")
+    for flag, value in (("--max-steps", "4"), ("--save-steps", "2"), ("--eval-steps", "2"), ("--logging-steps", "2")):
+        flags[flags.index(flag) + 1] = value
+    at = flags.index("--final-eval-limit")
+    del flags[at : at + 2]
+    result = run(flags)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    from transformers import GenerationConfig
+
+    gen = read_json(out, "model", "generation_config.json")
+    assert {k: v for k, v in gen.items() if k != "transformers_version"} == {
+        "num_beams": 1, "max_length": 40, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+        "decoder_start_token_id": 1}
+    for step in (2, 4):  # the Trainer's own saves: greedy, with transformers' neutral defaults at most
+        folder = out / "checkpoints" / f"checkpoint-{step}"
+        gen = read_json(folder, "generation_config.json")
+        assert gen["num_beams"] == 1 and gen.get("length_penalty", 1.0) == 1.0 and not gen.get("early_stopping"), gen
+        GenerationConfig.from_pretrained(folder).validate(strict=True)  # what save_pretrained demands
+    assert "greedy decoding (--num-beams 1) has no length penalty: --length-penalty-candidates ignored" in result.stdout
+    record = read_json(out, "model", "eval_results.json")
+    assert "length_penalty_on_validation" not in record
+    for split in ("val", "test_2016_flickr"):
+        r = record["results"][split]
+        assert (r["num_beams"], r["length_penalty"], r["sentences"]) == (1, None, 100), r
+    names = list(record["candidates_on_validation"])
+    assert names[0] == "average of the last 2 checkpoints (checkpoint-2, checkpoint-4)" and len(names) in (2, 3)
+    assert "- decoding: greedy\n" in (out / "model" / "README.md").read_text(encoding="utf-8")
 
 
 def test_metrics_match_sacrebleu_directly():
@@ -240,8 +294,9 @@ def test_model_folder_is_a_complete_hub_repository(trained_run):
     assert (config["model_type"], config["d_model"], config["vocab_size"]) == ("transformer", 32, 400)
     assert (config["pad_token_id"], config["bos_token_id"], config["eos_token_id"]) == (0, 1, 2)
     gen = read_json(folder, "generation_config.json")
-    assert gen["num_beams"] == 4 and gen["length_penalty"] == 0.6 and gen["decoder_start_token_id"] == 1
-    assert gen["max_length"] == 40
+    assert {k: v for k, v in gen.items() if k != "transformers_version"} == {
+        "num_beams": 4, "length_penalty": 0.6, "early_stopping": True, "max_length": 40, "bos_token_id": 1,
+        "eos_token_id": 2, "pad_token_id": 0, "decoder_start_token_id": 1}
     with open(os.path.join(folder, "pipeline_translation.py"), encoding="utf-8") as fh:
         with open(os.path.join(ROOT, "training", "hub_files", "pipeline_translation.py"), encoding="utf-8") as ref:
             assert fh.read() == ref.read()

@@ -15,13 +15,30 @@ import os
 import shutil
 import time
 
-from .run_config import TrainConfig, checkpoint_problem, complete_checkpoints
+from .run_config import TrainConfig, checkpoint_problem, complete_checkpoints, final_eval_limit
 
 logger = logging.getLogger("training")
 
 HUB_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_files")
 LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech"}
 PIPELINE = {"translation": {"impl": "pipeline_translation.TranslationPipeline", "pt": ["AutoModelForSeq2SeqLM"], "type": "text"}}
+
+
+def generation_config(config: TrainConfig, model_cfg):
+    """The decoding settings a model of this run is saved with (section 6.1: beam search with a length penalty)."""
+    from transformers import GenerationConfig
+
+    # Beam settings only with beams: transformers refuses to save early_stopping or a length penalty for greedy search.
+    beam = dict(length_penalty=config.length_penalty, early_stopping=True) if config.num_beams > 1 else {}
+    return GenerationConfig(
+        num_beams=config.num_beams,
+        **beam,
+        max_length=config.max_length,
+        bos_token_id=model_cfg.bos_token_id,
+        eos_token_id=model_cfg.eos_token_id,
+        pad_token_id=model_cfg.pad_token_id,
+        decoder_start_token_id=model_cfg.decoder_start_token_id,
+    )
 
 
 def average_checkpoints(paths: list[str]):
@@ -83,9 +100,12 @@ def evaluate_model(model, tokenizer, config: TrainConfig, split: str, num_beams:
     src, ref = corpus.source, corpus.target
     if limit:
         src, ref = src[:limit], ref[:limit]
+    if num_beams == 1:
+        length_penalty = None  # greedy search has no length penalty
+    beam = {"length_penalty": length_penalty} if num_beams > 1 else {}
     start = time.time()
-    hyps = translate_batch(model, tokenizer, src, batch_size=64, num_beams=num_beams, length_penalty=length_penalty,
-                           max_length=config.max_length)
+    hyps = translate_batch(model, tokenizer, src, batch_size=64, num_beams=num_beams, max_length=config.max_length,
+                           **beam)
     result = score(hyps, ref, config.target_lang, data_folder=config.data if os.path.isdir(config.data) else None,
                    split=split)
     result.update(split=split, num_beams=num_beams, length_penalty=length_penalty, seconds=round(time.time() - start, 1))
@@ -156,6 +176,8 @@ def model_card(config: TrainConfig, results: dict, chosen: str, train_seconds: f
     hours = train_seconds / 3600
     tried = sorted({float(v) for v in config.length_penalty_candidates} | {config.length_penalty})
     tried = f"; chosen on {config.valid_split} among {', '.join(f'{v:g}' for v in tried)}" if len(tried) > 1 else ""
+    decoding = (f"beam {config.num_beams}, length penalty {config.length_penalty} (transformers' `length ** alpha` "
+                f"form{tried})" if config.num_beams > 1 else "greedy")
     cooldown_steps = config.cooldown_steps
     cooldown = (f" (learning rate falling linearly to zero over the last {cooldown_steps} steps)" if cooldown_steps else "")
     decay = ("a linear decay to zero" if cooldown_steps and config.warmup_steps + cooldown_steps >= config.max_steps
@@ -187,7 +209,7 @@ label smoothing {config.label_smoothing}, dropout {config.dropout}.
   FFN {config.ffn_dim}, joint {config.tokenizer_type.upper()} vocabulary of {config.vocab_size}, {n_params / 1e6:.2f}M parameters
 - weights: {chosen}
 - training: {config.max_steps} steps of {batches}{cooldown} in {precision}, {hours:.2f} h wall-clock on {_hardware()}{before}
-- decoding: beam {config.num_beams}, length penalty {config.length_penalty} (transformers' `length ** alpha` form{tried})
+- decoding: {decoding}
 
 ## Results
 
@@ -236,12 +258,16 @@ def choose_length_penalty(model, tokenizer, config: TrainConfig, val_result: dic
     candidates = config.length_penalty_candidates
     scores = {config.length_penalty: val_result}
     best_lp, best = config.length_penalty, val_result
+    if config.num_beams == 1:
+        if candidates:
+            logger.info("greedy decoding (--num-beams 1) has no length penalty: --length-penalty-candidates ignored")
+        return best_lp, best, scores
     for lp in candidates:
         lp = float(lp)
         if lp in scores:
             continue
         r = evaluate_model(model, tokenizer, config, config.valid_split, config.num_beams, lp,
-                           limit=config.final_eval_limit)
+                           limit=final_eval_limit(config))
         logger.info("validation, length penalty %g: BLEU %.2f (lc-tok %.2f)", lp, r["bleu"], r["bleu_lc_tok"])
         scores[lp] = r
         if _rank(r) > _rank(best):
@@ -263,11 +289,34 @@ def loadable_checkpoints(ckpt_dir: str) -> list[str]:
     return found
 
 
-def finalize(config: TrainConfig, trainer, tokenizer, train_seconds: float, push_to_hub: str | None = None, argv=None) -> str:
-    """Average the last checkpoints, keep whichever of (average, best, last) scores highest on validation,
-    evaluate it on the test splits, write `output_dir/model` (and `export_dir`), optionally push."""
+def final_candidates(checkpoints: list[str], best: str | None, average_last: int) -> list[tuple[str, list[str]]]:
+    """The weights compared on validation at the end, as (name, the checkpoints to average): the average of the
+    last `average_last` checkpoints, the best validation checkpoint and the last one, each distinct set once
+    (an average of one checkpoint is that checkpoint; the best one may be the last)."""
+    last = checkpoints[-1]
+    averaged = checkpoints[-average_last:]
+    candidates = []
+    if len(averaged) > 1:
+        names = ", ".join(os.path.basename(p) for p in averaged)
+        candidates.append((f"average of the last {len(averaged)} checkpoints ({names})", averaged))
+    if best and best != last:
+        candidates.append((f"best validation checkpoint ({os.path.basename(best)})", [best]))
+    also_best = ", also the best on validation" if best == last else ""
+    candidates.append((f"last checkpoint ({os.path.basename(last)}){also_best}", [last]))
+    return candidates
+
+
+def load_candidate(paths: list[str]):
     from modeling import TransformerForConditionalGeneration
 
+    if len(paths) > 1:
+        return average_checkpoints(paths)
+    return TransformerForConditionalGeneration.from_pretrained(paths[0])
+
+
+def choose_weights(config: TrainConfig, tokenizer) -> tuple[str, object, dict, dict]:
+    """Score every final candidate on validation; returns the best one's (name, model, result) and
+    {name: result} of all."""
     ckpt_dir = os.path.join(config.output_dir, "checkpoints")
     checkpoints = loadable_checkpoints(ckpt_dir)
     if not checkpoints:
@@ -275,71 +324,83 @@ def finalize(config: TrainConfig, trainer, tokenizer, train_seconds: float, push
     with open(os.path.join(checkpoints[-1], "trainer_state.json"), encoding="utf-8") as fh:
         best = json.load(fh).get("best_model_checkpoint")
     best = next((p for p in checkpoints if best and os.path.realpath(p) == os.path.realpath(best)), None)
-    candidates = {}
-    last = checkpoints[-config.average_last:]
-    candidates[f"average of the last {len(last)} checkpoints ({', '.join(os.path.basename(p) for p in last)})"] = (
-        lambda: average_checkpoints(last))
-    if best:
-        candidates[f"best validation checkpoint ({os.path.basename(best)})"] = (
-            lambda: TransformerForConditionalGeneration.from_pretrained(best))
-    candidates[f"last checkpoint ({os.path.basename(checkpoints[-1])})"] = (
-        lambda: TransformerForConditionalGeneration.from_pretrained(checkpoints[-1]))
-
     scored = []
-    for name, build in candidates.items():
-        model = build().eval()
+    for name, paths in final_candidates(checkpoints, best, config.average_last):
+        model = load_candidate(paths).eval()
         r = evaluate_model(model, tokenizer, config, config.valid_split, config.num_beams, config.length_penalty,
-                           limit=config.final_eval_limit)
+                           limit=final_eval_limit(config))
         logger.info("validation, %s: BLEU %.2f (lc-tok %.2f)", name, r["bleu"], r["bleu_lc_tok"])
         scored.append((name, model, r))
     # Lowercased-tokenised BLEU, then cased BLEU, then chrF: so that a tie at BLEU 0 (an early model) goes to the
     # candidate that writes something rather than to one that only outputs empty translations.
-    scored.sort(key=lambda x: _rank(x[2]), reverse=True)
-    chosen, model, val_result = scored[0]
+    chosen, model, val_result = max(scored, key=lambda x: _rank(x[2]))
     logger.info("chosen on validation: %s", chosen)
+    return chosen, model, val_result, {name: r for name, _, r in scored}
 
-    length_penalty, val_result, lp_scores = choose_length_penalty(model, tokenizer, config, val_result)
-    config = dataclasses.replace(config, length_penalty=length_penalty)
 
-    results = {config.valid_split: val_result}
+def evaluate_test_splits(model, tokenizer, config: TrainConfig) -> dict:
+    """{split: result} for the test splits that could be evaluated (a missing one is logged, not fatal)."""
+    results = {}
     for split in config.test_splits:
         try:
             results[split] = evaluate_model(model, tokenizer, config, split, config.num_beams, config.length_penalty,
-                                            limit=config.final_eval_limit)
+                                            limit=final_eval_limit(config))
             logger.info("%s: BLEU %.2f (lc-tok %.2f), chrF %.2f", split, results[split]["bleu"],
                         results[split]["bleu_lc_tok"], results[split]["chrf"])
         except Exception as e:  # a missing test split must not lose the trained model
             logger.warning("could not evaluate on %s: %s", split, e)
-    model.generation_config = trainer.model.generation_config
-    if model.generation_config.num_beams > 1:
-        model.generation_config.length_penalty = config.length_penalty
-    # The command that reproduces this model: what was run, without the resumption flag.
+    return results
+
+
+def reproducing_command(argv) -> str:
+    """The command that reproduces this model: what was run, without the resumption flag."""
     args = [a for a in (argv or [])[1:] if a != "--resume"]
     if args[:2] == ["-m", "training.train"]:
         args = args[2:]
-    command = " ".join(["python", "-m", "training.train", *args])
+    return " ".join(["python", "-m", "training.train", *args])
+
+
+def finalize(config: TrainConfig, trainer, tokenizer, train_seconds: float, push_to_hub: str | None = None, argv=None) -> str:
+    """Keep whichever of (average of the last checkpoints, best, last) scores highest on validation, choose its
+    length penalty there, evaluate it on the test splits, write `output_dir/model` (and `export_dir`), optionally
+    push. (`trainer`, the one that wrote the checkpoints, is not needed any more; the argument stays for callers.)"""
+    chosen, model, val_result, on_validation = choose_weights(config, tokenizer)
+    length_penalty, val_result, lp_scores = choose_length_penalty(model, tokenizer, config, val_result)
+    config = dataclasses.replace(config, length_penalty=length_penalty)
+    results = {config.valid_split: val_result, **evaluate_test_splits(model, tokenizer, config)}
+
+    # Rebuilt from the settings, with the length penalty chosen: the Trainer's evaluation fills every transformers
+    # default into its model's generation config, which the saved file need not repeat.
+    model.generation_config = generation_config(config, model.config)
+    command = reproducing_command(argv)
     n_params = sum(p.numel() for p in model.parameters())
     history = initial_model_history(config.init_from)
     card = model_card(config, results, chosen, train_seconds, command, n_params, history)
     record = {"chosen": chosen, "train_seconds": round(train_seconds),
               "total_train_seconds": round(train_seconds + history.get("train_seconds", 0)),
               "commands": [*history.get("commands", []), command], "results": results,
-              "candidates_on_validation": {name: r for name, _, r in scored}}
+              "candidates_on_validation": on_validation}
     if len(lp_scores) > 1:
         record["length_penalty_on_validation"] = {f"{lp:g}": r["bleu_lc_tok"] for lp, r in lp_scores.items()}
     out = save_hub_folder(model, tokenizer, os.path.join(config.output_dir, "model"), card, record)
     logger.info("model folder: %s", out)
     if config.export_dir:
-        if os.path.exists(config.export_dir) and os.listdir(config.export_dir) and not config.overwrite_output_dir:
-            backup = f"{config.export_dir.rstrip('/')}.previous-{time.strftime('%Y%m%d-%H%M%S')}"
-            os.replace(config.export_dir, backup)
-            logger.info("kept the previous %s as %s", config.export_dir, backup)
-        shutil.rmtree(config.export_dir, ignore_errors=True)
-        shutil.copytree(out, config.export_dir)
-        logger.info("copied to %s", config.export_dir)
+        copy_to_export_dir(out, config.export_dir, keep_previous=not config.overwrite_output_dir)
     if push_to_hub:
         push_folder(out, push_to_hub)
     return out
+
+
+def copy_to_export_dir(folder: str, export_dir: str, keep_previous: bool) -> None:
+    """Copy the model folder to --export-dir; an earlier non-empty folder there is kept aside (renamed) unless
+    told not to."""
+    if keep_previous and os.path.exists(export_dir) and os.listdir(export_dir):
+        backup = f"{export_dir.rstrip('/')}.previous-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(export_dir, backup)
+        logger.info("kept the previous %s as %s", export_dir, backup)
+    shutil.rmtree(export_dir, ignore_errors=True)
+    shutil.copytree(folder, export_dir)
+    logger.info("copied to %s", export_dir)
 
 
 def push_folder(folder: str, repo_id: str) -> None:

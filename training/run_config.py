@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 DESCRIPTION = "Train the Transformer on parallel text with the paper's recipe (section 5) through `Seq2SeqTrainer`."
 
 
+SHORT_RUN_STEPS, SHORT_RUN_EVAL_SENTENCES = 1000, 100
 # training/tokenizer.py's floor: the 4 special tokens, the 256 byte tokens and at least 100 learned subwords.
 MIN_VOCAB_SIZE = 4 + 256 + 100
 
@@ -112,8 +113,11 @@ class TrainConfig:
     save_steps: int = setting(500, "a checkpoint (weights, optimizer, scheduler, RNG state) every N steps, positive")
     keep_checkpoints: int = setting(6, "checkpoints kept on disk (older ones are deleted), positive")
     average_last: int = setting(5, "section 6.1: at the end, average the last N checkpoints, positive (1 = none)")
-    final_eval_limit: int = setting(0, "evaluate the final candidates on the first N sentences of each split only; "
-                                       "0 = the whole split")
+    # A tiny run's model is not worth minutes of beam search over whole splits: by default runs shorter than
+    # SHORT_RUN_STEPS evaluate their final candidates on the first SHORT_RUN_EVAL_SENTENCES sentences only.
+    final_eval_limit: int | None = setting(
+        None, "evaluate the final candidates on the first N sentences of each split only; 0 = the whole split",
+        type=int, default_help=f"{SHORT_RUN_EVAL_SENTENCES} for runs of fewer than {SHORT_RUN_STEPS:,} steps, else 0")
     num_beams: int = setting(4, "beam size of the final evaluation and the saved model; 1 = greedy (paper: 4)")
     length_penalty: float = setting(0.6, "beam search's length penalty alpha, transformers' length ** alpha, a finite "
                                          "number (paper: 0.6); unused by greedy decoding")
@@ -166,6 +170,14 @@ class TrainConfig:
         return problems
 
 
+def final_eval_limit(config: TrainConfig) -> int:
+    """How many sentences of each split the end-of-run evaluation reads (0 = all): --final-eval-limit when given,
+    else all for a run of at least SHORT_RUN_STEPS steps and the first SHORT_RUN_EVAL_SENTENCES for a shorter one."""
+    if config.final_eval_limit is not None:
+        return config.final_eval_limit
+    return 0 if config.max_steps >= SHORT_RUN_STEPS else SHORT_RUN_EVAL_SENTENCES
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -177,8 +189,7 @@ def _is_finite(value) -> bool:
 _POSITIVE = ("max_length", "d_model", "encoder_layers", "decoder_layers", "attention_heads", "ffn_dim", "batch_size",
              "gradient_accumulation_steps", "max_steps", "eval_steps", "save_steps", "keep_checkpoints",
              "average_last", "num_beams", "logging_steps")
-_NON_NEGATIVE = ("warmup_steps", "cooldown_steps", "max_train_samples", "eval_samples", "threads", "final_eval_limit",
-                 "max_tokens")
+_NON_NEGATIVE = ("warmup_steps", "cooldown_steps", "max_train_samples", "eval_samples", "threads", "max_tokens")
 _FRACTIONS = ("dropout", "attention_dropout", "label_smoothing", "adam_beta1", "adam_beta2", "weight_decay")
 # (allowed, what the message says is required) for the settings with more than a type to check.
 _RULES = {
@@ -191,6 +202,8 @@ _RULES = {
     "learning_rate": (lambda v: _is_finite(v) and 0 < v < 1, "in (0, 1)"),
     "adam_epsilon": (lambda v: _is_finite(v) and v > 0, "> 0 and finite"),
     "max_grad_norm": (lambda v: _is_finite(v) and v >= 0, "> 0, or 0 for no gradient clipping (a finite number)"),
+    "final_eval_limit": (lambda v: v is None or (_is_int(v) and v >= 0),
+                         "an integer >= 0 (0 = the whole split), or null for the default"),
     "length_penalty_candidates": (lambda v: isinstance(v, list) and all(map(_is_finite, v)),
                                   "a list of numbers, all finite"),
     "test_splits": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of split names"),
@@ -217,7 +230,9 @@ def _flag_help(f: dataclasses.Field, default) -> str:
     """The field's help text and its default, as --help shows them."""
     if isinstance(default, bool):
         return f.metadata["help"]
-    if isinstance(default, list):
+    if "default_help" in f.metadata:
+        shown = f.metadata["default_help"]
+    elif isinstance(default, list):
         shown = " ".join(map(str, default)) or "none"
     elif isinstance(default, str):
         shown = default or "none"
@@ -226,12 +241,12 @@ def _flag_help(f: dataclasses.Field, default) -> str:
     return f"{f.metadata['help']} (default: {shown})"
 
 
-def _metavar(f: dataclasses.Field, default) -> str:
+def _metavar(f: dataclasses.Field, value_type: type) -> str:
     if "choices" in f.metadata:
         return "{" + ",".join(f.metadata["choices"]) + "}"
     if "metavar" in f.metadata:
         return f.metadata["metavar"]
-    return {int: "N", float: "X"}.get(type(default), "TEXT")
+    return {int: "N", float: "X"}.get(value_type, "TEXT")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
             item_type = f.metadata.get("item_type", str)
             parser.add_argument(flag, nargs="*", type=item_type, metavar=f.metadata.get("metavar", "X"), **common)
         else:
-            parser.add_argument(flag, type=type(default), metavar=_metavar(f, default), **common)
+            value_type = f.metadata.get("type", type(default))
+            parser.add_argument(flag, type=value_type, metavar=_metavar(f, value_type), **common)
     return parser
 
 

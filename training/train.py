@@ -26,7 +26,7 @@ import re
 import sys
 import time
 
-from .export import finalize
+from .export import finalize, generation_config
 from .run_config import (  # noqa: F401  (TrainConfig, parse_args and complete_checkpoints are re-exported)
     TrainConfig, checkpoint_problem, complete_checkpoints, parse_args, scan_checkpoints,
 )
@@ -175,22 +175,6 @@ def load_initial_model(config: TrainConfig, tokenizer):
     logger.info("fine-tuning %s: its weights, tokenizer and architecture; dropout %g, label smoothing %g",
                 config.init_from, config.dropout, config.label_smoothing)
     return model
-
-
-def generation_config(config: TrainConfig, model_cfg):
-    from transformers import GenerationConfig
-
-    # Beam settings only with beams: transformers refuses to save early_stopping or a length penalty for greedy search.
-    beam = dict(length_penalty=config.length_penalty, early_stopping=True) if config.num_beams > 1 else {}
-    return GenerationConfig(
-        num_beams=config.num_beams,
-        **beam,
-        max_length=config.max_length,
-        bos_token_id=model_cfg.bos_token_id,
-        eos_token_id=model_cfg.eos_token_id,
-        pad_token_id=model_cfg.pad_token_id,
-        decoder_start_token_id=model_cfg.decoder_start_token_id,
-    )
 
 
 def make_trainer_class():
