@@ -212,15 +212,15 @@ def pair_from_api(bundle: ModelBundle, source, translation="", beam_size=None, m
     prepared = bundle.prepare(source)
     if prepared is None:
         raise CircuitsInputError(EMPTY_MESSAGE)
-    text = str(translation or "").encode("utf-8", "replace").decode("utf-8").strip()
-    if not text:
+    text = str(translation or "")
+    if not text.strip():
         ids = circuits.generate_ids(bundle.model, prepared.input_ids,
                                     generation_config=generation_config(bundle, beam_size, max_new_tokens))
         return Pair(prepared.input_ids, ids, prepared.notices)
-    ids = bundle.tokenizer(text_target=text)["input_ids"]
-    if len(ids) > bundle.max_new_tokens_limit:
-        raise CircuitsInputError(f"The translation is {len(ids)} subword tokens long; this model writes at most "
-                                 f"{bundle.max_new_tokens_limit}.")
+    try:
+        ids = bundle.target_ids(text)  # valid text, at most the model's output length
+    except ValueError as err:
+        raise CircuitsInputError(str(err)) from None
     return Pair(prepared.input_ids, ids, prepared.notices)
 
 

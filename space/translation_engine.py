@@ -116,6 +116,12 @@ class Translation:
 EMPTY_MESSAGE = "Type a sentence to translate (the box is empty)."
 
 
+def replace_surrogates(text: str) -> tuple[str, int]:
+    """`text` with every lone surrogate (possible through the API; not encodable as UTF-8) made "?", and how many."""
+    count = sum("\ud800" <= ch <= "\udfff" for ch in text)
+    return (text.encode("utf-8", "replace").decode("utf-8") if count else text), count
+
+
 class ModelBundle:
     """The loaded model and tokenizer plus what the UI needs to know about them."""
 
@@ -173,12 +179,14 @@ class ModelBundle:
         """Clean the text and tokenise it within the model's limit; None when there is nothing to translate."""
         if text is None:
             return None
-        text = str(text)
-        # Lone surrogates (possible through the API) cannot be encoded as UTF-8: make them "?".
-        text = text.encode("utf-8", "replace").decode("utf-8").strip()
+        text, surrogates = replace_surrogates(str(text))
+        text = text.strip()
         if not text:
             return None
         notices = []
+        if surrogates:
+            notices.append(f"The text held {surrogates} lone surrogate code point{'s' if surrogates > 1 else ''} "
+                           "(not valid Unicode, only possible through the API); each was read as “?”.")
         if len(text) > MAX_INPUT_CHARS:
             notices.append(f"The text has {len(text):,} characters; only the first {MAX_INPUT_CHARS:,} were read.")
             text = text[:MAX_INPUT_CHARS]
@@ -194,6 +202,24 @@ class ModelBundle:
             )
             text = kept_text
         return PreparedSource(text=text, input_ids=list(ids), notices=notices, original_tokens=len(full))
+
+    def target_ids(self, translation) -> list[int]:
+        """A translation given as text (the API's `translation` argument) as the labels y_1 .. y_n </s>.
+
+        Raises ValueError, with a message for the caller, for text that is not valid Unicode (a lone surrogate)
+        or longer than the model can write (`max_new_tokens_limit` subword tokens): the cost of every forward
+        pass over it grows with the square of its length.
+        """
+        text = str(translation)
+        bad = next((ch for ch in text if "\ud800" <= ch <= "\udfff"), None)
+        if bad is not None:
+            raise ValueError(f"The translation contains a lone surrogate (\\u{ord(bad):04x}), which is not valid "
+                             "Unicode text: send it as UTF-8.")
+        ids = self.tokenizer(text_target=text.strip())["input_ids"]
+        if len(ids) > self.max_new_tokens_limit:
+            raise ValueError(f"The translation is {len(ids)} subword tokens long; this model writes at most "
+                             f"{self.max_new_tokens_limit}.")
+        return list(ids)
 
     # --- attention maps --------------------------------------------------------------------------
     def _remember(self, key, data: AttentionData) -> None:
@@ -308,5 +334,6 @@ __all__ = [
     "PreparedSource",
     "Translation",
     "load_bundle",
+    "replace_surrogates",
     "resolve_model_source",
 ]

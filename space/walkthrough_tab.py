@@ -76,19 +76,24 @@ def make_pair(bundle: ModelBundle, sentence, translation=None) -> dict:
 
     The source is cleaned and cut as the main tab does (`bundle.prepare`); the target is `translation` when
     one is given, else the model's own translation with the Space's default decoding. Keys: `source_ids`,
-    `target` (the decoder's reading `<s> y_1 .. y_n` as ids, or the given text), `translation` (text) and
-    `notices`. Raises ValueError for an empty sentence.
+    `target` (ids: the given text's labels `y_1 .. y_n </s>`, or the decoder's reading `<s> y_1 .. y_n` of the
+    model's own), `translation` (text) and `notices`. Raises ValueError for an empty sentence, and for a given
+    translation that is not valid text or longer than the model writes (`ModelBundle.target_ids`, the limit of
+    the Circuits endpoints too).
     """
     source = bundle.prepare(sentence)
     if source is None:
         raise ValueError(EMPTY_MESSAGE)
-    translation = "" if translation is None else str(translation).strip()
-    if translation:
-        return {"source_ids": source.input_ids, "target": translation, "translation": translation,
+    translation = "" if translation is None else str(translation)
+    if translation.strip():
+        target = bundle.target_ids(translation)
+        return {"source_ids": source.input_ids, "target": target, "translation": translation.strip(),
                 "notices": source.notices}
     result = bundle.translate(source.text, with_attention=False)
+    # The cleaned text is translated, so the notices about cleaning it come from `source`.
+    notices = source.notices + [n for n in result.notices if n not in source.notices]
     return {"source_ids": source.input_ids, "target": result.decoder_ids, "translation": result.text,
-            "notices": result.notices}
+            "notices": notices}
 
 
 def pair_from_main_tab(translation, attention_state) -> dict | None:

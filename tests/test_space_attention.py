@@ -157,6 +157,18 @@ def test_emoji_rtl_html_and_control_characters_never_crash(bundle, text):
     assert len(out.attention.source_tokens) == out.attention.encoder[0].shape[-1]
 
 
+def test_a_given_translation_is_checked(bundle):
+    limit = bundle.max_new_tokens_limit
+    assert bundle.target_ids("Ein Hund.") == bundle.tokenizer(text_target="Ein Hund.")["input_ids"]
+    with pytest.raises(ValueError, match=r"^The translation contains a lone surrogate \(\\ud800\), which is not "
+                                         r"valid Unicode text: send it as UTF-8\.$"):
+        bundle.target_ids("Ein \ud800 Hund.")
+    too_long = " ".join(["Hund"] * limit)
+    with pytest.raises(ValueError, match=f"^The translation is {limit + 1} subword tokens long; this model writes "
+                                         f"at most {limit}\\.$"):
+        bundle.target_ids(too_long)
+
+
 # --- HTML and pictures --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("text", NASTY)
 def test_html_fragments_escape_user_and_model_text(text):

@@ -112,6 +112,25 @@ def test_importance_lens_and_stream_match_circuits(bundle, on_screen):
     assert tab.residual_json(bundle, SENTENCE) == {**circuits.residual_stream(*args).to_dict(), "notices": []}
 
 
+def test_a_given_translation_is_capped_and_must_be_valid_text(bundle):
+    """The API's `translation` argument: at most the model's output length, and no lone surrogate (the
+    tokenizer raised a TypeError on one); the same messages as /walkthrough."""
+    limit = bundle.max_new_tokens_limit
+    too_long = "ein Hund " * limit
+    n_tokens = len(bundle.tokenizer(text_target=too_long.strip())["input_ids"])
+    long_message = f"The translation is {n_tokens} subword tokens long; this model writes at most {limit}."
+    surrogate_message = ("The translation contains a lone surrogate (\\ud800), which is not valid Unicode text: "
+                         "send it as UTF-8.")
+    for answer in (tab.lens_json(bundle, SENTENCE, too_long), tab.residual_json(bundle, SENTENCE, too_long),
+                   tab.importance_json(bundle, SENTENCE, too_long), tab.ablation_json(bundle, SENTENCE, [], too_long)):
+        assert answer == {"error": long_message}
+    for answer in (tab.lens_json(bundle, SENTENCE, "Ein \ud800 Hund."), tab.residual_json(bundle, SENTENCE, "\ud800"),
+                   tab.importance_json(bundle, SENTENCE, "\ud800"), tab.ablation_json(bundle, SENTENCE, [], "\ud800")):
+        assert answer == {"error": surrogate_message}
+    # A lone surrogate in the source is read as "?", and said so.
+    assert "lone surrogate" in tab.residual_json(bundle, "A dog \ud800 runs.")["notices"][0]
+
+
 def test_top_heads_fill_the_pickers(bundle):
     ranked = ["cross L2 H1", "enc L1 H3", "dec-self L1 H1", "enc L2 H2"]
     assert tab.top_heads_selection(bundle, ranked, 3) == (["enc L1 H3"], ["dec-self L1 H1"], ["cross L2 H1"])

@@ -197,6 +197,52 @@ def test_bad_input_gets_a_message(bundle):
     assert "position 99 is outside" in outside.summary and outside.steps == ""
 
 
+def test_api_caps_the_translation_as_the_circuits_endpoints_do(bundle):
+    """A given translation longer than the model writes is refused with the Circuits endpoints' own message,
+    before any forward pass (30,000 characters took 23 s and 3.3 GB, quadratic in the length)."""
+    import time
+
+    import circuits_tab
+    import walkthrough_tab
+
+    limit = bundle.max_new_tokens_limit
+    huge = "ein Hund läuft " * 2000  # 30,000 characters
+    n_tokens = len(bundle.tokenizer(text_target=huge.strip())["input_ids"])
+    message = f"The translation is {n_tokens} subword tokens long; this model writes at most {limit}."
+    start = time.perf_counter()
+    assert walkthrough_tab.walkthrough_json(bundle, SENTENCE, "cross", 0, 0, "", huge) == {"error": message}
+    assert time.perf_counter() - start < 5
+    assert circuits_tab.lens_json(bundle, SENTENCE, huge) == {"error": message}
+    with pytest.raises(ValueError, match=f"^The translation is {n_tokens} subword tokens long; this model writes "
+                                         f"at most {limit}\\.$"):
+        walkthrough_tab.make_pair(bundle, SENTENCE, huge)
+    # Exactly at the limit is fine: `limit` tokens with the closing </s>.
+    longest = " ".join(["ein"] * (limit - 1))
+    assert len(bundle.tokenizer(text_target=longest)["input_ids"]) == limit
+    fits = walkthrough_tab.walkthrough_json(bundle, SENTENCE, "cross", 0, 0, "", longest)
+    assert "error" not in fits and len(fits["target_tokens"]) == limit
+
+
+def test_a_lone_surrogate_gets_a_clean_error_or_a_notice(bundle):
+    """In the translation a lone surrogate is an error (it was a TypeError inside the tokenizer, and the API
+    answered {"error": null}); in the sentence it is read as "?" and a notice says so."""
+    import circuits_tab
+    import walkthrough_tab
+
+    message = "The translation contains a lone surrogate (\\ud800), which is not valid Unicode text: send it as UTF-8."
+    assert walkthrough_tab.walkthrough_json(bundle, SENTENCE, "encoder", 0, 0, "", "Der \ud800 Hund.") == {"error": message}
+    assert circuits_tab.lens_json(bundle, SENTENCE, "Der \ud800 Hund.") == {"error": message}
+    answer = walkthrough_tab.walkthrough_json(bundle, "A dog \ud800 runs.", "encoder", 0, 0)
+    assert answer["sentence"] == "A dog ? runs."
+    assert answer["notices"][0] == ("The text held 1 lone surrogate code point (not valid Unicode, only possible "
+                                    "through the API); each was read as “?”.")
+    # The other text arguments already answered with a message.
+    token = walkthrough_tab.walkthrough_json(bundle, SENTENCE, "encoder", 0, 0, "\ud800")
+    assert list(token) == ["error"] and token["error"].startswith("token '\\ud800' not found in ['")
+    assert walkthrough_tab.walkthrough_json(bundle, SENTENCE, "\ud800", 0, 0) == {
+        "error": "unknown attention kind '\\ud800': use one of ('encoder', 'decoder', 'cross')."}
+
+
 def test_typed_text_and_tokens_are_escaped(bundle):
     import walkthrough_tab
 
@@ -265,6 +311,23 @@ def test_walkthrough_endpoint(server, bundle, pair):
         "error": f"layer 7 does not exist: the encoder has {bundle.model.config.encoder_layers} "
                  f"(0..{bundle.model.config.encoder_layers - 1})."
     }
+
+
+def test_raw_http_call_with_a_lone_surrogate_gets_the_message(server):
+    """JSON may carry a lone surrogate ("\\ud800"); gradio_client cannot send one, a raw HTTP call can."""
+    import json
+
+    import httpx
+
+    body = json.dumps({"data": [SENTENCE, "encoder", 0, 0, "", "Der \ud800 Hund.", False]})  # ASCII: "\\ud800"
+    assert "\\ud800" in body
+    posted = httpx.post(f"{server}gradio_api/call/walkthrough", content=body,
+                        headers={"Content-Type": "application/json"}, timeout=60)
+    events = httpx.get(f"{server}gradio_api/call/walkthrough/{posted.json()['event_id']}", timeout=120).text
+    kind, _, data = events.strip().partition("\n")
+    assert kind == "event: complete", events
+    assert json.loads(data.removeprefix("data: ")) == [{
+        "error": "The translation contains a lone surrogate (\\ud800), which is not valid Unicode text: send it as UTF-8."}]
 
 
 # --- a real browser --------------------------------------------------------------------------------------
