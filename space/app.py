@@ -18,8 +18,11 @@ import importlib
 import importlib.util
 import os
 import sys
+import threading
 import time
-from dataclasses import dataclass
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:  # imported from elsewhere (tests, a notebook): make the sibling modules importable
@@ -62,6 +65,64 @@ All maps come from one teacher-forced forward pass over the final translation.
 
 OPTIONAL_TABS = ("walkthrough_tab", "circuits_tab")
 HEAD_MEAN = "mean"
+TRANSLATION = "translation"  # the name under which ViewKeys records the main tab's translations
+
+
+class ViewKeys:
+    """Per browser session, the key of the newest translation (and of any other thing a tab shows), so that
+    no view ends up showing an older one.
+
+    Every translation on the main tab gets a fresh key (`new_key`), kept in its state (`attention_state["key"]`)
+    and published here for the session. Each view derived from a state (the explorer, the other tabs) is
+    computed for that state's key and returned through `latest`: if a newer key was published meanwhile, the
+    result is late and dropped (`gr.skip()`, nothing on the page changes); the follow-up for the newer
+    translation, which Gradio runs after the pending one (`trigger_mode="always_last"`), draws the view. A
+    tab may keep keys of its own under another `name` (the "Inside one head" tab's sentence pair).
+
+    Calls without a browser session (direct calls, tests) are always current, as is a key for a session that
+    has published nothing under that name. Bounded: the least recently used sessions are forgotten first.
+    """
+
+    def __init__(self, max_sessions: int = 4096):
+        self.max_sessions = max_sessions
+        self._keys: OrderedDict = OrderedDict()  # session hash -> {name: key}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def new_key() -> str:
+        return uuid.uuid4().hex[:16]
+
+    @staticmethod
+    def key_of(value) -> str | None:
+        """The key a state (a dict with "key") carries; None for None or a state without one."""
+        return value.get("key") if isinstance(value, dict) else None
+
+    @staticmethod
+    def _session(request) -> str | None:
+        return getattr(request, "session_hash", None)
+
+    def publish(self, request, key, name: str = TRANSLATION) -> None:
+        """`key` is now the newest under `name` for the request's session."""
+        session = self._session(request)
+        if session is None:
+            return
+        with self._lock:
+            self._keys.setdefault(session, {})[name] = key
+            self._keys.move_to_end(session)
+            while len(self._keys) > self.max_sessions:
+                self._keys.popitem(last=False)
+
+    def is_current(self, request, key, name: str = TRANSLATION) -> bool:
+        session = self._session(request)
+        if session is None:
+            return True
+        with self._lock:
+            keys = self._keys.get(session)
+            return keys is None or name not in keys or keys[name] == key
+
+    def latest(self, request, outputs, key, name: str = TRANSLATION):
+        """`outputs` when `key` is still the newest under `name`, else `gr.skip()` (the late result is dropped)."""
+        return outputs if self.is_current(request, key, name) else gr.skip()
 
 
 @dataclass
@@ -73,9 +134,11 @@ class SharedUI:
     translation: gr.Textbox  # the final translation
     beam_size: gr.Slider
     max_new_tokens: gr.Slider
-    attention_state: gr.State  # {"source_ids", "decoder_ids"} of the last translation, or None;
-    # `bundle.attention_for(value)` turns it into the AttentionData (cached, else recomputed)
+    attention_state: gr.State  # the last translation, or None: {"key", "source", "translation", "notices",
+    # "source_ids", "decoder_ids"}; `bundle.attention_for(value)` turns it into the AttentionData (cached)
     translate_event: object  # the click dependency: `shared.translate_event.then(fn, ...)` runs after it
+    # (use trigger_mode="always_last" and return through `views.latest`, so the newest translation wins)
+    views: ViewKeys = field(default_factory=ViewKeys)  # which translation is the newest, per session
 
 
 def discover_tabs(names=OPTIONAL_TABS) -> list:
@@ -92,10 +155,11 @@ def discover_tabs(names=OPTIONAL_TABS) -> list:
 
 
 # --- handlers (plain functions of the bundle and the inputs: testable without a server) ------------------
-def translate_outputs(bundle: ModelBundle, text, beam_size, max_new_tokens):
-    """translation, status HTML, source-token HTML, target-token HTML, and the state: the ids of the pair.
+def translate_outputs(bundle: ModelBundle, text, beam_size, max_new_tokens, key: str | None = None):
+    """translation, status HTML, source-token HTML, target-token HTML, and the state: the pair's ids and texts.
 
-    The per-session state holds only ids; the attention maps stay in the bundle's small bounded cache.
+    The per-session state holds the ids, the texts and notices of the pair and its `key` (new unless given:
+    see `ViewKeys`); the attention maps stay in the bundle's small bounded cache.
     """
     result = bundle.translate(text, beam_size, max_new_tokens)
     if result.empty:
@@ -112,7 +176,8 @@ def translate_outputs(bundle: ModelBundle, text, beam_size, max_new_tokens):
         status_html(result.notices, timing),
         tokens_html(data.source_tokens, special, "Source subword tokens"),
         tokens_html(data.target_tokens, special, "Target subword tokens, as the decoder reads them"),
-        {"source_ids": list(data.source_ids), "decoder_ids": list(data.target_ids)},
+        {"key": key or ViewKeys.new_key(), "source": result.source.text, "translation": result.text,
+         "notices": list(result.notices), "source_ids": list(data.source_ids), "decoder_ids": list(data.target_ids)},
     )
 
 
@@ -191,6 +256,7 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
     """
     config = bundle.model.config
     model_name = os.path.basename(bundle.ref.rstrip("/")) if os.path.isdir(bundle.ref) else bundle.ref
+    views = ViewKeys()
     with gr.Blocks(title="Attention Is All You Need — attention explorer", analytics_enabled=False,
                    delete_cache=(1800, 3600)) as demo:
         gr.Markdown(
@@ -244,9 +310,12 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
                                         elem_id="query-token", allow_custom_value=False)
                     links = gr.HTML(label="strongest links", elem_id="links", css_template=TOKEN_CSS)
 
-            def translate(text: str, beam_size: int, max_new_tokens: int):
-                return translate_outputs(bundle, text, beam_size, max_new_tokens)
+            def translate(text: str, beam_size: int, max_new_tokens: int, request: gr.Request):
+                outputs = translate_outputs(bundle, text, beam_size, max_new_tokens)
+                views.publish(request, ViewKeys.key_of(outputs[-1]))
+                return outputs
 
+            # "always_last": a click while a translation runs is not lost; it runs once that one is done.
             translate_event = button.click(
                 translate,
                 inputs=[source, beam_size, max_new_tokens],
@@ -254,14 +323,20 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
                 api_name="translate",
                 api_description="Translate a sentence. Returns the translation, then status, source-token and "
                                 "target-token HTML.",
+                trigger_mode="always_last",
             )
-            def explore(state, family_, layer_, head_, query_):
-                return explorer_outputs(bundle.attention_for(state), family_, layer_, head_, query_)
+
+            def explore(state, family_, layer_, head_, query_, request: gr.Request):
+                outputs = explorer_outputs(bundle.attention_for(state), family_, layer_, head_, query_)
+                return views.latest(request, outputs, ViewKeys.key_of(state))
 
             explorer_inputs = [attention_state, family, layer, head, query]
             explorer_views = [layer, head, query, heatmap, grid, links]
+            # Every follow-up of a translation is "always_last": with Gradio's default ("once") a follow-up still
+            # running when the next translation arrives made Gradio skip the new one, and the view stayed on
+            # the older sentence for good.
             translate_event.then(explore, inputs=explorer_inputs, outputs=explorer_views,
-                                 api_visibility="private", show_progress="hidden")
+                                 api_visibility="private", show_progress="hidden", trigger_mode="always_last")
             for picker in (family, layer, head, query):
                 picker.input(explore, inputs=explorer_inputs, outputs=explorer_views,
                              api_visibility="private", show_progress="hidden", trigger_mode="always_last")
@@ -274,7 +349,8 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
 
             gr.api(attention, api_name="attention")
 
-        shared = SharedUI(bundle, source, translation, beam_size, max_new_tokens, attention_state, translate_event)
+        shared = SharedUI(bundle, source, translation, beam_size, max_new_tokens, attention_state, translate_event,
+                          views)
         for module in discover_tabs() if tabs is None else tabs:
             with gr.Tab(getattr(module, "TAB_TITLE", module.__name__)):
                 module.build(bundle, shared)

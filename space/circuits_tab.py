@@ -13,10 +13,13 @@ Four views over the sentence and translation of the "Translate & attention" tab,
 Heads are named in the UI and the API by labels such as "enc L1 H2", "dec-self L3 H1" or "cross L2 H4"
 (family, layer, head; layers and heads counted from 1).
 
-Handlers are plain functions of the `ModelBundle` and the inputs (testable without a server). The UI
-handlers take the on-screen state (`SharedUI.attention_state`: the ids of the last translation) and
-tell a user who has translated nothing, or edited the sentence since, what to do; the API functions take a
-sentence and optionally a translation and return JSON, or `{"error": message}` for bad input.
+Handlers are plain functions of the `ModelBundle` and the inputs (testable without a server). After each
+translation the tab is refreshed from the main tab's state alone (`SharedUI.attention_state`: the ids, texts
+and key of the last translation); the buttons take the state and the source box and tell a user who has
+translated nothing, or edited the sentence since, what to do. Every view is computed for the translation
+whose state it read and dropped if a newer translation arrived meanwhile (`SharedUI.views`), so the tab never
+shows two sentences at once. The API functions take a sentence and optionally a translation and return
+JSON, or `{"error": message}` for bad input.
 
 Ablation and the lenses install hooks on the model's modules. So that they never touch a translation
 running at the same time on the main tab, they run on a private copy of the model (`circuits_model`),
@@ -205,6 +208,14 @@ def pair_on_screen(bundle: ModelBundle, source, state) -> Pair:
     if list(state["source_ids"]) != prepared.input_ids:
         raise CircuitsInputError(STALE)
     return Pair(prepared.input_ids, list(state["decoder_ids"]), prepared.notices)
+
+
+def pair_from_state(state) -> Pair:
+    """The main tab's last translation, from its state alone (what the tab shows right after a translation,
+    even if the source box has been edited since)."""
+    if not state:
+        raise CircuitsInputError(NOT_TRANSLATED)
+    return Pair(list(state["source_ids"]), list(state["decoder_ids"]), list(state.get("notices", [])))
 
 
 def pair_from_api(bundle: ModelBundle, source, translation="", beam_size=None, max_new_tokens=None) -> Pair:
@@ -457,25 +468,28 @@ def lens_outputs(bundle: ModelBundle, source, state, top_k=3) -> str:
         return message_html(str(err))
 
 
-def residual_outputs(bundle: ModelBundle, source, state):
-    """(picture or None, caption HTML or a message)."""
-    try:
-        result = stream(bundle, pair_on_screen(bundle, source, state))
-    except CircuitsInputError as err:
-        return None, message_html(str(err))
+def _residual_views(bundle: ModelBundle, pair: Pair):
+    result = stream(bundle, pair)
     return residual_image(result), residual_caption(result)
 
 
-def refresh_outputs(bundle: ModelBundle, source, state, top_k=3):
-    """After a translation: the context line, the logit lens and the residual stream for the new pair;
-    the ablation and importance views are cleared (their buttons compute them)."""
+def residual_outputs(bundle: ModelBundle, source, state):
+    """(picture or None, caption HTML or a message)."""
     try:
-        context = context_html(bundle, pair_on_screen(bundle, source, state))
+        return _residual_views(bundle, pair_on_screen(bundle, source, state))
     except CircuitsInputError as err:
-        context = message_html(str(err))
-    picture, caption = residual_outputs(bundle, source, state)
+        return None, message_html(str(err))
+
+
+def refresh_outputs(bundle: ModelBundle, state, top_k=3):
+    """After a translation: the context line, the logit lens and the residual stream of the translation in
+    `state` (the main tab's); the ablation and importance views are cleared (their buttons compute them)."""
     cleared = ("", "", "", "", None, "", [])
-    return (context, lens_outputs(bundle, source, state, top_k), picture, caption) + cleared
+    try:
+        pair = pair_from_state(state)
+    except CircuitsInputError as err:
+        return (message_html(str(err)), message_html(str(err)), None, "") + cleared
+    return (context_html(bundle, pair), lens_html(lens(bundle, pair, top_k)), *_residual_views(bundle, pair)) + cleared
 
 
 # --- API (JSON; {"error": message} for bad input) --------------------------------------------------------------
@@ -575,25 +589,39 @@ def build(bundle: ModelBundle, shared) -> None:
 
     on_screen = [shared.source, shared.attention_state]
     private = dict(api_visibility="private")
+    # Every view here belongs to the main tab's translation whose state it was computed from: a result that
+    # comes back after a newer translation (a late ablation, ranking or refresh) is dropped (`views.latest`),
+    # so the tab never mixes two sentences; the refresh for the newest one always runs ("always_last").
+    views = shared.views
 
-    def run_ablation(source, state, enc, dec, cross, beam_size, max_new_tokens):
-        return ablation_outputs(bundle, source, state, [*enc, *dec, *cross], beam_size, max_new_tokens)
+    def run_ablation(source, state, enc, dec, cross, beam_size, max_new_tokens, request: gr.Request):
+        outputs = ablation_outputs(bundle, source, state, [*enc, *dec, *cross], beam_size, max_new_tokens)
+        return views.latest(request, outputs, views.key_of(state))
+
+    def rank_heads(source, state, request: gr.Request):
+        return views.latest(request, importance_outputs(bundle, source, state), views.key_of(state))
+
+    def relens(source, state, k, request: gr.Request):
+        return views.latest(request, lens_outputs(bundle, source, state, k), views.key_of(state))
+
+    def refresh(state, k, request: gr.Request):
+        if not views.is_current(request, views.key_of(state)):  # a newer translation's refresh follows
+            return gr.skip()
+        return views.latest(request, refresh_outputs(bundle, state, k), views.key_of(state))
 
     ablation_inputs = on_screen + pickers + [shared.beam_size, shared.max_new_tokens]
     ablation_views = [original, ablated, summary, per_token]
     ablate_button.click(run_ablation, inputs=ablation_inputs, outputs=ablation_views, **private)
-    importance_button.click(lambda source, state: importance_outputs(bundle, source, state), inputs=on_screen,
-                            outputs=[grid, ranking, ranked], **private)
+    importance_button.click(rank_heads, inputs=on_screen, outputs=[grid, ranking, ranked], **private)
     top_button.click(lambda ranked_, count: top_heads_selection(bundle, ranked_, count), inputs=[ranked, top_count],
                      outputs=pickers, **private).then(
         run_ablation, inputs=ablation_inputs, outputs=ablation_views, **private)
-    top_k.input(lambda source, state, k: lens_outputs(bundle, source, state, k), inputs=on_screen + [top_k],
-                  outputs=lens_view, **private)
+    top_k.input(relens, inputs=on_screen + [top_k], outputs=lens_view, trigger_mode="always_last", **private)
     shared.translate_event.then(
-        lambda source, state, k: refresh_outputs(bundle, source, state, k), inputs=on_screen + [top_k],
+        refresh, inputs=[shared.attention_state, top_k],
         outputs=[context, lens_view, residual, residual_note, original, ablated, summary, per_token, grid, ranking,
                  ranked],
-        show_progress="hidden", **private,
+        show_progress="hidden", trigger_mode="always_last", **private,
     )
 
     def ablate(source: str, heads: list[str], translation: str = "", beam_size: int = bundle.default_num_beams,
@@ -634,6 +662,7 @@ __all__ = [
     "lens_json",
     "lens_outputs",
     "pair_from_api",
+    "pair_from_state",
     "pair_on_screen",
     "parse_head_labels",
     "refresh_outputs",

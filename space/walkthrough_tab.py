@@ -9,7 +9,8 @@ residual add and layer norm, the rest of the layer, and the final linear + softm
 
 It opens on "The animal didn't cross the street because it was too tired." with the token "it", in the
 encoder head that sends the most attention from "it" to "animal" in the served model (`strongest_link`).
-After a translation on the main tab it follows that sentence and translation. Layers and heads are numbered from 1
+After a translation on the main tab it follows that sentence and translation: always the newest one (a view
+computed for an older pair or translation is dropped, see `app.ViewKeys`). Layers and heads are numbered from 1
 on screen, as on the main tab; the API endpoint `/walkthrough` takes 0-based indices, like the arrays of
 `/attention` and like `walkthrough.walkthrough`.
 
@@ -31,6 +32,7 @@ from safe_html import TOKEN_CSS, escape, visible
 from translation_engine import EMPTY_MESSAGE, ModelBundle
 
 TAB_TITLE = "Inside one head"
+PAIR = "walkthrough pair"  # the name under which the tab's sentence pairs are keyed (`SharedUI.views`)
 DEFAULT_LAYER, DEFAULT_HEAD = 0, 0  # the API's defaults, and the pickers' when a value is missing
 LINK = ("it", "animal")  # the tab opens on the encoder head that links these two tokens most
 STRONG_LINK = 0.25  # a weight below this is not called a strong link in the opening note
@@ -97,11 +99,18 @@ def make_pair(bundle: ModelBundle, sentence, translation=None) -> dict:
 
 
 def pair_from_main_tab(translation, attention_state) -> dict | None:
-    """The pair the main tab just translated (its state holds the exact ids), or None when it had no text."""
+    """The pair the main tab just translated, or None when it had no text.
+
+    Everything comes from the main tab's state (the exact ids, the texts, the notices and the translation's
+    `key`), so the pair is the one translated even when the source box has been edited since; `translation`
+    is only used for a state without its text.
+    """
     if not attention_state:
         return None
     return {"source_ids": list(attention_state["source_ids"]), "target": list(attention_state["decoder_ids"]),
-            "translation": translation or "", "notices": []}
+            "translation": attention_state.get("translation", translation or ""),
+            "sentence": attention_state.get("source"), "notices": list(attention_state.get("notices", [])),
+            "key": attention_state.get("key")}
 
 
 def run_walkthrough(bundle: ModelBundle, pair: dict, kind: str, layer: int, head: int,
@@ -496,17 +505,33 @@ def build(bundle: ModelBundle, shared) -> None:
     pair_state = gr.State(pair)
     views = [layer, head, token, summary, embedding, positions, steps]
 
-    def show(pair_, kind_, layer_, head_, token_):
-        return walkthrough_view(bundle, pair_, kind_, layer_, head_, token_).updates()
+    # Every pair the tab shows has a key (the main tab's translation key, or a new one for a sentence typed
+    # here), published under PAIR when it is shown; a picker's view computed for an older pair is dropped.
+    keys = shared.views
 
-    def new_sentence(sentence_, kind_, layer_, head_):
+    def show(pair_, kind_, layer_, head_, token_, request: gr.Request):
+        updates = walkthrough_view(bundle, pair_, kind_, layer_, head_, token_).updates()
+        return keys.latest(request, updates, keys.key_of(pair_), PAIR)
+
+    def new_sentence(sentence_, kind_, layer_, head_, request: gr.Request):
         pair_, view = new_sentence_view(bundle, sentence_, kind_, layer_, head_)
+        if pair_ is not None:
+            pair_["key"] = keys.new_key()
+        keys.publish(request, keys.key_of(pair_), PAIR)
         return (pair_["translation"] if pair_ else "", pair_, *view.updates())
 
-    def follow_main_tab(source_, translation_, attention_state_, kind_, layer_, head_):
-        pair_ = pair_from_main_tab(translation_, attention_state_)
+    def follow_main_tab(attention_state_, kind_, layer_, head_, request: gr.Request):
+        """The main tab's newest translation; a late one (a newer translation exists) changes nothing."""
+        key = keys.key_of(attention_state_)
+        if not keys.is_current(request, key):  # a newer translation's follow-up comes next
+            return gr.skip()
+        pair_ = pair_from_main_tab("", attention_state_)
         view = walkthrough_view(bundle, pair_, kind_, layer_, head_, None)
-        return (source_ or "", translation_ or "", pair_, *view.updates())
+        if not keys.is_current(request, key):
+            return gr.skip()
+        keys.publish(request, key, PAIR)
+        sentence_ = (pair_.get("sentence") or "") if pair_ else ""
+        return (sentence_, pair_["translation"] if pair_ else "", pair_, *view.updates())
 
     for trigger in (run.click, sentence.submit):
         trigger(new_sentence, inputs=[sentence, kind, layer, head], outputs=[translation, pair_state, *views],
@@ -515,8 +540,9 @@ def build(bundle: ModelBundle, shared) -> None:
         picker.input(show, inputs=[pair_state, kind, layer, head, token], outputs=views, api_visibility="private",
                      show_progress="hidden", trigger_mode="always_last")
     shared.translate_event.then(
-        follow_main_tab, inputs=[shared.source, shared.translation, shared.attention_state, kind, layer, head],
+        follow_main_tab, inputs=[shared.attention_state, kind, layer, head],
         outputs=[sentence, translation, pair_state, *views], api_visibility="private", show_progress="hidden",
+        trigger_mode="always_last",
     )
 
     def walkthrough_api(sentence: str, kind: str = "encoder", layer: int = DEFAULT_LAYER, head: int = DEFAULT_HEAD,

@@ -8,6 +8,8 @@ instead and the browser test also writes space/screenshot.png for the README.
 
 import os
 import shutil
+import threading
+import time
 import types
 
 import numpy as np
@@ -106,6 +108,42 @@ def test_wrong_model_path_says_what_was_looked_for(tmp_path, capsys):
     assert app.main(["--model", str(missing), "--port", "1"]) == 2
     err = capsys.readouterr().err
     assert str(missing) in err and "config.json" in err and "Traceback" not in err
+
+
+def test_view_keys_drop_late_results():
+    import gradio as gr
+
+    import app
+
+    keys = app.ViewKeys(max_sessions=2)
+    one, two = types.SimpleNamespace(session_hash="one"), types.SimpleNamespace(session_hash="two")
+    first, second = keys.new_key(), keys.new_key()
+    assert first != second
+    assert keys.is_current(one, first)  # nothing published yet for this session
+    keys.publish(one, first)
+    keys.publish(one, second)
+    assert keys.latest(one, ("view",), second) == ("view",)
+    assert keys.latest(one, ("view",), first) == gr.skip()  # a result for the older translation is dropped
+    assert keys.is_current(two, first) and keys.is_current(None, first)  # other sessions, direct calls
+    keys.publish(one, first, name="pair")
+    assert keys.is_current(one, first, name="pair") and not keys.is_current(one, first)
+    for name in ("two", "three"):  # bounded: the oldest session is forgotten
+        keys.publish(types.SimpleNamespace(session_hash=name), "k")
+    assert keys.is_current(one, first) and len(keys._keys) == 2
+    assert app.ViewKeys.key_of({"key": "abc"}) == "abc" and app.ViewKeys.key_of(None) is None
+
+
+def test_the_state_of_a_translation_carries_its_key_and_texts(bundle):
+    import app
+
+    *_, state = app.translate_outputs(bundle, "  Two dogs play in the snow. ", 1, 6, key="k1")
+    result = bundle.translate("Two dogs play in the snow.", 1, 6)
+    assert state == {"key": "k1", "source": "Two dogs play in the snow.", "translation": result.text,
+                     "notices": result.notices, "source_ids": result.source.input_ids,
+                     "decoder_ids": result.decoder_ids}
+    assert app.translate_outputs(bundle, "Two dogs.", 1, 6)[-1]["key"] != app.translate_outputs(bundle, "Two dogs.",
+                                                                                                 1, 6)[-1]["key"]
+    assert app.translate_outputs(bundle, "   ", 1, 6)[-1] is None
 
 
 def test_defaults_are_local_and_private():
@@ -214,6 +252,94 @@ def test_browser_shows_html_and_control_characters_escaped(page, bundle):
     page.locator("#src textarea").fill("   ")
     page.locator("#translate-btn").click()
     expect(page.locator("#status")).to_contain_text("empty")
+
+
+def slowed(fn, seconds, done=None):
+    """`fn`, taking `seconds` longer (and setting the event `done` when it returns): makes a race certain."""
+    def wrapper(*args, **kwargs):
+        time.sleep(seconds)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if done is not None:
+                done.set()
+    return wrapper
+
+
+QUICK = ["Two dogs play in the snow.", "A man in a blue shirt is standing on a ladder cleaning windows.",
+         "People sit at a table."]
+
+
+def _translate_and_wait(page, bundle, sentence):
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Translate & attention").click()
+    page.locator("#src textarea").fill(sentence)
+    page.locator("#translate-btn").click()
+    expect(page.locator("#src-tokens .tok")).to_have_count(len(bundle.prepare(sentence).input_ids))
+    expect(page.locator("#translation textarea")).to_have_value(bundle.translate(sentence).text)
+
+
+@pytest.mark.browser
+def test_browser_three_quick_translations_every_tab_shows_the_last(page, bundle, monkeypatch):
+    """Each translation's follow-ups (explorer, "Inside one head", Circuits) are slowed so that the next
+    translation arrives while they run. Gradio used to skip a follow-up while the previous one was pending, so
+    those tabs stayed on the first sentence for good."""
+    from playwright.sync_api import expect
+
+    import app
+    import circuits_tab
+    import walkthrough_tab
+    from safe_html import visible
+
+    monkeypatch.setattr(app, "explorer_outputs", slowed(app.explorer_outputs, 2.0))
+    monkeypatch.setattr(walkthrough_tab, "walkthrough_view", slowed(walkthrough_tab.walkthrough_view, 2.0))
+    monkeypatch.setattr(circuits_tab, "refresh_outputs", slowed(circuits_tab.refresh_outputs, 2.0))
+    for sentence in QUICK:  # each clicked as soon as the previous translation is on screen
+        _translate_and_wait(page, bundle, sentence)
+
+    last = bundle.translate(QUICK[-1])
+    tokens = last.attention.source_tokens
+    expect(page.locator("#query-token input")).to_have_value(f"0: {visible(tokens[0])}")
+    expect(page.locator("#links")).to_contain_text(f"Layer {bundle.model.config.encoder_layers}")
+    page.get_by_role("tab", name="Inside one head").click()
+    expect(page.locator("#wt-sentence textarea")).to_have_value(QUICK[-1])
+    expect(page.locator("#wt-translation textarea")).to_have_value(last.text)
+    expect(page.locator("#wt-weights td.w")).to_have_count(len(tokens))
+    page.get_by_role("tab", name="Circuits").click()
+    source = bundle.tokenizer.decode(last.source.input_ids, skip_special_tokens=True).strip()
+    expect(page.locator("#circuits-context")).to_contain_text(f"Working on {source} →")
+    expect(page.locator("#lens-table tr")).to_have_count(len(last.decoder_ids) + 1)
+
+
+@pytest.mark.browser
+def test_browser_a_late_ablation_for_an_older_translation_is_dropped(page, bundle, monkeypatch):
+    """An ablation still running when the next translation arrives must not land on the tab, which by then
+    shows the new sentence (it used to: header and logit lens on one sentence, ablation on another)."""
+    from playwright.sync_api import expect
+
+    import circuits_tab
+
+    done = threading.Event()
+    monkeypatch.setattr(circuits_tab, "ablation_outputs", slowed(circuits_tab.ablation_outputs, 3.0, done))
+    _translate_and_wait(page, bundle, QUICK[0])
+    page.get_by_role("tab", name="Circuits").click()
+    expect(page.locator("#circuits-context")).to_contain_text("Working on")
+    page.locator("#ablate-cross input.select-all-checkbox").click()
+    page.locator("#ablate-btn").click()  # runs 3 s longer than usual
+    _translate_and_wait(page, bundle, QUICK[2])
+    page.get_by_role("tab", name="Circuits").click()
+    source = bundle.tokenizer.decode(bundle.prepare(QUICK[2]).input_ids, skip_special_tokens=True).strip()
+    expect(page.locator("#circuits-context")).to_contain_text(f"Working on {source} →")
+    assert done.wait(60)
+    page.wait_for_timeout(3000)  # time for a result to reach the page, if one were sent
+    expect(page.locator("#circuits-context")).to_contain_text(f"Working on {source} →")
+    assert page.locator("#circuits-original textarea").input_value() == ""
+    assert page.locator("#ablated-translation textarea").input_value() == ""
+    assert page.locator("#ablation-summary").inner_text().strip() == ""
+    # Switching heads off now works on the sentence shown.
+    page.locator("#ablate-btn").click()
+    expect(page.locator("#circuits-original textarea")).to_have_value(bundle.translate(QUICK[2]).text)
 
 
 def test_benchmark_helpers_against_the_running_server(server, bundle):

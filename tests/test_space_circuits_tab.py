@@ -99,7 +99,7 @@ def test_importance_lens_and_stream_match_circuits(bundle, on_screen):
     assert html.count('class="cand') == 2 * len(lens.target_tokens) * len(lens.layers)
     assert "(= output)" in html
 
-    context, lens_html, residual, caption, *cleared = tab.refresh_outputs(bundle, SENTENCE, state, 2)
+    context, lens_html, residual, caption, *cleared = tab.refresh_outputs(bundle, state, 2)
     assert "Working on" in context and lens_html == html and residual.ndim == 3 and "mean norm" in caption
     assert cleared == ["", "", "", "", None, "", []]
 
@@ -110,6 +110,24 @@ def test_importance_lens_and_stream_match_circuits(bundle, on_screen):
     assert importance == direct  # the API translates as the Translate button did, so the same pair
     assert tab.lens_json(bundle, SENTENCE, top_k=2) == {**lens.to_dict(), "notices": []}
     assert tab.residual_json(bundle, SENTENCE) == {**circuits.residual_stream(*args).to_dict(), "notices": []}
+
+
+def test_refresh_shows_the_translation_of_the_state_even_after_the_box_changed(bundle, on_screen):
+    """After a translation the tab shows that translation (with its notices), whatever the box holds by then:
+    the follow-up reads the state alone."""
+    from safe_html import escape
+
+    result, state = on_screen
+    german = bundle.translate("Ein Mann in einem blauen Hemd steht auf einer Leiter.")
+    german_state = {"key": "k2", "source_ids": german.source.input_ids, "decoder_ids": german.decoder_ids,
+                    "notices": german.notices}
+    context, lens_view, *_ = tab.refresh_outputs(bundle, german_state, 2)
+    assert "Working on <b>Ein Mann in einem blauen Hemd" in context
+    assert german.notices and all(escape(notice) in context for notice in german.notices)  # the state's notices
+    assert lens_view.count("<tr>") == len(german.decoder_ids) + 1
+    assert tab.pair_from_state(german_state) == tab.Pair(german.source.input_ids, german.decoder_ids, german.notices)
+    with pytest.raises(tab.CircuitsInputError, match="^Nothing translated yet"):
+        tab.pair_from_state(None)
 
 
 def test_a_given_translation_is_capped_and_must_be_valid_text(bundle):
@@ -150,7 +168,8 @@ def test_bad_input_gets_a_message(bundle, on_screen):
         assert picture is None and ranked == [] and message in ranking
         assert message in tab.lens_outputs(bundle, source, state_)
         assert message in tab.residual_outputs(bundle, source, state_)[1]
-        assert message in tab.refresh_outputs(bundle, source, state_)[0]
+    context, lens_view, picture, _, *_ = tab.refresh_outputs(bundle, None)
+    assert "Nothing translated yet" in context and "Nothing translated yet" in lens_view and picture is None
     assert "empty" in tab.importance_json(bundle, "")["error"]
     assert "cross L9 H1" in tab.ablation_json(bundle, SENTENCE, ["cross L9 H1"])["error"]
     assert "beam_size" in tab.ablation_json(bundle, SENTENCE, [], beam_size="many")["error"]
