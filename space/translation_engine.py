@@ -11,7 +11,8 @@ import os
 import re
 import threading
 import time
-from collections import OrderedDict
+import unicodedata
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from attention_data import AttentionData, build_attention_data, decoder_ids_from_generated
@@ -20,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL_DIR = os.path.join(HERE, "model")
 MAX_INPUT_CHARS = 2000  # longer text is cut before tokenising; the token limit below is the real one
 ATTENTION_CACHE_SIZE = 32  # recent translations whose attention maps stay in memory (bounded: nothing grows)
-LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech"}
+LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech", "es": "Spanish"}
 DEFAULT_LANGS = ("en", "de")  # the shipped model: Multi30k English -> German
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TRAIN_HINT = (
@@ -86,6 +87,100 @@ def _model_card_languages(folder: str) -> tuple[str, str] | None:
         return None
     langs = re.findall(r"[A-Za-z]{2,3}", match.group(1))
     return (langs[0], langs[1]) if len(langs) >= 2 else None
+
+
+# --- out-of-domain input ------------------------------------------------------------------------------------
+# The shipped model learnt from Multi30k: short English descriptions of photos. Text far from that (another
+# language, another script, emoji) still gets a fluent-looking translation, so the Space says when the input
+# looks out of domain. The test is deliberately simple and needs nothing beyond the tokenizer; the first of
+# these that holds gives the note:
+#   1. the text has no letters at all (only emoji, symbols or digits);
+#   2. more than half of its letters are not in the Latin alphabet (Arabic, Cyrillic, CJK, ...), for a model
+#      whose source language is written in it;
+#   3. more than 30% of its characters are unknown to the vocabulary: the tokenizer spells them byte by byte
+#      (`<0xNN>` pieces) or as `<unk>`;
+#   4. it has at least two function words ("der", "und", "est", "sobre", "jsou", ...) of another language and
+#      more of them than of the source language: then it is probably that language.
+# A single emoji or foreign name in an English sentence passes; very short text (one or two words) rarely
+# triggers rule 4. It is a hint shown next to the translation, never a refusal.
+OUT_OF_DOMAIN_BYTE_SHARE = 0.3
+OUT_OF_DOMAIN_SCRIPT_SHARE = 0.5
+OUT_OF_DOMAIN_MIN_WORDS = 2
+LATIN_SCRIPT_LANGS = {"en", "de", "fr", "es", "cs"}
+# Frequent short words of each language, without the ones another of these languages writes the same way
+# as English (in, an, was, man, am, hat, so, also, ...).
+FUNCTION_WORDS = {
+    "en": {"the", "a", "is", "are", "of", "on", "with", "and", "his", "her", "their", "at", "to", "for", "by",
+           "from", "who", "while", "its", "it", "this", "that", "there", "some", "into", "near", "he", "she",
+           "they", "has", "have", "two", "three", "people", "woman", "men", "next", "front", "down", "up"},
+    "de": {"der", "die", "das", "und", "ist", "sind", "ein", "eine", "einem", "einen", "einer", "eines", "mit",
+           "auf", "im", "dem", "den", "des", "sich", "von", "zu", "zum", "zur", "nicht", "zwei", "drei", "bei",
+           "aus", "vor", "für", "über", "unter", "ihr", "ihre", "sein", "seine", "auch", "oder", "wird", "neben"},
+    "fr": {"le", "la", "les", "et", "est", "sont", "un", "une", "des", "du", "dans", "sur", "avec", "au", "aux",
+           "deux", "trois", "qui", "pour", "par", "homme", "femme", "devant", "ses", "son", "sa"},
+    "es": {"el", "los", "las", "y", "es", "está", "están", "un", "una", "con", "del", "por", "en", "dos", "tres",
+           "sobre", "hombre", "mujer", "que", "su", "sus", "para"},
+    "cs": {"je", "jsou", "na", "v", "ve", "se", "s", "z", "ze", "dva", "dvě", "tři", "muž", "žena", "který",
+           "která", "před", "při", "pro", "muži", "ženy"},
+}
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+
+
+def _script(ch: str) -> str:
+    """The script of a letter, from its Unicode name: "LATIN", "ARABIC", "CYRILLIC", "CJK", ..."""
+    return unicodedata.name(ch, "UNKNOWN").split(" ")[0]
+
+
+def _byte_spelled_share(text: str, tokenizer) -> float | None:
+    """The share of non-space characters the tokenizer spells byte by byte or as <unk>; None if unknown."""
+    try:
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    except (NotImplementedError, TypeError, ValueError):  # a slow tokenizer has no offsets
+        return None
+    unk = getattr(tokenizer, "unk_token", None)
+    spelled = set()
+    for token, (start, end) in zip(tokenizer.convert_ids_to_tokens(encoded["input_ids"]), encoded["offset_mapping"]):
+        if token == unk or (token.startswith("<0x") and token.endswith(">") and len(token) == 6):
+            spelled.update(range(start, end))
+    positions = [i for i, ch in enumerate(text) if not ch.isspace()]
+    return sum(i in spelled for i in positions) / len(positions) if positions else 0.0
+
+
+def out_of_domain_reason(text: str, tokenizer, source_lang: str = "en") -> str | None:
+    """Why `text` looks unlike the model's training data (see the rules above), or None when it looks fine."""
+    text = str(text)
+    letters = [ch for ch in text if ch.isalpha()]
+    if text.strip() and not letters:
+        return "it has no letters, only symbols, digits or emoji"
+    if not letters:
+        return None
+    if source_lang in LATIN_SCRIPT_LANGS:
+        other = Counter(_script(ch) for ch in letters if _script(ch) != "LATIN")
+        if sum(other.values()) > OUT_OF_DOMAIN_SCRIPT_SHARE * len(letters):
+            script = other.most_common(1)[0][0]
+            shown = script if script == "CJK" else script.title()
+            return f"most of its letters are in {shown} script, not the Latin alphabet"
+    share = _byte_spelled_share(text, tokenizer)
+    if share is not None and share > OUT_OF_DOMAIN_BYTE_SHARE:
+        return (f"{share:.0%} of its characters never occurred in the training text (the tokenizer spells them "
+                "byte by byte)")
+    own = FUNCTION_WORDS.get(source_lang)
+    if own is not None:
+        words = [w.lower() for w in _WORD.findall(text)]
+        counts = {lang: [w for w in words if w in vocab] for lang, vocab in FUNCTION_WORDS.items() if lang != source_lang}
+        lang, hits = max(counts.items(), key=lambda item: len(item[1]))
+        if len(hits) >= OUT_OF_DOMAIN_MIN_WORDS and len(hits) > sum(w in own for w in words):
+            examples = ", ".join(f"“{w}”" for w in dict.fromkeys(hits))
+            return (f"it looks like {LANGUAGE_NAMES.get(lang, lang)}, not {LANGUAGE_NAMES.get(source_lang, source_lang)} "
+                    f"(words such as {examples})")
+    return None
+
+
+def out_of_domain_note(reason: str, source_lang: str = "en") -> str:
+    """The notice shown for an out-of-domain reason."""
+    return (f"This input looks out of domain: {reason}. The model learnt from "
+            f"{LANGUAGE_NAMES.get(source_lang, source_lang)} image captions (Multi30k) only, so expect a confident "
+            "but wrong translation.")
 
 
 @dataclass
@@ -190,6 +285,9 @@ class ModelBundle:
         if len(text) > MAX_INPUT_CHARS:
             notices.append(f"The text has {len(text):,} characters; only the first {MAX_INPUT_CHARS:,} were read.")
             text = text[:MAX_INPUT_CHARS]
+        reason = out_of_domain_reason(text, self.tokenizer, self.source_lang)
+        if reason:
+            notices.append(out_of_domain_note(reason, self.source_lang))
         full = self.tokenizer(text, add_special_tokens=True)["input_ids"]
         ids = full
         if len(full) > self.max_source_tokens:
@@ -334,6 +432,8 @@ __all__ = [
     "PreparedSource",
     "Translation",
     "load_bundle",
+    "out_of_domain_note",
+    "out_of_domain_reason",
     "replace_surrogates",
     "resolve_model_source",
 ]

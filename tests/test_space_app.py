@@ -342,6 +342,19 @@ def test_browser_a_late_ablation_for_an_older_translation_is_dropped(page, bundl
     expect(page.locator("#circuits-original textarea")).to_have_value(bundle.translate(QUICK[2]).text)
 
 
+@pytest.mark.browser
+def test_browser_out_of_domain_note(page, bundle):
+    from playwright.sync_api import expect
+
+    _translate_and_wait(page, bundle, "Ein Mann in einem blauen Hemd steht auf einer Leiter.")
+    expect(page.locator("#status .notice").first).to_have_text(
+        "This input looks out of domain: it looks like German, not English (words such as “ein”, “einem”, “auf”, "
+        "“einer”). The model learnt from English image captions (Multi30k) only, so expect a confident but wrong "
+        "translation.")
+    _translate_and_wait(page, bundle, SENTENCE)
+    expect(page.locator("#status")).not_to_contain_text("out of domain")
+
+
 def test_benchmark_helpers_against_the_running_server(server, bundle):
     """benchmarks/bench_space.py, in miniature, so the script does not rot."""
     import importlib.util

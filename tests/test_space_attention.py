@@ -157,6 +157,56 @@ def test_emoji_rtl_html_and_control_characters_never_crash(bundle, text):
     assert len(out.attention.source_tokens) == out.attention.encoder[0].shape[-1]
 
 
+# --- out-of-domain input ------------------------------------------------------------------------------------
+IN_DOMAIN = [  # Multi30k-style captions, the app's examples, and one emoji or foreign word inside English
+    "Two dogs play in the snow.",
+    "A man with a Hund.",
+    "A dog 😀 runs on the grass.",
+    "Hund",
+    "A cyclist in a yellow jersey rides past a crowd of people.",
+]
+OUT_OF_DOMAIN = {  # text -> what the note says
+    "Ein Mann in einem blauen Hemd steht auf einer Leiter.":
+        "it looks like German, not English (words such as “ein”, “einem”, “auf”, “einer”)",
+    "Zwei Hunde spielen im Schnee.": "it looks like German, not English (words such as “zwei”, “im”)",
+    "Un homme est assis sur un banc dans le parc.": "it looks like French, not English",
+    "Un hombre con una camisa azul está de pie sobre una escalera.": "it looks like Spanish, not English",
+    "Muž v modré košili stojí na žebříku.": "it looks like Czech, not English",
+    "رجل يقف على سلم وينظف النوافذ": "most of its letters are in Arabic script, not the Latin alphabet",
+    "Собака бежит по траве.": "most of its letters are in Cyrillic script, not the Latin alphabet",
+    "狗在草地上跑": "most of its letters are in CJK script, not the Latin alphabet",
+    "😀🎉👍": "it has no letters, only symbols, digits or emoji",
+    "🐶🐶🐶 dog 🎉🎉🎉": "of its characters never occurred in the training text (the tokenizer spells them byte by byte)",
+}
+
+
+def test_out_of_domain_heuristic_on_real_inputs(multi30k_tokenizer):
+    """The rules of `out_of_domain_reason`, with a real Multi30k tokenizer (en, de, fr, cs)."""
+    import app
+    from translation_engine import out_of_domain_reason
+
+    for text in IN_DOMAIN + app.EXAMPLES:
+        assert out_of_domain_reason(text, multi30k_tokenizer) is None, text
+    for text, reason in OUT_OF_DOMAIN.items():
+        found = out_of_domain_reason(text, multi30k_tokenizer)
+        assert found is not None and reason in found, (text, found)
+    assert out_of_domain_reason("🐶🐶🐶 dog 🎉🎉🎉", multi30k_tokenizer).startswith("67% of its characters")  # 6 of 9
+    # Only for a source language written in the Latin alphabet does another script count as foreign.
+    assert out_of_domain_reason("Собака бежит по траве.", multi30k_tokenizer, "ru").startswith("95% of its characters")
+    assert out_of_domain_reason("Ein Hund und eine Katze.", multi30k_tokenizer, "de") is None
+
+
+def test_out_of_domain_input_gets_a_notice(bundle):
+    german = "Ein Mann in einem blauen Hemd steht auf einer Leiter."
+    out = bundle.translate(german, num_beams=1, max_new_tokens=4)
+    assert out.notices[0] == (
+        "This input looks out of domain: it looks like German, not English (words such as “ein”, “einem”, “auf”, "
+        "“einer”). The model learnt from English image captions (Multi30k) only, so expect a confident but wrong "
+        "translation.")
+    assert bundle.translate(SENTENCE, num_beams=1, max_new_tokens=4).notices == [
+        "The translation stopped at the maximum length (4 tokens)."]
+
+
 def test_a_given_translation_is_checked(bundle):
     limit = bundle.max_new_tokens_limit
     assert bundle.target_ids("Ein Hund.") == bundle.tokenizer(text_target="Ein Hund.")["input_ids"]
