@@ -89,15 +89,51 @@ def plot_label_title(title: str) -> str:
     return str(title).replace("$", r"\$")
 
 
+# The page draws its download and fullscreen buttons over the top-right corner of every picture: the head
+# grid keeps a band of this height (in pixels at DPI) free above its plots, and its title on the left of it.
+ICON_BAND_PX = 44
+TITLE_WIDTH = 0.68  # the share of the picture's width the grid's title may use (the rest is the buttons')
+
+
+def wrap_title(title: str, max_chars: int) -> list[str]:
+    """`title` in lines of at most about `max_chars` characters, broken at its " · " separators, else at spaces."""
+    lines: list[str] = []
+    for part in str(title).split(" · "):
+        if lines and len(lines[-1]) + 3 + len(part) <= max_chars:
+            lines[-1] += " · " + part
+            continue
+        words, line = part.split(" "), ""
+        for word in words:
+            if line and len(line) + 1 + len(word) > max_chars:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        lines.append(line)
+    return lines
+
+
 def head_grid_image(stack: np.ndarray, title: str, selected: int | None = None, columns: int | None = None) -> np.ndarray:
-    """All heads of one layer, (h, q, k), as small multiples; the selected head (0-based) is framed in red."""
+    """All heads of one layer, (h, q, k), as small multiples; the selected head (0-based) is framed in red.
+
+    The title sits at the top left, wrapped to the left `TITLE_WIDTH` of the picture, above a band of at least
+    `ICON_BAND_PX` that the plots leave free: the page's buttons in the top-right corner cover no text.
+    """
     stack = np.asarray(stack, dtype=np.float32)
     heads = stack.shape[0]
     if columns is None:
         columns = 2 if heads <= 4 else 4
     columns = max(1, min(columns, heads))
     rows = -(-heads // columns)
-    fig = Figure(figsize=(2.3 * columns + 0.3, 2.3 * rows + 0.5), dpi=DPI, layout="constrained")
+    width = 2.3 * columns + 0.3
+    fontsize = 10
+    # DejaVu Sans averages about 0.6 em per character; the title's lines stay within TITLE_WIDTH.
+    lines = wrap_title(plot_label_title(title), max(12, int(TITLE_WIDTH * width * 72 / (0.6 * fontsize))))
+    band = max(ICON_BAND_PX, 8 + round(len(lines) * 1.25 * fontsize * DPI / 72))  # pixels
+    height = 2.3 * rows + 0.2 + band / DPI
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    fig.get_layout_engine().set(rect=(0, 0, 1, 1 - band / (height * DPI)))
+    fig.text(0.01, 1 - 4 / (height * DPI), "\n".join(lines), ha="left", va="top", fontsize=fontsize)
     axes = fig.subplots(rows, columns, squeeze=False)
     for index, ax in enumerate(axes.flat):
         if index >= heads:
@@ -112,8 +148,8 @@ def head_grid_image(stack: np.ndarray, title: str, selected: int | None = None, 
             for spine in ax.spines.values():
                 spine.set_edgecolor("crimson")
                 spine.set_linewidth(3)
-    fig.suptitle(plot_label_title(title), fontsize=10)
     return figure_to_rgb(fig)
 
 
-__all__ = ["figure_to_rgb", "heatmap_image", "head_grid_image", "plot_label", "plot_label_title"]
+__all__ = ["ICON_BAND_PX", "TITLE_WIDTH", "figure_to_rgb", "heatmap_image", "head_grid_image", "plot_label",
+           "plot_label_title", "wrap_title"]

@@ -257,6 +257,39 @@ def test_pictures_are_arrays_and_no_figure_survives(result):
         heatmap_image(np.ones((2, 3)), ["a"], ["b"], "t")
 
 
+def test_head_grid_title_leaves_the_buttons_corner_free(result, monkeypatch):
+    """The page draws its fullscreen and download buttons over a picture's top-right corner: no text of the
+    head grid may lie there (the title was centred at the top and ran under them)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    import attention_plots
+
+    boxes = []
+    draw = attention_plots.figure_to_rgb
+
+    def spy(fig):
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)
+        height = fig.bbox.height
+        for text in fig.findobj(lambda artist: hasattr(artist, "get_text") and hasattr(artist, "get_window_extent")):
+            if text.get_visible() and text.get_text():
+                box = text.get_window_extent(renderer)
+                boxes.append((text.get_text(), box.x0 / fig.bbox.width, box.x1 / fig.bbox.width, height - box.y1))
+        return draw(fig)
+
+    monkeypatch.setattr(attention_plots, "figure_to_rgb", spy)
+    title = "Cross-attention (decoder → encoder) · layer 3 · all heads"
+    for heads in (result.attention.cross[0], np.ones((8, 5, 5)) / 5):
+        boxes.clear()
+        image = attention_plots.head_grid_image(heads, title, selected=1)
+        assert image.shape[2] == 3
+        texts = "".join(text for text, *_ in boxes)
+        assert "Cross-attention (decoder → encoder)" in texts and "all heads" in texts
+        for text, left, right, top in boxes:
+            assert right <= 0.72 or top >= attention_plots.ICON_BAND_PX, (text, left, right, top)
+    assert attention_plots.wrap_title(title, 40) == ["Cross-attention (decoder → encoder)", "layer 3 · all heads"]
+
+
 # --- where the model comes from -----------------------------------------------------------------------------
 def test_model_source_order_and_clear_errors(tmp_path, tiny_model_dir):
     missing = tmp_path / "no_such_model"
