@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import logging
 import os
 import sys
 import threading
@@ -36,7 +37,9 @@ from attention_data import FAMILIES, FAMILY_SIDES, FAMILY_TITLES, AttentionData 
 from attention_plots import head_grid_image, heatmap_image  # noqa: E402
 from safe_html import TOKEN_CSS, links_html, status_html, tokens_html, visible  # noqa: E402
 from translation_engine import (  # noqa: E402
+    BOX_MAX_CHARS,
     EMPTY_MESSAGE,
+    MAX_INPUT_CHARS,
     ModelBundle,
     ModelSourceError,
     load_bundle,
@@ -66,6 +69,9 @@ All maps come from one teacher-forced forward pass over the final translation.
 OPTIONAL_TABS = ("walkthrough_tab", "circuits_tab")
 HEAD_MEAN = "mean"
 TRANSLATION = "translation"  # the name under which ViewKeys records the main tab's translations
+SOURCE_INFO = (f"The box keeps at most {BOX_MAX_CHARS:,} characters and drops the rest of a longer paste; the "
+               f"model reads the first {MAX_INPUT_CHARS:,} characters, up to {{tokens}} subword tokens.")
+LOG = logging.getLogger("space")
 
 
 class ViewKeys:
@@ -123,6 +129,25 @@ class ViewKeys:
     def latest(self, request, outputs, key, name: str = TRANSLATION):
         """`outputs` when `key` is still the newest under `name`, else `gr.skip()` (the late result is dropped)."""
         return outputs if self.is_current(request, key, name) else gr.skip()
+
+
+def quiet_range_errors(slider: gr.Slider) -> gr.Slider:
+    """`slider`, refusing an out-of-range value (only a hand-made API call sends one) with Gradio's own message
+    to the caller, but logging one line instead of a traceback on the server's console.
+
+    The instance's `preprocess` is wrapped (a subclass of a Gradio component would make Gradio write a `.pyi`
+    stub next to this file)."""
+    check = slider.preprocess
+
+    def preprocess(payload):
+        try:
+            return check(payload)
+        except gr.Error as err:
+            LOG.warning("space/app.py: refused %s = %r: %s", slider.label, payload, err.message)
+            raise gr.Error(err.message, print_exception=False) from None
+
+    slider.preprocess = preprocess
+    return slider
 
 
 @dataclass
@@ -255,26 +280,28 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
     is a `SharedUI`.
     """
     config = bundle.model.config
-    model_name = os.path.basename(bundle.ref.rstrip("/")) if os.path.isdir(bundle.ref) else bundle.ref
     views = ViewKeys()
     with gr.Blocks(title="Attention Is All You Need — attention explorer", analytics_enabled=False,
                    delete_cache=(1800, 3600)) as demo:
         gr.Markdown(
             "# Attention Is All You Need — translate and watch every head\n"
             f"The original 2017 Transformer, trained from scratch on Multi30k. {bundle.describe()} · "
-            f"model `{model_name}`"
+            f"model `{bundle.display_name}`"
         )
         with gr.Tab("Translate & attention", id="translate"):
             with gr.Row():
                 with gr.Column():
                     source = gr.Textbox(label=f"Source ({bundle.language_pair.split(' → ')[0]})", lines=3,
                                         placeholder="Type an English sentence…", elem_id="src",
-                                        max_length=4 * 2000)
+                                        max_length=BOX_MAX_CHARS,
+                                        info=SOURCE_INFO.format(tokens=bundle.max_source_tokens))
                     with gr.Row():
-                        beam_size = gr.Slider(1, 8, value=bundle.default_num_beams, step=1, label="Beam size (1 = greedy)",
-                                              elem_id="beam-size")
-                        max_new_tokens = gr.Slider(4, bundle.max_new_tokens_limit, value=bundle.default_max_new_tokens,
-                                                   step=1, label="Maximum output tokens", elem_id="max-new-tokens")
+                        beam_size = quiet_range_errors(gr.Slider(
+                            1, 8, value=bundle.default_num_beams, step=1, label="Beam size (1 = greedy)",
+                            elem_id="beam-size"))
+                        max_new_tokens = quiet_range_errors(gr.Slider(
+                            4, bundle.max_new_tokens_limit, value=bundle.default_max_new_tokens, step=1,
+                            label="Maximum output tokens", elem_id="max-new-tokens"))
                     button = gr.Button("Translate", variant="primary", elem_id="translate-btn")
                 with gr.Column():
                     translation = gr.Textbox(label=f"Translation ({bundle.language_pair.split(' → ')[1]})", lines=3,
@@ -390,7 +417,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="model folder or Hub id (default: $MODEL_ID, else model/ next to app.py)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to listen on (default 127.0.0.1; Spaces set GRADIO_SERVER_NAME=0.0.0.0)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                        help="port to listen on (default 7860, or $GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads per request (default 1; 0 = torch's choice). This model's matrices "
@@ -410,7 +438,15 @@ def main(argv=None) -> int:
         print(f"space/app.py: {err}", file=sys.stderr)
         return 2
     demo = build_demo(bundle)
-    launch(demo, server_name=args.host, server_port=args.port, share=args.share)
+    try:
+        launch(demo, server_name=args.host, server_port=args.port, share=args.share)
+    except OSError as err:
+        if "empty port" in str(err):
+            print(f"space/app.py: port {args.port} on {args.host} is in use (another server?); pick a free one "
+                  f"with --port, e.g. --port {args.port + 1}.", file=sys.stderr)
+        else:
+            print(f"space/app.py: cannot serve on {args.host}:{args.port}: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

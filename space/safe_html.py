@@ -21,9 +21,12 @@ TOKEN_CSS = """
 .notice { padding: 6px 10px; border-radius: 6px; background: rgba(234, 179, 8, 0.15);
           border: 1px solid rgba(234, 179, 8, 0.5); margin: 4px 0; }
 .ok { opacity: 0.75; font-size: 0.9em; }
-table.links { border-collapse: collapse; font-size: 0.9em; }
-table.links td, table.links th { padding: 3px 8px; border-bottom: 1px solid rgba(148, 163, 184, 0.35);
-       text-align: left; vertical-align: middle; }
+table.links { border-collapse: collapse; font-size: 0.9em; margin: 4px 0 10px; border: none !important; }
+table.links tr { border: none !important; }
+/* Gradio's page style frames every table cell in the text colour; with these light row lines collapsed into
+   that frame, the last row lost its bottom edge and the table looked cut off. Only the row lines stay. */
+table.links td, table.links th { padding: 3px 8px; border: none !important;
+       border-bottom: 1px solid rgba(148, 163, 184, 0.6) !important; text-align: left; vertical-align: middle; }
 .bar { display: inline-block; height: 8px; background: #6366f1; border-radius: 2px; margin-left: 4px; }
 """
 

@@ -20,6 +20,7 @@ from attention_data import AttentionData, build_attention_data, decoder_ids_from
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL_DIR = os.path.join(HERE, "model")
 MAX_INPUT_CHARS = 2000  # longer text is cut before tokenising; the token limit below is the real one
+BOX_MAX_CHARS = 8000  # the text boxes keep at most this many characters (a longer paste is cut in the browser)
 ATTENTION_CACHE_SIZE = 32  # recent translations whose attention maps stay in memory (bounded: nothing grows)
 LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech", "es": "Spanish"}
 DEFAULT_LANGS = ("en", "de")  # the shipped model: Multi30k English -> German
@@ -87,6 +88,18 @@ def _model_card_languages(folder: str) -> tuple[str, str] | None:
         return None
     langs = re.findall(r"[A-Za-z]{2,3}", match.group(1))
     return (langs[0], langs[1]) if len(langs) >= 2 else None
+
+
+def _model_card_name(folder: str) -> str | None:
+    """The model's name from the `model-index` of its card's YAML front matter (`- name: ...`), if any."""
+    try:
+        with open(os.path.join(folder, "README.md"), encoding="utf-8") as fh:
+            text = fh.read(8000)
+    except OSError:
+        return None
+    front = re.match(r"^---\s*\n(.*?)\n---", text, re.S)
+    match = re.search(r"^model-index:\s*\n\s*-\s*name:\s*['\"]?([^'\"\n]+?)['\"]?\s*$", front.group(1), re.M) if front else None
+    return match.group(1).strip() if match else None
 
 
 # --- out-of-domain input ------------------------------------------------------------------------------------
@@ -261,6 +274,13 @@ class ModelBundle:
         name = lambda code: LANGUAGE_NAMES.get(code, code)  # noqa: E731
         return f"{name(self.source_lang)} → {name(self.target_lang)}"
 
+    @property
+    def display_name(self) -> str:
+        """What the page calls the model: the name in its model card, else the Hub id, else the folder's name."""
+        if self.ref and os.path.isdir(self.ref):
+            return _model_card_name(self.ref) or os.path.basename(os.path.normpath(self.ref))
+        return self.ref or type(self.model).__name__
+
     def describe(self) -> str:
         c = self.model.config
         return (
@@ -275,6 +295,7 @@ class ModelBundle:
         if text is None:
             return None
         text, surrogates = replace_surrogates(str(text))
+        sent_length = len(text)  # a box that cut a longer paste sends exactly BOX_MAX_CHARS characters
         text = text.strip()
         if not text:
             return None
@@ -283,7 +304,9 @@ class ModelBundle:
             notices.append(f"The text held {surrogates} lone surrogate code point{'s' if surrogates > 1 else ''} "
                            "(not valid Unicode, only possible through the API); each was read as “?”.")
         if len(text) > MAX_INPUT_CHARS:
-            notices.append(f"The text has {len(text):,} characters; only the first {MAX_INPUT_CHARS:,} were read.")
+            boxed = f" (the text box keeps at most {BOX_MAX_CHARS:,})" if sent_length >= BOX_MAX_CHARS else ""
+            notices.append(f"The text has {len(text):,} characters{boxed}; only the first {MAX_INPUT_CHARS:,} "
+                           "were read.")
             text = text[:MAX_INPUT_CHARS]
         reason = out_of_domain_reason(text, self.tokenizer, self.source_lang)
         if reason:
@@ -425,6 +448,7 @@ def load_bundle(source: ModelSource | str | None = None) -> ModelBundle:
 
 
 __all__ = [
+    "BOX_MAX_CHARS",
     "EMPTY_MESSAGE",
     "ModelBundle",
     "ModelSource",

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 
 import walkthrough as wt
 from safe_html import TOKEN_CSS, escape, visible
-from translation_engine import EMPTY_MESSAGE, ModelBundle
+from translation_engine import BOX_MAX_CHARS, EMPTY_MESSAGE, ModelBundle
 
 TAB_TITLE = "Inside one head"
 PAIR = "walkthrough pair"  # the name under which the tab's sentence pairs are keyed (`SharedUI.views`)
@@ -484,7 +484,8 @@ def build(bundle: ModelBundle, shared) -> None:
     gr.Markdown(INTRO, elem_id="wt-intro")
     with gr.Row():
         sentence = gr.Textbox(value=wt.DEFAULT_SENTENCE, label="Sentence", lines=2, elem_id="wt-sentence",
-                              max_length=8000, scale=3)
+                              max_length=BOX_MAX_CHARS, scale=3,
+                              info=f"At most {BOX_MAX_CHARS:,} characters (the box drops the rest of a longer paste).")
         translation = gr.Textbox(value=pair["translation"], label="Its translation (what the decoder reads)",
                                  lines=2, interactive=False, elem_id="wt-translation", scale=3)
         run = gr.Button("Walk through", variant="primary", elem_id="wt-run", scale=1)

@@ -6,8 +6,10 @@ not with good German. With SAVE_SCREENSHOT set and a trained model in space/mode
 instead and the browser test also writes space/screenshot.png for the README.
 """
 
+import logging
 import os
 import shutil
+import socket
 import threading
 import time
 import types
@@ -82,6 +84,22 @@ def test_api_bad_input_gets_messages_not_errors(client, bundle):
         assert "<img" not in fragment and "\x07" not in fragment and "${" not in fragment
 
 
+def test_out_of_range_api_values_log_one_line_not_a_traceback(client, capsys, caplog):
+    """The client gets Gradio's message; the server's console gets one line, not a traceback per request."""
+    from gradio_client.exceptions import AppError
+
+    with caplog.at_level(logging.WARNING, logger="space"):
+        with pytest.raises(AppError, match=r"^Value 100 is greater than maximum value 8\.$"):
+            client.predict(SENTENCE, 100, 5, api_name="/translate")
+        with pytest.raises(AppError, match=r"^Value 0 is less than minimum value 4\.$"):
+            client.predict(SENTENCE, 1, 0, api_name="/translate")
+    assert "Traceback" not in capsys.readouterr().err
+    assert [record.getMessage() for record in caplog.records if record.name == "space"] == [
+        "space/app.py: refused Beam size (1 = greedy) = 100: Value 100 is greater than maximum value 8.",
+        "space/app.py: refused Maximum output tokens = 0: Value 0 is less than minimum value 4.",
+    ]
+
+
 # The endpoints README.md and space/README.md document; every other event (explorer pickers, Examples, the
 # other tabs' buttons and follow-ups) is UI-only and must not be an API endpoint.
 DOCUMENTED_ENDPOINTS = {"/translate", "/attention", "/ablate", "/head_importance", "/logit_lens",
@@ -108,6 +126,40 @@ def test_wrong_model_path_says_what_was_looked_for(tmp_path, capsys):
     assert app.main(["--model", str(missing), "--port", "1"]) == 2
     err = capsys.readouterr().err
     assert str(missing) in err and "config.json" in err and "Traceback" not in err
+
+
+def test_a_busy_port_says_to_use_port(tiny_model_dir, capsys):
+    import app
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert app.main(["--model", tiny_model_dir, "--host", "127.0.0.1", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert (f"space/app.py: port {port} on 127.0.0.1 is in use (another server?); pick a free one with --port, "
+            f"e.g. --port {port + 1}.") in err
+    assert "Traceback" not in err and "server_port" not in err
+
+
+def test_the_page_names_the_model_and_the_box_says_its_limit(bundle, tmp_path):
+    import gradio as gr
+
+    import app
+    from translation_engine import BOX_MAX_CHARS, ModelBundle
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "README.md").write_text(
+        "---\nlanguage:\n- en\n- de\nmodel-index:\n- name: vanilla-transformer-multi30k-en-de\n  results: []\n---\n")
+    named = ModelBundle(bundle.model, bundle.tokenizer, ref=str(tmp_path / "model"))
+    demo = app.build_demo(named, tabs=[])
+    blocks = list(demo.blocks.values())
+    heading = next(b.value for b in blocks if isinstance(b, gr.Markdown) and "# Attention Is All You Need" in b.value)
+    assert heading.endswith("model `vanilla-transformer-multi30k-en-de`")
+    source = next(b for b in blocks if getattr(b, "elem_id", None) == "src")
+    assert source.max_length == BOX_MAX_CHARS == 8000
+    assert source.info == ("The box keeps at most 8,000 characters and drops the rest of a longer paste; the model "
+                           f"reads the first 2,000 characters, up to {bundle.max_source_tokens} subword tokens.")
 
 
 def test_view_keys_drop_late_results():
@@ -353,6 +405,27 @@ def test_browser_out_of_domain_note(page, bundle):
         "translation.")
     _translate_and_wait(page, bundle, SENTENCE)
     expect(page.locator("#status")).not_to_contain_text("out of domain")
+
+
+@pytest.mark.browser
+def test_browser_source_limit_and_links_table(page, bundle):
+    from playwright.sync_api import expect
+
+    expect(page.locator("#src")).to_contain_text("The box keeps at most 8,000 characters")
+    _translate_and_wait(page, bundle, SENTENCE)
+    # The strongest-links table: light row lines only, the last row's included (Gradio's dark cell frame,
+    # collapsed with them, left the last row without a bottom edge: the table looked cut off).
+    expect(page.locator("#links table tr")).to_have_count(bundle.model.config.encoder_layers + 1)
+    style = page.evaluate("""() => {
+        const table = document.querySelector('#links table'), css = e => getComputedStyle(e);
+        const cells = [...table.querySelectorAll('td, th')], last = [...table.rows].at(-1).cells;
+        return {frame: [css(table).borderTopStyle, css(table).borderLeftStyle, css(table).borderBottomStyle],
+                sides: [...new Set(cells.flatMap(c => [css(c).borderTopStyle, css(c).borderLeftStyle,
+                                                        css(c).borderRightStyle]))],
+                lastBottom: [...new Set([...last].map(c => css(c).borderBottomStyle + ' ' + css(c).borderBottomWidth))],
+                inside: table.getBoundingClientRect().bottom <= document.querySelector('#links').getBoundingClientRect().bottom};
+    }""")
+    assert style == {"frame": ["none", "none", "none"], "sides": ["none"], "lastBottom": ["solid 1px"], "inside": True}
 
 
 def test_benchmark_helpers_against_the_running_server(server, bundle):

@@ -207,6 +207,22 @@ def test_out_of_domain_input_gets_a_notice(bundle):
         "The translation stopped at the maximum length (4 tokens)."]
 
 
+def test_cut_and_cleaned_input_is_said(bundle):
+    """Text at the box's limit says so; a lone surrogate (only the API can send one) is read as "?", with a note."""
+    from translation_engine import BOX_MAX_CHARS, MAX_INPUT_CHARS
+
+    pasted = ("a dog runs on the grass " * 400)[:BOX_MAX_CHARS - 1] + " "  # what the box sends of a longer paste
+    boxed = bundle.prepare(pasted)
+    assert boxed.notices[0] == (f"The text has {BOX_MAX_CHARS - 1:,} characters (the text box keeps at most "
+                                f"{BOX_MAX_CHARS:,}); only the first {MAX_INPUT_CHARS:,} were read.")
+    shorter = bundle.prepare("a dog runs on the grass " * 100)
+    assert shorter.notices[0] == f"The text has 2,399 characters; only the first {MAX_INPUT_CHARS:,} were read."
+    surrogate = bundle.prepare("A dog \ud800 runs \udfff.")
+    assert surrogate.text == "A dog ? runs ?."
+    assert surrogate.notices == ["The text held 2 lone surrogate code points (not valid Unicode, only possible "
+                                 "through the API); each was read as “?”."]
+
+
 def test_a_given_translation_is_checked(bundle):
     limit = bundle.max_new_tokens_limit
     assert bundle.target_ids("Ein Hund.") == bundle.tokenizer(text_target="Ein Hund.")["input_ids"]
@@ -217,6 +233,18 @@ def test_a_given_translation_is_checked(bundle):
     with pytest.raises(ValueError, match=f"^The translation is {limit + 1} subword tokens long; this model writes "
                                          f"at most {limit}\\.$"):
         bundle.target_ids(too_long)
+
+
+def test_the_model_is_named_by_its_card(bundle, tiny_model_dir, tmp_path):
+    from translation_engine import ModelBundle
+
+    assert bundle.display_name == os.path.basename(tiny_model_dir)  # no model card: the folder's name
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "README.md").write_text(
+        "---\nlanguage:\n- en\n- de\nmodel-index:\n- name: vanilla-transformer-multi30k-en-de\n  results: []\n---\n")
+    named = ModelBundle(bundle.model, bundle.tokenizer, ref=str(tmp_path / "model"))
+    assert named.display_name == "vanilla-transformer-multi30k-en-de"
+    assert ModelBundle(bundle.model, bundle.tokenizer, ref="someone/some-model").display_name == "someone/some-model"
 
 
 # --- HTML and pictures --------------------------------------------------------------------------------------
