@@ -5,7 +5,8 @@ it (flags win) and `validate` refuses a bad value before any work starts. The ou
 `tokenizer/`, `checkpoints/` (Trainer checkpoints), `train_config.json`, `log.jsonl` and, at the end, `model/`;
 `complete_checkpoints` lists the checkpoints a run can continue from or average.
 
-Only the standard library is imported here, so that a bad setting is refused at once.
+Importing this module loads only the standard library (the checkpoint checks import safetensors and torch when
+called), so that a bad setting is refused at once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 DESCRIPTION = "Train the Transformer on parallel text with the paper's recipe (section 5) through `Seq2SeqTrainer`."
 
-
+# Runs shorter than this many steps score their final candidates on this many sentences per split by default.
 SHORT_RUN_STEPS, SHORT_RUN_EVAL_SENTENCES = 1000, 100
 # training/tokenizer.py's floor: the 4 special tokens, the 256 byte tokens and at least 100 learned subwords.
 MIN_VOCAB_SIZE = 4 + 256 + 100
@@ -140,7 +141,7 @@ class TrainConfig:
         problems = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            allowed, requirement = _rule(f.name, f.default if f.default is not dataclasses.MISSING else [])
+            allowed, requirement = _rule(f)
             if not allowed(value):
                 problems[f.name] = f"{f.name} must be {requirement}, got {value!r}"
         problems = list(problems.values()) + self._combination_problems(set(problems))
@@ -210,11 +211,12 @@ _RULES = {
 }
 
 
-def _rule(name: str, default) -> tuple:
+def _rule(f: dataclasses.Field) -> tuple:
     """(allowed, requirement) for a setting: its own rule, its choices, else what its default's type asks."""
-    if name in _RULES:
-        return _RULES[name]
-    choices = next(f for f in dataclasses.fields(TrainConfig) if f.name == name).metadata.get("choices")
+    if f.name in _RULES:
+        return _RULES[f.name]
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    choices = f.metadata.get("choices")
     if choices:
         return (lambda v: v in choices), " or ".join(repr(c) for c in choices)
     if isinstance(default, bool):

@@ -27,9 +27,8 @@ import sys
 import time
 
 from .export import finalize, generation_config
-from .run_config import (  # noqa: F401  (TrainConfig, parse_args and complete_checkpoints are re-exported)
-    TrainConfig, checkpoint_problem, complete_checkpoints, parse_args, scan_checkpoints,
-)
+# TrainConfig, parse_args and complete_checkpoints are also imported from here (training.train) by their users.
+from .run_config import TrainConfig, checkpoint_problem, complete_checkpoints, parse_args, scan_checkpoints
 
 logger = logging.getLogger("training")
 
@@ -513,23 +512,12 @@ def build_trainer(config: TrainConfig, model, tokenizer, train_ds, eval_ds, eval
 
 
 def resume_checkpoint(config: TrainConfig, args, state) -> str | None:
-    """With --resume, the newest checkpoint that loads (None: start from step 0). Every checkpoint passed over is
-    logged with the reason, and the log loses the lines of the steps that will be trained again."""
+    """With --resume, the newest checkpoint that loads (None: start from step 0). The log loses the lines of the
+    steps that will be trained again."""
     if not args.resume:
         return None
     ckpt_dir = os.path.join(config.output_dir, "checkpoints")
-    complete, incomplete = scan_checkpoints(ckpt_dir)
-    for path, why in incomplete:
-        if state.is_main_process:
-            logger.warning("--resume: skipping %s: %s", path, why)
-    chosen = None
-    for path in reversed(complete):
-        if problem := checkpoint_problem(path):
-            if state.is_main_process:
-                logger.warning("--resume: skipping %s: %s", path, problem)
-            continue
-        chosen = path
-        break
+    chosen = newest_loadable_checkpoint(ckpt_dir, report=state.is_main_process)
     if chosen is None:
         logger.info("--resume: no loadable checkpoint in %s yet, starting from step 0", ckpt_dir)
     else:
@@ -542,13 +530,31 @@ def resume_checkpoint(config: TrainConfig, args, state) -> str | None:
     return chosen
 
 
+def newest_loadable_checkpoint(ckpt_dir: str, report: bool = True) -> str | None:
+    """The newest complete checkpoint whose files load, or None; with `report`, every checkpoint passed over
+    (incomplete, or with a file that does not load) is logged with the reason."""
+    complete, passed_over = scan_checkpoints(ckpt_dir)
+    chosen = None
+    for path in reversed(complete):
+        if problem := checkpoint_problem(path):
+            passed_over.append((path, problem))
+        else:
+            chosen = path
+            break
+    if report:
+        for path, why in passed_over:
+            logger.warning("--resume: skipping %s: %s", path, why)
+    return chosen
+
+
 def checkpoint_step(path: str) -> int:
     with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as fh:
         return json.load(fh)["global_step"]
 
 
 def trim_log(log_path: str, step: int) -> None:
-    """Drop the log lines after `step` (a killed run's, which the resumed run writes again), atomically."""
+    """Drop the log lines after `step` (a killed run's, which the resumed run writes again) and any line a kill
+    cut short, atomically (a temporary file, then a rename)."""
     if not os.path.isfile(log_path):
         return
     with open(log_path, encoding="utf-8") as fh:
