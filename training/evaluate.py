@@ -9,12 +9,51 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import time
 
 
+HUB_MODEL_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def looks_local(model_id: str) -> bool:
+    """True when `model_id` is meant as a folder on this machine, as training.data decides for --data: it exists,
+    starts with `.`, `/` or `~`, or is not of the Hub's `owner/name` form (no slash, several, other characters)."""
+    return (os.path.exists(model_id) or model_id.startswith((".", "/", "~"))
+            or not HUB_MODEL_ID.fullmatch(model_id))
+
+
+def local_model_problem(model_id: str) -> str | None:
+    """Why `model_id`, meant as a local folder, holds no model (None when it may: a folder with config.json, or
+    a Hub id). Checked before transformers is imported, so a mistyped path fails at once instead of being
+    tried on the Hub."""
+    if not looks_local(model_id):
+        return None
+    path = os.path.expanduser(model_id)
+    if not os.path.exists(path):
+        return (f"model folder {model_id!r} does not exist ({os.path.abspath(path)}); pass a folder written by "
+                "training.train or save_pretrained (a run's model/), or a Hub model id of the form owner/name.")
+    if not os.path.isdir(path):
+        return f"{model_id!r} is a file, not a model folder; pass the folder that holds config.json."
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        return (f"{model_id!r} is not a model folder (no config.json in it); pass a folder written by "
+                "training.train or save_pretrained (a run's model/).")
+    return None
+
+
+def resolve_model(model_id: str, prog: str) -> str:
+    """`model_id` as transformers should get it (a local path with `~` expanded, or the Hub id); SystemExit
+    starting with `prog` and naming the path when it is a local path that holds no model."""
+    if problem := local_model_problem(model_id):
+        raise SystemExit(f"{prog}: {problem}")
+    return os.path.expanduser(model_id) if looks_local(model_id) else model_id
+
+
 def load(model_id: str):
     """A model and tokenizer exactly as a Hub user loads them (remote code)."""
+    model_id = resolve_model(model_id, "cannot load a model")
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     try:
@@ -29,8 +68,6 @@ def load(model_id: str):
 
 def card_languages(model_id: str):
     """(source, target) from the `language` list of the model card (README.md), or None."""
-    import os
-
     try:
         from huggingface_hub import ModelCard
 
@@ -46,7 +83,7 @@ def card_languages(model_id: str):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="model folder or Hub id")
+    parser.add_argument("model", help="model folder (one with config.json) or Hub model id owner/name")
     parser.add_argument("--data", default="../shared/data/multi30k", help="Multi30k-layout folder or Hub dataset id")
     parser.add_argument("--split", default="test_2016_flickr")
     parser.add_argument("--source-lang", default=None, help="default: from the model card (else en)")
@@ -57,13 +94,14 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N sentences")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
+    model_id = resolve_model(args.model, "evaluate")  # a missing folder fails here, before any heavy import
 
     from .data import DataError, load_corpus
     from .metrics import score
     from .translate_utils import translate_batch
 
-    model, tokenizer = load(args.model)
-    card_src, card_tgt = card_languages(args.model) or ("en", "de")
+    model, tokenizer = load(model_id)
+    card_src, card_tgt = card_languages(model_id) or ("en", "de")
     src_lang, tgt_lang = args.source_lang or card_src, args.target_lang or card_tgt
     try:
         corpus = load_corpus(args.data, args.split, src_lang, tgt_lang)
@@ -79,8 +117,6 @@ def main(argv=None) -> int:
         gen["length_penalty"] = args.length_penalty
     start = time.time()
     hyps = translate_batch(model, tokenizer, src, batch_size=args.batch_size, **gen)
-    import os
-
     result = score(hyps, ref, tgt_lang, data_folder=args.data if os.path.isdir(args.data) else None, split=args.split)
     result.update(model=args.model, split=args.split, seconds=round(time.time() - start, 1),
                   num_beams=gen.get("num_beams", model.generation_config.num_beams),

@@ -12,7 +12,7 @@ import sys
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.translate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="model folder or Hub id")
+    parser.add_argument("model", help="model folder (one with config.json) or Hub model id owner/name")
     parser.add_argument("--input", help="file with one sentence per line (default: stdin)")
     parser.add_argument("--output", help="file to write (default: stdout); refuses to overwrite an existing file")
     parser.add_argument("--num-beams", type=int, default=None, help="default: the model's generation_config")
@@ -23,9 +23,9 @@ def main(argv=None) -> int:
 
     import os
 
-    from .evaluate import load
-    from .translate_utils import translate_batch
+    from .evaluate import load, resolve_model
 
+    model_id = resolve_model(args.model, "translate")  # a missing folder fails here, before stdin is read
     if args.output and os.path.exists(args.output) and not args.force:
         raise SystemExit(f"translate: {args.output} exists; pass --force to overwrite it.")
     if args.input:
@@ -36,7 +36,9 @@ def main(argv=None) -> int:
             raise SystemExit(f"translate: cannot read {args.input}: {e}")
     else:
         lines = sys.stdin.read().splitlines()
-    model, tokenizer = load(args.model)
+    from .translate_utils import translate_batch
+
+    model, tokenizer = load(model_id)
     gen = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if v is not None}
     todo = [i for i, line in enumerate(lines) if line.strip()]
     out = [""] * len(lines)  # empty lines stay empty, so line N of the output matches line N of the input
