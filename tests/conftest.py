@@ -38,7 +38,8 @@ DATA_DIR = _find_multi30k()
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
-    """Tiny models run ~100x faster on one thread than with 2 threads fighting over 2 busy cores."""
+    """Tiny models run ~100x faster on one thread than with 2 threads fighting over 2 busy cores. For every test
+    module: none needs a fixture of its own for this."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -79,6 +80,14 @@ def multi30k_tokenizer(data_dir):
         corpus = load_corpus(data_dir, "train", "en", lang)
         texts += corpus.source[:1000] + corpus.target[:3000]
     return train_tokenizer(texts, vocab_size=1000, model_max_length=64)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, data_dir):
+    """The tiny training run of tiny_run.py, trained and exported once per session (test_training_*.py)."""
+    from tiny_run import shared_tiny_run
+
+    return shared_tiny_run(tmp_path_factory, data_dir)
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +142,9 @@ def browser():
             browser.close()
 
 
-SHIPPED_MODEL = os.path.join(ROOT, "space", "model")
+SPACE = os.path.join(ROOT, "space")
+SHIPPED_MODEL = os.path.join(SPACE, "model")
+SENTENCE = "The animal didn't cross the street because it was too tired."  # the Space tests' sentence
 
 
 @contextlib.contextmanager

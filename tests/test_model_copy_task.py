@@ -4,21 +4,12 @@ Symbols are drawn from 3..V-1 (0 = pad, 1 = <s>, 2 = </s>); the target is the so
 loss must fall close to zero and greedy decoding must reproduce unseen inputs exactly.
 """
 
-import pytest
 import torch
 from conftest import tiny_config
 
 from modeling import TransformerForConditionalGeneration
 
 V, LENGTH, PAD, BOS, EOS = 11, 10, 0, 1, 2
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def copy_batch(batch, generator):

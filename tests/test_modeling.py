@@ -22,15 +22,6 @@ PAD, BOS, EOS = 0, 1, 2
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one thread is fastest, and on a busy 2-core machine two threads spin-wait (100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_model(**overrides):
     torch.manual_seed(0)
     return TransformerForConditionalGeneration(tiny_config(**overrides)).eval()

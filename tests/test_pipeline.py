@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 from conftest import ROOT
-from test_training_e2e import shared_tiny_run
+from tiny_run import shared_tiny_run
 
 SHIPPED = os.path.join(ROOT, "space", "model")
 

@@ -68,14 +68,6 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def saved(tmp_path):
     torch.manual_seed(0)

@@ -16,10 +16,7 @@ import types
 
 import numpy as np
 import pytest
-from conftest import SHIPPED_MODEL, open_page, serve_space
-
-SPACE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "space")
-SENTENCE = "The animal didn't cross the street because it was too tired."
+from conftest import SENTENCE, SPACE, open_page, serve_space
 
 # gradio's queue calls pandas options that pandas 3 deprecates; not this project's concern.
 pytestmark = [

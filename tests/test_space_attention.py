@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from attention_data import FAMILIES, AttentionData, build_attention_data, decoder_ids_from_generated
+from conftest import SENTENCE
 from translation_engine import EMPTY_MESSAGE, ModelSourceError, load_bundle, resolve_model_source
 
-SENTENCE = "The animal didn't cross the street because it was too tired."
 NASTY = [
     "😀🎉 emoji everywhere 👩‍👩‍👧",
     "שלום עולם مرحبا بالعالم",  # right-to-left scripts

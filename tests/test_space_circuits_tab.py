@@ -12,8 +12,7 @@ import pytest
 
 import circuits
 import circuits_tab as tab
-from conftest import open_page, serve_space
-from test_space_app import SENTENCE, SHIPPED_MODEL, SPACE
+from conftest import SENTENCE, SHIPPED_MODEL, SPACE, open_page, serve_space
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),

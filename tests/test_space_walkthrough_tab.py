@@ -13,10 +13,8 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import SHIPPED_MODEL, open_page, serve_space
+from conftest import SENTENCE, SPACE, open_page, serve_space
 
-SPACE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "space")
-SENTENCE = "The animal didn't cross the street because it was too tired."
 SHOWN_WEIGHT = re.compile(r'<td class="num w">([^<]+)</td>')
 
 # gradio's queue calls pandas options that pandas 3 deprecates; not this project's concern.

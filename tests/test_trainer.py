@@ -8,14 +8,6 @@ from conftest import tiny_config
 from modeling import TransformerForConditionalGeneration
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tokenizer_model(tok, **overrides):
     torch.manual_seed(0)
     values = dict(

@@ -20,7 +20,7 @@ import sys
 
 import pytest
 from conftest import ROOT
-from test_training_e2e import child_env, read_json, read_log
+from tiny_run import child_env, read_json, read_log
 
 from training.train import complete_checkpoints
 

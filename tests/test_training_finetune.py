@@ -2,12 +2,11 @@
 architecture, takes this run's dropout, and says where it came from in train_config.json and the model card.
 A folder that is not a model is refused before any work."""
 
-import json
 import os
 
 import pytest
 from safetensors.torch import load_file
-from test_training_e2e import TINY_FLAGS, read_json, run, shared_tiny_run, train_command
+from tiny_run import read_json, run, shared_tiny_run, train_command
 
 
 @pytest.fixture(scope="module")

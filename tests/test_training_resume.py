@@ -12,17 +12,12 @@ import time
 
 import pytest
 from conftest import ROOT
-from test_training_e2e import (
-    CHECKPOINT_STATE_FILES, LOGGING_STEPS, MAX_STEPS, SAVE_STEPS, child_env, read_json, read_log, run,
-    shared_tiny_run, snapshot, train_command,
+from tiny_run import (
+    CHECKPOINT_STATE_FILES, LOGGING_STEPS, MAX_STEPS, SAVE_STEPS, child_env, read_json, read_log, run, snapshot,
+    train_command,
 )
 
 from training.train import checkpoint_problem, complete_checkpoints, scan_checkpoints
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, data_dir):
-    return shared_tiny_run(tmp_path_factory, data_dir)
 
 
 def write_checkpoint(folder, files):
