@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -255,24 +256,36 @@ def test_typed_text_and_tokens_are_escaped(bundle):
 
 
 def test_walkthrough_while_another_thread_translates(bundle, pair):
-    """Its hooks record only the calling thread's forward pass, even while a translation runs alongside."""
+    """Its hooks record only the calling thread's forward pass, even while a translation runs alongside. Both
+    threads record when each of their calls started and ended, and the test fails unless a translation and a
+    walkthrough were running at the same time."""
     import walkthrough_tab
 
     stop = threading.Event()
+    translating = threading.Event()
+    translations, walkthroughs = [], []  # (start, end) of each call, time.perf_counter()
 
     def translate_forever():
         while not stop.is_set():
+            start = time.perf_counter()
+            translating.set()
             bundle.translate("A man in a blue shirt is standing on a ladder.", num_beams=2, max_new_tokens=8)
+            translations.append((start, time.perf_counter()))
 
     thread = threading.Thread(target=translate_forever)
     thread.start()
     try:
+        assert translating.wait(60), "the translating thread never started"
         for kind in ("encoder", "decoder", "cross", "encoder"):
+            start = time.perf_counter()
             result = walkthrough_tab.run_walkthrough(bundle, pair, kind, 1, 1)
+            walkthroughs.append((start, time.perf_counter()))
             assert max(result.checks.values()) < 1e-5, result.checks
     finally:
         stop.set()
         thread.join()
+    overlapping = [(w, t) for w in walkthroughs for t in translations if t[0] < w[1] and w[0] < t[1]]
+    assert overlapping, f"no walkthrough ran while a translation did: {walkthroughs=} {translations=}"
 
 
 # --- the API on a running server -------------------------------------------------------------------------
