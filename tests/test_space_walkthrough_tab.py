@@ -165,7 +165,7 @@ def test_api_answer_sends_the_positional_table_only_when_asked(bundle):
     assert small["row"] == pytest.approx(table["table"][table["highlight"]], abs=1e-6)
     assert len(small["row"]) == d_model and small["highlight"] == compact["position"]
     # Size bound: the positional step is one row of d_model numbers, not positions x d_model; the whole answer
-    # stays small (shipped model, d_model 256: 127 KB with the table, 30 KB without).
+    # stays small (shipped model, d_model 128: about 75 KB with the table, 27 KB without).
     assert len(json.dumps(small)) < 12 * d_model + 200
     assert len(json.dumps(compact)) < 40_000 and len(json.dumps(full)) > len(json.dumps(compact)) + 40 * 6 * d_model
 
