@@ -33,8 +33,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from attention_data import FAMILIES, FAMILY_SIDES, FAMILY_TITLES, AttentionData  # noqa: E402
-from attention_plots import head_grid_image, heatmap_image  # noqa: E402
+from encdec_lens.attention import AttentionData  # noqa: E402
+from encdec_lens.heads import FAMILIES, FAMILY_SIDES, FAMILY_TITLES  # noqa: E402
+from encdec_lens.plots import head_grid_image, heatmap_image  # noqa: E402
 from safe_html import TOKEN_CSS, links_html, status_html, tokens_html, visible  # noqa: E402
 from translation_engine import (  # noqa: E402
     BOX_MAX_CHARS,
@@ -66,7 +67,7 @@ the token the decoder *reads* at that step (`<s>` first); from it the model pred
 All maps come from one teacher-forced forward pass over the final translation.
 """
 
-OPTIONAL_TABS = ("walkthrough_tab", "circuits_tab")
+OPTIONAL_TABS = ("tabs.walkthrough_tab", "tabs.circuits_tab")
 HEAD_MEAN = "mean"
 TRANSLATION = "translation"  # the name under which ViewKeys records the main tab's translations
 SOURCE_INFO = (f"The box keeps at most {BOX_MAX_CHARS:,} characters and drops the rest of a longer paste; the "

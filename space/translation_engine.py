@@ -15,7 +15,7 @@ import unicodedata
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
-from attention_data import AttentionData, build_attention_data, decoder_ids_from_generated
+from encdec_lens.attention import AttentionData, build_attention_data, decoder_ids_from_generated
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL_DIR = os.path.join(HERE, "model")

@@ -1,7 +1,6 @@
-"""The Space's "Circuits" tab: what the heads *do* to the translation on screen (issue 5).
+"""The Space's "Circuits" tab: what the heads *do* to the translation on screen.
 
-Four views over the sentence and translation of the "Translate & attention" tab, all computed by
-`circuits.py`:
+Views over the sentence and translation of the "Translate & attention" tab, all computed by `encdec_lens`:
 
 1. Head ablation: switch any heads off, re-translate, and compare with the original translation, with
    the change in log-probability of the original translation (in total and per token).
@@ -21,18 +20,12 @@ whose state it read and dropped if a newer translation arrived meanwhile (`Share
 shows two sentences at once. The API functions take a sentence and optionally a translation and return
 JSON, or `{"error": message}` for bad input.
 
-Ablation and the lenses install hooks on the model's modules. So that they never touch a translation
-running at the same time on the main tab, they run on a private copy of the model (`circuits_model`),
-one request at a time.
+Every analysis works through `encdec_lens.HookedModel`, whose hooks act only in the request that activated
+them: a translation running at the same time on the main tab sees the plain model.
 """
 
 from __future__ import annotations
 
-import copy
-import re
-import threading
-import weakref
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -40,19 +33,19 @@ import numpy as np
 from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
-import circuits
-from attention_plots import CMAP, DPI, figure_to_rgb, plot_label, plot_label_title
+from encdec_lens.ablation import AblationResult, HeadImportance, head_importance, run_ablation
+from encdec_lens.heads import FAMILIES, FAMILY_TAGS, all_heads, grid_shape, head_label, normalize_heads, parse_head_label
+from encdec_lens.inputs import generate_ids
+from encdec_lens.lens import LogitLens, ResidualStream, logit_lens, residual_stream
+from encdec_lens.plots import CMAP, DPI, figure_to_rgb, plot_label, plot_label_title
 from safe_html import TOKEN_CSS, escape, status_html
 from translation_engine import EMPTY_MESSAGE, ModelBundle
 
 TAB_TITLE = "Circuits"
 
-FAMILY_TAGS = {"encoder": "enc", "decoder": "dec-self", "cross": "cross"}
 FAMILY_NAMES = {"encoder": "enc · encoder self-attention", "decoder": "dec-self · decoder self-attention (masked)",
                 "cross": "cross · cross-attention (decoder → encoder)"}
 PLOT_TITLES = {"encoder": "enc (encoder self)", "decoder": "dec-self (masked)", "cross": "cross (dec → enc)"}
-_TAG_FAMILY = {tag: family for family, tag in FAMILY_TAGS.items()}
-_LABEL = re.compile(r"^\s*(enc|dec-self|cross)\s+L(\d+)\s+H(\d+)\s*$", re.IGNORECASE)
 
 NOT_TRANSLATED = ("Nothing translated yet: translate a sentence on the “Translate & attention” tab; this tab "
                   "works on that translation.")
@@ -113,37 +106,11 @@ class CircuitsInputError(ValueError):
     """Input the tab cannot work on; the message says what to do and is shown to the user."""
 
 
-# --- the private model -----------------------------------------------------------------------------------
-_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # bundle -> (model copy, lock)
-_MODELS_LOCK = threading.Lock()
-
-
-@contextmanager
-def circuits_model(bundle: ModelBundle):
-    """The bundle's private copy of its model, held by this request alone inside the `with` block.
-
-    Hooks installed here (ablation masks, captured activations) are seen by no other request: not by a
-    translation on the main tab (it uses `bundle.model`), not by a second circuits request (it waits).
-    """
-    with _MODELS_LOCK:
-        entry = _MODELS.get(bundle)
-        if entry is None:
-            entry = _MODELS[bundle] = (copy.deepcopy(bundle.model).eval(), threading.Lock())
-    model, lock = entry
-    with lock:
-        yield model
-
-
 # --- head labels -----------------------------------------------------------------------------------------
-def head_label(family: str, layer: int, head: int) -> str:
-    """("cross", 0, 1) -> "cross L1 H2": the UI's and the API's name of a head (counted from 1)."""
-    return f"{FAMILY_TAGS[family]} L{layer + 1} H{head + 1}"
-
-
 def head_choices(model, family: str) -> list[tuple[str, str]]:
     """(shown text, label) of every head of one family, for a CheckboxGroup: ("L1 H2", "enc L1 H2")."""
     return [(f"L{layer + 1} H{head + 1}", head_label(family, layer, head))
-            for _, layer, head in circuits.all_heads(model, (family,))]
+            for _, layer, head in all_heads(model, (family,))]
 
 
 def parse_head_labels(model, labels) -> list[tuple[str, int, int]]:
@@ -154,22 +121,18 @@ def parse_head_labels(model, labels) -> list[tuple[str, int, int]]:
         labels = [part for part in labels.split(",") if part.strip()]
     heads = []
     for label in labels:
-        match = _LABEL.match(str(label))
-        if match is None:
-            raise CircuitsInputError(
-                f"{str(label).strip()!r} is not a head label: write the family (enc, dec-self or cross), the layer "
-                "and the head, counted from 1, e.g. 'cross L1 H2'."
-            )
-        family = _TAG_FAMILY[match.group(1).lower()]
-        layer, head = int(match.group(2)), int(match.group(3))
-        n_layers, n_heads = circuits.grid_shape(model, family)
-        if not (1 <= layer <= n_layers and 1 <= head <= n_heads):
+        try:
+            family, layer, head = parse_head_label(label)
+        except ValueError as err:
+            raise CircuitsInputError(str(err)) from None
+        n_layers, n_heads = grid_shape(model, family)
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
             raise CircuitsInputError(
                 f"{str(label).strip()!r} does not exist: this model's {FAMILY_TAGS[family]} heads are "
                 f"L1..L{n_layers} × H1..H{n_heads}."
             )
-        heads.append((family, layer - 1, head - 1))
-    return circuits.normalize_heads(model, heads)
+        heads.append((family, layer, head))
+    return normalize_heads(model, heads)
 
 
 # --- which sentence pair -----------------------------------------------------------------------------------
@@ -225,8 +188,8 @@ def pair_from_api(bundle: ModelBundle, source, translation="", beam_size=None, m
         raise CircuitsInputError(EMPTY_MESSAGE)
     text = str(translation or "")
     if not text.strip():
-        ids = circuits.generate_ids(bundle.model, prepared.input_ids,
-                                    generation_config=generation_config(bundle, beam_size, max_new_tokens))
+        ids = generate_ids(bundle.model, prepared.input_ids,
+                           generation_config=generation_config(bundle, beam_size, max_new_tokens))
         return Pair(prepared.input_ids, ids, prepared.notices)
     try:
         ids = bundle.target_ids(text)  # valid text, at most the model's output length
@@ -236,35 +199,30 @@ def pair_from_api(bundle: ModelBundle, source, translation="", beam_size=None, m
 
 
 # --- computations ------------------------------------------------------------------------------------------
-def ablation(bundle: ModelBundle, pair: Pair, heads, beam_size=None, max_new_tokens=None) -> circuits.AblationResult:
-    """`circuits.run_ablation` on the pair, re-translating with the Space's decoding settings."""
-    with circuits_model(bundle) as model:
-        parsed = parse_head_labels(model, heads)
-        return circuits.run_ablation(model, bundle.tokenizer, pair.source_ids, parsed, translation=pair.target_ids,
-                                     generation_config=generation_config(bundle, beam_size, max_new_tokens))
+def ablation(bundle: ModelBundle, pair: Pair, heads, beam_size=None, max_new_tokens=None) -> AblationResult:
+    """`run_ablation` on the pair, re-translating with the Space's decoding settings."""
+    parsed = parse_head_labels(bundle.model, heads)
+    return run_ablation(bundle.model, bundle.tokenizer, pair.source_ids, parsed, translation=pair.target_ids,
+                        generation_config=generation_config(bundle, beam_size, max_new_tokens))
 
 
-def importance(bundle: ModelBundle, pair: Pair) -> circuits.HeadImportance:
-    """`circuits.head_importance`: every head switched off alone, in one batched pass."""
-    with circuits_model(bundle) as model:
-        return circuits.head_importance(model, bundle.tokenizer, pair.source_ids, pair.target_ids)
+def importance(bundle: ModelBundle, pair: Pair) -> HeadImportance:
+    """`head_importance`: every head switched off alone, in one batched pass, and its gradient importance."""
+    return head_importance(bundle.model, bundle.tokenizer, pair.source_ids, pair.target_ids)
 
 
-def lens(bundle: ModelBundle, pair: Pair, top_k=3) -> circuits.LogitLens:
-    """`circuits.logit_lens` with 1 to 10 top tokens per layer and position."""
+def lens(bundle: ModelBundle, pair: Pair, top_k=3) -> LogitLens:
+    """`logit_lens` with 1 to 10 top tokens per layer and position."""
     top_k = max(1, min(_int(top_k, 3, "top_k"), 10))
-    with circuits_model(bundle) as model:
-        return circuits.logit_lens(model, bundle.tokenizer, pair.source_ids, pair.target_ids, top_k=top_k)
+    return logit_lens(bundle.model, bundle.tokenizer, pair.source_ids, pair.target_ids, top_k=top_k)
 
 
-def stream(bundle: ModelBundle, pair: Pair) -> circuits.ResidualStream:
-    """`circuits.residual_stream`: the norms of every sub-layer's write."""
-    with circuits_model(bundle) as model:
-        return circuits.residual_stream(model, bundle.tokenizer, pair.source_ids, pair.target_ids)
+def stream(bundle: ModelBundle, pair: Pair) -> ResidualStream:
+    """`residual_stream`: the norms of every sub-layer's write."""
+    return residual_stream(bundle.model, bundle.tokenizer, pair.source_ids, pair.target_ids)
 
 
-# --- pictures ----------------------------------------------------------------------------------------------
-def importance_image(result: circuits.HeadImportance) -> np.ndarray:
+def importance_image(result: HeadImportance) -> np.ndarray:
     """One layer x head grid per family, coloured by the drop (shared scale centred on 0), values printed."""
     families = list(result.grids)
     scale = max([abs(v) for grid in result.grids.values() for row in grid["drop"] for v in row] + [1e-6])
@@ -288,7 +246,7 @@ def importance_image(result: circuits.HeadImportance) -> np.ndarray:
     return figure_to_rgb(fig)
 
 
-def residual_image(result: circuits.ResidualStream) -> np.ndarray:
+def residual_image(result: ResidualStream) -> np.ndarray:
     """Two heatmaps (encoder, decoder): rows = sub-layers, columns = positions, colour = norm of the write."""
     sides = [("Encoder", result.source_tokens, result.encoder, (("self_attn", "self-attn"), ("ffn", "FFN"))),
              ("Decoder", result.input_tokens, result.decoder,
@@ -340,7 +298,7 @@ def context_html(bundle: ModelBundle, pair: Pair) -> str:
     return f"{notices}<div>Working on <b>{escape(source)}</b> → <b>{escape(target)}</b></div>"
 
 
-def ablation_html(result: circuits.AblationResult) -> tuple[str, str]:
+def ablation_html(result: AblationResult) -> tuple[str, str]:
     """The summary (which heads, the log-prob before and after, the change) and the per-token table."""
     heads = [head_label(*h) for h in result.heads]
     switched = (f"Switched off {len(heads)} head{'s' if len(heads) != 1 else ''}: " + " ".join(map(_chip, heads))
@@ -371,7 +329,7 @@ def ablation_html(result: circuits.AblationResult) -> tuple[str, str]:
     return summary, per_token
 
 
-def ranking_html(result: circuits.HeadImportance, shown: int = RANKED_SHOWN) -> str:
+def ranking_html(result: HeadImportance, shown: int = RANKED_SHOWN) -> str:
     """The most important heads first, with their drop and a bar."""
     scale = max([abs(r["drop"]) for r in result.ranking] + [1e-9])
     rows = "".join(
@@ -391,7 +349,7 @@ def ranking_html(result: circuits.HeadImportance, shown: int = RANKED_SHOWN) -> 
     )
 
 
-def lens_html(result: circuits.LogitLens) -> str:
+def lens_html(result: LogitLens) -> str:
     """Rows: target positions; columns: decoder layers; each cell the top tokens, the correct one marked."""
     n = len(result.layers)
     header = "".join(f"<th>after layer {layer['layer'] + 1}{' (= output)' if i == n - 1 else ''}</th>"
@@ -414,7 +372,7 @@ def lens_html(result: circuits.LogitLens) -> str:
             f'<th>should predict</th>{header}</tr>{"".join(rows)}</table></div>')
 
 
-def residual_caption(result: circuits.ResidualStream) -> str:
+def residual_caption(result: ResidualStream) -> str:
     """The stream's own size, to compare the writes with."""
 
     def mean(values):
@@ -457,7 +415,7 @@ def top_heads_selection(bundle: ModelBundle, ranked: list[str], count) -> tuple[
     """The ablation pickers' values (encoder, decoder self, cross) with the `count` top-ranked heads ticked."""
     chosen = list(ranked or [])[: max(0, _int(count, 3, "count"))]
     heads = parse_head_labels(bundle.model, chosen)
-    return tuple([head_label(*h) for h in heads if h[0] == family] for family in circuits.FAMILIES)
+    return tuple([head_label(*h) for h in heads if h[0] == family] for family in FAMILIES)
 
 
 def lens_outputs(bundle: ModelBundle, source, state, top_k=3) -> str:
@@ -552,7 +510,7 @@ def build(bundle: ModelBundle, shared) -> None:
         pickers = [
             gr.CheckboxGroup(head_choices(model, family), label=FAMILY_NAMES[family], show_select_all=True,
                              elem_id=f"ablate-{FAMILY_TAGS[family]}")
-            for family in circuits.FAMILIES
+            for family in FAMILIES
         ]
     ablate_button = gr.Button("Switch these heads off and re-translate", variant="primary", elem_id="ablate-btn")
     with gr.Row():

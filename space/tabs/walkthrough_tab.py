@@ -27,7 +27,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-import walkthrough as wt
+from encdec_lens import walkthrough as wt
 from safe_html import TOKEN_CSS, escape, visible
 from translation_engine import BOX_MAX_CHARS, EMPTY_MESSAGE, ModelBundle
 

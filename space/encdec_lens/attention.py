@@ -24,19 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-FAMILIES = ("encoder", "decoder", "cross")
-FAMILY_TITLES = {
-    "encoder": "Encoder self-attention",
-    "decoder": "Decoder self-attention",
-    "cross": "Cross-attention (decoder → encoder)",
-}
-# Which token list labels the rows (queries) and the columns (keys) of each family.
-FAMILY_SIDES = {"encoder": ("source", "source"), "decoder": ("target", "target"), "cross": ("target", "source")}
-
-
-def _check_family(family: str) -> None:
-    if family not in FAMILIES:
-        raise ValueError(f"Unknown attention family {family!r}; choose one of {', '.join(FAMILIES)}.")
+from .heads import FAMILIES, FAMILY_SIDES, check_family, grid_shape
+from .hooks import HookedModel
 
 
 @dataclass(frozen=True)
@@ -87,7 +76,7 @@ class AttentionData:
 
     # --- reading ---------------------------------------------------------------------------------
     def layers(self, family: str) -> list[np.ndarray]:
-        _check_family(family)
+        check_family(family)
         return getattr(self, family)
 
     def num_layers(self, family: str) -> int:
@@ -97,11 +86,11 @@ class AttentionData:
         return int(self.layers(family)[0].shape[0])
 
     def query_tokens(self, family: str) -> list[str]:
-        _check_family(family)
+        check_family(family)
         return self.source_tokens if FAMILY_SIDES[family][0] == "source" else self.target_tokens
 
     def key_tokens(self, family: str) -> list[str]:
-        _check_family(family)
+        check_family(family)
         return self.source_tokens if FAMILY_SIDES[family][1] == "source" else self.target_tokens
 
     def matrix(self, family: str, layer: int, head: int | None = None) -> np.ndarray:
@@ -198,16 +187,18 @@ def build_attention_data(model, tokenizer, input_ids, decoder_input_ids, eos_tok
     src = _as_single_row(input_ids, "input_ids")
     tgt = _as_single_row(decoder_input_ids, "decoder_input_ids")
     device = next(model.parameters()).device
+    hooked = HookedModel(model)
+    sites = {family: [hooked.attention_site(family, layer, "pattern") for layer in range(grid_shape(model, family)[0])]
+             for family in FAMILIES}
     with torch.inference_mode():
-        out = model(
+        _, cache = hooked.run_with_cache(
+            names=[name for names in sites.values() for name in names],
             input_ids=src.to(device),
             attention_mask=torch.ones_like(src, device=device),
             decoder_input_ids=tgt.to(device),
-            output_attentions=True,
             use_cache=False,
-            return_dict=True,
         )
-    families = {"encoder": out.encoder_attentions, "decoder": out.decoder_attentions, "cross": out.cross_attentions}
+    families = {family: [cache.get(name) for name in names] for family, names in sites.items()}
     for family, layers in families.items():
         if not layers or any(a is None for a in layers):
             raise RuntimeError(
@@ -238,11 +229,4 @@ def build_attention_data(model, tokenizer, input_ids, decoder_input_ids, eos_tok
     )
 
 
-__all__ = [
-    "FAMILIES",
-    "FAMILY_TITLES",
-    "FAMILY_SIDES",
-    "AttentionData",
-    "build_attention_data",
-    "decoder_ids_from_generated",
-]
+__all__ = ["AttentionData", "build_attention_data", "decoder_ids_from_generated"]
