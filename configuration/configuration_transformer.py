@@ -15,6 +15,7 @@ from transformers import PretrainedConfig
 
 ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu", "swish", "tanh")
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned")
+SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
 
 
 class TransformerConfig(PretrainedConfig):
@@ -40,11 +41,17 @@ class TransformerConfig(PretrainedConfig):
             sinusoidal positions the table is precomputed up to this length and extended on demand.
         position_embedding_type: `"sinusoidal"` (section 3.5, default) or `"learned"` (the variant of
             Table 3, row E).
+        sinusoidal_layout: where the sines and cosines of section 3.5 sit in the d_model dimensions:
+            `"interleaved"` (default, the paper's formula: sin in dimension 2i, cos in 2i + 1) or
+            `"concatenated"` (Marian's and tensor2tensor's: the d_model / 2 sines first, then the cosines, at
+            the same frequencies). Only read with sinusoidal positions.
         normalize_before: `False` (default) is the paper's post-LN, `LayerNorm(x + Sublayer(x))`;
             `True` is pre-LN, `x + Sublayer(LayerNorm(x))`, with a final LayerNorm on each stack.
         scale_embedding: multiply token embeddings by sqrt(d_model) (section 3.4).
         tie_word_embeddings: share one matrix between the source embedding, the target embedding and the
             pre-softmax projection (section 3.4). With `False` all three are independent.
+        add_final_logits_bias: add a bias vector to the logits, as Marian's `final_logits_bias` does
+            (not in the paper, `False` by default); it is the bias of the pre-softmax linear layer `lm_head`.
         label_smoothing: eps_ls of the loss computed when `labels` are passed (section 5.4).
         init_std: standard deviation of the embedding initialisation; `None` means d_model ** -0.5.
         layer_norm_eps: the epsilon every LayerNorm adds to the variance before its square root (> 0).
@@ -76,9 +83,11 @@ class TransformerConfig(PretrainedConfig):
         activation_function="relu",
         max_position_embeddings=512,
         position_embedding_type="sinusoidal",
+        sinusoidal_layout="interleaved",
         normalize_before=False,
         scale_embedding=True,
         tie_word_embeddings=True,
+        add_final_logits_bias=False,
         label_smoothing=0.1,
         init_std=None,
         layer_norm_eps=1e-5,
@@ -105,9 +114,11 @@ class TransformerConfig(PretrainedConfig):
         self.activation_function = activation_function
         self.max_position_embeddings = max_position_embeddings
         self.position_embedding_type = position_embedding_type
+        self.sinusoidal_layout = sinusoidal_layout
         self.normalize_before = normalize_before
         self.scale_embedding = scale_embedding
         self.tie_word_embeddings = tie_word_embeddings
+        self.add_final_logits_bias = add_final_logits_bias
         self.label_smoothing = label_smoothing
         self.init_std = init_std
         self.layer_norm_eps = layer_norm_eps
@@ -133,7 +144,8 @@ class TransformerConfig(PretrainedConfig):
             return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
         for name in (
-            "normalize_before", "scale_embedding", "tie_word_embeddings", "use_cache", "is_encoder_decoder",
+            "normalize_before", "scale_embedding", "tie_word_embeddings", "add_final_logits_bias", "use_cache",
+            "is_encoder_decoder",
             "output_attentions", "output_hidden_states", "return_dict",
         ):
             value = getattr(self, name)
@@ -170,6 +182,11 @@ class TransformerConfig(PretrainedConfig):
             raise ValueError(
                 f"TransformerConfig: unknown `position_embedding_type` {self.position_embedding_type!r}; "
                 f"choose one of {', '.join(POSITION_EMBEDDING_TYPES)}."
+            )
+        if self.sinusoidal_layout not in SINUSOIDAL_LAYOUTS:
+            raise ValueError(
+                f"TransformerConfig: unknown `sinusoidal_layout` {self.sinusoidal_layout!r}; "
+                f"choose one of {', '.join(SINUSOIDAL_LAYOUTS)}."
             )
         if self.init_std is not None and not (is_number(self.init_std) and self.init_std > 0):
             raise ValueError(

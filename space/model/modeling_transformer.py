@@ -33,8 +33,18 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from .configuration_transformer import TransformerConfig
 
 
-def sinusoidal_table(num_positions: int, d_model: int) -> torch.Tensor:
-    """Section 3.5: PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(same)."""
+def sinusoidal_table(num_positions: int, d_model: int, layout: str = "interleaved") -> torch.Tensor:
+    """Section 3.5: PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(same).
+
+    `layout="concatenated"` holds the same sines and cosines in Marian's order (also tensor2tensor's): the
+    sine of every frequency i first, then the cosines, PE(pos, i) = sin(pos / 10000^(2i/d_model)) and
+    PE(pos, ceil(d_model / 2) + i) = cos(same). That table is computed in float64 and rounded once, as Marian
+    computes it, so that a model converted from Marian sees its positions to the last bit.
+    """
+    if layout == "concatenated":
+        position = torch.arange(num_positions, dtype=torch.float64).unsqueeze(1)  # (P, 1)
+        angle = position / torch.pow(10000.0, torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (P, ceil(d/2))
+        return torch.cat([torch.sin(angle), torch.cos(angle[:, : d_model // 2])], dim=1).float()  # (P, d_model)
     position = torch.arange(num_positions, dtype=torch.float32).unsqueeze(1)  # (P, 1)
     inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
     table = torch.zeros(num_positions, d_model)
@@ -50,18 +60,19 @@ class TransformerSinusoidalPositionalEmbedding(nn.Module):
     `from_pretrained` (which otherwise leaves such buffers uninitialised).
     """
 
-    def __init__(self, num_positions: int, d_model: int):
+    def __init__(self, num_positions: int, d_model: int, layout: str = "interleaved"):
         super().__init__()
         self.d_model = d_model
-        self.register_buffer("weight", sinusoidal_table(num_positions, d_model), persistent=False)
+        self.layout = layout
+        self.register_buffer("weight", sinusoidal_table(num_positions, d_model, layout), persistent=False)
 
     def create_weight(self) -> torch.Tensor:
-        return sinusoidal_table(self.weight.shape[0], self.d_model)
+        return sinusoidal_table(self.weight.shape[0], self.d_model, self.layout)
 
     def forward(self, seq_len: int, past_length: int = 0) -> torch.Tensor:
         end = past_length + seq_len
         if end > self.weight.shape[0]:  # longer than precomputed: the formula extends to any length
-            table = sinusoidal_table(end, self.d_model).to(self.weight.device, self.weight.dtype)
+            table = sinusoidal_table(end, self.d_model, self.layout).to(self.weight.device, self.weight.dtype)
             return table[past_length:end]
         return self.weight[past_length:end]  # (T, d_model)
 
@@ -453,7 +464,9 @@ class TransformerPreTrainedModel(PreTrainedModel):
 def _make_positions(config: TransformerConfig) -> nn.Module:
     if config.position_embedding_type == "learned":
         return TransformerLearnedPositionalEmbedding(config.max_position_embeddings, config.d_model)
-    return TransformerSinusoidalPositionalEmbedding(config.max_position_embeddings, config.d_model)
+    return TransformerSinusoidalPositionalEmbedding(
+        config.max_position_embeddings, config.d_model, config.sinusoidal_layout
+    )
 
 
 class TransformerEncoder(TransformerPreTrainedModel):
@@ -828,7 +841,10 @@ class TransformerModel(TransformerPreTrainedModel):
 
 class TransformerForConditionalGeneration(TransformerPreTrainedModel, GenerationMixin):
     """The full translation model: `TransformerModel` plus the pre-softmax linear layer (section 3.4),
-    tied to the shared embedding, and a label-smoothed cross-entropy loss (section 5.4)."""
+    tied to the shared embedding, and a label-smoothed cross-entropy loss (section 5.4).
+
+    With `config.add_final_logits_bias` that layer has a bias, Marian's `final_logits_bias`: logits = h W^T + b.
+    """
 
     # Trainer passes no `num_items_in_batch`: the loss is a mean over the batch's real target tokens.
     accepts_loss_kwargs = False
@@ -836,7 +852,7 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
     def __init__(self, config: TransformerConfig):
         super().__init__(config)
         self.model = TransformerModel(config)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=config.add_final_logits_bias)
         if config.tie_word_embeddings:
             self._tied_weights_keys = {
                 "lm_head.weight": "model.shared.weight",
