@@ -1,0 +1,162 @@
+"""Activation patching: which heads and layers carry the difference between two source sentences.
+
+Two sources of the same token length, a clean one and a corrupted one (e.g. "A man is riding a bike." and
+"A woman is riding a bike."), and one translation (by default the model's translation of the clean source),
+scored teacher-forced: m = log p(translation | source). The clean run is cached once; then, in the corrupted
+run, one activation at a time is replaced by its clean value, and
+
+    restored = (m_patched - m_corrupted) / (m_clean - m_corrupted)
+
+says how much of the clean score that activation alone brings back: 0 = nothing, 1 = all of it (values outside
+[0, 1] happen: a patch can overshoot or make things worse).
+
+Patched: every head of the three families (its slice of the `z` site, all positions, the other heads left
+corrupted) and every layer's residual stream (`{stack}.layers.{l}.resid_post`, all positions). The two ends:
+nothing patched is 0 by definition, and patching the whole encoder output (`encoder.output`) is exactly 1,
+since the decoder then sees exactly the clean run's inputs. Patching any encoder layer's full residual stream
+is 1 too: everything after it depends on the source only through it.
+
+All patches run in one batched forward pass, one batch row per patch, each row with its own hooks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .heads import all_heads, head_label, stack_layers
+from .hooks import HookedModel
+from .inputs import decode, device_of, logprobs_of, make_example, source_ids, source_text, tokens_of
+
+ENCODER_OUTPUT = "encoder.output"
+
+
+@dataclass
+class ActivationPatching:
+    clean: str
+    corrupted: str
+    translation: str
+    translation_ids: list[int]
+    clean_tokens: list[str]
+    corrupted_tokens: list[str]
+    translation_tokens: list[str]
+    clean_logprob: float  # m_clean = log p(translation | clean source)
+    corrupted_logprob: float  # m_corrupted = log p(translation | corrupted source)
+    heads: list  # [{"name": "cross L1 H2", "family", "layer", "head", "restored", "logprob"}], order of all_heads
+    layers: list  # [{"name": "encoder L1" / "decoder L2", "site", "restored", "logprob"}], encoder layers first
+    nothing_patched: float  # 0 by definition
+    encoder_output_patched: float  # 1: the decoder sees exactly the clean run's inputs
+    seconds: float  # time spent on the patched runs (one batched pass)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _patch_rows(clean: torch.Tensor, patches: list):
+    """A hook writing clean values into some batch rows: patches = [(row, head or None)] (None: the whole
+    activation). `clean` has batch size 1; for heads the activation is (B, T, h, d_k)."""
+
+    def hook(value, name):
+        value = value.clone()
+        for row, head in patches:
+            if head is None:
+                value[row] = clean[0]
+            else:
+                value[row, :, head] = clean[0, :, head]
+        return value
+
+    return hook
+
+
+@torch.inference_mode()
+def activation_patching(model, tokenizer, clean, corrupted, translation=None, **generate_kwargs) -> ActivationPatching:
+    """Patch each head (`z`, one head's slice) and each layer's residual stream (`resid_post`) from the run on
+    `clean` into the run on `corrupted`, and report how much of log p(translation | clean) each restores.
+
+    `clean` and `corrupted`: texts or ids of the same token length. `translation`: text or ids; None is the
+    model's translation of `clean` (with `generate_kwargs`).
+    """
+    model.eval()
+    clean_ids, corrupted_ids = source_ids(model, tokenizer, clean), source_ids(model, tokenizer, corrupted)
+    if len(clean_ids) != len(corrupted_ids):
+        raise ValueError(
+            f"the clean and corrupted sources must have the same number of tokens to patch one into the other, "
+            f"but the clean one has {len(clean_ids)} {tokens_of(tokenizer, clean_ids)} and the corrupted one "
+            f"{len(corrupted_ids)} {tokens_of(tokenizer, corrupted_ids)}. Pick two sentences that differ in one "
+            "word of the same token length (e.g. 'man' -> 'woman' if both are one token)."
+        )
+    example = make_example(model, tokenizer, clean_ids, translation, **generate_kwargs)
+    labels = example.labels
+    device = device_of(model)
+    decoder_input_ids = torch.tensor([example.decoder_input_ids], device=device)
+    label_tensor = torch.tensor([labels], device=device)
+    hooked = HookedModel(model)
+
+    def score(logits):  # (B, T, V) -> (B,) log p(translation)
+        return logprobs_of(logits, label_tensor.expand(logits.shape[0], -1)).sum(-1)
+
+    # what is patched, one batch row each (row 0: nothing patched, the corrupted run)
+    heads = all_heads(model)
+    layer_rows = [(stack, l) for stack in ("encoder", "decoder") for l in range(len(stack_layers(model, stack)))]
+    sites = {ENCODER_OUTPUT}
+    rows: list = [None, (ENCODER_OUTPUT, None)]
+    for family, layer, head in heads:
+        rows.append((hooked.attention_site(family, layer, "z"), head))
+    for stack, l in layer_rows:
+        rows.append((f"{stack}.layers.{l}.resid_post", None))
+    sites |= {site for site, _ in rows[1:]}
+
+    # the clean run, cached once
+    out, cache = hooked.run_with_cache(sorted(sites), input_ids=torch.tensor([clean_ids], device=device),
+                                       decoder_input_ids=decoder_input_ids, use_cache=False)
+    m_clean = float(score(out.logits)[0])
+
+    start = time.perf_counter()
+    by_site: dict = {}
+    for row, patch in enumerate(rows):
+        if patch is not None:
+            by_site.setdefault(patch[0], []).append((row, patch[1]))
+    fwd_hooks = [(site, _patch_rows(cache[site], patches)) for site, patches in by_site.items()]
+    batch = len(rows)
+    out = hooked.run_with_hooks(fwd_hooks, input_ids=torch.tensor([corrupted_ids], device=device).expand(batch, -1),
+                                decoder_input_ids=decoder_input_ids.expand(batch, -1), use_cache=False)
+    m = score(out.logits).tolist()
+    seconds = time.perf_counter() - start
+
+    m_corrupted = m[0]
+    if abs(m_clean - m_corrupted) < 1e-6:
+        raise ValueError(
+            f"the translation has the same log-probability given both sources ({m_clean:.6g} and {m_corrupted:.6g}): "
+            "there is nothing to restore. Pick a corrupted source that changes the translation's score (e.g. the "
+            "clean sentence with one word replaced)."
+        )
+
+    def restored(value):
+        return (value - m_corrupted) / (m_clean - m_corrupted) + 0.0  # + 0.0: no -0.0 in the JSON
+
+    head_entries = [
+        {"name": head_label(*h), "family": h[0], "layer": h[1], "head": h[2], "restored": restored(v), "logprob": v}
+        for h, v in zip(heads, m[2 : 2 + len(heads)])
+    ]
+    layer_entries = [
+        {"name": f"{stack} L{l + 1}", "site": f"{stack}.layers.{l}.resid_post", "restored": restored(v), "logprob": v}
+        for (stack, l), v in zip(layer_rows, m[2 + len(heads) :])
+    ]
+    return ActivationPatching(
+        clean=source_text(tokenizer, clean, example),
+        corrupted=corrupted if isinstance(corrupted, str) else decode(tokenizer, corrupted_ids),
+        translation=decode(tokenizer, labels),
+        translation_ids=list(labels),
+        clean_tokens=tokens_of(tokenizer, clean_ids),
+        corrupted_tokens=tokens_of(tokenizer, corrupted_ids),
+        translation_tokens=tokens_of(tokenizer, labels),
+        clean_logprob=m_clean,
+        corrupted_logprob=m_corrupted,
+        heads=head_entries,
+        layers=layer_entries,
+        nothing_patched=0.0,
+        encoder_output_patched=restored(m[1]),
+        seconds=seconds,
+    )
