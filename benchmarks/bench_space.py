@@ -128,7 +128,7 @@ def measure_head_importance(bundle, sentence: str = SENTENCE_15, repeats: int = 
     """
     import torch
 
-    import circuits_tab
+    from tabs import circuits_tab
 
     pair = circuits_tab.pair_from_api(bundle, sentence)
     previous = torch.get_num_threads()
@@ -136,7 +136,7 @@ def measure_head_importance(bundle, sentence: str = SENTENCE_15, repeats: int = 
     try:
         for n_threads in dict.fromkeys(threads):  # in order, without repeats
             gflops = matmul_gflops(n_threads, n=512, repeats=5)  # also sets the thread count
-            circuits_tab.importance(bundle, pair)  # warm-up (the first call also copies the model)
+            circuits_tab.importance(bundle, pair)  # warm-up
             total, ablations = [], []
             for _ in range(repeats):
                 t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""space/circuits.py: head ablation, head importance, logit lens, residual stream (issue 5)."""
+"""encdec_lens: head ablation, head importance, logit lens, residual stream, on the named hook sites."""
 
 import json
 
@@ -6,7 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import circuits
+from encdec_lens import ablation as ablation_lib
+from encdec_lens import inputs
+from encdec_lens import lens as lens_lib
+from encdec_lens import heads as head_names
 from conftest import tiny_config
 
 SOURCE = [5, 17, 33, 8, 61, 2]
@@ -31,8 +34,13 @@ def model(request):
     return make_model(normalize_before=request.param)
 
 
+def ablated_token_logprobs(model, example, heads):
+    with ablation_lib.ablate_heads(model, heads):
+        return inputs.token_logprobs(model, example)
+
+
 def forward_logits(model, source=SOURCE, target=TARGET):
-    example = circuits.make_example(model, None, source, target)
+    example = inputs.make_example(model, None, source, target)
     input_ids, decoder_input_ids, labels = example.tensors()
     with torch.no_grad():
         return model(input_ids=input_ids, decoder_input_ids=decoder_input_ids, use_cache=False).logits, labels
@@ -40,23 +48,23 @@ def forward_logits(model, source=SOURCE, target=TARGET):
 
 def test_no_heads_is_the_normal_forward_pass(model):
     plain, labels = forward_logits(model)
-    with circuits.ablate_heads(model, []) as heads:
+    with ablation_lib.ablate_heads(model, []) as heads:
         assert heads == []
         ablated, _ = forward_logits(model)
     assert torch.equal(plain, ablated)
-    example = circuits.make_example(model, None, SOURCE, TARGET)
+    example = inputs.make_example(model, None, SOURCE, TARGET)
     expected = F.log_softmax(plain, -1).gather(-1, labels[..., None]).squeeze(-1)[0]
-    assert circuits.token_logprobs(model, example, heads=()) == pytest.approx(expected.tolist(), abs=1e-6)
+    assert inputs.token_logprobs(model, example) == pytest.approx(expected.tolist(), abs=1e-6)
     # all-ones masks too leave the model exactly as it is
     masks = {("encoder", 0): torch.ones(4), ("cross", 1): torch.ones(4)}
-    with circuits.head_masks(model, masks):
+    with ablation_lib.head_masks(model, masks):
         kept, _ = forward_logits(model)
     assert torch.equal(plain, kept)
 
 
 def test_ablation_changes_the_output_and_the_hooks_go_away(model):
     plain, _ = forward_logits(model)
-    with circuits.ablate_heads(model, [("decoder", 1, 2), "encoder:0:3"]) as heads:
+    with ablation_lib.ablate_heads(model, [("decoder", 1, 2), "encoder:0:3"]) as heads:
         assert heads == [("encoder", 0, 3), ("decoder", 1, 2)]
         ablated, _ = forward_logits(model)
     assert not torch.allclose(plain, ablated)
@@ -68,23 +76,23 @@ def test_all_cross_heads_off_makes_the_decoder_independent_of_the_source(model):
     with_source, _ = forward_logits(model, SOURCE)
     with_other, _ = forward_logits(model, OTHER_SOURCE)
     assert not torch.allclose(with_source, with_other, atol=1e-4)
-    cross = [h for h in circuits.all_heads(model) if h[0] == "cross"]
-    with circuits.ablate_heads(model, cross):
+    cross = [h for h in head_names.all_heads(model) if h[0] == "cross"]
+    with ablation_lib.ablate_heads(model, cross):
         a, _ = forward_logits(model, SOURCE)
         b, _ = forward_logits(model, OTHER_SOURCE)
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
 def test_logit_lens_last_layer_is_the_real_output(model):
-    example = circuits.make_example(model, None, SOURCE, TARGET)
-    lens, final = circuits.logit_lens_probs(model, example)
+    example = inputs.make_example(model, None, SOURCE, TARGET)
+    lens, final = lens_lib.logit_lens_probs(model, example)
     assert lens.shape == (2, len(TARGET), 99)
     logits, _ = forward_logits(model)
     torch.testing.assert_close(final, logits[0].softmax(-1), rtol=0, atol=1e-6)
     torch.testing.assert_close(lens[-1], final, rtol=0, atol=1e-6)
     assert not torch.allclose(lens[0], final, atol=1e-3)
 
-    result = circuits.logit_lens(model, None, SOURCE, TARGET, top_k=3).to_dict()
+    result = lens_lib.logit_lens(model, None, SOURCE, TARGET, top_k=3).to_dict()
     json.dumps(result)
     assert [layer["layer"] for layer in result["layers"]] == [0, 1]
     last, real = result["layers"][-1]["positions"], result["final"]
@@ -97,15 +105,15 @@ def test_logit_lens_last_layer_is_the_real_output(model):
 
 def hand_importance(model):
     """One head at a time, unbatched, through the ordinary forward pass."""
-    example = circuits.make_example(model, None, SOURCE, TARGET)
-    base = sum(circuits.token_logprobs(model, example))
-    return {h: base - sum(circuits.token_logprobs(model, example, [h])) for h in circuits.all_heads(model)}
+    example = inputs.make_example(model, None, SOURCE, TARGET)
+    base = sum(inputs.token_logprobs(model, example))
+    return {h: base - sum(ablated_token_logprobs(model, example, [h])) for h in head_names.all_heads(model)}
 
 
 def test_head_importance_matches_single_head_ablations_and_is_deterministic(model):
     hand = hand_importance(model)
-    result = circuits.head_importance(model, None, SOURCE, TARGET)
-    again = circuits.head_importance(model, None, SOURCE, TARGET)
+    result = ablation_lib.head_importance(model, None, SOURCE, TARGET)
+    again = ablation_lib.head_importance(model, None, SOURCE, TARGET)
     key = [(r["family"], r["layer"], r["head"]) for r in result.ranking]
     assert key == [(r["family"], r["layer"], r["head"]) for r in again.ranking]
     assert result.grids == again.grids
@@ -123,27 +131,27 @@ def test_head_importance_matches_single_head_ablations_and_is_deterministic(mode
     assert [r["rank"] for r in result.ranking] == list(range(1, 25))
     for a, b in zip(key, key[1:]):  # the ranking agrees with the hand-made one (up to float noise)
         assert hand[a] >= hand[b] - 1e-4
-    assert result.logprob == pytest.approx(circuits.translation_logprob(model, None, SOURCE, TARGET), abs=1e-5)
+    assert result.logprob == pytest.approx(ablation_lib.translation_logprob(model, None, SOURCE, TARGET), abs=1e-5)
     assert max(abs(d) for d in drops) > 1e-3  # the heads matter at all
     json.dumps(result.to_dict())
 
 
 def test_batched_importance_equals_one_at_a_time(model):
-    batched = circuits.head_importance(model, None, SOURCE, TARGET)
-    single = circuits.head_importance(model, None, SOURCE, TARGET, batch_size=1)
-    uneven = circuits.head_importance(model, None, SOURCE, TARGET, batch_size=5)
+    batched = ablation_lib.head_importance(model, None, SOURCE, TARGET)
+    single = ablation_lib.head_importance(model, None, SOURCE, TARGET, batch_size=1)
+    uneven = ablation_lib.head_importance(model, None, SOURCE, TARGET, batch_size=5)
     for other in (single, uneven):
         assert other.logprob == pytest.approx(batched.logprob, abs=1e-5)
-        for family in circuits.FAMILIES:
+        for family in head_names.FAMILIES:
             for row_a, row_b in zip(batched.grids[family]["drop"], other.grids[family]["drop"]):
                 assert row_a == pytest.approx(row_b, abs=1e-5)
 
 
 def test_head_importance_for_some_families_only():
     model = make_model()
-    result = circuits.head_importance(model, None, SOURCE, TARGET, families=("cross",))
+    result = ablation_lib.head_importance(model, None, SOURCE, TARGET, families=("cross",))
     assert list(result.grids) == ["cross"] and len(result.ranking) == 8
-    full = circuits.head_importance(model, None, SOURCE, TARGET)
+    full = ablation_lib.head_importance(model, None, SOURCE, TARGET)
     torch.testing.assert_close(
         torch.tensor(result.grids["cross"]["drop"]), torch.tensor(full.grids["cross"]["drop"]), rtol=0, atol=1e-5
     )
@@ -152,25 +160,25 @@ def test_head_importance_for_some_families_only():
 def test_run_ablation_reports_the_change():
     model = make_model()
     heads = [["cross", 0, 1], ["cross", 1, 1]]
-    result = circuits.run_ablation(model, None, SOURCE, heads, translation=TARGET, max_length=8)
+    result = ablation_lib.run_ablation(model, None, SOURCE, heads, translation=TARGET, max_length=8)
     assert result.heads == [["cross", 0, 1], ["cross", 1, 1]]
-    assert result.logprob == pytest.approx(circuits.translation_logprob(model, None, SOURCE, TARGET), abs=1e-6)
+    assert result.logprob == pytest.approx(ablation_lib.translation_logprob(model, None, SOURCE, TARGET), abs=1e-6)
     assert result.ablated_logprob == pytest.approx(
-        circuits.translation_logprob(model, None, SOURCE, TARGET, heads), abs=1e-6
+        ablation_lib.translation_logprob(model, None, SOURCE, TARGET, heads), abs=1e-6
     )
     assert result.delta == pytest.approx(result.ablated_logprob - result.logprob)
     assert result.translation_tokens == [str(i) for i in TARGET]
-    assert result.ablated_translation == circuits.translate(model, None, SOURCE, heads, max_length=8)
+    assert result.ablated_translation == ablation_lib.translate(model, None, SOURCE, heads, max_length=8)
     json.dumps(result.to_dict())
 
-    nothing = circuits.run_ablation(model, None, SOURCE, [], max_length=8)
+    nothing = ablation_lib.run_ablation(model, None, SOURCE, [], max_length=8)
     assert nothing.delta == 0.0 and not nothing.changed
     assert nothing.ablated_translation == nothing.translation
 
 
 def test_residual_stream_writes_add_up(model):
-    example = circuits.make_example(model, None, SOURCE, TARGET)
-    writes = circuits.sublayer_writes(model, example)
+    example = inputs.make_example(model, None, SOURCE, TARGET)
+    writes = lens_lib.sublayer_writes(model, example)
     core = model.model
     for i, w in enumerate(writes["encoder"]):
         layer = core.encoder.layers[i]
@@ -189,7 +197,7 @@ def test_residual_stream_writes_add_up(model):
             expected = layer.final_layer_norm(h + w["ffn"])
         torch.testing.assert_close(w["output"], expected, rtol=0, atol=1e-5)
 
-    result = circuits.residual_stream(model, None, SOURCE, TARGET).to_dict()
+    result = lens_lib.residual_stream(model, None, SOURCE, TARGET).to_dict()
     json.dumps(result)
     assert len(result["encoder"]) == 2 and len(result["decoder"]) == 2
     enc0, dec1 = result["encoder"][0], result["decoder"][1]
@@ -201,22 +209,22 @@ def test_residual_stream_writes_add_up(model):
 
 def test_targets_given_as_the_decoder_reading_are_scored_as_complete_translations():
     model = make_model()
-    labels = circuits.make_example(model, None, SOURCE, TARGET)
+    labels = inputs.make_example(model, None, SOURCE, TARGET)
     assert labels.decoder_input_ids == [1] + TARGET[:-1] and labels.labels == TARGET
     # The Space keeps a translation as <start> y_1 .. y_n (no </s>): the same example.
-    assert circuits.make_example(model, None, SOURCE, [1] + TARGET[:-1]) == labels
-    assert circuits.make_example(model, None, SOURCE, torch.tensor(TARGET[:-1])) == labels
+    assert inputs.make_example(model, None, SOURCE, [1] + TARGET[:-1]) == labels
+    assert inputs.make_example(model, None, SOURCE, torch.tensor(TARGET[:-1])) == labels
 
 
 def test_head_names_are_checked():
     model = make_model()
-    assert circuits.parse_head({"family": "Cross", "layer": "1", "head": 0}) == ("cross", 1, 0)
-    assert circuits.normalize_heads(model, ["cross.1.0", ("encoder", 0, 0), ["cross", 1, 0]]) == [
+    assert head_names.parse_head({"family": "Cross", "layer": "1", "head": 0}) == ("cross", 1, 0)
+    assert head_names.normalize_heads(model, ["cross.1.0", ("encoder", 0, 0), ["cross", 1, 0]]) == [
         ("encoder", 0, 0), ("cross", 1, 0)
     ]
     for bad in (["self", 0, 0], ["encoder", 2, 0], ["decoder", 0, 4], ["cross", 0], "cross:a:1"):
         with pytest.raises(ValueError):
-            circuits.normalize_heads(model, [bad])
+            head_names.normalize_heads(model, [bad])
 
 
 def test_on_a_saved_model_with_its_tokenizer(tiny_model_dir):
@@ -228,16 +236,16 @@ def test_on_a_saved_model_with_its_tokenizer(tiny_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     sentence = "A man in a blue shirt is standing on a ladder cleaning windows."
     kw = dict(max_length=12)
-    imp = circuits.head_importance(model, tokenizer, sentence, **kw).to_dict()
+    imp = ablation_lib.head_importance(model, tokenizer, sentence, **kw).to_dict()
     assert imp["source_tokens"][-1] == "</s>" and imp["source"] == sentence
-    ablation = circuits.run_ablation(
+    ablation = ablation_lib.run_ablation(
         model, tokenizer, sentence, [("cross", 0, 0)], translation=imp["translation_ids"], **kw
     )
     assert ablation.translation == imp["translation"] and ablation.translation_ids == imp["translation_ids"]
     assert ablation.logprob == pytest.approx(imp["logprob"], abs=1e-4)
     assert ablation.ablated_logprob == pytest.approx(imp["grids"]["cross"]["ablated_logprob"][0][0], abs=1e-4)
-    lens = circuits.logit_lens(model, tokenizer, sentence, "Ein Mann steht auf einer Leiter.").to_dict()
+    lens = lens_lib.logit_lens(model, tokenizer, sentence, "Ein Mann steht auf einer Leiter.").to_dict()
     assert lens["input_tokens"][0] == "<s>" and lens["target_tokens"][-1] == "</s>"
-    stream = circuits.residual_stream(model, tokenizer, sentence, "Ein Mann.").to_dict()
+    stream = lens_lib.residual_stream(model, tokenizer, sentence, "Ein Mann.").to_dict()
     for result in (imp, ablation.to_dict(), lens, stream):
         json.dumps(result)

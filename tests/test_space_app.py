@@ -337,8 +337,8 @@ def test_browser_three_quick_translations_every_tab_shows_the_last(page, bundle,
     from playwright.sync_api import expect
 
     import app
-    import circuits_tab
-    import walkthrough_tab
+    from tabs import circuits_tab
+    from tabs import walkthrough_tab
     from safe_html import visible
 
     monkeypatch.setattr(app, "explorer_outputs", slowed(app.explorer_outputs, 2.0))
@@ -367,7 +367,7 @@ def test_browser_a_late_ablation_for_an_older_translation_is_dropped(page, bundl
     shows the new sentence (it used to: header and logit lens on one sentence, ablation on another)."""
     from playwright.sync_api import expect
 
-    import circuits_tab
+    from tabs import circuits_tab
 
     done = threading.Event()
     monkeypatch.setattr(circuits_tab, "ablation_outputs", slowed(circuits_tab.ablation_outputs, 3.0, done))

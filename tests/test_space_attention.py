@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from attention_data import FAMILIES, AttentionData, build_attention_data, decoder_ids_from_generated
+from encdec_lens.attention import AttentionData, build_attention_data, decoder_ids_from_generated
+from encdec_lens.heads import FAMILIES
 from conftest import SENTENCE
 from translation_engine import EMPTY_MESSAGE, ModelSourceError, load_bundle, resolve_model_source
 
@@ -266,7 +267,7 @@ def test_pictures_are_arrays_and_no_figure_survives(result):
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from attention_plots import head_grid_image, heatmap_image, plot_label
+    from encdec_lens.plots import head_grid_image, heatmap_image, plot_label
 
     data = result.attention
     labels = ["$x$", "a$b", "\x07", "😀", "\u202e", "שלום"]
@@ -290,7 +291,7 @@ def test_head_grid_title_leaves_the_buttons_corner_free(result, monkeypatch):
     head grid may lie there (the title was centred at the top and ran under them)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    import attention_plots
+    from encdec_lens import plots as attention_plots
 
     boxes = []
     draw = attention_plots.figure_to_rgb

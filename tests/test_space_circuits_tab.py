@@ -1,6 +1,6 @@
 """The Space's Circuits tab (issue 5): its handlers, its API through gradio_client, and the page in Chromium.
 
-The handlers are checked against direct calls to `circuits.py` on the same model. The model is the
+The handlers are checked against direct calls to `encdec_lens` on the same model. The model is the
 untrained `tiny_model_dir` fixture (fast, deterministic). With SAVE_SCREENSHOT set and a trained model in
 space/model/, that model is served instead and the browser test also writes space/screenshot_circuits.png.
 """
@@ -10,8 +10,10 @@ import shutil
 
 import pytest
 
-import circuits
-import circuits_tab as tab
+from encdec_lens import ablation as ablation_lib
+from encdec_lens import lens as lens_lib
+from encdec_lens.heads import all_heads, head_label
+from tabs import circuits_tab as tab
 from conftest import SENTENCE, SHIPPED_MODEL, SPACE, open_page, serve_space
 
 pytestmark = [
@@ -41,7 +43,7 @@ def direct_ablation(bundle, state, heads, num_beams=None, max_new_tokens=None):
     """circuits.run_ablation on the bundle's own model, decoding as the Translate button does."""
     gen = bundle.generation_config_for(num_beams or bundle.default_num_beams,
                                        max_new_tokens or bundle.default_max_new_tokens)
-    return circuits.run_ablation(bundle.model, bundle.tokenizer, state["source_ids"], heads,
+    return ablation_lib.run_ablation(bundle.model, bundle.tokenizer, state["source_ids"], heads,
                                  translation=state["decoder_ids"], generation_config=gen)
 
 
@@ -51,8 +53,8 @@ def shown_delta(summary_html: str) -> float:
 
 # --- handlers --------------------------------------------------------------------------------------------
 def test_head_labels_name_every_head_once(bundle):
-    heads = circuits.all_heads(bundle.model)
-    labels = [tab.head_label(*h) for h in heads]
+    heads = all_heads(bundle.model)
+    labels = [head_label(*h) for h in heads]
     assert labels[0] == "enc L1 H1" and "dec-self L2 H3" in labels and labels[-1] == "cross L2 H4"
     assert tab.parse_head_labels(bundle.model, labels) == heads
     assert tab.parse_head_labels(bundle.model, "cross L2 H1, ENC l1 h2") == [("encoder", 0, 1), ("cross", 1, 0)]
@@ -86,13 +88,13 @@ def test_ablation_matches_circuits(bundle, on_screen):
 def test_importance_lens_and_stream_match_circuits(bundle, on_screen):
     _, state = on_screen
     args = (bundle.model, bundle.tokenizer, state["source_ids"], state["decoder_ids"])
-    expected = circuits.head_importance(*args)
+    expected = ablation_lib.head_importance(*args)
     picture, ranking, ranked = tab.importance_outputs(bundle, SENTENCE, state)
-    assert ranked == [tab.head_label(r["family"], r["layer"], r["head"]) for r in expected.ranking]
+    assert ranked == [head_label(r["family"], r["layer"], r["head"]) for r in expected.ranking]
     assert picture.ndim == 3 and picture.shape[1] > 500
     assert ranked[0] in ranking and f"{expected.ranking[0]['drop']:+.3f}" in ranking
 
-    lens = circuits.logit_lens(*args, top_k=2)
+    lens = lens_lib.logit_lens(*args, top_k=2)
     html = tab.lens_outputs(bundle, SENTENCE, state, top_k=2)
     assert html.count("<tr>") == len(lens.target_tokens) + 1
     assert html.count('class="cand') == 2 * len(lens.target_tokens) * len(lens.layers)
@@ -108,7 +110,7 @@ def test_importance_lens_and_stream_match_circuits(bundle, on_screen):
         importance.pop(key), direct.pop(key, None)
     assert importance == direct  # the API translates as the Translate button did, so the same pair
     assert tab.lens_json(bundle, SENTENCE, top_k=2) == {**lens.to_dict(), "notices": []}
-    assert tab.residual_json(bundle, SENTENCE) == {**circuits.residual_stream(*args).to_dict(), "notices": []}
+    assert tab.residual_json(bundle, SENTENCE) == {**lens_lib.residual_stream(*args).to_dict(), "notices": []}
 
 
 def test_refresh_shows_the_translation_of_the_state_even_after_the_box_changed(bundle, on_screen):
@@ -174,7 +176,7 @@ def test_bad_input_gets_a_message(bundle, on_screen):
     assert "beam_size" in tab.ablation_json(bundle, SENTENCE, [], beam_size="many")["error"]
     nasty = '<img src=x onerror="alert(1)"> \u202e ${x}'
     summary = tab.ablation_outputs(bundle, SENTENCE, state, [nasty])[2]
-    html = tab.lens_html(circuits.logit_lens(bundle.model, bundle.tokenizer, SENTENCE, nasty))
+    html = tab.lens_html(lens_lib.logit_lens(bundle.model, bundle.tokenizer, SENTENCE, nasty))
     for fragment in (summary, html):
         assert "<img" not in fragment and "\u202e" not in fragment and "${" not in fragment
 
@@ -247,7 +249,7 @@ def test_browser_switch_heads_off_and_rank_them(page, bundle, on_screen, tmp_pat
     page.locator("#ablate-enc label", has_text="L1 H2").click()
     page.locator("#ablate-btn").click()
     expect(page.locator("#ablation-delta")).to_be_visible()
-    heads = [("encoder", 0, 1)] + circuits.all_heads(bundle.model, ("cross",))
+    heads = [("encoder", 0, 1)] + all_heads(bundle.model, ("cross",))
     expected = direct_ablation(bundle, state, heads)
     shown = float(page.locator("#ablation-delta").inner_text())
     assert shown != 0 and shown == pytest.approx(round(expected.delta, 3), abs=1e-9)
@@ -283,7 +285,7 @@ def test_benchmark_times_head_importance(bundle):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rows = bench.measure_head_importance(bundle, repeats=1, threads=(1, 1))
-    heads = len(circuits.all_heads(bundle.model))
+    heads = len(all_heads(bundle.model))
     assert len(rows) == 1 and rows[0]["words"] == 15 and rows[0]["heads"] == heads and rows[0]["median_s"] > 0
     table = bench.markdown_table({"head_importance": rows, "machine": "test"})
     assert f"Circuits head importance ({heads} heads off one at a time), 15-word sentence, 1 thread" in table
