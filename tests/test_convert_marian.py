@@ -1,0 +1,452 @@
+"""`python -m training.convert_marian`: a MarianMTModel in OPUS-MT's shape becomes this project's Transformer and
+computes the same thing. Nothing is downloaded: the Marian models are built here with random weights (OPUS-MT's
+layout at small sizes: swish or relu, one shared vocabulary with <pad> last, decoding from <pad>, a non-zero
+final_logits_bias, OPUS-MT's generation settings) beside a SentencePiece tokenizer trained here, and the
+converted folders are loaded in a process where this project cannot be imported."""
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import sentencepiece as spm
+import torch
+from conftest import ROOT
+
+from training import convert_marian
+from training.convert_marian import ConversionError, convert
+
+SENTENCES = [
+    "The animal didn't cross the street because it was too tired.",
+    "A dog runs on the beach.",
+    "Two children are playing in the snow.",
+    "Das Tier überquerte die Straße nicht, weil es zu müde war.",
+    "Ein Hund läuft am Strand.",
+    "Zwei Kinder spielen im Schnee.",
+]
+INPUTS = ["The animal didn't cross the street because it was too tired.", "A dog runs.", "Two children play."]
+CARD = "---\nlanguage:\n- en\n- de\nlicense: cc-by-4.0\ntags:\n- translation\n---\n\n# opus-mt-en-de (test copy)\n"
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    """OPUS-MT's tokenizer files: source.spm and target.spm (SentencePiece, trained here), vocab.json with
+    </s> = 0, <unk> = 1 and <pad> last, and tokenizer_config.json naming the languages."""
+    folder = tmp_path_factory.mktemp("spm")
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(SENTENCES * 20), model_writer=model, vocab_size=60, model_type="unigram",
+        character_coverage=1.0, unk_id=0, eos_id=1, bos_id=-1, pad_id=-1, hard_vocab_limit=False, minloglevel=2,
+    )
+    processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    vocab = {"</s>": 0, "<unk>": 1}
+    for i in range(processor.get_piece_size()):
+        vocab.setdefault(processor.id_to_piece(i), len(vocab))
+    vocab["<pad>"] = len(vocab)
+    (folder / "source.spm").write_bytes(model.getvalue())
+    (folder / "target.spm").write_bytes(model.getvalue())
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"source_lang": "en", "target_lang": "de", "model_max_length": 512}))
+    return folder
+
+
+def make_marian(folder, tokenizer_dir, activation="swish", seed=0, card=True, **config):
+    """A random-weight MarianMTModel in OPUS-MT's layout (small), saved with the tokenizer files and a card."""
+    from transformers import GenerationConfig, MarianConfig, MarianMTModel
+
+    vocab = len(json.loads((tokenizer_dir / "vocab.json").read_text()))
+    pad = vocab - 1
+    values = dict(
+        vocab_size=vocab, decoder_vocab_size=vocab, d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        activation_function=activation, max_position_embeddings=64, scale_embedding=True, pad_token_id=pad,
+        decoder_start_token_id=pad, eos_token_id=0, bos_token_id=0, forced_eos_token_id=0,
+        share_encoder_decoder_embeddings=True, architectures=["MarianMTModel"],
+    )
+    values.update(config)
+    torch.manual_seed(seed)
+    model = MarianMTModel(MarianConfig(**values))
+    with torch.no_grad():  # far larger than Marian's init: sharp attention, varied outputs (not one token repeated)
+        for name, parameter in model.named_parameters():
+            if parameter.dim() > 1 and "embed_positions" not in name:
+                parameter.normal_(0.0, 1.0)
+        model.final_logits_bias.normal_(0.0, 0.5)
+    assert model.final_logits_bias.abs().min() > 0
+    model.generation_config = GenerationConfig(  # OPUS-MT's generation_config.json, scaled down
+        bad_words_ids=[[pad]], bos_token_id=0, decoder_start_token_id=pad, eos_token_id=0, forced_eos_token_id=0,
+        max_length=24, num_beams=4, pad_token_id=pad,
+    )
+    model.save_pretrained(folder)
+    for name in os.listdir(tokenizer_dir):
+        shutil.copyfile(tokenizer_dir / name, folder / name)
+    if card:
+        (folder / "README.md").write_text(CARD)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, tokenizer_dir):
+    """{activation: (source folder, converted folder, convert()'s result)} for OPUS-MT's swish and for relu."""
+    root = tmp_path_factory.mktemp("marian")
+    found = {}
+    for seed, activation in enumerate(("swish", "relu")):
+        src = make_marian(root / f"opus-mt-{activation}", tokenizer_dir, activation, seed=seed)
+        found[activation] = src, root / f"converted-{activation}", convert(str(src), str(root / f"converted-{activation}"))
+    return found
+
+
+@pytest.fixture(scope="module")
+def inputs(converted, tokenizer_dir):
+    """A padded batch from the source tokenizer, and padded labels (-100) with their decoder mask."""
+    from transformers import MarianTokenizer
+
+    tokenizer = MarianTokenizer.from_pretrained(str(tokenizer_dir))
+    batch = tokenizer(INPUTS, text_target=["Das Tier ging nicht.", "Ein Hund.", "Zwei Kinder spielen im Schnee."],
+                      return_tensors="pt", padding=True)
+    assert (batch["attention_mask"] == 0).any() and (batch["labels"] == tokenizer.pad_token_id).any()
+    labels = batch["labels"].masked_fill(batch["labels"] == tokenizer.pad_token_id, -100)
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": labels}
+
+
+# The child: this project off every import path (as in test_remote_code.py), then each converted folder
+# loaded through the Auto classes with trust_remote_code, run on the parent's inputs.
+CHILD = textwrap.dedent(
+    """
+    import importlib, importlib.util, json, os, sys
+    root = os.path.realpath(sys.argv[1])
+    inputs_path, out_path, folders = sys.argv[2], sys.argv[3], sys.argv[4:]
+
+    def inside(path):
+        path = os.path.realpath(path or os.getcwd())
+        if "site-packages" in path or path == sys.prefix or path.startswith(sys.prefix + os.sep):
+            return False
+        return path == root or path.startswith(root + os.sep)
+
+    sys.path[:] = [p for p in sys.path if not inside(p)]
+    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+    sys.path_hooks[:] = [h for h in sys.path_hooks if "__editable__" not in getattr(h, "__module__", "")]
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
+    for name in ("modeling", "configuration", "training"):
+        assert importlib.util.find_spec(name) is None, f"{name} is still importable"
+
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    torch.set_num_threads(1)
+    inputs = torch.load(inputs_path)
+    source = {k: inputs[k] for k in ("input_ids", "attention_mask")}
+    results = {}
+    for folder in folders:
+        model = AutoModelForSeq2SeqLM.from_pretrained(folder, trust_remote_code=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+        with torch.no_grad():
+            out = model(**inputs)
+            eager = model(**inputs, output_attentions=True)  # the attention views' path
+            results[folder] = {
+                "class": type(model).__module__ + "." + type(model).__name__,
+                "tokenizer": type(tokenizer).__name__,
+                "tokenized": tokenizer(["A dog runs."])["input_ids"],
+                "logits": out.logits, "loss": out.loss, "eager_logits": eager.logits,
+                "encoder_attentions": eager.encoder_attentions, "decoder_attentions": eager.decoder_attentions,
+                "cross_attentions": eager.cross_attentions,
+                "greedy": model.generate(**source, num_beams=1),
+                "beam": model.generate(**source),  # the generation config: beam 4, as OPUS-MT's
+                "beam_n": model.generate(**source, num_beams=3, num_return_sequences=2, max_length=12),
+                "greedy_no_repeat": model.generate(**source, num_beams=1, no_repeat_ngram_size=1, max_length=17),
+            }
+    torch.save(results, out_path)
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("modeling", "configuration", "training"))
+    print(json.dumps({"project_modules": loaded}))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def child(converted, inputs, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("child")
+    torch.save(inputs, tmp / "inputs.pt")
+    workdir = tmp / "elsewhere"
+    workdir.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME")}
+    env.update(PYTHONPATH="", HF_HOME=str(tmp / "hf_home"), HF_MODULES_CACHE=str(tmp / "hf_modules"),
+               HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+    folders = [str(out) for _, out, _ in converted.values()]
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, ROOT, str(tmp / "inputs.pt"), str(tmp / "out.pt"), *folders],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"project_modules": []}
+    return torch.load(tmp / "out.pt")
+
+
+def marian_outputs(src, inputs):
+    """MarianMTModel's outputs, with the default (sdpa) attention and, for the attention maps, with eager attention:
+    at these weight scales the two backends differ by about 4e-4 in the logits, so each is compared with its own."""
+    from transformers import MarianMTModel
+
+    marian = MarianMTModel.from_pretrained(str(src)).eval()
+    eager = MarianMTModel.from_pretrained(str(src), attn_implementation="eager").eval()
+    source = {k: inputs[k] for k in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        out = marian(**inputs)
+        maps = eager(**inputs, output_attentions=True)
+        return {
+            "logits": out.logits, "loss": out.loss, "eager_logits": maps.logits,
+            "encoder_attentions": maps.encoder_attentions, "decoder_attentions": maps.decoder_attentions,
+            "cross_attentions": maps.cross_attentions,
+            "greedy": marian.generate(**source, num_beams=1), "beam": marian.generate(**source),
+            "beam_n": marian.generate(**source, num_beams=3, num_return_sequences=2, max_length=12),
+            "greedy_no_repeat": marian.generate(**source, num_beams=1, no_repeat_ngram_size=1, max_length=17),
+        }
+
+
+# ------------------------------------------------------------------------------------------ exactness
+
+
+def test_concatenated_sinusoids_are_marians_table_bit_for_bit():
+    from transformers.models.marian.modeling_marian import MarianSinusoidalPositionalEmbedding
+
+    import modeling.modeling_transformer as mt
+
+    for positions, d_model in ((512, 512), (33, 7)):  # OPUS-MT's size, an odd width
+        marian = MarianSinusoidalPositionalEmbedding(positions, d_model).create_weight()
+        assert torch.equal(mt.sinusoidal_table(positions, d_model, "concatenated"), marian)
+    # the same sines and cosines as the paper's interleaved table, in Marian's order (float32 there: 1e-4 close)
+    interleaved = mt.sinusoidal_table(512, 512)
+    reordered = torch.cat([interleaved[:, 0::2], interleaved[:, 1::2]], dim=1)
+    torch.testing.assert_close(mt.sinusoidal_table(512, 512, "concatenated"), reordered, atol=1e-4, rtol=0)
+    assert not torch.equal(interleaved, mt.sinusoidal_table(512, 512, "concatenated"))
+
+
+@pytest.mark.parametrize("activation", ["swish", "relu"])
+def test_converted_model_computes_what_marian_computes(activation, converted, inputs, child):
+    src, out, result = converted[activation]
+    got, want = child[str(out)], marian_outputs(src, inputs)
+    assert got["class"].startswith("transformers_modules.") and got["class"].endswith("TransformerForConditionalGeneration")
+
+    difference = (got["logits"] - want["logits"]).abs().max().item()
+    assert difference <= 1e-4, difference
+    assert (got["eager_logits"] - want["eager_logits"]).abs().max().item() <= 1e-4
+    assert result["max_logit_difference"] <= 1e-4
+    torch.testing.assert_close(got["loss"], want["loss"], atol=1e-5, rtol=0)  # plain cross-entropy, as Marian's
+    for family in ("encoder_attentions", "decoder_attentions", "cross_attentions"):
+        assert len(got[family]) == 2
+        for ours, theirs in zip(got[family], want[family]):
+            torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+    assert torch.equal(got["greedy"], want["greedy"])
+    assert torch.equal(got["beam"], want["beam"])
+    assert torch.equal(got["beam_n"], want["beam_n"])
+    # Random models repeat themselves; with no token allowed twice, each step ranks the rest of the vocabulary.
+    assert torch.equal(got["greedy_no_repeat"], want["greedy_no_repeat"])
+    assert want["greedy_no_repeat"].shape[1] > 8
+    # the outputs say something: each sentence its own, and beam search chose differently from greedy somewhere
+    assert len({tuple(row) for row in want["greedy"].tolist()}) == len(INPUTS)
+    assert not torch.equal(want["greedy"], want["beam"])
+
+
+def test_the_check_batch_logits_difference_is_small_and_reported(converted, capsys):
+    """convert() compares the two models itself before writing; main() prints the measured difference."""
+    src, _, _ = converted["swish"]
+    out = src.parent / "printed"
+    assert convert_marian.main([str(src), str(out)]) == 0
+    line = capsys.readouterr().out
+    assert "max logit difference to MarianMTModel" in line and str(out) in line
+
+
+# ------------------------------------------------------------------------------------------ the Hub folder
+
+
+def test_output_is_a_complete_hub_folder(converted, tokenizer_dir):
+    from huggingface_hub import ModelCard
+    from transformers import AutoTokenizer, MarianTokenizer
+
+    src, out, result = converted["swish"]
+    files = set(os.listdir(out))
+    assert {"config.json", "model.safetensors", "generation_config.json", "configuration_transformer.py",
+            "modeling_transformer.py", "pipeline_translation.py", "README.md", "source.spm", "target.spm",
+            "vocab.json", "tokenizer_config.json"} <= files
+    assert not [f for f in os.listdir(out.parent) if ".partial" in f or f.endswith(".old")]
+    for name in ("modeling_transformer.py", "configuration_transformer.py"):
+        assert (out / name).read_bytes() == open(os.path.join(ROOT, name.split("_")[0], name), "rb").read()
+    for name in ("source.spm", "target.spm", "vocab.json"):  # copied as they are
+        assert (out / name).read_bytes() == (src / name).read_bytes()
+    assert result["tokenizer_files"] == ["source.spm", "target.spm", "vocab.json", "tokenizer_config.json"]
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "transformer" and config["auto_map"]["AutoModelForSeq2SeqLM"].startswith("modeling_transformer.")
+    assert "translation" in config["custom_pipelines"]
+    assert {k: config[k] for k in ("activation_function", "sinusoidal_layout", "add_final_logits_bias", "label_smoothing",
+                                   "normalize_before", "scale_embedding", "tie_word_embeddings")} == {
+        "activation_function": "swish", "sinusoidal_layout": "concatenated", "add_final_logits_bias": True,
+        "label_smoothing": 0.0, "normalize_before": False, "scale_embedding": True, "tie_word_embeddings": True}
+    vocab = len(json.loads((src / "vocab.json").read_text()))
+    assert (config["pad_token_id"], config["decoder_start_token_id"], config["eos_token_id"]) == (vocab - 1, vocab - 1, 0)
+
+    def generation(folder):
+        return {k: v for k, v in json.loads((folder / "generation_config.json").read_text()).items()
+                if k != "transformers_version"}
+
+    assert generation(out) == generation(src)  # bad_words_ids=[[pad]], forced eos, beam 4: carried over
+
+    card = ModelCard.load(out / "README.md")
+    assert card.data.license == "cc-by-4.0" and card.data.language == ["en", "de"]
+    assert str(src) in card.text and "convert_marian" in card.text
+
+    tokenizer = AutoTokenizer.from_pretrained(str(out), trust_remote_code=True)
+    assert isinstance(tokenizer, MarianTokenizer)
+    original = MarianTokenizer.from_pretrained(str(src))
+    assert tokenizer(INPUTS)["input_ids"] == original(INPUTS)["input_ids"]
+    assert "▁" in "".join(tokenizer.convert_ids_to_tokens(tokenizer("A dog runs.")["input_ids"]))
+
+
+def test_translation_pipeline_gives_marians_translation(converted):
+    from transformers import MarianMTModel, MarianTokenizer, pipeline
+
+    src, out, _ = converted["relu"]
+    translator = pipeline("translation", model=str(out), trust_remote_code=True)
+    tokenizer = MarianTokenizer.from_pretrained(str(src))
+    marian = MarianMTModel.from_pretrained(str(src)).eval()
+    with torch.no_grad():
+        expected = tokenizer.decode(marian.generate(**tokenizer(INPUTS[:1], return_tensors="pt"))[0], skip_special_tokens=True)
+    assert translator(INPUTS[0]) == [{"translation_text": expected.strip()}]
+
+
+def test_source_without_tokenizer_or_card_converts(tmp_path, tokenizer_dir):
+    src = make_marian(tmp_path / "bare", tokenizer_dir, card=False)
+    for name in os.listdir(tokenizer_dir):
+        os.remove(src / name)
+    result = convert(str(src), str(tmp_path / "out"))
+    assert result["tokenizer_files"] == []
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "license: unknown" in card and "states no license" in card
+
+
+# ------------------------------------------------------------------------------------------ refusals
+
+
+@pytest.fixture(scope="module")
+def marian_src(tmp_path_factory, tokenizer_dir):
+    return make_marian(tmp_path_factory.mktemp("plain") / "opus-mt", tokenizer_dir)
+
+
+def patched(marian_src, tmp_path, **changes):
+    """A copy of the Marian folder whose config.json has `changes` (None removes a key)."""
+    folder = tmp_path / "patched"
+    shutil.copytree(marian_src, folder)
+    config = json.loads((folder / "config.json").read_text())
+    for key, value in changes.items():
+        config.pop(key, None) if value is None else config.__setitem__(key, value)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+REFUSED = [
+    (dict(model_type="bart"), r"'bart' model \(config.json model_type\), not Marian"),
+    (dict(architectures=["MarianForCausalLM"]), r"MarianForCausalLM, not MarianMTModel.*decoder-only"),
+    (dict(decoder_vocab_size=7), r"separate decoder vocabulary \(decoder_vocab_size=7"),
+    (dict(share_encoder_decoder_embeddings=False), r"separate source and target embeddings \(share_encoder_decoder_embeddings=false\)"),
+    (dict(tie_word_embeddings=False), r"output projection untied from the embeddings \(tie_word_embeddings=false\)"),
+    (dict(normalize_before=True), r"pre-LN residual blocks \(normalize_before=true\)"),
+    (dict(add_final_layer_norm=True), r"final LayerNorm on each stack \(add_final_layer_norm=true\)"),
+    (dict(normalize_embedding=True), r"LayerNorm on the embeddings \(normalize_embedding=true, layernorm_embedding\)"),
+    (dict(static_position_embeddings=False), r"learned positions \(static_position_embeddings=false\)"),
+    (dict(activation_function="gelu_fast"), r"the activation 'gelu_fast': this model offers relu, gelu"),
+    (dict(pad_token_id=None), r"no pad_token_id"),
+]
+
+
+@pytest.mark.parametrize("changes, message", REFUSED, ids=[next(iter(c)) + "=" + str(next(iter(c.values()))) for c, _ in REFUSED])
+def test_what_cannot_be_represented_exactly_is_refused_by_name(changes, message, marian_src, tmp_path):
+    src = patched(marian_src, tmp_path, **changes)
+    with pytest.raises(ConversionError, match=message):
+        convert(str(src), str(tmp_path / "out"))
+    assert sorted(os.listdir(tmp_path)) == ["patched"]  # nothing written, no temporary folder left
+
+
+def test_the_legacy_keys_opus_mt_configs_carry_are_accepted(marian_src, tmp_path):
+    """Older OPUS-MT config.json files name the variants they do not use (all false/true as MarianMTModel runs)."""
+    src = patched(marian_src, tmp_path, normalize_before=False, add_final_layer_norm=False, normalize_embedding=False,
+                  static_position_embeddings=True, add_bias_logits=False, num_beams=4, max_length=24)
+    assert convert(str(src), str(tmp_path / "out"))["max_logit_difference"] <= 1e-4
+
+
+def test_weights_marian_does_not_use_are_refused(marian_src, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    src = patched(marian_src, tmp_path)
+    weights = load_file(src / "model.safetensors")
+    weights["model.encoder.layernorm_embedding.weight"] = torch.ones(32)
+    save_file(weights, src / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ConversionError, match=r"weights MarianMTModel does not use: model.encoder.layernorm_embedding.weight"):
+        convert(str(src), str(tmp_path / "out"))
+
+
+def test_our_own_model_folder_is_not_a_marian_model(tmp_path):
+    from conftest import tiny_config
+
+    from modeling import TransformerForConditionalGeneration
+
+    TransformerForConditionalGeneration(tiny_config()).save_pretrained(tmp_path / "ours")
+    with pytest.raises(ConversionError, match=r"'transformer' model .*not Marian"):
+        convert(str(tmp_path / "ours"), str(tmp_path / "out"))
+
+
+def test_missing_source_and_folder_without_config(tmp_path):
+    with pytest.raises(ConversionError, match=r"source '.*nowhere' does not exist"):
+        convert(str(tmp_path / "nowhere"), str(tmp_path / "out"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConversionError, match=r"not a model folder \(no config.json in it\)"):
+        convert(str(tmp_path / "empty"), str(tmp_path / "out"))
+
+
+# ------------------------------------------------------------------------------------------ OUT
+
+
+def test_existing_output_is_refused_unless_overwrite(marian_src, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(ConversionError, match=r"exists and is not empty; pass --overwrite"):
+        convert(str(marian_src), str(out))
+    assert os.listdir(out) == ["keep.txt"]
+    convert(str(marian_src), str(out), overwrite=True)
+    assert "keep.txt" not in os.listdir(out) and "model.safetensors" in os.listdir(out)
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    convert(str(marian_src), str(empty))  # an empty folder is filled
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConversionError, match=r"is a file"):
+        convert(str(marian_src), str(tmp_path / "file"))
+
+
+def test_a_failure_while_writing_leaves_no_half_written_output(marian_src, tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(convert_marian, "model_card", fail)
+    with pytest.raises(OSError, match="disk full"):
+        convert(str(marian_src), str(tmp_path / "out"))
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(OSError, match="disk full"):
+        convert(str(marian_src), str(tmp_path / "out"), overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["out"] and os.listdir(tmp_path / "out") == ["keep.txt"]
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+    assert convert_marian.main([str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m training.convert_marian: error: source") and "Traceback" not in err
+    result = subprocess.run([sys.executable, "-m", "training.convert_marian", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--overwrite" in result.stdout
