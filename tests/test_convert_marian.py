@@ -328,6 +328,37 @@ def test_source_without_tokenizer_or_card_converts(tmp_path, tokenizer_dir):
     assert "license: unknown" in card and "states no license" in card
 
 
+def test_a_hub_id_is_downloaded_and_named_in_the_card(marian_src, tmp_path, monkeypatch):
+    """No network here: the Hub's file listing and download are stood in for by the local Marian folder."""
+    import huggingface_hub
+    from huggingface_hub import ModelCard
+
+    asked = {}
+
+    def snapshot_download(repo_id, allow_patterns):
+        asked.update(repo_id=repo_id, allow_patterns=allow_patterns)
+        return str(marian_src)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files",
+                        lambda self, repo_id: ["config.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5", "source.spm"])
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    convert("Helsinki-NLP/opus-mt-en-de", str(tmp_path / "out"))
+    assert asked["repo_id"] == "Helsinki-NLP/opus-mt-en-de"
+    assert "model.safetensors*" in asked["allow_patterns"] and not any(
+        p.startswith(("pytorch_model", "tf_model")) for p in asked["allow_patterns"])  # one copy of the weights
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert card.data.base_model == "Helsinki-NLP/opus-mt-en-de"
+    assert "[Helsinki-NLP/opus-mt-en-de](https://huggingface.co/Helsinki-NLP/opus-mt-en-de)" in card.text
+
+    def offline(repo_id, allow_patterns):
+        raise OSError("offline mode is enabled")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ConversionError, match=r"could not download 'Helsinki-NLP/opus-mt-en-de' .*offline mode"):
+        convert("Helsinki-NLP/opus-mt-en-de", str(tmp_path / "again"))
+    assert not (tmp_path / "again").exists()
+
+
 # ------------------------------------------------------------------------------------------ refusals
 
 

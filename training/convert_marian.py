@@ -80,12 +80,17 @@ def resolve_source(src: str) -> tuple[str, bool]:
         return path, False
     from huggingface_hub import HfApi, snapshot_download
 
+    wanted = ["config.json", "generation_config.json", "README.md", *TOKENIZER_FILES]
     try:
-        files = set(HfApi().list_repo_files(src))
-        weights = ["model.safetensors*"] if any(f.startswith("model.safetensors") for f in files) else ["pytorch_model.bin*"]
-        path = snapshot_download(
-            src, allow_patterns=["config.json", "generation_config.json", "README.md", *weights, *TOKENIZER_FILES]
-        )
+        files = HfApi().list_repo_files(src)
+    except Exception:  # offline: a cached copy may still serve, else snapshot_download below says why
+        files = None
+    if files is not None and any(f.startswith("model.safetensors") for f in files):
+        wanted.append("model.safetensors*")  # not also the .bin copy many OPUS-MT repositories keep
+    else:
+        wanted += ["model.safetensors*", "pytorch_model.bin*"]
+    try:
+        path = snapshot_download(src, allow_patterns=wanted)
     except Exception as e:  # offline, no such repository, gated: say which, without a trace
         raise ConversionError(f"could not download {src!r} from the Hugging Face Hub: {type(e).__name__}: {e}") from e
     return path, True
