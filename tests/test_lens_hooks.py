@@ -575,9 +575,6 @@ def test_rank_correlation():
 # --------------------------------------------------------------------------------------------- lifetime
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hooks.py keeps every hooked model alive: _HOOKED is a WeakKeyDictionary whose value (the HookedModel) "
-    "holds a strong reference to its key (hooked.model), so the entry never dies and the model is never freed."))
 def test_a_hooked_model_can_be_freed():
     model = make_model()
     HookedModel(model)

@@ -289,3 +289,108 @@ def test_benchmark_times_head_importance(bundle):
     assert len(rows) == 1 and rows[0]["words"] == 15 and rows[0]["heads"] == heads and rows[0]["median_s"] > 0
     table = bench.markdown_table({"head_importance": rows, "machine": "test"})
     assert f"Circuits head importance ({heads} heads off one at a time), 15-word sentence, 1 thread" in table
+
+
+# --- direct logit attribution, activation patching, gradient importance ---------------------------------------
+from tabs import attribution_views as views  # noqa: E402
+
+WORDS = ("dog", "man", "cat", "boy", "girl", "road", "car", "house", "small", "old")
+
+
+def corrupted_sentence(bundle) -> str:
+    """SENTENCE with one word changed, of the same token length (found with the bundle's tokenizer)."""
+    length = len(bundle.prepare(SENTENCE).input_ids)
+    for word in SENTENCE.split():
+        for other in WORDS:
+            candidate = SENTENCE.replace(f" {word} ", f" {other} ", 1)
+            if candidate != SENTENCE and len(bundle.prepare(candidate).input_ids) == length:
+                return candidate
+    raise AssertionError(f"no one-word change of {SENTENCE!r} keeps its token length")
+
+
+def test_attribution_parts_add_up_to_the_shown_logit(bundle, on_screen):
+    result, state = on_screen
+    shown = views.attribution_outputs(bundle, SENTENCE, state, 2)
+    data = views.attribution_json(bundle, SENTENCE, "", 1)  # the model's own translation, as on screen
+    assert data["position"] == 1 and data["token"] == bundle.tokenizer.convert_ids_to_tokens(result.decoder_ids[2])
+    assert sum(c["value"] for c in data["components"]) == pytest.approx(data["logit"], abs=1e-4)
+    assert f'data-logit="{data["logit"]!r}"' in shown
+    layers = bundle.model.config.decoder_layers
+    heads = bundle.model.config.decoder_attention_heads
+    assert len(data["components"]) == 3 + layers * (2 * heads + 1)  # embedding, positions, biases; heads, ffn
+    assert "999 does not exist" in views.attribution_json(bundle, SENTENCE, "", 999)["error"]
+    assert "Position 999 does not exist" in views.attribution_outputs(bundle, SENTENCE, state, 999)
+    assert "count from 1" in views.attribution_outputs(bundle, SENTENCE, state, 0)
+
+
+def test_patching_ends_and_a_clear_error_for_different_lengths(bundle, on_screen):
+    result, state = on_screen
+    corrupted = corrupted_sentence(bundle)
+    data = views.patching_json(bundle, SENTENCE, corrupted)
+    assert data["nothing_patched"] == 0 and data["encoder_output_patched"] == pytest.approx(1, abs=1e-5)
+    assert len(data["heads"]) == len(all_heads(bundle.model))
+    assert [entry["name"] for entry in data["layers"]][0] == "encoder L1"
+    picture, html = views.patching_outputs(bundle, SENTENCE, state, corrupted)
+    assert picture.ndim == 3 and f'{data["encoder_output_patched"]:.3f}' in html
+    longer = views.patching_json(bundle, SENTENCE, "A much longer sentence than the clean one, by many words.")
+    assert "same number of tokens" in longer["error"]
+    assert "Type the corrupted sentence" in views.patching_outputs(bundle, SENTENCE, state, "  ")[1]
+
+
+def test_ranking_shows_gradient_importance_and_its_rank_correlation(bundle, on_screen):
+    _, state = on_screen
+    data = tab.importance_json(bundle, SENTENCE)
+    assert all(entry["gradient"] >= 0 for entry in data["ranking"])
+    assert -1 <= data["rank_correlation"] <= 1
+    html = tab.importance_outputs(bundle, SENTENCE, state)[1]
+    assert f'data-rho="{data["rank_correlation"]!r}"' in html
+
+
+def test_api_attribution_and_patching(client, bundle, on_screen):
+    result, _ = on_screen
+    answer = client.predict(SENTENCE, "", -1, api_name="/logit_attribution")
+    assert answer["token"] == bundle.tokenizer.eos_token
+    assert answer["logit"] == pytest.approx(views.attribution_json(bundle, SENTENCE, "", -1)["logit"], abs=1e-5)
+    corrupted = corrupted_sentence(bundle)
+    patched = client.predict(SENTENCE, corrupted, "", api_name="/activation_patching")
+    assert patched["translation"] == result.text and patched["nothing_patched"] == 0
+    assert {"name", "restored"} <= set(patched["heads"][0])
+    assert "same number of tokens" in client.predict(SENTENCE, "Two dogs.", "", api_name="/activation_patching")["error"]
+
+
+@pytest.mark.browser
+def test_browser_attribution_patching_and_gradient_read_the_api_numbers(page, bundle, on_screen, client):
+    from playwright.sync_api import expect
+
+    result, _ = on_screen
+    page.locator("#src textarea").fill(SENTENCE)
+    page.locator("#translate-btn").click()
+    expect(page.locator("#translation textarea")).to_have_value(result.text)
+    page.get_by_role("tab", name="Circuits").click()
+    expect(page.locator("#circuits-context")).to_contain_text("Working on")
+
+    page.locator("#dla-position input").fill("2")
+    page.locator("#dla-btn").click()
+    expect(page.locator("#dla-logit")).to_be_visible()
+    api = client.predict(SENTENCE, "", 1, api_name="/logit_attribution")
+    assert float(page.locator("#dla-logit").get_attribute("data-logit")) == pytest.approx(api["logit"], abs=1e-5)
+    shown = {row.locator("td").nth(0).inner_text(): float(row.locator("td").nth(1).get_attribute("data-value"))
+             for row in page.locator("#dla-table tr").all()[1:]}
+    by_name = {c["name"]: c["value"] for c in api["components"]}
+    assert shown and all(value == pytest.approx(by_name[name], abs=1e-5) for name, value in shown.items())
+
+    corrupted = corrupted_sentence(bundle)
+    page.locator("#patch-corrupted textarea, #patch-corrupted input").first.fill(corrupted)
+    page.locator("#patch-btn").click()
+    expect(page.locator("#patch-encoder-output")).to_be_visible()
+    wait_for_picture(page, "#patch-grid")
+    api = client.predict(SENTENCE, corrupted, "", api_name="/activation_patching")
+    cells = page.locator("#patch-layers td[data-restored]")
+    expect(cells).to_have_count(len(api["layers"]))
+    for cell, entry in zip(cells.all(), api["layers"]):
+        assert float(cell.get_attribute("data-restored")) == pytest.approx(entry["restored"], abs=1e-5)
+
+    page.locator("#importance-btn").click()
+    expect(page.locator("#importance-rho")).to_be_visible()
+    rho = client.predict(SENTENCE, api_name="/head_importance")["rank_correlation"]
+    assert float(page.locator("#importance-rho").get_attribute("data-rho")) == pytest.approx(rho, abs=1e-6)

@@ -114,8 +114,13 @@ class HookedModel:
     def __init__(self, model):  # everything is done once, in `_install`
         pass
 
+    @property
+    def model(self):
+        """The hooked model (held weakly: hooking a model never keeps it alive)."""
+        return self._model()
+
     def _install(self, model) -> None:
-        self.model = model
+        self._model = weakref.ref(model)
         self._active: contextvars.ContextVar = contextvars.ContextVar(f"encdec_lens_hooks_{id(self)}", default={})
         self._sites = {site.name: site for site in _sites(model)}
         for site in self._sites.values():

@@ -153,3 +153,29 @@ def head_grid_image(stack: np.ndarray, title: str, selected: int | None = None, 
 
 __all__ = ["ICON_BAND_PX", "TITLE_WIDTH", "figure_to_rgb", "heatmap_image", "head_grid_image", "plot_label",
            "plot_label_title", "wrap_title"]
+
+
+def head_values_image(values: dict, titles: dict, colorbar_label: str, title: str) -> np.ndarray:
+    """One layer x head grid per family of `values` {family: [[value per head] per layer]}, on one diverging
+    colour scale centred on 0, every value printed in its cell."""
+    families = list(values)
+    arrays = {family: np.asarray(values[family], dtype=np.float32) for family in families}
+    scale = max([float(np.abs(a).max()) for a in arrays.values()] + [1e-6])
+    n_layers = max(a.shape[0] for a in arrays.values())
+    n_heads = max(a.shape[1] for a in arrays.values())
+    # Small enough to be shown at about its natural size beside a table (cells of ~0.45 inch).
+    fig = Figure(figsize=(len(families) * (0.45 + 0.45 * n_heads) + 1.0, 1.1 + 0.45 * n_layers), dpi=DPI,
+                 layout="constrained")
+    axes = fig.subplots(1, len(families), squeeze=False)[0]
+    for ax, family in zip(axes, families):
+        grid = arrays[family]
+        image = ax.imshow(grid, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto", interpolation="nearest")
+        for (layer, head), value in np.ndenumerate(grid):
+            ax.text(head, layer, f"{value:.2f}", ha="center", va="center", fontsize=7.5,
+                    color="white" if abs(value) > 0.6 * scale else "black")
+        ax.set_xticks(range(grid.shape[1]), [f"H{h + 1}" for h in range(grid.shape[1])], fontsize=8)
+        ax.set_yticks(range(grid.shape[0]), [f"L{layer + 1}" for layer in range(grid.shape[0])], fontsize=8)
+        ax.set_title(titles.get(family, family), fontsize=9)
+    fig.colorbar(image, ax=list(axes), shrink=0.9).set_label(colorbar_label, fontsize=8)
+    fig.suptitle(plot_label_title(title), fontsize=9)
+    return figure_to_rgb(fig)

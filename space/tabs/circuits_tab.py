@@ -37,7 +37,7 @@ from encdec_lens.ablation import AblationResult, HeadImportance, head_importance
 from encdec_lens.heads import FAMILIES, FAMILY_TAGS, all_heads, grid_shape, head_label, normalize_heads, parse_head_label
 from encdec_lens.inputs import generate_ids
 from encdec_lens.lens import LogitLens, ResidualStream, logit_lens, residual_stream
-from encdec_lens.plots import CMAP, DPI, figure_to_rgb, plot_label, plot_label_title
+from encdec_lens.plots import CMAP, DPI, figure_to_rgb, head_values_image, plot_label
 from safe_html import TOKEN_CSS, escape, status_html
 from translation_engine import EMPTY_MESSAGE, ModelBundle
 
@@ -70,7 +70,9 @@ the rest of the model runs unchanged), then re-translate. The score is the log-p
 IMPORTANCE_HELP = """\
 Every head is switched off **alone**, one at a time (all in one batched pass), and the drop in the
 translation's log-probability is recorded: red = the translation needs this head, blue = it is more likely
-without it. Single-head drops are not additive: heads can stand in for one another.
+without it. Single-head drops are not additive: heads can stand in for one another. Beside it, the
+**gradient importance** of Michel et al. (2019): how fast the loss changes when a head's output is scaled,
+a first-order estimate of the same thing from one backward pass, and how well the two rankings agree.
 """
 
 LENS_HELP = """\
@@ -224,26 +226,8 @@ def stream(bundle: ModelBundle, pair: Pair) -> ResidualStream:
 
 def importance_image(result: HeadImportance) -> np.ndarray:
     """One layer x head grid per family, coloured by the drop (shared scale centred on 0), values printed."""
-    families = list(result.grids)
-    scale = max([abs(v) for grid in result.grids.values() for row in grid["drop"] for v in row] + [1e-6])
-    n_heads = max(grid["heads"] for grid in result.grids.values())
-    n_layers = max(grid["layers"] for grid in result.grids.values())
-    # Small enough to be shown at about its natural size beside the ranking (cells of ~0.45 inch).
-    fig = Figure(figsize=(len(families) * (0.45 + 0.45 * n_heads) + 1.0, 1.1 + 0.45 * n_layers), dpi=DPI,
-                 layout="constrained")
-    axes = fig.subplots(1, len(families), squeeze=False)[0]
-    for ax, family in zip(axes, families):
-        drop = np.asarray(result.grids[family]["drop"], dtype=np.float32)
-        image = ax.imshow(drop, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto", interpolation="nearest")
-        for (layer, head), value in np.ndenumerate(drop):
-            ax.text(head, layer, f"{value:.2f}", ha="center", va="center", fontsize=7.5,
-                    color="white" if abs(value) > 0.6 * scale else "black")
-        ax.set_xticks(range(drop.shape[1]), [f"H{h + 1}" for h in range(drop.shape[1])], fontsize=8)
-        ax.set_yticks(range(drop.shape[0]), [f"L{layer + 1}" for layer in range(drop.shape[0])], fontsize=8)
-        ax.set_title(PLOT_TITLES[family], fontsize=9)
-    fig.colorbar(image, ax=list(axes), shrink=0.9).set_label("drop in log p", fontsize=8)
-    fig.suptitle(plot_label_title(f"log p(translation) = {result.logprob:.2f} with every head on"), fontsize=9)
-    return figure_to_rgb(fig)
+    return head_values_image({family: grid["drop"] for family, grid in result.grids.items()}, PLOT_TITLES,
+                             "drop in log p", f"log p(translation) = {result.logprob:.2f} with every head on")
 
 
 def residual_image(result: ResidualStream) -> np.ndarray:
@@ -330,12 +314,13 @@ def ablation_html(result: AblationResult) -> tuple[str, str]:
 
 
 def ranking_html(result: HeadImportance, shown: int = RANKED_SHOWN) -> str:
-    """The most important heads first, with their drop and a bar."""
+    """The most important heads first, with their drop and a bar, beside their gradient importance."""
     scale = max([abs(r["drop"]) for r in result.ranking] + [1e-9])
     rows = "".join(
         f'<tr><td class="num">{r["rank"]}</td><td>{_chip(head_label(r["family"], r["layer"], r["head"]))}</td>'
         f'<td class="num">{r["drop"]:+.3f}</td><td>{_bar(-r["drop"], scale)}</td>'
-        f'<td class="num">{r["ablated_logprob"]:.2f}</td></tr>'
+        f'<td class="num">{r["ablated_logprob"]:.2f}</td><td class="num">{r["gradient"]:.3f}</td>'
+        f'<td class="num">{r["gradient_rank"]:g}</td></tr>'
         for r in result.ranking[:shown]
     )
     helping = sum(r["drop"] > 0.1 for r in result.ranking)
@@ -343,8 +328,13 @@ def ranking_html(result: HeadImportance, shown: int = RANKED_SHOWN) -> str:
     return (
         f"<div><b>Most important heads</b> (top {min(shown, len(result.ranking))} of {len(result.ranking)}; "
         f"{helping} lower log p by more than 0.1 when switched off, {hurting} raise it by more than 0.1)</div>"
-        '<table class="circuits"><tr><th>rank</th><th>head</th><th>drop</th><th></th><th>log p, head off</th></tr>'
+        '<table class="circuits"><tr><th>rank</th><th>head</th><th>drop</th><th></th><th>log p, head off</th>'
+        "<th>|∂L/∂ξ|</th><th>its rank</th></tr>"
         f"{rows}</table>"
+        f'<div class="small">Gradient importance (Michel et al. 2019): |∂L/∂ξ| for a gate ξ = 1 on each head, '
+        f'all heads in one backward pass. Rank correlation with the ablation drops: Spearman ρ = '
+        f'<span id="importance-rho" data-rho="{result.rank_correlation!r}">{result.rank_correlation:+.2f}</span>.'
+        f"</div>"
         f'<div class="small">{len(result.ranking)} ablations in {result.seconds:.2f} s</div>'
     )
 
@@ -604,6 +594,10 @@ def build(bundle: ModelBundle, shared) -> None:
 
     for fn in (ablate, head_importance, logit_lens, residual_stream):
         gr.api(fn, api_name=fn.__name__)
+
+    from tabs import attribution_views  # sections 5 and 6, on the same pair and the same state
+
+    attribution_views.build(bundle, shared)
 
 
 __all__ = [
