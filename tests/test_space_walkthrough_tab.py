@@ -1,9 +1,9 @@
-"""The "Inside one head" tab (issue 6): its handlers, its API endpoint, and the tab in a real Chromium.
+"""The "Inside one head" tab: its handlers, its API endpoint, and the tab in a real Chromium.
 
-The numbers the tab shows are compared with `walkthrough.walkthrough` run directly on the same model. The
-model is the untrained `tiny_model_dir` fixture (2 layers of 4 heads; fast). With SAVE_SCREENSHOT set and a
-trained model in space/model/, that model is served instead and the browser test also writes
-space/screenshot_walkthrough.png for the README.
+The numbers the tab shows are compared with `encdec_lens.walkthrough.walkthrough` run directly on the same
+model; the words come from `tabs.walkthrough_text`. The model is the untrained `tiny_model_dir` fixture (2
+layers of 4 heads; fast). With SAVE_SCREENSHOT set and a trained model in space/model/, that model is served
+instead and the browser test also writes space/screenshot_walkthrough.png for the README.
 """
 
 import os
@@ -27,14 +27,14 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def pair(bundle):
-    import walkthrough_tab
+    from tabs import walkthrough_tab
 
     return walkthrough_tab.make_pair(bundle, SENTENCE)
 
 
 def direct(bundle, pair, kind, layer, head, **where):
-    """`walkthrough.walkthrough` itself, on the same model and pair (0-based layer and head)."""
-    import walkthrough as wt
+    """`encdec_lens.walkthrough.walkthrough` itself, on the same model and pair (0-based layer and head)."""
+    from encdec_lens import walkthrough as wt
 
     return wt.walkthrough(bundle.model, bundle.tokenizer, pair["source_ids"], pair["target"], kind=kind,
                           layer=layer, head=head, **where)
@@ -56,8 +56,8 @@ def assert_same_weights(shown, weights, masked):
 
 # --- handlers (no server) --------------------------------------------------------------------------------
 def test_default_example_opens_on_it(bundle, pair):
-    import walkthrough as wt
-    import walkthrough_tab
+    from encdec_lens import walkthrough as wt
+    from tabs import walkthrough_tab
 
     opening_pair, view = walkthrough_tab.opening_view(bundle)
     assert opening_pair == pair
@@ -85,8 +85,8 @@ def test_default_example_opens_on_it(bundle, pair):
 
 
 def test_strongest_link_is_the_largest_weight_from_it_to_animal(bundle, pair):
-    import walkthrough as wt
-    import walkthrough_tab
+    from encdec_lens import walkthrough as wt
+    from tabs import walkthrough_tab
 
     animal = wt.find_token_position(wt.source_tokens(bundle.tokenizer, SENTENCE), "animal")
     config = bundle.model.config
@@ -100,7 +100,7 @@ def test_strongest_link_is_the_largest_weight_from_it_to_animal(bundle, pair):
 
 @pytest.mark.parametrize("kind", ["encoder", "decoder", "cross"])
 def test_shown_numbers_equal_the_walkthrough(bundle, pair, kind):
-    import walkthrough_tab
+    from tabs import walkthrough_tab
 
     view = walkthrough_tab.walkthrough_view(bundle, pair, kind, "1", "3", None)
     position = int(view.token.split(":")[1])
@@ -123,8 +123,8 @@ def test_shown_numbers_equal_the_walkthrough(bundle, pair, kind):
 
 
 def test_another_token_and_head_change_the_numbers(bundle, pair):
-    import walkthrough as wt
-    import walkthrough_tab
+    from encdec_lens import walkthrough as wt
+    from tabs import walkthrough_tab
 
     animal = wt.find_token_position(wt.source_tokens(bundle.tokenizer, SENTENCE), "animal")
     first = walkthrough_tab.walkthrough_view(bundle, pair, "encoder", "2", "1", None)
@@ -139,7 +139,7 @@ def test_another_token_and_head_change_the_numbers(bundle, pair):
 
 
 def test_the_main_tab_translation_is_followed(bundle):
-    import walkthrough_tab
+    from tabs import walkthrough_tab
 
     translation = bundle.translate("Two dogs play in the snow.", num_beams=1, max_new_tokens=6)
     state = {"source_ids": translation.attention.source_ids, "decoder_ids": translation.attention.target_ids}
@@ -151,10 +151,32 @@ def test_the_main_tab_translation_is_followed(bundle):
     assert "empty" in empty.summary and empty.steps == "" and empty.positions is None
 
 
+def test_the_words_of_every_step(bundle, pair):
+    """`walkthrough_text.explain` gives every step of the numbers a title and a text, and the API's answer is
+    the numbers with those words (and the notices)."""
+    from tabs import walkthrough_tab, walkthrough_text
+
+    result = direct(bundle, pair, "decoder", 1, 2, position=3)
+    told = walkthrough_text.explain(result)
+    assert [s.id for s in told.steps] == [s.id for s in result.steps]
+    assert all(s.data is result.step(s.id).data and s.title and s.text for s in told.steps)
+    assert [s.title.split(".")[0] for s in told.steps if s.id != "positional_table"] == [str(i) for i in range(1, 12)]
+    assert told.step("layer_input").title == "2. The vector entering decoder self-attention (masked), layer 2"
+    assert told.step("qkv").title == "3. Query, key and value of head 3"
+    softmax = result.step("softmax").data
+    top = softmax["argmax"]
+    assert told.step("softmax").text.endswith(
+        f"Here {result.token!r} attends most to {softmax['tokens'][top]!r} ({softmax['weights'][top]:.1%}).")
+    assert f"the {sum(softmax['masked'])} future positions are masked" in told.step("softmax").text
+    answer = walkthrough_tab.walkthrough_json(bundle, SENTENCE, "decoder", 1, 2, result.token.replace("▁", ""))
+    assert list(answer) == ["notices", *walkthrough_text.API_FIELDS] and answer["kind_label"] == told.kind_label
+    assert [set(s) for s in answer["steps"]] == [{"id", "title", "text", "data"}] * len(result.steps)
+
+
 def test_api_answer_sends_the_positional_table_only_when_asked(bundle):
     import json
 
-    import walkthrough_tab
+    from tabs import walkthrough_tab
 
     d_model = bundle.model.config.d_model
     compact = walkthrough_tab.walkthrough_json(bundle, SENTENCE, "encoder", 1, 1, "it")
@@ -171,7 +193,7 @@ def test_api_answer_sends_the_positional_table_only_when_asked(bundle):
 
 
 def test_bad_input_gets_a_message(bundle):
-    import walkthrough_tab
+    from tabs import walkthrough_tab
 
     pair, view = walkthrough_tab.new_sentence_view(bundle, "   ", "encoder", "1", "1")
     assert pair is None and "empty" in view.summary and view.token_choices == []
@@ -201,8 +223,8 @@ def test_api_caps_the_translation_as_the_circuits_endpoints_do(bundle):
     before any forward pass (30,000 characters took 23 s and 3.3 GB, quadratic in the length)."""
     import time
 
-    import circuits_tab
-    import walkthrough_tab
+    from tabs import circuits_tab
+    from tabs import walkthrough_tab
 
     limit = bundle.max_new_tokens_limit
     huge = "ein Hund läuft " * 2000  # 30,000 characters
@@ -225,8 +247,8 @@ def test_api_caps_the_translation_as_the_circuits_endpoints_do(bundle):
 def test_a_lone_surrogate_gets_a_clean_error_or_a_notice(bundle):
     """In the translation a lone surrogate is an error (it was a TypeError inside the tokenizer, and the API
     answered {"error": null}); in the sentence it is read as "?" and a notice says so."""
-    import circuits_tab
-    import walkthrough_tab
+    from tabs import circuits_tab
+    from tabs import walkthrough_tab
 
     message = "The translation contains a lone surrogate (\\ud800), which is not valid Unicode text: send it as UTF-8."
     assert walkthrough_tab.walkthrough_json(bundle, SENTENCE, "encoder", 0, 0, "", "Der \ud800 Hund.") == {"error": message}
@@ -243,7 +265,7 @@ def test_a_lone_surrogate_gets_a_clean_error_or_a_notice(bundle):
 
 
 def test_typed_text_and_tokens_are_escaped(bundle):
-    import walkthrough_tab
+    from tabs import walkthrough_tab
 
     text = '<img src=x onerror="alert(1)"><b>bold</b> ${1} \u202e it'
     pair, view = walkthrough_tab.new_sentence_view(bundle, text, "encoder", "1", "1")
@@ -259,7 +281,7 @@ def test_walkthrough_while_another_thread_translates(bundle, pair):
     """Its hooks record only the calling thread's forward pass, even while a translation runs alongside. Both
     threads record when each of their calls started and ended, and the test fails unless a translation and a
     walkthrough were running at the same time."""
-    import walkthrough_tab
+    from tabs import walkthrough_tab
 
     stop = threading.Event()
     translating = threading.Event()
@@ -298,7 +320,7 @@ def server(bundle):
 def test_walkthrough_endpoint(server, bundle, pair):
     from gradio_client import Client
 
-    import walkthrough as wt
+    from encdec_lens import walkthrough as wt
 
     client = Client(server, verbose=False)
     answer = client.predict(SENTENCE, "cross", 1, 2, "", "", api_name="/walkthrough")
@@ -369,8 +391,8 @@ def _pick_and_wait(page, pick) -> list:
 def test_browser_pick_another_token_and_head(page, bundle, pair, tmp_path):
     from playwright.sync_api import expect
 
-    import walkthrough as wt
-    import walkthrough_tab
+    from encdec_lens import walkthrough as wt
+    from tabs import walkthrough_tab
 
     layer, head, _ = walkthrough_tab.strongest_link(bundle, pair)
     other_head = (head + 1) % bundle.model.config.encoder_attention_heads

@@ -1,11 +1,11 @@
-"""space/walkthrough.py: one attention head step by step with the model's real numbers (issue 6)."""
+"""encdec_lens.walkthrough: the numbers of one attention head, step by step, from the model's own pass."""
 
 import json
 
 import pytest
 import torch
 
-import walkthrough as wt
+from encdec_lens import walkthrough as wt
 from conftest import tiny_config
 
 SOURCE = [5, 17, 33, 8, 61, 20, 2]

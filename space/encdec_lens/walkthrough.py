@@ -1,8 +1,8 @@
 """Inside one attention head: the paper's steps for one token, with the loaded model's real numbers.
 
 For a sentence, its translation (the model's own, or a given target), a token position, a layer and a head,
-`walkthrough` returns the steps of the illustrated explanations of the Transformer, each with one or two
-plain sentences and the numbers the model really computes:
+`walkthrough` returns the NUMBERS of the steps of the illustrated explanations of the Transformer (the
+words that explain them are the Space's, in `tabs/walkthrough_text.py`):
 
 1. the token's embedding, times sqrt(d_model), plus the positional encoding (and the sinusoid table);
 2. the vector entering the chosen layer and, for pre-LN models, its layer-normed version;
@@ -13,13 +13,13 @@ plain sentences and the numbers the model really computes:
 6. the rest of the layer (cross-attention, feed-forward), and the final linear + softmax: the top
    next-token candidates.
 
-`kind` is "encoder" (encoder self-attention), "decoder" (masked decoder self-attention) or "cross"
-(encoder-decoder attention: queries from the target, keys and values from the encoder output).
-`layer` and `head` are 0-based indices (as in the arrays of the Space's attention API); the step texts count
-layers and heads from 1, as the Space's pickers do.
-The numbers come from one teacher-forced forward pass of the real model: hooks record the hidden states
-entering the chosen layer and what every sub-layer writes; the head's arithmetic is then redone step by step
-with the layer's own weights, and `checks` reports how far each step is from the model's own values.
+`kind` is a head family of `heads.FAMILIES`: "encoder" (encoder self-attention), "decoder" (masked decoder
+self-attention) or "cross" (encoder-decoder attention: queries from the target, keys and values from the
+encoder output). `layer` and `head` are 0-based indices (as in the arrays of the Space's attention API).
+Every model value comes from one teacher-forced forward pass, read at `hooks.HookedModel` sites: the stream
+entering the layer, what every sub-layer writes, the heads' outputs, the attention pattern, the stack
+outputs. The head's arithmetic is then redone step by step with the layer's own weights, and `checks`
+reports how far each step is from the model's own values.
 
 Imports only torch: works on any loaded `TransformerForConditionalGeneration` and its tokenizer.
 """
@@ -27,33 +27,24 @@ Imports only torch: works on any loaded `TransformerForConditionalGeneration` an
 from __future__ import annotations
 
 import math
-import threading
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
+from .heads import FAMILIES, FAMILY_MODULES, attention_module, core_model, stack_layers
+from .hooks import HookedModel
+from .inputs import Example, decode, device_of, make_example, source_ids, source_text, tokens_of
+
 DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired."
 DEFAULT_TOKEN = "it"
-KINDS = ("encoder", "decoder", "cross")
-KIND_LABELS = {
-    "encoder": "encoder self-attention",
-    "decoder": "decoder self-attention (masked)",
-    "cross": "encoder-decoder (cross) attention",
-}
 WORD_START = ("▁", "Ġ")  # SentencePiece / byte-level BPE markers of a word's first piece
+STEP_IDS = ("embedding", "positional_table", "layer_input", "qkv", "scores", "scaled_scores", "softmax",
+            "weighted_values", "multi_head", "residual_layer_norm", "rest_of_layer", "output")
 
 
 # --------------------------------------------------------------------------------------------- tokens
-
-
-def _tokens(tokenizer, ids: Sequence[int]) -> list[str]:
-    ids = [int(i) for i in ids]
-    if tokenizer is None:
-        return [str(i) for i in ids]
-    return list(tokenizer.convert_ids_to_tokens(ids))
 
 
 def _clean(token: str) -> str:
@@ -93,72 +84,7 @@ def find_token_position(tokens: Sequence[str], text: str, occurrence: int = 0) -
 
 def source_tokens(tokenizer, sentence: str) -> list[str]:
     """The encoder's tokens for a sentence (as the walkthrough numbers its positions)."""
-    return _tokens(tokenizer, _source_ids(tokenizer, sentence))
-
-
-# --------------------------------------------------------------------------------------------- inputs
-
-
-def _device(model):
-    return next(model.parameters()).device
-
-
-def _ids(value) -> list[int]:
-    return [int(i) for i in (value.tolist() if torch.is_tensor(value) else value)]
-
-
-def _source_ids(tokenizer, sentence: str) -> list[int]:
-    if tokenizer is None:
-        raise ValueError("a tokenizer is needed to encode a text; pass token ids instead.")
-    max_len = getattr(tokenizer, "model_max_length", None)
-    max_len = max_len if isinstance(max_len, int) and max_len < 100_000 else None
-    return tokenizer(sentence, truncation=max_len is not None, max_length=max_len)["input_ids"]
-
-
-def _strip_generated(model, ids: Sequence[int]) -> list[int]:
-    cfg = model.config
-    ids = [int(i) for i in ids]
-    if ids and ids[0] == cfg.decoder_start_token_id:
-        ids = ids[1:]
-    out = []
-    for i in ids:
-        if i == cfg.pad_token_id and i != cfg.eos_token_id:
-            continue
-        out.append(i)
-        if i == cfg.eos_token_id:
-            break
-    return out
-
-
-def _encode(model, tokenizer, sentence, target, generate_kwargs) -> tuple[list[int], list[int]]:
-    """Source ids and target labels (y_1 .. y_n, with </s>), generating the translation when target is None."""
-    src = _source_ids(tokenizer, sentence) if isinstance(sentence, str) else _ids(sentence)
-    if not src:
-        raise ValueError("the sentence is empty.")
-    if target is None:
-        ids = torch.tensor([src], device=_device(model))
-        with torch.inference_mode():
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **generate_kwargs)
-        labels = _strip_generated(model, out[0].tolist())
-    elif isinstance(target, str):
-        if tokenizer is None:
-            raise ValueError("a tokenizer is needed to encode a text; pass token ids instead.")
-        labels = tokenizer(text_target=target)["input_ids"]
-    else:  # labels y_1 .. y_n </s>, or the decoder's reading <start> y_1 .. y_n
-        labels = _ids(target)
-    # Always the complete translation y_1 .. y_n </s> (as circuits.py scores it).
-    given_ids = target is not None and not isinstance(target, str)
-    if given_ids and labels and labels[0] == model.config.decoder_start_token_id:
-        labels = labels[1:]
-    eos = model.config.eos_token_id
-    if eos is not None and (not labels or labels[-1] != eos):
-        labels.append(int(eos))
-    if not labels:
-        raise ValueError("the target is empty.")
-    return src, labels
-
-
-# --------------------------------------------------------------------------------------------- helpers
+    return tokens_of(tokenizer, source_ids(None, tokenizer, sentence))
 
 
 def _vec(t: torch.Tensor, n: int, full: bool = False) -> dict:
@@ -170,53 +96,8 @@ def _vec(t: torch.Tensor, n: int, full: bool = False) -> dict:
     return out
 
 
-def _fmt(values: Sequence[float], n: int = 4) -> str:
-    return "[" + ", ".join(f"{v:.3f}" for v in list(values)[:n]) + ", ...]"
-
-
-@contextmanager
-def _hooks(model, kind: str, layer: int):
-    """Record, for the chosen layer: its input, what each sub-layer writes, its output; the input of the
-    chosen attention's out_proj (the concatenated heads); and the decoder's last layer output.
-
-    Only forward passes run by the calling thread are recorded: in a server, other requests (a translation,
-    another walkthrough) may run the same model in other threads while these hooks are registered.
-    """
-    core = getattr(model, "model", model)
-    store: dict = {}
-    owner = threading.get_ident()
-    handles = []
-    side = core.encoder if kind == "encoder" else core.decoder
-    block = side.layers[layer]
-
-    def out_hook(name):
-        def hook(module, args, output):
-            if threading.get_ident() == owner:
-                store[name] = output[0] if isinstance(output, tuple) else output
-
-        return hook
-
-    def in_hook(name):
-        def hook(module, args):
-            if threading.get_ident() == owner:
-                store[name] = args[0]
-
-        return hook
-
-    attn = block.encoder_attn if kind == "cross" else block.self_attn
-    try:
-        handles.append(block.register_forward_pre_hook(in_hook("layer_input")))
-        handles.append(block.register_forward_hook(out_hook("layer_output")))
-        handles.append(block.self_attn.register_forward_hook(out_hook("self_attn")))
-        handles.append(block.ffn.register_forward_hook(out_hook("ffn")))
-        if kind != "encoder":
-            handles.append(block.encoder_attn.register_forward_hook(out_hook("cross_attn")))
-        handles.append(attn.out_proj.register_forward_pre_hook(in_hook("concat")))
-        handles.append(core.decoder.layers[-1].register_forward_hook(out_hook("decoder_output")))
-        yield store
-    finally:
-        for handle in handles:
-            handle.remove()
+def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max())
 
 
 # --------------------------------------------------------------------------------------------- result
@@ -224,18 +105,15 @@ def _hooks(model, kind: str, layer: int):
 
 @dataclass
 class Step:
-    id: str
-    title: str
-    text: str  # one or two plain sentences
-    data: dict = field(default_factory=dict)
+    id: str  # one of STEP_IDS
+    data: dict = field(default_factory=dict)  # the step's numbers (plain JSON values)
 
 
 @dataclass
 class Walkthrough:
     sentence: str
     translation: str
-    kind: str
-    kind_label: str
+    kind: str  # a head family: "encoder", "decoder" or "cross"
     layer: int
     head: int
     position: int  # query position (in query_tokens)
@@ -246,8 +124,9 @@ class Walkthrough:
     decoder_tokens: list[str]  # decoder input tokens: position t predicts target_tokens[t]
     target_tokens: list[str]
     sizes: dict  # d_model, heads, d_k, d_ff, vocab, layers, normalize_before, embed_scale, positions
-    steps: list  # [Step]: id, title, text, data
+    steps: list  # [Step]: id, data
     checks: dict  # max |difference| between the step-by-step numbers and the model's own
+    tied_embeddings: bool = False  # the final linear layer is the embedding matrix (section 3.4); not in the API
     tensors: dict = field(default_factory=dict, repr=False)  # full tensors for tests; not in to_dict()
 
     def step(self, step_id: str) -> Step:
@@ -273,6 +152,297 @@ class Walkthrough:
         return out
 
 
+# --------------------------------------------------------------------------------------------- the pass
+
+
+def _attention(model, kind: str, layer: int, head: int):
+    """The chosen attention module, after checking the kind, layer and head (with the API's messages)."""
+    if kind not in FAMILIES:
+        raise ValueError(f"unknown attention kind {kind!r}: use one of {FAMILIES}.")
+    stack = FAMILY_MODULES[kind][0]
+    n_layers = len(stack_layers(model, stack))
+    if not 0 <= layer < n_layers:
+        raise ValueError(f"layer {layer} does not exist: the {stack} has {n_layers} (0..{n_layers - 1}).")
+    attn = attention_module(model, kind, layer)
+    if not 0 <= head < attn.num_heads:
+        raise ValueError(f"head {head} does not exist: each layer has {attn.num_heads} (0..{attn.num_heads - 1}).")
+    return attn
+
+
+def _query_position(query_tokens: list[str], kind: str, position: int | None, token: str | None) -> int:
+    """The query position: `position`, else `token`'s, else "it" (encoder) or the middle (decoder side)."""
+    if position is None:
+        if token is not None:
+            position = find_token_position(query_tokens, token)
+        elif kind == "encoder":
+            try:
+                position = find_token_position(query_tokens, DEFAULT_TOKEN)
+            except ValueError:
+                position = 0
+        else:
+            position = len(query_tokens) // 2
+    if not 0 <= position < len(query_tokens):
+        raise ValueError(f"position {position} is outside the {len(query_tokens)} tokens {query_tokens}.")
+    return position
+
+
+def _site_names(kind: str, layer: int) -> dict:
+    """The hook sites the walkthrough reads, by its own short names."""
+    stack, attn = FAMILY_MODULES[kind]
+    prefix = f"{stack}.layers.{layer}"
+    names = {
+        "positions": f"{stack}.embed_positions", "first_input": f"{stack}.layers.0.resid_pre",
+        "layer_input": f"{prefix}.resid_pre", "pattern": f"{prefix}.{attn}.pattern", "z": f"{prefix}.{attn}.z",
+        "attention_output": f"{prefix}.{attn}.out", "ffn": f"{prefix}.ffn.out", "layer_output": f"{prefix}.resid_post",
+        "encoder_output": "encoder.output", "decoder_output": "decoder.output",
+    }
+    if kind != "encoder":
+        names["cross_attn"] = f"{prefix}.encoder_attn.out"
+    if kind == "cross":  # the stream after the self-attention block, which the cross-attention block reads
+        names["block_input"] = f"{prefix}.resid_after_self_attn"
+    return names
+
+
+@dataclass
+class _Pass:
+    """One walkthrough's choice and what the model computed for it (activations without the batch axis)."""
+
+    model: torch.nn.Module
+    kind: str
+    layer: int
+    head: int
+    pos: int
+    example: Example
+    attn: torch.nn.Module  # the chosen attention module
+    acts: dict  # short name (`_site_names`) -> activation
+    logits: torch.Tensor  # (decoder positions, vocab)
+    query_tokens: list
+    key_tokens: list
+    n_first: int
+    checks: dict = field(default_factory=dict)
+
+    @property
+    def stack(self):
+        return getattr(core_model(self.model), FAMILY_MODULES[self.kind][0])
+
+    @property
+    def block(self):
+        return self.stack.layers[self.layer]
+
+    @property
+    def pre_ln(self) -> bool:
+        return bool(self.model.config.normalize_before)
+
+    @property
+    def head_slice(self) -> slice:
+        return slice(self.head * self.attn.head_dim, (self.head + 1) * self.attn.head_dim)
+
+    @property
+    def query_ids(self) -> list:
+        return self.example.input_ids if self.kind == "encoder" else self.example.decoder_input_ids
+
+    def vec(self, t: torch.Tensor, full: bool = False) -> dict:
+        return _vec(t, self.n_first, full)
+
+
+def _run(model, example: Example, kind: str, layer: int) -> tuple[dict, torch.Tensor]:
+    """One teacher-forced forward pass; the activations at the walkthrough's sites, and the logits."""
+    names = _site_names(kind, layer)
+    input_ids, decoder_input_ids, _ = example.tensors(device_of(model))
+    out, cache = HookedModel(model).run_with_cache(
+        list(dict.fromkeys(names.values())), input_ids=input_ids, decoder_input_ids=decoder_input_ids,
+        use_cache=False)
+    acts = {short: cache[name][0] for short, name in names.items() if short != "positions"}
+    positions = cache[names["positions"]]
+    acts["positions"] = positions[0] if positions.dim() == 3 else positions  # (1, T, d) or (T, d)
+    return acts, out.logits[0]
+
+
+# --------------------------------------------------------------------------------------------- the steps
+
+
+def embedding_step(p: _Pass) -> Step:
+    """1. The token's embedding, times sqrt(d_model), plus its positional encoding: the first layer's input."""
+    token_id = int(p.query_ids[p.pos])
+    scale = float(p.stack.embed_scale)
+    emb = p.stack.embed_tokens.weight[token_id]
+    pe = p.acts["positions"][p.pos].to(emb.dtype)
+    x0 = emb * scale + pe
+    p.checks["embedding_sum"] = _max_diff(x0, p.acts["first_input"][p.pos])
+    return Step("embedding", {
+        "token": p.query_tokens[p.pos], "token_id": token_id, "position": p.pos, "embedding": p.vec(emb),
+        "scale": scale, "scaled_embedding": p.vec(emb * scale), "positional_encoding": p.vec(pe), "sum": p.vec(x0),
+        "position_embedding_type": p.model.config.position_embedding_type,
+    })
+
+
+def positional_table_step(p: _Pass, table_positions: int) -> Step:
+    """1b. The positional encodings of the first `table_positions` positions (at least the query's length)."""
+    n_table = max(int(table_positions), len(p.query_ids))
+    if p.model.config.position_embedding_type == "learned":
+        n_table = min(n_table, p.stack.embed_positions.num_embeddings)
+    table = p.stack.embed_positions(n_table).float()
+    return Step("positional_table", {
+        "positions": n_table, "d_model": p.attn.embed_dim,
+        "table": [[round(v, 4) for v in row] for row in table.tolist()], "highlight": p.pos,
+    })
+
+
+def layer_input_step(p: _Pass) -> tuple[Step, torch.Tensor, torch.Tensor]:
+    """2. The stream entering the attention block, and what the attention reads (its LayerNorm if pre-LN).
+    Returns the step and both, for every position."""
+    if p.kind == "cross":
+        block_input, norm = p.acts["block_input"], p.block.encoder_attn_layer_norm
+    else:
+        block_input, norm = p.acts["layer_input"], p.block.self_attn_layer_norm
+    attn_input = norm(block_input) if p.pre_ln else block_input
+    step = Step("layer_input", {"residual": p.vec(block_input[p.pos]), "attention_input": p.vec(attn_input[p.pos]),
+                                "pre_ln": p.pre_ln})
+    return step, block_input, attn_input
+
+
+def qkv_step(p: _Pass, attn_input: torch.Tensor) -> tuple[Step, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """3. Queries, keys and values of every head (Q, K, V: (positions, d_model)); the step shows the chosen
+    head's q, and its k and v at the query position (none in cross-attention: keys belong to the source)."""
+    kv_input = p.acts["encoder_output"] if p.kind == "cross" else attn_input
+    Q, K, V = p.attn.q_proj(attn_input), p.attn.k_proj(kv_input), p.attn.v_proj(kv_input)
+    hs, d_model, d_k = p.head_slice, p.attn.embed_dim, p.attn.head_dim
+    k_all, v_all = K[:, hs], V[:, hs]
+    own = p.kind != "cross"
+    step = Step("qkv", {
+        "query": p.vec(Q[p.pos, hs]),
+        "key": p.vec(k_all[p.pos]) if own else None,
+        "value": p.vec(v_all[p.pos]) if own else None,
+        "key_norms": k_all.float().norm(dim=-1).tolist(), "value_norms": v_all.float().norm(dim=-1).tolist(),
+        "shapes": {"W_Q": [d_model, d_model], "W_Q_head": [d_model, d_k], "q": [d_k],
+                   "K": [K.shape[0], d_k], "V": [V.shape[0], d_k]},
+    })
+    return step, Q, K, V
+
+
+def _mask(p: _Pass, n_keys: int) -> list[bool]:
+    """The positions the query may not see: the decoder's future positions."""
+    return [p.kind == "decoder" and j > p.pos for j in range(n_keys)]
+
+
+def _softmax(scores: torch.Tensor, masked: Sequence[bool]) -> torch.Tensor:
+    mask = torch.tensor(list(masked), device=scores.device)
+    return F.softmax(scores.masked_fill(mask, float("-inf")), dim=-1, dtype=torch.float32).to(scores.dtype)
+
+
+def score_steps(p: _Pass, Q: torch.Tensor, K: torch.Tensor) -> tuple[list[Step], torch.Tensor]:
+    """4-6. The head's raw scores q . k, scaled by 1/sqrt(d_k), and their softmax; returns the weights."""
+    hs, d_k = p.head_slice, p.attn.head_dim
+    raw = K[:, hs] @ Q[p.pos, hs]  # (keys,)
+    scaled = raw * p.attn.scaling
+    masked = _mask(p, K.shape[0])
+    weights = _softmax(scaled, masked)
+    p.checks["weights"] = _max_diff(weights, p.acts["pattern"][p.head, p.pos])
+    tokens = p.key_tokens
+    return [
+        Step("scores", {"tokens": tokens, "raw_scores": raw.tolist(), "masked": masked}),
+        Step("scaled_scores", {"tokens": tokens, "scaled_scores": scaled.tolist(), "sqrt_d_k": math.sqrt(d_k),
+                               "masked": masked}),
+        Step("softmax", {"tokens": tokens, "weights": weights.tolist(), "masked": masked,
+                         "argmax": int(weights.argmax())}),
+    ], weights
+
+
+def weighted_values_step(p: _Pass, V: torch.Tensor, weights: torch.Tensor) -> tuple[Step, torch.Tensor]:
+    """7. Every value vector times its weight, and their sum z: the head's output for the token."""
+    v_all = V[:, p.head_slice]
+    weighted = weights[:, None] * v_all  # (keys, d_k)
+    z = weighted.sum(0)
+    p.checks["z"] = _max_diff(z, p.acts["z"][p.pos, p.head])
+    masked = _mask(p, V.shape[0])
+    rows = [{"token": p.key_tokens[j], "weight": float(weights[j]), "masked": masked[j],
+             "value": p.vec(v_all[j]), "weighted": p.vec(weighted[j])} for j in range(V.shape[0])]
+    return Step("weighted_values", {"tokens": p.key_tokens, "rows": rows, "z": p.vec(z, full=True)}), z
+
+
+def multi_head_step(p: _Pass, Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> tuple[Step, torch.Tensor]:
+    """8. Every head's z at the query position, concatenated and projected by W^O; returns the attention
+    output (what the block adds to the stream at the query position)."""
+    n_heads, d_k, d_model = p.attn.num_heads, p.attn.head_dim, p.attn.embed_dim
+    Qh = Q[p.pos].view(n_heads, d_k)  # (h, d_k)
+    Kh = K.view(-1, n_heads, d_k).transpose(0, 1)  # (h, keys, d_k)
+    Vh = V.view(-1, n_heads, d_k).transpose(0, 1)
+    w_all = _softmax((Kh @ Qh[:, :, None]).squeeze(-1) * p.attn.scaling, _mask(p, K.shape[0]))  # (h, keys)
+    z_all = (w_all[:, :, None] * Vh).sum(1)  # (h, d_k)
+    concat = z_all.reshape(d_model)
+    attn_out = p.attn.out_proj(concat)
+    p.checks["concat"] = _max_diff(concat, p.acts["z"][p.pos].reshape(d_model))
+    p.checks["attention_output"] = _max_diff(attn_out, p.acts["attention_output"][p.pos])
+    n_q, n_k = len(p.query_ids), K.shape[0]
+    return Step("multi_head", {
+        "heads": [{"head": i, "z": p.vec(z_all[i]), "top_token": p.key_tokens[int(w_all[i].argmax())],
+                   "top_weight": float(w_all[i].max())} for i in range(n_heads)],
+        "concat": p.vec(concat), "output": p.vec(attn_out),
+        "shapes": {
+            "X": [n_q, d_model], "Q_per_head": [n_heads, n_q, d_k], "K_V_per_head": [n_heads, n_k, d_k],
+            "weights": [n_heads, n_q, n_k], "Z_per_head": [n_heads, n_q, d_k], "concat": [n_q, n_heads * d_k],
+            "W_O": [d_model, d_model], "output": [n_q, d_model],
+        },
+    }), attn_out
+
+
+def residual_step(p: _Pass, block_input: torch.Tensor, attn_out: torch.Tensor) -> Step:
+    """9. The residual add, and (post-LN) the layer norm: the attention block's output at the query position."""
+    norm = p.block.encoder_attn_layer_norm if p.kind == "cross" else p.block.self_attn_layer_norm
+    summed = block_input[p.pos] + attn_out
+    block_output = summed if p.pre_ln else norm(summed)
+    return Step("residual_layer_norm", {
+        "residual": p.vec(block_input[p.pos]), "attention_output": p.vec(attn_out), "sum": p.vec(summed),
+        "output": p.vec(block_output), "pre_ln": p.pre_ln,
+    })
+
+
+def rest_of_layer_step(p: _Pass) -> Step:
+    """10. What the rest of the layer writes at the query position (the decoder's cross-attention after its
+    self-attention, the feed-forward network), and the layer's output."""
+    d_model, d_ff = p.attn.embed_dim, p.block.ffn.fc1.out_features
+    rest = []
+    if p.kind == "decoder":
+        rest.append({"sublayer": "cross_attn", "label": "encoder-decoder attention",
+                     "shapes": {"queries": [len(p.example.decoder_input_ids), d_model],
+                                "keys_values": [len(p.example.input_ids), d_model]},
+                     "write": p.vec(p.acts["cross_attn"][p.pos])})
+    rest.append({"sublayer": "ffn", "label": "feed-forward network",
+                 "shapes": {"W_1": [d_model, d_ff], "W_2": [d_ff, d_model]}, "write": p.vec(p.acts["ffn"][p.pos])})
+    return Step("rest_of_layer", {"sublayers": rest, "layer_output": p.vec(p.acts["layer_output"][p.pos])})
+
+
+def output_step(p: _Pass, tokenizer, top_k: int) -> tuple[Step, torch.Tensor, int]:
+    """11. The final linear + softmax at the query's decoder position (position 0 for an encoder walkthrough):
+    the top next-token candidates. Returns the step, the probabilities and the position."""
+    model, example = p.model, p.example
+    out_pos = 0 if p.kind == "encoder" else p.pos
+    probs = model.lm_head(p.acts["decoder_output"][out_pos]).float().softmax(-1)
+    p.checks["probs"] = _max_diff(probs, p.logits[out_pos].float().softmax(-1))
+    top = probs.topk(min(top_k, probs.numel()))
+    top_ids = top.indices.tolist()
+    vocab = int(model.config.vocab_size)
+    return Step("output", {
+        "position": out_pos, "input_token": tokens_of(tokenizer, example.decoder_input_ids)[out_pos],
+        "top": [{"token": t, "id": i, "prob": q}
+                for t, i, q in zip(tokens_of(tokenizer, top_ids), top_ids, top.values.tolist())],
+        "next_token": tokens_of(tokenizer, example.labels)[out_pos],
+        "next_token_prob": float(probs[example.labels[out_pos]]),
+        "shapes": {"hidden": [p.attn.embed_dim], "W_vocab": [p.attn.embed_dim, vocab], "logits": [vocab]},
+    }), probs, out_pos
+
+
+def _sizes(p: _Pass) -> dict:
+    core, cfg = core_model(p.model), p.model.config
+    return {
+        "d_model": p.attn.embed_dim, "heads": p.attn.num_heads, "d_k": p.attn.head_dim,
+        "d_ff": p.block.ffn.fc1.out_features, "vocab": int(cfg.vocab_size), "encoder_layers": len(core.encoder.layers),
+        "decoder_layers": len(core.decoder.layers), "normalize_before": p.pre_ln, "embed_scale": float(p.stack.embed_scale),
+        "position_embedding_type": cfg.position_embedding_type, "source_length": len(p.example.input_ids),
+        "target_length": len(p.example.decoder_input_ids),
+    }
+
+
 # --------------------------------------------------------------------------------------------- walkthrough
 
 
@@ -292,7 +462,7 @@ def walkthrough(
     table_positions: int = 50,
     **generate_kwargs,
 ) -> Walkthrough:
-    """The steps of one attention head for one token, with the model's real numbers.
+    """The numbers of one attention head's steps for one token (see the module's docstring).
 
     sentence: source text (or ids). translation: target text, ids (labels y_1 .. y_n </s>, or the decoder's
     reading <start> y_1 .. y_n), or None for the model's own translation (`generate_kwargs` go to `generate`).
@@ -301,318 +471,31 @@ def walkthrough(
     encoder side when present, else position 0; the middle position
     on the decoder side). n_first: how many leading entries of each vector to show.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown attention kind {kind!r}: use one of {KINDS}.")
+    attn = _attention(model, kind, layer, head)
     model.eval()
-    cfg = model.config
-    core = getattr(model, "model", model)
-    side = core.encoder if kind == "encoder" else core.decoder
-    n_layers = len(side.layers)
-    if not 0 <= layer < n_layers:
-        stack = "encoder" if kind == "encoder" else "decoder"
-        raise ValueError(f"layer {layer} does not exist: the {stack} has {n_layers} (0..{n_layers - 1}).")
-    block = side.layers[layer]
-    attn = block.encoder_attn if kind == "cross" else block.self_attn
-    n_heads, d_k, d_model = attn.num_heads, attn.head_dim, attn.embed_dim
-    if not 0 <= head < n_heads:
-        raise ValueError(f"head {head} does not exist: each layer has {n_heads} (0..{n_heads - 1}).")
-
-    src, labels = _encode(model, tokenizer, sentence, translation, generate_kwargs)
-    dec = [int(cfg.decoder_start_token_id)] + labels[:-1]
-    src_tokens, dec_tokens, tgt_tokens = _tokens(tokenizer, src), _tokens(tokenizer, dec), _tokens(tokenizer, labels)
-    query_ids = src if kind == "encoder" else dec
+    example = make_example(model, tokenizer, sentence, translation, **generate_kwargs)
+    src_tokens, dec_tokens = tokens_of(tokenizer, example.input_ids), tokens_of(tokenizer, example.decoder_input_ids)
     query_tokens = src_tokens if kind == "encoder" else dec_tokens
-    key_tokens = dec_tokens if kind == "decoder" else src_tokens
-    if position is None:
-        if token is not None:
-            position = find_token_position(query_tokens, token)
-        elif kind == "encoder":
-            try:
-                position = find_token_position(query_tokens, DEFAULT_TOKEN)
-            except ValueError:
-                position = 0
-        else:
-            position = len(query_tokens) // 2
-    if not 0 <= position < len(query_tokens):
-        raise ValueError(f"position {position} is outside the {len(query_tokens)} tokens {query_tokens}.")
-    pos = position
-    tok = query_tokens[pos]
+    pos = _query_position(query_tokens, kind, position, token)
+    acts, logits = _run(model, example, kind, layer)
+    p = _Pass(model, kind, layer, head, pos, example, attn, acts, logits, query_tokens,
+              dec_tokens if kind == "decoder" else src_tokens, n_first)
 
-    # One real forward pass, teacher-forced, eager attention so the model returns its attention weights.
-    device = _device(model)
-    input_ids = torch.tensor([src], device=device)
-    decoder_input_ids = torch.tensor([dec], device=device)
-    with _hooks(model, kind, layer) as store:
-        out = model(
-            input_ids=input_ids, decoder_input_ids=decoder_input_ids, use_cache=False,
-            output_attentions=True, output_hidden_states=True,
-        )
-    pre_ln = bool(cfg.normalize_before)
-    scale = float(side.embed_scale)
-    steps: list[Step] = []
-    checks: dict = {}
-    sizes = {
-        "d_model": d_model, "heads": n_heads, "d_k": d_k, "d_ff": block.ffn.fc1.out_features,
-        "vocab": int(cfg.vocab_size), "encoder_layers": len(core.encoder.layers),
-        "decoder_layers": len(core.decoder.layers), "normalize_before": pre_ln, "embed_scale": scale,
-        "position_embedding_type": cfg.position_embedding_type, "source_length": len(src), "target_length": len(dec),
-    }
-    where = "source sentence" if kind == "encoder" else "target sentence (the decoder's input)"
-
-    # 1. Embedding + positional encoding.
-    token_id = int(query_ids[pos])
-    emb = side.embed_tokens.weight[token_id]
-    pe = side.embed_positions(len(query_ids))[pos].to(emb.dtype)
-    x0 = emb * scale + pe
-    first_hidden = (out.encoder_hidden_states if kind == "encoder" else out.decoder_hidden_states)[0][0, pos]
-    checks["embedding_sum"] = float((x0 - first_hidden).abs().max())
-    steps.append(Step(
-        "embedding", "1. Embedding + positional encoding",
-        f"The token {tok!r} (id {token_id}) is looked up in a table of {cfg.vocab_size} learned vectors of "
-        f"d_model = {d_model} numbers and multiplied by sqrt(d_model) = {scale:.2f}. Attention by itself has no "
-        f"sense of word order, so a positional encoding for position {pos} is added; the sum enters the first layer.",
-        {
-            "token": tok, "token_id": token_id, "position": pos, "embedding": _vec(emb, n_first),
-            "scale": scale, "scaled_embedding": _vec(emb * scale, n_first),
-            "positional_encoding": _vec(pe, n_first), "sum": _vec(x0, n_first),
-            "position_embedding_type": cfg.position_embedding_type,
-        },
-    ))
-    n_table = max(int(table_positions), len(query_ids))
-    if cfg.position_embedding_type == "learned":
-        n_table = min(n_table, side.embed_positions.num_embeddings)
-        table_text = ("This model learned one position vector per position (Table 3, row E). Each row of the "
-                      "picture is one position, each column one of the d_model dimensions.")
-    else:
-        table_text = ("PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)): "
-                      "every dimension is a wave of its own wavelength, so every position gets a distinct pattern "
-                      "and nearby positions get similar ones (section 3.5). Each row is one position.")
-    table = side.embed_positions(n_table).float()
-    steps.append(Step(
-        "positional_table", "The positional encoding table", table_text,
-        {"positions": n_table, "d_model": d_model, "table": [[round(v, 4) for v in row] for row in table.tolist()],
-         "highlight": pos},
-    ))
-
-    # 2. The vector entering the chosen sub-layer, and the attention's input.
-    layer_input = store["layer_input"][0]  # (Lq, d_model)
-    if kind == "cross":
-        # The cross-attention block reads the stream after the self-attention block of the same layer.
-        block_input = layer_input + store["self_attn"][0]
-        if not pre_ln:
-            block_input = block.self_attn_layer_norm(block_input)
-        norm = block.encoder_attn_layer_norm
-    else:
-        block_input = layer_input
-        norm = block.self_attn_layer_norm
-    attn_input = norm(block_input) if pre_ln else block_input
-    if layer == 0 and kind != "cross":
-        origin = "In layer 1 this is exactly the sum from step 1."
-    elif kind == "cross":
-        origin = (f"Cross-attention comes after the masked self-attention block of decoder layer {layer + 1}, so it "
-                  "reads the stream after that block (input + self-attention output"
-                  + (")." if pre_ln else ", layer-normed)."))
-    else:
-        origin = (f"In layer {layer + 1} the token's vector is the output of layer {layer}: it has already mixed in "
-                  "information from the other tokens.")
-    ln_text = (" This model is pre-LN: each sub-layer reads LayerNorm(x), not x itself."
-               if pre_ln else " This model is post-LN (the paper): the sub-layer reads x directly.")
-    steps.append(Step(
-        "layer_input", f"2. The vector entering {KIND_LABELS[kind]}, layer {layer + 1}", origin + ln_text,
-        {"residual": _vec(block_input[pos], n_first), "attention_input": _vec(attn_input[pos], n_first),
-         "pre_ln": pre_ln},
-    ))
-
-    # 3. q, k, v for the head.
-    kv_input = out.encoder_last_hidden_state[0] if kind == "cross" else attn_input  # (Lk, d_model)
-    Q = attn.q_proj(attn_input)  # (Lq, d_model): all heads
-    K = attn.k_proj(kv_input)
-    V = attn.v_proj(kv_input)
-    hs = slice(head * d_k, (head + 1) * d_k)
-    q, k_all, v_all = Q[pos, hs], K[:, hs], V[:, hs]  # (d_k,), (Lk, d_k), (Lk, d_k)
-    kv_pos = None if kind == "cross" else pos  # in cross-attention the keys belong to the source tokens
-    kv_where = ("keys and values come from the encoder's output for the source sentence, queries from the "
-                "target word being written" if kind == "cross" else "queries, keys and values all come from the same "
-                + where)
-    steps.append(Step(
-        "qkv", f"3. Query, key and value of head {head + 1}",
-        f"The head multiplies the vector by three learned matrices W^Q, W^K, W^V ({d_model} x {d_k} for one head) to "
-        f"get a query (what {tok!r} is looking for), a key (what each token offers) and a value (what each token "
-        f"passes on), each of d_k = {d_k} numbers. Here {kv_where}.",
-        {
-            "query": _vec(q, n_first),
-            "key": _vec(k_all[kv_pos], n_first) if kv_pos is not None else None,
-            "value": _vec(v_all[kv_pos], n_first) if kv_pos is not None else None,
-            "key_norms": k_all.float().norm(dim=-1).tolist(), "value_norms": v_all.float().norm(dim=-1).tolist(),
-            "shapes": {"W_Q": [d_model, d_model], "W_Q_head": [d_model, d_k], "q": [d_k],
-                       "K": [K.shape[0], d_k], "V": [V.shape[0], d_k]},
-        },
-    ))
-
-    # 4. Scores, scaling, softmax, weighted values, z.
-    raw = k_all @ q  # (Lk,)
-    scaled = raw * attn.scaling
-    masked = [kind == "decoder" and j > pos for j in range(K.shape[0])]
-    mask_t = torch.tensor(masked, device=device)
-    weights = F.softmax(scaled.masked_fill(mask_t, float("-inf")), dim=-1, dtype=torch.float32).to(raw.dtype)
-    weighted = weights[:, None] * v_all  # (Lk, d_k)
-    z = weighted.sum(0)
-    top = int(weights.argmax())
-    steps.append(Step(
-        "scores", "4. Score against every token (q . k)",
-        f"The score of {tok!r} against each token is the dot product of its query with that token's key: a large "
-        "score means the token is relevant to this one.",
-        {"tokens": key_tokens, "raw_scores": raw.tolist(), "masked": masked},
-    ))
-    steps.append(Step(
-        "scaled_scores", f"5. Divide by sqrt(d_k) = {math.sqrt(d_k):.2f}",
-        "Dot products of long vectors can be large, which would push the softmax into regions with tiny gradients; "
-        f"dividing by sqrt(d_k) = sqrt({d_k}) keeps them moderate (section 3.2.1).",
-        {"tokens": key_tokens, "scaled_scores": scaled.tolist(), "sqrt_d_k": math.sqrt(d_k), "masked": masked},
-    ))
-    softmax_text = ("Softmax turns the scores into positive weights that add up to 1: how much attention goes to "
-                    "each token.")
-    if kind == "decoder":
-        softmax_text += (f" The decoder must not look at words it has not written yet: the {sum(masked)} future "
-                         "positions are masked (set to -infinity before the softmax), so their weight is 0.")
-    steps.append(Step(
-        "softmax", "6. Softmax",
-        softmax_text + f" Here {tok!r} attends most to {key_tokens[top]!r} ({float(weights[top]):.1%}).",
-        {"tokens": key_tokens, "weights": weights.tolist(), "masked": masked, "argmax": top},
-    ))
-    steps.append(Step(
-        "weighted_values", "7. Weighted values and their sum z",
-        "Each token's value vector is multiplied by its weight, so tokens with small weights are almost drowned "
-        f"out; summing them gives z, this head's output for {tok!r}: {_fmt(z.tolist())} (norm {float(z.norm()):.3f}).",
-        {
-            "tokens": key_tokens,
-            "rows": [
-                {"token": key_tokens[j], "weight": float(weights[j]), "masked": masked[j],
-                 "value": _vec(v_all[j], n_first), "weighted": _vec(weighted[j], n_first)}
-                for j in range(K.shape[0])
-            ],
-            "z": _vec(z, n_first, full=True),
-        },
-    ))
-
-    # 5. All heads, concatenation, W^O, residual, layer norm.
-    Qh = Q[pos].view(n_heads, d_k)  # (h, d_k)
-    Kh = K.view(-1, n_heads, d_k).transpose(0, 1)  # (h, Lk, d_k)
-    Vh = V.view(-1, n_heads, d_k).transpose(0, 1)
-    s_all = (Kh @ Qh[:, :, None]).squeeze(-1) * attn.scaling  # (h, Lk)
-    w_all = F.softmax(s_all.masked_fill(mask_t, float("-inf")), dim=-1, dtype=torch.float32).to(raw.dtype)
-    z_all = (w_all[:, :, None] * Vh).sum(1)  # (h, d_k)
-    concat = z_all.reshape(d_model)
-    attn_out = attn.out_proj(concat)
-    summed = block_input[pos] + attn_out
-    block_output = summed if pre_ln else norm(summed)
-    model_attn = (out.cross_attentions if kind == "cross" else
-                  out.decoder_attentions if kind == "decoder" else out.encoder_attentions)[layer][0]
-    model_concat = store["concat"][0, pos]
-    model_attn_out = store["cross_attn" if kind == "cross" else "self_attn"][0, pos]
-    checks["weights"] = float((weights - model_attn[head, pos]).abs().max())
-    checks["z"] = float((z - model_concat[hs]).abs().max())
-    checks["concat"] = float((concat - model_concat).abs().max())
-    checks["attention_output"] = float((attn_out - model_attn_out).abs().max())
-    steps.append(Step(
-        "multi_head", f"8. {n_heads} heads in parallel, concatenated, projected by W^O",
-        f"All {n_heads} heads of this layer do steps 3-7 at once, each with its own W^Q, W^K, W^V. Their outputs "
-        f"({n_heads} x {d_k} numbers) are concatenated into one vector of {d_model} and multiplied by W^O "
-        f"({d_model} x {d_model}), which mixes what the heads found into the attention output.",
-        {
-            "heads": [{"head": i, "z": _vec(z_all[i], n_first), "top_token": key_tokens[int(w_all[i].argmax())],
-                       "top_weight": float(w_all[i].max())} for i in range(n_heads)],
-            "concat": _vec(concat, n_first), "output": _vec(attn_out, n_first),
-            "shapes": {
-                "X": [len(query_ids), d_model], "Q_per_head": [n_heads, len(query_ids), d_k],
-                "K_V_per_head": [n_heads, K.shape[0], d_k],
-                "weights": [n_heads, len(query_ids), K.shape[0]], "Z_per_head": [n_heads, len(query_ids), d_k],
-                "concat": [len(query_ids), n_heads * d_k], "W_O": [d_model, d_model],
-                "output": [len(query_ids), d_model],
-            },
-        },
-    ))
-    if pre_ln:
-        residual_text = ("The attention output is added to the vector that entered the block (a residual connection), "
-                         "so the layer only learns a change to it. In this pre-LN model the layer norm was applied to "
-                         "the block's input (step 2), so the sum itself goes on.")
-    else:
-        residual_text = ("The attention output is added to the vector that entered the block (a residual connection), "
-                         "so the layer only learns a change to it. Then layer normalisation rescales the sum to mean 0 "
-                         "and variance 1 (times a learned gain, plus a learned bias).")
-    steps.append(Step(
-        "residual_layer_norm", "9. Residual add and layer norm", residual_text,
-        {"residual": _vec(block_input[pos], n_first), "attention_output": _vec(attn_out, n_first),
-         "sum": _vec(summed, n_first), "output": _vec(block_output, n_first), "pre_ln": pre_ln},
-    ))
-
-    # 6. The rest of the layer.
-    rest = []
-    if kind == "decoder":
-        rest.append({"sublayer": "cross_attn", "label": "encoder-decoder attention",
-                     "shapes": {"queries": [len(dec), d_model], "keys_values": [len(src), d_model]},
-                     "write": _vec(store["cross_attn"][0, pos], n_first)})
-    d_ff = block.ffn.fc1.out_features
-    rest.append({"sublayer": "ffn", "label": "feed-forward network",
-                 "shapes": {"W_1": [d_model, d_ff], "W_2": [d_ff, d_model]},
-                 "write": _vec(store["ffn"][0, pos], n_first)})
-    layer_output = store["layer_output"][0, pos]
-    ffn_text = (f"the position-wise feed-forward network, max(0, x W_1 + b_1) W_2 + b_2 ({d_model} -> {d_ff} -> "
-                f"{d_model}), again inside a residual connection with a layer norm.")
-    if kind == "decoder":
-        rest_text = ("Next the token goes through encoder-decoder attention (queries from here, keys and values from "
-                     "the encoder's output) and then " + ffn_text)
-    else:
-        rest_text = "Next the token goes through " + ffn_text
-    if layer + 1 < n_layers:
-        rest_text += f" The layer's output is the input of layer {layer + 2}."
-    elif kind == "encoder":
-        rest_text += (" This is the encoder's last layer: its output for every source token gives the keys and values "
-                      "of every decoder layer's cross-attention.")
-    else:
-        rest_text += " This is the decoder's last layer: its output goes to the final linear layer."
-    steps.append(Step("rest_of_layer", "10. The rest of the layer", rest_text,
-                      {"sublayers": rest, "layer_output": _vec(layer_output, n_first)}))
-
-    # 7. Final linear + softmax (at this decoder position; at position 0 for an encoder walkthrough).
-    out_pos = 0 if kind == "encoder" else pos
-    final_hidden = store["decoder_output"][0]
-    if core.decoder.layer_norm is not None:
-        final_hidden = core.decoder.layer_norm(final_hidden)
-    logits = model.lm_head(final_hidden[out_pos])
-    probs = logits.float().softmax(-1)
-    checks["probs"] = float((probs - out.logits[0, out_pos].float().softmax(-1)).abs().max())
-    top_p = probs.topk(min(top_k, probs.numel()))
-    top_ids = top_p.indices.tolist()
-    nxt = labels[out_pos]
-    final_text = ("At the top of the decoder a final linear layer " + ("(after a last layer norm) " if pre_ln else "")
-                  + f"turns the {d_model}-number vector into one score per vocabulary token ({cfg.vocab_size}; "
-                  + ("tied to the embedding matrix, section 3.4" if cfg.tie_word_embeddings else "its own matrix")
-                  + "), and softmax turns the scores into the probabilities of the next token.")
-    if kind == "encoder":
-        final_text += " Shown for the decoder's first position: the probabilities of the first word of the translation."
-    steps.append(Step(
-        "output", "11. Final linear + softmax: the next token", final_text,
-        {
-            "position": out_pos, "input_token": dec_tokens[out_pos],
-            "top": [
-                {"token": t, "id": i, "prob": p}
-                for t, i, p in zip(_tokens(tokenizer, top_ids), top_ids, top_p.values.tolist())
-            ],
-            "next_token": tgt_tokens[out_pos], "next_token_prob": float(probs[nxt]),
-            "shapes": {"hidden": [d_model], "W_vocab": [d_model, int(cfg.vocab_size)], "logits": [int(cfg.vocab_size)]},
-        },
-    ))
-
-    translation_text = (tokenizer.decode(labels, skip_special_tokens=True).strip() if tokenizer is not None
-                        else " ".join(map(str, labels)))
-    sentence_text = sentence if isinstance(sentence, str) else (
-        tokenizer.decode(src, skip_special_tokens=True) if tokenizer is not None else " ".join(map(str, src)))
+    steps = [embedding_step(p), positional_table_step(p, table_positions)]
+    layer_input, block_input, attn_input = layer_input_step(p)
+    qkv, Q, K, V = qkv_step(p, attn_input)
+    scores, weights = score_steps(p, Q, K)
+    weighted, z = weighted_values_step(p, V, weights)
+    multi_head, attn_out = multi_head_step(p, Q, K, V)
+    output, probs, out_pos = output_step(p, tokenizer, top_k)
+    steps += [layer_input, qkv, *scores, weighted, multi_head, residual_step(p, block_input, attn_out),
+              rest_of_layer_step(p), output]
     return Walkthrough(
-        sentence=sentence_text, translation=translation_text, kind=kind, kind_label=KIND_LABELS[kind],
-        layer=layer, head=head, position=pos, token=tok, query_tokens=query_tokens, key_tokens=key_tokens,
-        source_tokens=src_tokens, decoder_tokens=dec_tokens, target_tokens=tgt_tokens, sizes=sizes,
-        steps=steps, checks=checks,
+        sentence=source_text(tokenizer, sentence, example), translation=decode(tokenizer, example.labels),
+        kind=kind, layer=layer, head=head, position=pos, token=query_tokens[pos], query_tokens=query_tokens,
+        key_tokens=p.key_tokens, source_tokens=src_tokens, decoder_tokens=dec_tokens,
+        target_tokens=tokens_of(tokenizer, example.labels), sizes=_sizes(p), steps=steps, checks=p.checks,
+        tied_embeddings=bool(model.config.tie_word_embeddings),
         tensors={"weights": weights, "z": z, "probs": probs, "output_position": out_pos, "attention_output": attn_out},
     )
 
@@ -620,8 +503,7 @@ def walkthrough(
 __all__ = [
     "DEFAULT_SENTENCE",
     "DEFAULT_TOKEN",
-    "KINDS",
-    "KIND_LABELS",
+    "STEP_IDS",
     "Step",
     "Walkthrough",
     "find_token_position",

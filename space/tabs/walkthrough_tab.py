@@ -1,18 +1,19 @@
-"""The "Inside one head" tab: one attention head, step by step, with the served model's real numbers (issue 6).
+"""The "Inside one head" tab: one attention head, step by step, with the served model's real numbers.
 
 For the sentence on screen and a chosen attention (encoder self, decoder self, cross), layer, head and
 token, the tab shows the steps of the illustrated explanations of the Transformer next to the numbers the
-model really computes (they come from `walkthrough.walkthrough`): embedding + positional encoding (with a
-picture of the table), q, k and v, the scores, their scaling, the softmax weights as bars (the decoder's
-future positions masked), the weighted values and their sum z, all heads concatenated and projected, the
-residual add and layer norm, the rest of the layer, and the final linear + softmax.
+model really computes (the numbers come from `encdec_lens.walkthrough.walkthrough`, the words from
+`walkthrough_text.explain`): embedding + positional encoding (with a picture of the table), q, k and v, the
+scores, their scaling, the softmax weights as bars (the decoder's future positions masked), the weighted
+values and their sum z, all heads concatenated and projected, the residual add and layer norm, the rest of
+the layer, and the final linear + softmax.
 
 It opens on "The animal didn't cross the street because it was too tired." with the token "it", in the
 encoder head that sends the most attention from "it" to "animal" in the served model (`strongest_link`).
 After a translation on the main tab it follows that sentence and translation: always the newest one (a view
 computed for an older pair or translation is dropped, see `app.ViewKeys`). Layers and heads are numbered from 1
 on screen, as on the main tab; the API endpoint `/walkthrough` takes 0-based indices, like the arrays of
-`/attention` and like `walkthrough.walkthrough`.
+`/attention` and like `encdec_lens.walkthrough.walkthrough`.
 
 The handlers are plain functions of the `ModelBundle` and the inputs (testable without a server); `build`
 only wires them to components. Every token and every piece of typed text goes through `safe_html.escape`.
@@ -28,8 +29,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from encdec_lens import walkthrough as wt
+from encdec_lens.heads import FAMILIES, FAMILY_TITLES
 from safe_html import TOKEN_CSS, escape, visible
 from translation_engine import BOX_MAX_CHARS, EMPTY_MESSAGE, ModelBundle
+
+from .walkthrough_text import Explanation, TitledStep, explain
 
 TAB_TITLE = "Inside one head"
 PAIR = "walkthrough pair"  # the name under which the tab's sentence pairs are keyed (`SharedUI.views`)
@@ -38,8 +42,7 @@ LINK = ("it", "animal")  # the tab opens on the encoder head that links these tw
 STRONG_LINK = 0.25  # a weight below this is not called a strong link in the opening note
 N_FIRST = 8  # leading entries shown of each vector
 QUERY_SIDE = {"encoder": "source", "decoder": "target", "cross": "target"}
-KIND_CHOICES = [("Encoder self-attention", "encoder"), ("Decoder self-attention (masked)", "decoder"),
-                ("Cross-attention (decoder → encoder)", "cross")]
+KIND_CHOICES = [(FAMILY_TITLES[kind], kind) for kind in FAMILIES]
 
 INTRO = """\
 **Inside one attention head.** Pick a token, a layer and a head, and follow what this head computes for that
@@ -115,7 +118,8 @@ def pair_from_main_tab(translation, attention_state) -> dict | None:
 
 def run_walkthrough(bundle: ModelBundle, pair: dict, kind: str, layer: int, head: int,
                     position: int | None = None, token: str | None = None) -> wt.Walkthrough:
-    """`walkthrough.walkthrough` on the bundle's model for a pair from `make_pair` (0-based layer and head)."""
+    """`encdec_lens.walkthrough.walkthrough` on the bundle's model for a pair from `make_pair` (0-based layer
+    and head): the numbers; `walkthrough_text.explain` adds the words."""
     return wt.walkthrough(bundle.model, bundle.tokenizer, pair["source_ids"], pair["target"], kind=kind,
                           layer=layer, head=head, position=position, token=token, n_first=N_FIRST)
 
@@ -147,7 +151,7 @@ def _bar(weight: float, masked: bool = False, width: int = 160) -> str:
     return f'<span class="wt-bar" style="width:{max(1, round(width * weight))}px"></span>'
 
 
-def _card(step: wt.Step, body: str, title: str | None = None) -> str:
+def _card(step: TitledStep, body: str, title: str | None = None) -> str:
     return (f'<section class="wt-step" id="wt-step-{step.id}"><h3>{escape(title or step.title)}</h3>'
             f"<p>{escape(step.text)}</p>{body}</section>")
 
@@ -156,13 +160,14 @@ def _shape(dims) -> str:
     return "[" + " × ".join(str(d) for d in dims) + "]"
 
 
-def summary_html(result: wt.Walkthrough, notices=()) -> str:
+def summary_html(told: Explanation, notices=()) -> str:
     """One line saying what is shown: the token, the attention, layer and head (1-based), and the sizes."""
+    result = told.result
     s = result.sizes
     norm = "pre-LN" if s["normalize_before"] else "post-LN, as in the paper"
     parts = [f'<div class="notice">{escape(n)}</div>' for n in notices]
     parts.append(
-        f'<div class="wt-summary">Token {_tok(result.token, result.position)} · {escape(result.kind_label)} · '
+        f'<div class="wt-summary">Token {_tok(result.token, result.position)} · {escape(told.kind_label)} · '
         f"layer {result.layer + 1} of {s['encoder_layers'] if result.kind == 'encoder' else s['decoder_layers']} · "
         f"head {result.head + 1} of {s['heads']}</div>"
         f'<div class="wt-dim">This model: d_model = {s["d_model"]}, h = {s["heads"]} heads of d_k = {s["d_k"]}, '
@@ -173,9 +178,9 @@ def summary_html(result: wt.Walkthrough, notices=()) -> str:
     return "".join(parts)
 
 
-def embedding_html(result: wt.Walkthrough) -> str:
+def embedding_html(told: Explanation) -> str:
     """Step 1: the embedding, scaled, plus the positional encoding, and their sum."""
-    step = result.step("embedding")
+    step = told.step("embedding")
     d = step.data
     rows = [
         (f"embedding of token id {d['token_id']}", d["embedding"]),
@@ -183,18 +188,18 @@ def embedding_html(result: wt.Walkthrough) -> str:
         (f"+ positional encoding of position {d['position']}", d["positional_encoding"]),
         ("= the vector entering layer 1", d["sum"]),
     ]
-    table = result.step("positional_table")
+    table = told.step("positional_table")
     return _card(step, _vector_rows(rows)) + (
         f'<section class="wt-step" id="wt-step-positional_table"><h3>{escape(table.title)}</h3>'
         f"<p>{escape(table.text)}</p></section>"
     )
 
 
-def attention_table_html(result: wt.Walkthrough) -> str:
+def attention_table_html(told: Explanation) -> str:
     """Steps 4-7 in one table: per key token q · k, the scaled score, the softmax weight (with a bar) and the
     weighted value; then z, the head's output for the token."""
-    scores, scaled = result.step("scores"), result.step("scaled_scores")
-    softmax, weighted = result.step("softmax"), result.step("weighted_values")
+    scores, scaled = told.step("scores"), told.step("scaled_scores")
+    softmax, weighted = told.step("softmax"), told.step("weighted_values")
     raw, sc = scores.data["raw_scores"], scaled.data["scaled_scores"]
     top = softmax.data["argmax"]
     rows = []
@@ -220,12 +225,12 @@ def attention_table_html(result: wt.Walkthrough) -> str:
     )
 
 
-def multi_head_html(result: wt.Walkthrough) -> str:
+def multi_head_html(told: Explanation) -> str:
     """Step 8: every head's z and favourite token, the concatenation and W^O with this model's shapes."""
-    step = result.step("multi_head")
+    step = told.step("multi_head")
     d, sh = step.data, step.data["shapes"]
     rows = "".join(
-        f'<tr class="{"chosen" if h["head"] == result.head else ""}"><td>head {h["head"] + 1}</td>'
+        f'<tr class="{"chosen" if h["head"] == told.result.head else ""}"><td>head {h["head"] + 1}</td>'
         f'<td>{_tok(h["top_token"])}</td><td class="num">{h["top_weight"]:.3f}</td><td>{_vector(h["z"])}</td></tr>'
         for h in d["heads"]
     )
@@ -243,9 +248,9 @@ def multi_head_html(result: wt.Walkthrough) -> str:
     return _card(step, body)
 
 
-def residual_html(result: wt.Walkthrough) -> str:
+def residual_html(told: Explanation) -> str:
     """Step 9: residual add, then layer norm (post-LN), or the sum going on as it is (pre-LN)."""
-    step = result.step("residual_layer_norm")
+    step = told.step("residual_layer_norm")
     d = step.data
     rows = [("x (entering the block)", d["residual"]), ("+ attention output", d["attention_output"]),
             ("= sum", d["sum"])]
@@ -254,18 +259,18 @@ def residual_html(result: wt.Walkthrough) -> str:
     return _card(step, _vector_rows(rows))
 
 
-def rest_html(result: wt.Walkthrough) -> str:
+def rest_html(told: Explanation) -> str:
     """Step 10: what the rest of the layer adds (cross-attention, feed-forward) and the layer's output."""
-    step = result.step("rest_of_layer")
+    step = told.step("rest_of_layer")
     d = step.data
     rows = [(f"{s['label']} writes", s["write"]) for s in d["sublayers"]]
-    rows.append((f"layer {result.layer + 1} output", d["layer_output"]))
+    rows.append((f"layer {told.result.layer + 1} output", d["layer_output"]))
     return _card(step, _vector_rows(rows))
 
 
-def output_html(result: wt.Walkthrough) -> str:
+def output_html(told: Explanation) -> str:
     """Step 11: the final linear + softmax at one decoder position: the top next-token candidates."""
-    step = result.step("output")
+    step = told.step("output")
     d = step.data
     rows = "".join(
         f'<tr><td>{_tok(t["token"])}</td><td class="num">{t["prob"]:.4f}</td><td>{_bar(t["prob"])}</td></tr>'
@@ -280,9 +285,9 @@ def output_html(result: wt.Walkthrough) -> str:
     return _card(step, body)
 
 
-def steps_html(result: wt.Walkthrough) -> str:
+def steps_html(told: Explanation) -> str:
     """Steps 2-11 (step 1 sits next to the positional-encoding picture)."""
-    layer_input, qkv = result.step("layer_input"), result.step("qkv")
+    layer_input, qkv = told.step("layer_input"), told.step("qkv")
     li, q = layer_input.data, qkv.data
     inputs = [("x, entering the block", li["residual"])]
     if li["pre_ln"]:
@@ -299,11 +304,11 @@ def steps_html(result: wt.Walkthrough) -> str:
     return "".join([
         _card(layer_input, _vector_rows(inputs)),
         _card(qkv, _vector_rows(qkv_rows) + qkv_note),
-        attention_table_html(result),
-        multi_head_html(result),
-        residual_html(result),
-        rest_html(result),
-        output_html(result),
+        attention_table_html(told),
+        multi_head_html(told),
+        residual_html(told),
+        rest_html(told),
+        output_html(told),
     ])
 
 
@@ -388,7 +393,7 @@ def walkthrough_view(bundle: ModelBundle, pair: dict | None, kind, layer, head, 
     """What the tab shows for a pair and the pickers' values (`layer`/`head`: 1-based strings; `token`:
     "source:13" / "target:4", or anything else for the default token: "it" in the source, else the middle of
     the translation). Bad input gives a message, never an exception."""
-    kind = kind if kind in wt.KINDS else "encoder"
+    kind = kind if kind in FAMILIES else "encoder"
     n_layers, n_heads = _sizes(bundle, kind)
     layer_choices = [str(i) for i in range(1, n_layers + 1)]
     head_choices = [str(i) for i in range(1, n_heads + 1)]
@@ -403,13 +408,14 @@ def walkthrough_view(bundle: ModelBundle, pair: dict | None, kind, layer, head, 
     except ValueError as err:
         empty.summary = error_html(str(err))
         return empty
+    told = explain(result)
     table = result.step("positional_table").data
     return View(
         layer_choices, str(layer_index + 1), head_choices, str(head_index + 1),
         [(f"{i}: {visible(t)}", _token_value(kind, i)) for i, t in enumerate(result.query_tokens)],
         _token_value(kind, result.position),
-        summary_html(result, pair.get("notices", ())), embedding_html(result),
-        positional_table_image(table["table"], table["highlight"]), steps_html(result), result,
+        summary_html(told, pair.get("notices", ())), embedding_html(told),
+        positional_table_image(table["table"], table["highlight"]), steps_html(told), result,
     )
 
 
@@ -425,7 +431,8 @@ def new_sentence_view(bundle: ModelBundle, sentence, kind, layer, head) -> tuple
 
 def walkthrough_json(bundle: ModelBundle, sentence, kind="encoder", layer=DEFAULT_LAYER, head=DEFAULT_HEAD,
                      token="", translation="", full_table=False) -> dict:
-    """The API's answer: every step with its numbers (`walkthrough.Walkthrough.to_dict()`), or {"error": ...}.
+    """The API's answer: every step with its title, text and numbers (`walkthrough_text.Explanation.to_dict`),
+    or {"error": ...}.
 
     `layer` and `head` are 0-based; `token` is the query token's text ("it"; empty: the default token);
     `translation` is the target the decoder reads (empty: the model's own translation). The positional-encoding
@@ -441,7 +448,7 @@ def walkthrough_json(bundle: ModelBundle, sentence, kind="encoder", layer=DEFAUL
         result = run_walkthrough(bundle, pair, str(kind), layer, head, token=str(token).strip() or None)
     except ValueError as err:
         return {"error": str(err)}
-    return {"notices": pair["notices"], **result.to_dict(full_table=bool(full_table))}
+    return {"notices": pair["notices"], **explain(result).to_dict(full_table=bool(full_table))}
 
 
 def strongest_link(bundle: ModelBundle, pair: dict, query: str = LINK[0], key: str = LINK[1]):
