@@ -260,6 +260,55 @@ def test_the_check_batch_logits_difference_is_small_and_reported(converted, caps
     assert "max logit difference to MarianMTModel" in line and str(out) in line
 
 
+def test_the_paper_defaults_and_the_shipped_model_are_unchanged():
+    from configuration import TransformerConfig
+    from modeling import TransformerForConditionalGeneration
+
+    config = TransformerConfig()
+    assert (config.sinusoidal_layout, config.add_final_logits_bias) == ("interleaved", False)
+    shipped = TransformerConfig.from_pretrained(os.path.join(ROOT, "space", "model"))  # written before the switches
+    assert (shipped.sinusoidal_layout, shipped.add_final_logits_bias) == ("interleaved", False)
+    from conftest import tiny_config
+
+    assert TransformerForConditionalGeneration(tiny_config()).lm_head.bias is None
+    with pytest.raises(ValueError, match=r"unknown `sinusoidal_layout` 'marian'; choose one of interleaved, concatenated"):
+        TransformerConfig(sinusoidal_layout="marian")
+    with pytest.raises(ValueError, match=r"`add_final_logits_bias` must be True or False"):
+        TransformerConfig(add_final_logits_bias="yes")
+
+
+def test_final_logits_bias_trains_and_survives_save_and_load(tmp_path):
+    """A model of this project with Marian's switches: the bias starts at zero, enters the logits and the
+    label-smoothed loss, gets a gradient; saved and loaded, its logits are unchanged (positions recomputed)."""
+    import torch.nn.functional as F
+    from conftest import tiny_config
+
+    from modeling import TransformerForConditionalGeneration
+    from modeling.modeling_transformer import sinusoidal_table
+
+    torch.manual_seed(0)
+    model = TransformerForConditionalGeneration(
+        tiny_config(add_final_logits_bias=True, sinusoidal_layout="concatenated", activation_function="swish", dropout=0.0))
+    assert torch.equal(model.lm_head.bias, torch.zeros(99))
+    with torch.no_grad():
+        model.lm_head.bias.normal_()
+    batch = {"input_ids": torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
+             "labels": torch.tensor([[10, 11, 2], [12, 2, -100]])}
+    out = model(**batch)
+    hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         decoder_input_ids=model.prepare_decoder_input_ids_from_labels(batch["labels"])).last_hidden_state
+    torch.testing.assert_close(out.logits, hidden @ model.lm_head.weight.T + model.lm_head.bias)
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits.reshape(-1, 99), batch["labels"].reshape(-1),
+                                                         label_smoothing=0.1, ignore_index=-100))
+    out.loss.backward()
+    assert model.lm_head.bias.grad is not None and model.lm_head.bias.grad.abs().sum() > 0
+    model.eval().save_pretrained(tmp_path)
+    loaded = TransformerForConditionalGeneration.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch).logits, model(**batch).logits)
+    assert torch.equal(loaded.model.encoder.embed_positions.weight, sinusoidal_table(64, 16, "concatenated"))
+
+
 # ------------------------------------------------------------------------------------------ the Hub folder
 
 

@@ -28,6 +28,7 @@ MarianMTModel itself would not use, an activation this model lacks, and Marian's
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -253,7 +254,7 @@ def convert_model(marian):
             f"weights left unmapped: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
         )
     model.tie_weights()
-    model.generation_config = marian.generation_config
+    model.generation_config = copy.deepcopy(marian.generation_config)  # decoding as the source decodes
     return model.eval()
 
 
@@ -322,7 +323,8 @@ def languages(folder: str, card: dict) -> list[str]:
         return []
 
 
-def model_card(src: str, is_hub: bool, folder: str, model, difference: float, command: str) -> str:
+def model_card(src: str, is_hub: bool, folder: str, model, difference: float, command: str,
+               tokenizer_files: list[str]) -> str:
     from huggingface_hub import ModelCard, ModelCardData
 
     card = source_card(folder)
@@ -337,6 +339,13 @@ def model_card(src: str, is_hub: bool, folder: str, model, difference: float, co
     )
     c = model.config
     n_params = sum(p.numel() for p in model.parameters())
+    if "source.spm" in tokenizer_files:
+        tokenizer = ("tokenizer: the source's files, as they are (MarianTokenizer, SentencePiece: `pip install "
+                     "sentencepiece`); `tokenizer_class` added to tokenizer_config.json where it was missing")
+    elif tokenizer_files:
+        tokenizer = f"tokenizer: the source's files, as they are ({', '.join(tokenizer_files)})"
+    else:
+        tokenizer = f"tokenizer: none in the source; use {src}'s tokenizer"
     license_line = (f"The weights are {src}'s, under its license: **{license_}**." if license_ else
                     f"The source's model card states no license: check {src}'s terms before you use or share these weights.")
     content = f"""---
@@ -353,8 +362,8 @@ The Marian translation model {link}, converted into the original Transformer of 
 - Marian's details, as config settings: `sinusoidal_layout="concatenated"` (the sines, then the cosines),
   `add_final_logits_bias=true` (Marian's `final_logits_bias`), `label_smoothing=0.0` (MarianMTModel's loss)
 - exact: on a padded check batch the logits differ from MarianMTModel's by at most {difference:.1e}, and greedy
-  decoding gives the same tokens; the generation settings (`generation_config.json`) and the tokenizer files are
-  the source's, unchanged (the tokenizer is MarianTokenizer: `pip install sentencepiece`)
+  decoding gives the same tokens; the generation settings (`generation_config.json`) are the source's
+- {tokenizer}
 
 ## Use
 
@@ -438,7 +447,7 @@ def convert(src: str, out: str, overwrite: bool = False, command: str | None = N
         shutil.copyfile(os.path.join(HUB_FILES, "pipeline_translation.py"), os.path.join(tmp, "pipeline_translation.py"))
         copied = copy_tokenizer_files(folder, tmp)
         with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as fh:
-            fh.write(model_card(src, is_hub, folder, model, difference, command))
+            fh.write(model_card(src, is_hub, folder, model, difference, command, copied))
         if os.path.isdir(out):  # empty, or --overwrite: moved aside, then removed once OUT is in place
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".old", dir=os.path.dirname(out))
             os.replace(out, os.path.join(old, "previous"))
