@@ -286,7 +286,7 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
                    delete_cache=(1800, 3600)) as demo:
         gr.Markdown(
             "# Attention Is All You Need — translate and watch every head\n"
-            f"The original 2017 Transformer, trained from scratch on Multi30k. {bundle.describe()} · "
+            f"{bundle.origin} {bundle.describe()} · "
             f"model `{bundle.display_name}`"
         )
         with gr.Tab("Translate & attention", id="translate"):

@@ -90,6 +90,19 @@ def _model_card_languages(folder: str) -> tuple[str, str] | None:
     return (langs[0], langs[1]) if len(langs) >= 2 else None
 
 
+def _model_card_trained_on(folder: str) -> str | None:
+    """What the model learnt from, by its card: "Multi30k" (this project's runs), "OPUS" (a converted OPUS-MT
+    model), or None when the card does not say."""
+    try:
+        with open(os.path.join(folder, "README.md"), encoding="utf-8") as fh:
+            text = fh.read(8000).lower()
+    except OSError:
+        return None
+    if "opus-mt" in text or "- marian" in text:
+        return "OPUS"
+    return "Multi30k" if "multi30k" in text else None
+
+
 def _model_card_name(folder: str) -> str | None:
     """The model's name from the `model-index` of its card's YAML front matter (`- name: ...`), if any."""
     try:
@@ -149,6 +162,8 @@ def _byte_spelled_share(text: str, tokenizer) -> float | None:
     try:
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     except (NotImplementedError, TypeError, ValueError):  # a slow tokenizer has no offsets
+        return None
+    if "offset_mapping" not in encoded:  # ... or returns none (SentencePiece's MarianTokenizer)
         return None
     unk = getattr(tokenizer, "unk_token", None)
     spelled = set()
@@ -245,6 +260,8 @@ class ModelBundle:
             langs = DEFAULT_LANGS
         self.source_lang = source_lang or langs[0]
         self.target_lang = target_lang or langs[1]
+        # The out-of-domain hint is about Multi30k's image captions: only for models that learnt from them.
+        self.trained_on = (_model_card_trained_on(ref) if ref and os.path.isdir(ref) else None) or "Multi30k"
         limits = [int(config.max_position_embeddings)] if getattr(config, "position_embedding_type", "") == "learned" else []
         tok_max = getattr(tokenizer, "model_max_length", None)
         if isinstance(tok_max, int) and 0 < tok_max < 100_000:
@@ -281,6 +298,13 @@ class ModelBundle:
             return _model_card_name(self.ref) or os.path.basename(os.path.normpath(self.ref))
         return self.ref or type(self.model).__name__
 
+    @property
+    def origin(self) -> str:
+        """One sentence on where the weights come from, for the page's subtitle."""
+        if self.trained_on == "OPUS":
+            return "An OPUS-MT (Marian) model converted exactly into the original 2017 Transformer."
+        return "The original 2017 Transformer, trained from scratch on Multi30k."
+
     def describe(self) -> str:
         c = self.model.config
         return (
@@ -308,7 +332,7 @@ class ModelBundle:
             notices.append(f"The text has {len(text):,} characters{boxed}; only the first {MAX_INPUT_CHARS:,} "
                            "were read.")
             text = text[:MAX_INPUT_CHARS]
-        reason = out_of_domain_reason(text, self.tokenizer, self.source_lang)
+        reason = out_of_domain_reason(text, self.tokenizer, self.source_lang) if self.trained_on == "Multi30k" else None
         if reason:
             notices.append(out_of_domain_note(reason, self.source_lang))
         full = self.tokenizer(text, add_special_tokens=True)["input_ids"]

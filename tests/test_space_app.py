@@ -100,7 +100,7 @@ def test_out_of_range_api_values_log_one_line_not_a_traceback(client, capsys, ca
 # The endpoints README.md and space/README.md document; every other event (explorer pickers, Examples, the
 # other tabs' buttons and follow-ups) is UI-only and must not be an API endpoint.
 DOCUMENTED_ENDPOINTS = {"/translate", "/attention", "/ablate", "/head_importance", "/logit_lens",
-                        "/residual_stream", "/walkthrough"}
+                        "/residual_stream", "/walkthrough", "/logit_attribution", "/activation_patching"}
 
 
 def test_api_lists_exactly_the_documented_endpoints(client, server):

@@ -359,7 +359,7 @@ def test_api_attribution_and_patching(client, bundle, on_screen):
 
 
 @pytest.mark.browser
-def test_browser_attribution_patching_and_gradient_read_the_api_numbers(page, bundle, on_screen, client):
+def test_browser_attribution_patching_and_gradient_read_the_api_numbers(page, bundle, on_screen, client, tmp_path):
     from playwright.sync_api import expect
 
     result, _ = on_screen
@@ -394,3 +394,12 @@ def test_browser_attribution_patching_and_gradient_read_the_api_numbers(page, bu
     expect(page.locator("#importance-rho")).to_be_visible()
     rho = client.predict(SENTENCE, api_name="/head_importance")["rank_correlation"]
     assert float(page.locator("#importance-rho").get_attribute("data-rho")) == pytest.approx(rho, abs=1e-6)
+    if os.environ.get("SAVE_SCREENSHOT"):  # the README's picture: attribution and patching
+        top, bottom = page.evaluate(
+            """() => { const box = sel => document.querySelector(sel).getBoundingClientRect();
+                       return [box('#dla-position').top + window.scrollY - 60,
+                               Math.max(box('#patch-grid').bottom, box('#patch-summary').bottom)
+                               + window.scrollY]; }""")
+        page.screenshot(path=str(tmp_path / "readme.png"), full_page=True,
+                        clip={"x": 0, "y": top, "width": 1300, "height": bottom - top + 24})
+        shutil.copyfile(tmp_path / "readme.png", os.path.join(SPACE, "screenshot_attribution.png"))

@@ -5,14 +5,31 @@
     logits, cache = hooked.run_with_cache(names=["decoder.layers.0.encoder_attn.pattern"], input_ids=...,
                                           decoder_input_ids=...)
 
-One hook mechanism (`hooks.HookedModel`: named sites, `run_with_hooks`, `run_with_cache`); every analysis is
-built on it: attention maps, head ablation and importance, the logit lens and residual stream, direct logit
-attribution, activation patching and the walkthrough's numbers. Imports torch and numpy only.
+One hook mechanism (`HookedModel`: named sites, `run_with_hooks`, `run_with_cache`, hooks active only in the
+calling context); every analysis is built on it:
+
+    attention     AttentionData: every attention map of one sentence pair
+    ablation      heads off (`ablate_heads`), `run_ablation`, `head_importance` (ablation and gradient)
+    lens          the logit lens and the residual stream
+    attribution   direct logit attribution of one target token's logit
+    patching      activation patching between two source sentences
+    walkthrough   one head's arithmetic for one token, step by step
+    plots         pictures as RGB arrays (needs matplotlib)
+
+Heads are `(family, layer, head)` with family "encoder", "decoder" or "cross", counted from 0; people name
+them "enc L1 H2", "dec-self L3 H1", "cross L2 H4" (`head_label`). Imports torch only (plots: matplotlib).
 """
 
-from .hooks import ActivationCache, HookedModel
+from .ablation import ablate_heads, gradient_importance, head_importance, run_ablation
+from .attribution import logit_attribution
 from .heads import FAMILIES, FAMILY_TITLES, all_heads, head_label, parse_head, parse_head_label
+from .hooks import ActivationCache, HookedModel
 from .inputs import Example, make_example
+from .lens import logit_lens, residual_stream
+from .patching import activation_patching
 
-__all__ = ["ActivationCache", "HookedModel", "FAMILIES", "FAMILY_TITLES", "all_heads", "head_label", "parse_head",
-           "parse_head_label", "Example", "make_example"]
+__all__ = [
+    "ActivationCache", "HookedModel", "FAMILIES", "FAMILY_TITLES", "all_heads", "head_label", "parse_head",
+    "parse_head_label", "Example", "make_example", "ablate_heads", "run_ablation", "head_importance",
+    "gradient_importance", "logit_lens", "residual_stream", "logit_attribution", "activation_patching",
+]

@@ -21,7 +21,7 @@ import torch
 
 from .heads import FAMILIES, FAMILY_TITLES, all_heads, attention_module, check_family, grid_shape, head_label, normalize_heads
 from .hooks import HookedModel
-from .inputs import (Example, decode, device_of, generate_ids, labels_from_ids, logprobs_of, make_example, source_ids,
+from .inputs import (Example, completed, decode, device_of, generate_ids, logprobs_of, make_example, source_ids,
                      source_text, token_logprobs, tokens_of)
 
 
@@ -66,7 +66,7 @@ def translate(model, tokenizer, source, heads: Iterable = (), **generate_kwargs)
     """The model's translation of `source` with `heads` switched off."""
     with ablate_heads(model, heads):
         ids = generate_ids(model, source_ids(model, tokenizer, source), **generate_kwargs)
-    return decode(tokenizer, labels_from_ids(model, ids))
+    return decode(tokenizer, completed(model, ids))
 
 
 def translation_logprob(model, tokenizer, source, target, heads: Iterable = ()) -> float:
@@ -106,7 +106,7 @@ def run_ablation(model, tokenizer, source, heads: Iterable = (), translation=Non
     with ablate_heads(model, heads):
         ablated = token_logprobs(model, example)
         new_ids = generate_ids(model, example.input_ids, **generate_kwargs)
-    new_labels = labels_from_ids(model, new_ids)
+    new_labels = completed(model, new_ids)
     return AblationResult(
         source=source_text(tokenizer, source, example),
         heads=[list(h) for h in heads],

@@ -13,7 +13,7 @@ shape to use instead (ablation, patching, gates); returning None leaves the acti
 
 Sites, for every layer l (`hook_names` lists them for a model); (B, T, d) is batch, positions, d_model:
 
-    {stack}.embed_positions                     (1 or B, T, d)  positional encoding added to the embeddings   read
+    {stack}.embed_positions                     (T, d)  the positional encoding added to the embeddings      read
     {stack}.layers.{l}.resid_pre                (B, T, d)  the residual stream entering layer l                write
     {stack}.layers.{l}.{attn}.pattern           (B, h, T_q, T_k)  attention probabilities softmax(QK^T/√d_k)   read
     {stack}.layers.{l}.{attn}.z                 (B, T, h, d_k)  each head's output, before W^O                  write

@@ -60,13 +60,19 @@ def labels_from_ids(model, ids) -> list[int]:
     keeps them): a leading decoder start token is dropped and a missing final </s> is added (also to a
     generated translation cut at max_length), so the score is always that of the complete translation.
     """
-    cfg = model.config
     ids = [int(i) for i in (ids.tolist() if torch.is_tensor(ids) else ids)]
-    if ids and ids[0] == cfg.decoder_start_token_id:
+    if ids and ids[0] == model.config.decoder_start_token_id:
         ids = ids[1:]
-    if cfg.eos_token_id is not None and (not ids or ids[-1] != cfg.eos_token_id):
-        ids.append(int(cfg.eos_token_id))
-    return ids
+    return completed(model, ids)
+
+
+def completed(model, labels: Sequence[int]) -> list[int]:
+    """Labels with the final </s> (added to a translation that `generate` cut at its length limit)."""
+    labels = list(labels)
+    eos = model.config.eos_token_id
+    if eos is not None and (not labels or labels[-1] != eos):
+        labels.append(int(eos))
+    return labels
 
 
 @dataclass
@@ -102,7 +108,7 @@ def make_example(model, tokenizer, source, target=None, **generate_kwargs) -> Ex
     """
     input_ids = source_ids(model, tokenizer, source)
     if target is None:
-        labels = labels_from_ids(model, generate_ids(model, input_ids, **generate_kwargs))
+        labels = completed(model, generate_ids(model, input_ids, **generate_kwargs))  # already without <start>
     elif isinstance(target, str):
         if tokenizer is None:
             raise ValueError("a tokenizer is needed to encode a text; pass token ids instead.")

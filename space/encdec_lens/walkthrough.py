@@ -438,7 +438,8 @@ def _sizes(p: _Pass) -> dict:
         "d_model": p.attn.embed_dim, "heads": p.attn.num_heads, "d_k": p.attn.head_dim,
         "d_ff": p.block.ffn.fc1.out_features, "vocab": int(cfg.vocab_size), "encoder_layers": len(core.encoder.layers),
         "decoder_layers": len(core.decoder.layers), "normalize_before": p.pre_ln, "embed_scale": float(p.stack.embed_scale),
-        "position_embedding_type": cfg.position_embedding_type, "source_length": len(p.example.input_ids),
+        "position_embedding_type": cfg.position_embedding_type,
+        "sinusoidal_layout": getattr(cfg, "sinusoidal_layout", "interleaved"), "source_length": len(p.example.input_ids),
         "target_length": len(p.example.decoder_input_ids),
     }
 

@@ -81,6 +81,11 @@ def positional_table_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
     if r.sizes["position_embedding_type"] == "learned":
         text = ("This model learned one position vector per position (Table 3, row E). Each row of the "
                 "picture is one position, each column one of the d_model dimensions.")
+    elif r.sizes.get("sinusoidal_layout") == "concatenated":
+        text = ("PE(pos, i) = sin(pos / 10000^(2i/d_model)) in the first d_model/2 dimensions and the matching "
+                "cosines in the last d_model/2 (Marian's layout of section 3.5's sinusoids): every dimension is a "
+                "wave of its own wavelength, so every position gets a distinct pattern and nearby positions get "
+                "similar ones. Each row is one position.")
     else:
         text = ("PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)): "
                 "every dimension is a wave of its own wavelength, so every position gets a distinct pattern "
