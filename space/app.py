@@ -167,6 +167,14 @@ class SharedUI:
     views: ViewKeys = field(default_factory=ViewKeys)  # which translation is the newest, per session
 
 
+def explainer(bundle: ModelBundle) -> str:
+    """EXPLAINER naming the model's own decoder start token (`<s>` for this project's models, `<pad>` for a
+    converted Marian model)."""
+    start_id = getattr(bundle.model.config, "decoder_start_token_id", None)
+    start = bundle.tokenizer.convert_ids_to_tokens(int(start_id)) if start_id is not None else None
+    return EXPLAINER.replace("`<s>` first", f"`{start}` first") if start and "`" not in start else EXPLAINER
+
+
 def discover_tabs(names=OPTIONAL_TABS) -> list:
     """Import each optional tab module that exists; a module with a bug still raises (it is not hidden)."""
     modules = []
@@ -315,7 +323,7 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
             target_tokens = gr.HTML(label="target tokens", elem_id="out-tokens", css_template=TOKEN_CSS)
 
             gr.Markdown("## Attention explorer")
-            gr.Markdown(EXPLAINER, elem_id="attention-explainer")
+            gr.Markdown(explainer(bundle), elem_id="attention-explainer")
             attention_state = gr.State(None)
             with gr.Row():
                 family = gr.Radio([(FAMILY_TITLES[f], f) for f in FAMILIES], value="encoder", label="Attention",
