@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, open_page, serve_space
+from conftest import ROOT, SHIPPED_MODEL, SPACE, open_page, serve_space
 
 from tabs import heads_tab as tab
 
@@ -24,6 +24,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def atlas_dir(tiny_model_dir, tmp_path_factory, data_dir):
+    if os.environ.get("SAVE_SCREENSHOT") and os.path.isfile(os.path.join(SHIPPED_MODEL, tab.ATLAS_FILE)):
+        return SHIPPED_MODEL  # the README's picture: the shipped model's own atlas
     folder = tmp_path_factory.mktemp("atlas") / "model"
     shutil.copytree(tiny_model_dir, folder)
     result = subprocess.run(
@@ -53,7 +55,7 @@ def test_the_grid_has_one_cell_per_head_with_its_roles_and_rank(bundle, atlas):
     assert html.count('data-head="') == len(atlas["heads"])
     for record in atlas["heads"]:
         cell = html.split(f'data-head="{record["name"]}"', 1)[1].split("</td>", 1)[0]
-        assert f"#{record['importance_rank']}<" in cell
+        assert f">#{record['importance_rank']}<" in cell
         assert tab.role_codes(record) in cell
     ranks = sorted(record["importance_rank"] for record in atlas["heads"])
     assert ranks == list(range(1, len(atlas["heads"]) + 1))
@@ -98,7 +100,7 @@ def server(bundle):
 
 
 @pytest.mark.browser
-def test_browser_click_a_head_for_its_card(browser, server, atlas):
+def test_browser_click_a_head_for_its_card(browser, server, atlas, tmp_path):
     from playwright.sync_api import expect
 
     with open_page(browser, server) as page:
@@ -112,3 +114,14 @@ def test_browser_click_a_head_for_its_card(browser, server, atlas):
         assert shown == pytest.approx(record["importance"], abs=1e-12)
         page.locator("#head-example img").wait_for()
         expect(page.locator("#atlas-pruning img")).to_have_count(1)
+        if os.environ.get("SAVE_SCREENSHOT"):
+            page.wait_for_function("() => { const img = document.querySelector('#head-example img');"
+                                   " return img && img.complete && img.naturalWidth > 0; }")
+            top, bottom = page.evaluate(
+                """() => { const box = sel => document.querySelector(sel).getBoundingClientRect();
+                           return [box('[role=tablist]').top + window.scrollY,
+                                   Math.max(box('#head-card-view').bottom, box('#head-example').bottom)
+                                   + window.scrollY]; }""")
+            page.screenshot(path=str(tmp_path / "heads.png"), full_page=True,
+                            clip={"x": 0, "y": top - 4, "width": 1300, "height": bottom - top + 24})
+            shutil.copyfile(tmp_path / "heads.png", os.path.join(SPACE, "screenshot_heads.png"))

@@ -14,6 +14,7 @@ calling context); every analysis is built on it:
     attribution   direct logit attribution of one target token's logit
     patching      activation patching between two source sentences
     walkthrough   one head's arithmetic for one token, step by step
+    atlas         what every head does over a data set: roles (Voita et al.) and pruning curves (Michel et al.)
     plots         pictures as RGB arrays (needs matplotlib)
 
 Heads are `(family, layer, head)` with family "encoder", "decoder" or "cross", counted from 0; people name

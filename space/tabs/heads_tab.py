@@ -43,6 +43,8 @@ table.atlas-grid th { font-weight: 500; font-size: 0.8em; opacity: 0.7; padding:
 td.head { width: 64px; height: 38px; text-align: center; cursor: pointer; border-radius: 5px;
           font-family: ui-monospace, monospace; font-size: 0.8em; line-height: 1.15; }
 td.head:hover { outline: 2px solid #f97316; }
+td.head .rank { color: inherit; opacity: 0.75; font-size: 0.9em; }
+table.atlas-grid th, table.atlas-grid td { border: none !important; }
 td.head.imp-0 { background: #f1f5f9; color: #0f172a; }
 td.head.imp-1 { background: #cbd5e1; color: #0f172a; }
 td.head.imp-2 { background: #94a3b8; color: #0f172a; }
@@ -130,7 +132,7 @@ def grid_html(bundle: ModelBundle, atlas: dict) -> str:
                 cells.append(
                     f'<td class="head imp-{importance_level(atlas, record)}" data-head="{escape(record["name"])}" '
                     f'title="{escape(record["name"])}: importance rank {record["importance_rank"]}">'
-                    f"{escape(role_codes(record))}<br><span class='small'>#{record['importance_rank']}</span></td>")
+                    f"{escape(role_codes(record))}<br><span class='rank'>#{record['importance_rank']}</span></td>")
             rows.append(f"<tr><th>L{layer + 1}</th>{''.join(cells)}</tr>")
         tables.append(f"<div><b>{escape(FAMILY_TITLES[family])}</b><table class='atlas-grid'><tr><th></th>{header}"
                       f"</tr>{''.join(rows)}</table></div>")
@@ -237,7 +239,8 @@ def build(bundle: ModelBundle, shared) -> None:
                            css_template=HEADS_CSS)
         with gr.Column(scale=3):
             example = gr.Image(label="Where it attends on an example sentence", type="numpy", format="png",
-                               interactive=False, elem_id="head-example", buttons=["download", "fullscreen"])
+                               interactive=False, elem_id="head-example", show_label=False,
+                               buttons=["download", "fullscreen"])
     figure = os.path.join(bundle.ref, PRUNING_FIGURE)
     if os.path.isfile(figure):
         gr.Markdown(f"**Pruning heads** (least important first, {escape(str(atlas.get('decoding', 'greedy')))} "
