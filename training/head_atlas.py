@@ -42,15 +42,17 @@ def _lens():
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("model", help="model folder (one with config.json); the atlas is written into it")
-    parser.add_argument("--data", default="../shared/data/multi30k", help="Multi30k-layout folder")
-    parser.add_argument("--split", default="val")
+    parser.add_argument("--data", default="../shared/data/multi30k", help="a local folder of {split}.{lang}.gz files (the Multi30k layout)")
+    parser.add_argument("--split", default="val", help="the split the atlas is measured on (choices about the model "
+                        "are made on val only)")
     parser.add_argument("--train-split", default="train", help="the split whose token counts define 'rare'")
-    parser.add_argument("--source-lang", default="en")
-    parser.add_argument("--target-lang", default="de")
+    parser.add_argument("--source-lang", default="en", help="source language code, as in the file names")
+    parser.add_argument("--target-lang", default="de", help="target language code, as in the file names")
     parser.add_argument("--max-sentences", type=int, default=0, help="only the first N sentences (0: all)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="sentences per forward pass and per greedy batch")
     parser.add_argument("--steps", type=int, default=10, help="pruning steps: each at most 1/steps of a group")
     args = parser.parse_args(argv)
     if args.max_sentences < 0:
