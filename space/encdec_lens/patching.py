@@ -109,9 +109,8 @@ def activation_patching(model, tokenizer, clean, corrupted, translation=None, **
     sites |= {site for site, _ in rows[1:]}
 
     # the clean run, cached once
-    out, cache = hooked.run_with_cache(sorted(sites), input_ids=torch.tensor([clean_ids], device=device),
-                                       decoder_input_ids=decoder_input_ids, use_cache=False)
-    m_clean = float(score(out.logits)[0])
+    _, cache = hooked.run_with_cache(sorted(sites), input_ids=torch.tensor([clean_ids], device=device),
+                                     decoder_input_ids=decoder_input_ids, use_cache=False)
 
     start = time.perf_counter()
     by_site: dict = {}
@@ -125,7 +124,10 @@ def activation_patching(model, tokenizer, clean, corrupted, translation=None, **
     m = score(out.logits).tolist()
     seconds = time.perf_counter() - start
 
-    m_corrupted = m[0]
+    # Both ends come from the same batched pass: row 0 is the corrupted run, and row 1 (the whole encoder output
+    # patched) is the clean run, since the decoder then reads exactly the clean run's inputs. So the ends are
+    # exactly 0 and 1, free of the rounding differences between a batch of one and a batch of many.
+    m_corrupted, m_clean = m[0], m[1]
     if abs(m_clean - m_corrupted) < 1e-6:
         raise ValueError(
             f"the translation has the same log-probability given both sources ({m_clean:.6g} and {m_corrupted:.6g}): "
