@@ -57,6 +57,20 @@ def tiny_config(**overrides):
     return TransformerConfig(**values)
 
 
+def perturbed_model(scale: float = 0.1, **overrides):
+    """A tiny model (seed 0) whose biases and layer-norm parameters get `scale` * N(0, 1) noise, so that no
+    analysis passes by symmetry (zero biases, unit gains)."""
+    from modeling import TransformerForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = TransformerForConditionalGeneration(tiny_config(**overrides)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "layer_norm" in name:
+                p.add_(scale * torch.randn_like(p))
+    return model
+
+
 @pytest.fixture
 def config():
     return tiny_config()

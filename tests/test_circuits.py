@@ -10,7 +10,7 @@ from encdec_lens import ablation as ablation_lib
 from encdec_lens import inputs
 from encdec_lens import lens as lens_lib
 from encdec_lens import heads as head_names
-from conftest import tiny_config
+from conftest import perturbed_model, tiny_config
 
 SOURCE = [5, 17, 33, 8, 61, 2]
 OTHER_SOURCE = [44, 9, 70, 2]
@@ -18,15 +18,7 @@ TARGET = [9, 40, 12, 77, 2]
 
 
 def make_model(**overrides):
-    from modeling import TransformerForConditionalGeneration
-
-    torch.manual_seed(0)
-    model = TransformerForConditionalGeneration(tiny_config(**overrides)).eval()
-    with torch.no_grad():  # non-zero biases and layer-norm gains, so nothing is trivially symmetric
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or "layer_norm" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
+    return perturbed_model(0.1, **overrides)
 
 
 @pytest.fixture(params=[False, True], ids=["post_ln", "pre_ln"])

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import tiny_config
+from conftest import perturbed_model, tiny_config
 from encdec_lens import ablation as ablation_lib
 from encdec_lens import heads as head_names
 from encdec_lens import inputs
@@ -27,13 +27,7 @@ SHORT_TARGET = [31, 2]
 
 
 def make_model(**overrides):
-    torch.manual_seed(0)
-    model = TransformerForConditionalGeneration(tiny_config(**overrides)).eval()
-    with torch.no_grad():  # non-zero biases and layer-norm gains, so nothing is trivially symmetric
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or "layer_norm" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
+    return perturbed_model(0.1, **overrides)
 
 
 @pytest.fixture(params=[False, True], ids=["post_ln", "pre_ln"])

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import perturbed_model, tiny_config
 from encdec_lens.heads import all_heads, head_label
 from encdec_lens.patching import activation_patching
 
@@ -15,15 +15,7 @@ TARGET = [9, 40, 12, 77, 2]
 
 
 def make_model(**overrides):
-    from modeling import TransformerForConditionalGeneration
-
-    torch.manual_seed(0)
-    model = TransformerForConditionalGeneration(tiny_config(**overrides)).eval()
-    with torch.no_grad():  # non-zero biases and layer-norm gains, so nothing is trivially symmetric
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or "layer_norm" in name:
-                p.add_(0.3 * torch.randn_like(p))
-    return model
+    return perturbed_model(0.3, **overrides)
 
 
 @pytest.fixture(params=[False, True], ids=["post_ln", "pre_ln"])
