@@ -10,7 +10,7 @@ from encdec_lens import ablation as ablation_lib
 from encdec_lens import inputs
 from encdec_lens import lens as lens_lib
 from encdec_lens import heads as head_names
-from conftest import perturbed_model, tiny_config
+from conftest import perturbed_model
 
 SOURCE = [5, 17, 33, 8, 61, 2]
 OTHER_SOURCE = [44, 9, 70, 2]

@@ -32,14 +32,13 @@ INPUTS = ["The animal didn't cross the street because it was too tired.", "A dog
 CARD = "---\nlanguage:\n- en\n- de\nlicense: cc-by-4.0\ntags:\n- translation\n---\n\n# opus-mt-en-de (test copy)\n"
 
 
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    """OPUS-MT's tokenizer files: source.spm and target.spm (SentencePiece, trained here), vocab.json with
-    </s> = 0, <unk> = 1 and <pad> last, and tokenizer_config.json naming the languages."""
-    folder = tmp_path_factory.mktemp("spm")
+def write_opus_tokenizer(folder, sentences, vocab_size: int):
+    """OPUS-MT's tokenizer files in `folder`: source.spm and target.spm (one SentencePiece unigram model trained
+    here on `sentences`), vocab.json with </s> = 0, <unk> = 1 and <pad> last, and tokenizer_config.json naming
+    the languages."""
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(SENTENCES * 20), model_writer=model, vocab_size=60, model_type="unigram",
+        sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size, model_type="unigram",
         character_coverage=1.0, unk_id=0, eos_id=1, bos_id=-1, pad_id=-1, hard_vocab_limit=False, minloglevel=2,
     )
     processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
@@ -52,6 +51,11 @@ def tokenizer_dir(tmp_path_factory):
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     (folder / "tokenizer_config.json").write_text(json.dumps({"source_lang": "en", "target_lang": "de", "model_max_length": 512}))
     return folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    return write_opus_tokenizer(tmp_path_factory.mktemp("spm"), SENTENCES * 20, vocab_size=60)
 
 
 def make_marian(folder, tokenizer_dir, activation="swish", seed=0, card=True, **config):

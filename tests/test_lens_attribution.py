@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import perturbed_model, tiny_config
+from conftest import perturbed_model
 from encdec_lens.attribution import logit_attribution
 from encdec_lens.heads import head_label
 

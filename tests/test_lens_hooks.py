@@ -13,12 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import perturbed_model, tiny_config
+from conftest import perturbed_model
 from encdec_lens import ablation as ablation_lib
 from encdec_lens import heads as head_names
 from encdec_lens import inputs
 from encdec_lens.hooks import HookedModel
-from modeling import TransformerForConditionalGeneration
 
 SOURCE = [5, 17, 33, 8, 61, 2]
 OTHER_SOURCE = [44, 9, 70, 2]

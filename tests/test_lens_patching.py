@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import perturbed_model, tiny_config
+from conftest import perturbed_model
 from encdec_lens.heads import all_heads, head_label
 from encdec_lens.patching import activation_patching
 

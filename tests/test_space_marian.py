@@ -11,15 +11,13 @@ the last logit-lens layer is the output), and the app, its API and the page must
 """
 
 import copy
-import io
-import json
 
 import numpy as np
 import pytest
 import sentencepiece as spm
 import torch
 from conftest import open_page, serve_space
-from test_convert_marian import make_marian
+from test_convert_marian import make_marian, write_opus_tokenizer
 
 from encdec_lens import (activation_patching, all_heads, head_importance, logit_attribution, logit_lens,
                          residual_stream, run_ablation)
@@ -74,25 +72,7 @@ NEW_TOKENS = 8  # the analyses' translations: short, so the file stays fast
 
 @pytest.fixture(scope="module")
 def spm_dir(tmp_path_factory):
-    """OPUS-MT's tokenizer files, trained here: source.spm = target.spm (SentencePiece unigram), vocab.json with
-    </s> = 0, <unk> = 1 and <pad> last, tokenizer_config.json naming the languages."""
-    folder = tmp_path_factory.mktemp("spm")
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(SENTENCES * 10), model_writer=model, vocab_size=160, model_type="unigram",
-        character_coverage=1.0, unk_id=0, eos_id=1, bos_id=-1, pad_id=-1, hard_vocab_limit=False, minloglevel=2,
-    )
-    processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
-    vocab = {"</s>": 0, "<unk>": 1}
-    for i in range(processor.get_piece_size()):
-        vocab.setdefault(processor.id_to_piece(i), len(vocab))
-    vocab["<pad>"] = len(vocab)
-    (folder / "source.spm").write_bytes(model.getvalue())
-    (folder / "target.spm").write_bytes(model.getvalue())
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps({"source_lang": "en", "target_lang": "de", "model_max_length": 512}))
-    return folder
+    return write_opus_tokenizer(tmp_path_factory.mktemp("spm"), SENTENCES * 10, vocab_size=160)
 
 
 @pytest.fixture(scope="module")

@@ -607,8 +607,6 @@ __all__ = [
     "ablation_json",
     "ablation_outputs",
     "build",
-    "circuits_model",
-    "head_label",
     "importance_json",
     "importance_outputs",
     "lens_json",
