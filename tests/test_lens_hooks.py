@@ -575,3 +575,8 @@ def test_a_hooked_model_can_be_freed():
     del model
     gc.collect()
     assert ref() is None
+
+
+def test_a_model_of_another_architecture_is_refused_by_name():
+    with pytest.raises(TypeError, match="Linear has no `config.normalize_before`"):
+        HookedModel(torch.nn.Linear(2, 2))

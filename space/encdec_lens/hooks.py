@@ -58,7 +58,23 @@ class _Site:
     num_heads: int = 0  # for "heads" sites
 
 
+def _check_architecture(model) -> None:
+    """Refuse, with what is missing, a model without this architecture's HF module names."""
+    core = core_model(model)
+    needed = ["config.normalize_before", "encoder.embed_positions", "encoder.layers", "decoder.embed_positions",
+              "decoder.layers"]
+    for path in needed:
+        target = core
+        for part in path.split("."):
+            target = getattr(target, part, None)
+        if target is None:
+            raise TypeError(
+                f"HookedModel works on this project's encoder-decoder (TransformerForConditionalGeneration, loaded "
+                f"with trust_remote_code=True, or converted from Marian): {type(model).__name__} has no `{path}`.")
+
+
 def _sites(model) -> list[_Site]:
+    _check_architecture(model)
     core = core_model(model)
     post_ln = not core.config.normalize_before
     sites = []
