@@ -6,7 +6,9 @@ MULTI30K_DIR), and models are built from configs.
 
 import contextlib
 import os
+import subprocess
 import sys
+import textwrap
 
 # Before gradio is imported anywhere: no analytics threads, no Hub calls, no proxy for loopback.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -34,6 +36,45 @@ def _find_multi30k():
 
 
 DATA_DIR = _find_multi30k()
+
+
+# --- a Python process that cannot import this project (for "loads where the project is not installed") ----
+# Prepended to a child's code. It takes the project off every import path: the working directory and
+# PYTHONPATH (`run_without_project` empties both), any sys.path entry inside the checkout except a virtual
+# environment there, and the editable install's finder (pip's `__editable__` .pth installs one); then it proves
+# that worked. The child's own arguments follow the checkout's path: sys.argv[2:].
+WITHOUT_PROJECT = textwrap.dedent("""
+    import importlib, importlib.util, json, os, sys
+    root = os.path.realpath(sys.argv[1])
+
+    def inside(path):
+        path = os.path.realpath(path or os.getcwd())
+        if "site-packages" in path or path == sys.prefix or path.startswith(sys.prefix + os.sep):
+            return False
+        return path == root or path.startswith(root + os.sep)
+
+    sys.path[:] = [p for p in sys.path if not inside(p)]
+    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+    sys.path_hooks[:] = [h for h in sys.path_hooks if "__editable__" not in getattr(h, "__module__", "")]
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
+    for name in ("modeling", "configuration", "training"):
+        assert importlib.util.find_spec(name) is None, f"{name} is still importable"
+""")
+
+
+def run_without_project(code: str, args, tmp, timeout: int = 300, **env_extra) -> subprocess.CompletedProcess:
+    """Run `WITHOUT_PROJECT + code` with `args` in a fresh process, from a directory outside the checkout, with
+    its own Hub caches under `tmp`, offline, on one thread. Fails the test with the child's stderr."""
+    workdir = tmp / "elsewhere"
+    workdir.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME")}
+    env.update(PYTHONPATH="", HF_HOME=str(tmp / "hf_home"), HF_MODULES_CACHE=str(tmp / "hf_modules"),
+               HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", **env_extra)
+    result = subprocess.run([sys.executable, "-c", WITHOUT_PROJECT + textwrap.dedent(code), ROOT, *map(str, args)],
+                            cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return result
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -15,7 +15,7 @@ import textwrap
 import pytest
 import sentencepiece as spm
 import torch
-from conftest import ROOT
+from conftest import ROOT, run_without_project
 
 from training import convert_marian
 from training.convert_marian import ConversionError, convert
@@ -120,23 +120,7 @@ def inputs(converted, tokenizer_dir):
 # loaded through the Auto classes with trust_remote_code, run on the parent's inputs.
 CHILD = textwrap.dedent(
     """
-    import importlib, importlib.util, json, os, sys
-    root = os.path.realpath(sys.argv[1])
     inputs_path, out_path, folders = sys.argv[2], sys.argv[3], sys.argv[4:]
-
-    def inside(path):
-        path = os.path.realpath(path or os.getcwd())
-        if "site-packages" in path or path == sys.prefix or path.startswith(sys.prefix + os.sep):
-            return False
-        return path == root or path.startswith(root + os.sep)
-
-    sys.path[:] = [p for p in sys.path if not inside(p)]
-    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
-    sys.path_hooks[:] = [h for h in sys.path_hooks if "__editable__" not in getattr(h, "__module__", "")]
-    sys.path_importer_cache.clear()
-    importlib.invalidate_caches()
-    for name in ("modeling", "configuration", "training"):
-        assert importlib.util.find_spec(name) is None, f"{name} is still importable"
 
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -174,17 +158,8 @@ CHILD = textwrap.dedent(
 def child(converted, inputs, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("child")
     torch.save(inputs, tmp / "inputs.pt")
-    workdir = tmp / "elsewhere"
-    workdir.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME")}
-    env.update(PYTHONPATH="", HF_HOME=str(tmp / "hf_home"), HF_MODULES_CACHE=str(tmp / "hf_modules"),
-               HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
     folders = [str(out) for _, out, _ in converted.values()]
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, ROOT, str(tmp / "inputs.pt"), str(tmp / "out.pt"), *folders],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_without_project(CHILD, [tmp / "inputs.pt", tmp / "out.pt", *folders], tmp)
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"project_modules": []}
     return torch.load(tmp / "out.pt")
 

@@ -9,12 +9,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, tiny_config
+from conftest import ROOT, run_without_project, tiny_config
 
 from modeling import TransformerForConditionalGeneration
 from modeling.modeling_transformer import LogitsAndSmoothedLoss, fast_dropout
@@ -182,18 +181,12 @@ def test_bf16_refused_without_native_support(monkeypatch):
 
 # Runs in a child process that cannot import this project (its folder and the editable install's finder are
 # taken off the import machinery): the saved folder must load from its own remote code.
-LOAD_ELSEWHERE = textwrap.dedent("""
-    import importlib, os, sys
-    root = os.path.realpath(sys.argv[1])
-    sys.path[:] = [p for p in sys.path if "site-packages" in p or not os.path.realpath(p or ".").startswith(root)]
-    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
-    sys.path_importer_cache.clear(); importlib.invalidate_caches()
-    assert importlib.util.find_spec("modeling") is None
+LOAD_ELSEWHERE = """
     import torch
     from transformers import AutoModelForSeq2SeqLM
     model = AutoModelForSeq2SeqLM.from_pretrained(sys.argv[2], trust_remote_code=True)
     print(sorted({str(p.dtype) for p in model.parameters()}), type(model).__module__)
-""")
+"""
 
 
 def test_bf16_trainer_run_saves_fp32_weights_loadable_without_the_project(tmp_path, data_dir):
@@ -229,11 +222,6 @@ def test_bf16_trainer_run_saves_fp32_weights_loadable_without_the_project(tmp_pa
     first = next(r for r in log if "loss" in r)
     assert 0 < first["epoch"] < 1, first
 
-    workdir = tmp_path / "elsewhere"
-    workdir.mkdir()
-    env.update(PYTHONPATH="", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    child = subprocess.run([sys.executable, "-c", LOAD_ELSEWHERE, ROOT, str(out / "model")], cwd=workdir, env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert child.returncode == 0, child.stderr[-3000:]
+    child = run_without_project(LOAD_ELSEWHERE, [out / "model"], tmp_path)
     assert child.stdout.split("]")[0] == "['torch.float32'"
     assert "transformers_modules" in child.stdout

@@ -5,37 +5,17 @@ back the task transformers 5 removed, with batching and beam settings. Runs on t
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_without_project
 from tiny_run import shared_tiny_run
 
 SHIPPED = os.path.join(ROOT, "space", "model")
 
 CHILD = textwrap.dedent(
     """
-    import importlib, importlib.util, json, os, sys
-    root = os.path.realpath(sys.argv[1])
     folder = sys.argv[2]
-
-    def inside(path):
-        path = os.path.realpath(path or os.getcwd())
-        # a virtual environment inside the checkout (.venv) holds torch and transformers: keep it
-        if "site-packages" in path or path == sys.prefix or path.startswith(sys.prefix + os.sep):
-            return False
-        return path == root or path.startswith(root + os.sep)
-
-    # Take the project off every import path: sys.path entries inside it, the editable install's finder.
-    sys.path[:] = [p for p in sys.path if not inside(p)]
-    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
-    sys.path_hooks[:] = [h for h in sys.path_hooks if "__editable__" not in getattr(h, "__module__", "")]
-    sys.path_importer_cache.clear()
-    importlib.invalidate_caches()
-    for name in ("modeling", "configuration", "training"):
-        assert importlib.util.find_spec(name) is None, f"{name} is still importable"
 
     import torch
     from transformers import pipeline
@@ -88,14 +68,7 @@ def model_folder(tmp_path_factory, request):
 
 
 def test_translation_pipeline_without_the_project(model_folder, tmp_path):
-    workdir = tmp_path / "elsewhere"
-    workdir.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME")}
-    env.update(PYTHONPATH="", HF_HOME=str(tmp_path / "hf_home"), HF_MODULES_CACHE=str(tmp_path / "hf_modules"),
-               HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", TOKENIZERS_PARALLELISM="false")
-    result = subprocess.run([sys.executable, "-c", CHILD, ROOT, model_folder], cwd=workdir, env=env,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-5000:]
+    result = run_without_project(CHILD, [model_folder], tmp_path, timeout=900, TOKENIZERS_PARALLELISM="false")
     r = json.loads(result.stdout.strip().splitlines()[-1])
 
     # The pipeline and the model came from the folder's remote code, not from this project.

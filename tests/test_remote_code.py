@@ -4,39 +4,20 @@ huggingface/transformers#29714, and an absolute import of our packages would be 
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
-from conftest import ROOT, tiny_config
+from conftest import run_without_project, tiny_config
 
 from modeling import TransformerForConditionalGeneration
 
-# Runs in the child. Step 1 takes this project off every import path: the working directory and
-# PYTHONPATH (the parent empties both), any sys.path entry inside the project, and the editable install's
-# finder on sys.meta_path (pip's `__editable__` .pth installs one). Step 2 proves it worked.
+# Runs in the child after conftest.WITHOUT_PROJECT, which takes this project off every import path; importing
+# its packages must then fail.
 CHILD = textwrap.dedent(
     """
-    import importlib, importlib.util, json, os, sys
-    root = os.path.realpath(sys.argv[1])
     folder, inputs_path, out_path = sys.argv[2:5]
-
-    def inside(path):
-        path = os.path.realpath(path or os.getcwd())
-        # a virtual environment inside the checkout (.venv) holds torch and transformers: keep it
-        if "site-packages" in path or path == sys.prefix or path.startswith(sys.prefix + os.sep):
-            return False
-        return path == root or path.startswith(root + os.sep)
-
-    sys.path[:] = [p for p in sys.path if not inside(p)]
-    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
-    sys.path_hooks[:] = [h for h in sys.path_hooks if "__editable__" not in getattr(h, "__module__", "")]
-    sys.path_importer_cache.clear()
-    importlib.invalidate_caches()
     for name in ("modeling", "configuration", "training"):
-        assert importlib.util.find_spec(name) is None, f"{name} is still importable"
         try:
             importlib.import_module(name)
         except ImportError:
@@ -121,18 +102,7 @@ def test_remote_code_loads_where_project_is_not_importable(saved, tmp_path):
         decoder_attention_mask=(decoder_input_ids != 0).long(),
     )
     torch.save(inputs, tmp_path / "inputs.pt")
-    workdir = tmp_path / "elsewhere"
-    workdir.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME")}
-    env.update(
-        PYTHONPATH="", HF_HOME=str(tmp_path / "hf_home"), HF_MODULES_CACHE=str(tmp_path / "hf_modules"),
-        HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1",
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, ROOT, str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+    result = run_without_project(CHILD, [folder, tmp_path / "inputs.pt", tmp_path / "out.pt"], tmp_path)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     # The classes came from the folder's copy in the modules cache, not from this project.
     assert report["model_class"].startswith("transformers_modules."), report
