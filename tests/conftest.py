@@ -231,6 +231,14 @@ def bundle(model_dir):
     return load_bundle(model_dir)
 
 
+@pytest.fixture(scope="module")
+def client(server):
+    """A gradio_client on the module's own `server` fixture (a URL)."""
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
 @contextlib.contextmanager
 def serve_space(bundle, tabs=None):
     """The Space for `bundle` on a free localhost port (its URL), closed afterwards. `tabs`: as `build_demo`."""

@@ -31,13 +31,6 @@ def server(bundle):
         yield url
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    from gradio_client import Client
-
-    return Client(server, verbose=False)
-
-
 # --- API -------------------------------------------------------------------------------------------------
 def test_translate_endpoint_returns_the_translation_first(client, bundle):
     answer = client.predict(SENTENCE, api_name="/translate")

@@ -188,13 +188,6 @@ def server(bundle):
         yield url
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    from gradio_client import Client
-
-    return Client(server, verbose=False)
-
-
 def test_api_endpoints(client, bundle, on_screen):
     result, state = on_screen
     answer = client.predict(SENTENCE, CROSS_LAYER_0, api_name="/ablate")

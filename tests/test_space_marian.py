@@ -259,13 +259,6 @@ def server(bundle):
         yield url
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    from gradio_client import Client
-
-    return Client(server, verbose=False)
-
-
 def test_api_translate_attention_and_attribution(client, bundle, on_screen, pieces):
     translation, status, source_html, target_html = client.predict(SENTENCE, api_name="/translate")
     assert translation == on_screen.text and "English → German" in status and "notice" not in status

@@ -37,7 +37,7 @@ import sys
 import tempfile
 
 from .evaluate import looks_local
-from .export import HUB_FILES, LANGUAGE_NAMES, PIPELINE
+from .export import HUB_FILES, LANGUAGE_NAMES, PIPELINE, use_section
 
 logger = logging.getLogger("training.convert_marian")
 
@@ -365,19 +365,7 @@ The Marian translation model {link}, converted into the original Transformer of 
   decoding gives the same tokens; the generation settings (`generation_config.json`) are the source's
 - {tokenizer}
 
-## Use
-
-```python
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
-
-model = AutoModelForSeq2SeqLM.from_pretrained("<this repo>", trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained("<this repo>", trust_remote_code=True)
-batch = tokenizer(["The animal didn't cross the street because it was too tired."], return_tensors="pt")
-print(tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True))
-
-translator = pipeline("translation", model="<this repo>", trust_remote_code=True)
-```
-
+{use_section("The animal didn't cross the street because it was too tired.")}
 ## Reproduce
 
 ```

@@ -145,6 +145,24 @@ def _hardware() -> str:
     return f"a {os.cpu_count()}-core CPU"
 
 
+def use_section(example: str, pipeline_line: str = "") -> str:
+    """A model card's "## Use" section: loading the folder with the Auto classes (remote code), translating
+    `example`, and the translation pipeline (`pipeline_line` shows a call of it)."""
+    return f"""## Use
+
+```python
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
+
+model = AutoModelForSeq2SeqLM.from_pretrained("<this repo>", trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained("<this repo>", trust_remote_code=True)
+batch = tokenizer(["{example}"], return_tensors="pt")
+print(tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True))
+
+translator = pipeline("translation", model="<this repo>", trust_remote_code=True)
+{pipeline_line + chr(10) if pipeline_line else ""}```
+"""
+
+
 def model_card(config: TrainConfig, results: dict, chosen: str, train_seconds: float, command: str, n_params: int,
                history: dict | None = None) -> str:
     """The README.md of the model repository, with metadata `huggingface_hub` validates. `history`: what
@@ -220,20 +238,7 @@ label smoothing {config.label_smoothing}, dropout {config.dropout}.
 The first BLEU column is the Multi30k convention (output lowercased, punctuation-normalised and
 Moses-tokenised, against the official tokenised references); sacreBLEU signature: `{signature}`.
 
-## Use
-
-```python
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
-
-model = AutoModelForSeq2SeqLM.from_pretrained("<this repo>", trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained("<this repo>", trust_remote_code=True)
-batch = tokenizer(["A man is riding a bike."], return_tensors="pt")
-print(tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True))
-
-translator = pipeline("translation", model="<this repo>", trust_remote_code=True)
-print(translator("Two dogs play in the snow.", num_beams=4))
-```
-
+{use_section('A man is riding a bike.', 'print(translator("Two dogs play in the snow.", num_beams=4))')}
 ## Reproduce
 
 ```
