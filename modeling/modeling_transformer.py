@@ -29,6 +29,8 @@ from transformers.modeling_outputs import (
     Seq2SeqModelOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_transformer import TransformerConfig
 
@@ -77,6 +79,21 @@ class TransformerSinusoidalPositionalEmbedding(nn.Module):
         return self.weight[past_length:end]  # (T, d_model)
 
 
+class TransformerScaledWordEmbedding(nn.Embedding):
+    """Token embeddings multiplied by sqrt(d_model) (section 3.4: "we multiply those weights by sqrt(d_model)").
+
+    The scale lives in the module, so `model.get_input_embeddings()(ids)` is what the stacks add the positions
+    to, and `model(inputs_embeds=...)` of it equals `model(input_ids=ids)`.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None, embed_scale: float = 1.0):
+        super().__init__(num_embeddings, embedding_dim, padding_idx)
+        self.embed_scale = embed_scale
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(input_ids) * self.embed_scale  # (B, L, d_model)
+
+
 class TransformerLearnedPositionalEmbedding(nn.Embedding):
     """Learned positional embeddings (Table 3, row E): one vector per position up to a fixed maximum."""
 
@@ -103,7 +120,7 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if p >= 1.0:
         return x * 0.0
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or torch.compiler.is_compiling():  # compiled: inductor fuses F.dropout's sampling
         return F.dropout(x, p=p, training=True)
     threshold = round(p * 32768)
     keep = torch.empty(x.shape, dtype=torch.int16).random_() >= threshold  # random_ on int16: 0 .. 2^15 - 1
@@ -137,24 +154,6 @@ def eager_attention_forward(
     weights = fast_dropout(weights, dropout, module.training)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (B, T, h, d_k)
     return output, weights
-
-
-def _repeated_rows(states: torch.Tensor, attention_mask: torch.Tensor | None) -> int:
-    """How many consecutive batch rows repeat the same source: k when rows i*k .. i*k+k-1 are equal for
-    every i (beam search and `num_return_sequences` copy each encoder output that way), else 1."""
-    n = states.shape[0]
-    if n < 2 or not torch.equal(states[0], states[1]):
-        return 1
-    same_as_first = (states[1:] == states[0]).flatten(1).all(dim=1)
-    k = 1 + int(same_as_first.int().cumprod(0).sum())  # length of the leading run of copies of row 0
-    if n % k:
-        return 1
-    for t in (states, attention_mask):
-        if t is not None and t.shape[0] == n:
-            grouped = t.view(n // k, k, *t.shape[1:])
-            if not torch.equal(grouped, grouped[:, :1].expand_as(grouped)):
-                return 1
-    return k
 
 
 class TransformerAttention(nn.Module):
@@ -208,9 +207,6 @@ class TransformerAttention(nn.Module):
             value = layer_cache.layers[self.layer_idx].values
         else:
             source = key_value_states if is_cross_attention else hidden_states
-            if is_cross_attention and layer_cache is not None:
-                # Beam search repeats each encoder output once per beam: keys/values once per sentence.
-                source = source[:: _repeated_rows(source, attention_mask)]
             key = self._split_heads(self.k_proj(source))  # (B, h, S, d_k)
             value = self._split_heads(self.v_proj(source))
             if layer_cache is not None:
@@ -218,12 +214,7 @@ class TransformerAttention(nn.Module):
                 if is_cross_attention:
                     cache.is_updated[self.layer_idx] = True
 
-        # `group` > 1 only for cached cross-attention: the keys/values hold one row per sentence and the queries
-        # `group` rows (its beams); the queries of a sentence then attend together, as group * T queries of one row.
-        group = batch // key.shape[0] if is_cross_attention and layer_cache is not None else 1
-        query = self._split_heads(self.q_proj(hidden_states).view(batch // group, group * tgt_len, self.embed_dim))
-        if group > 1 and attention_mask is not None:
-            attention_mask = attention_mask[::group]  # (B / group, 1, 1, S): the same for every beam
+        query = self._split_heads(self.q_proj(hidden_states))  # (B, h, T, d_k)
 
         # The fused backends return no weights; when they are asked for, this call runs eagerly. So does a
         # decoding step on CPU (one new position per sequence): there the plain matmul-softmax-matmul costs
@@ -249,9 +240,6 @@ class TransformerAttention(nn.Module):
             is_causal=self.is_causal and attention_mask is None and query.shape[2] > 1,
         )
         output = output.reshape(batch, tgt_len, self.embed_dim)  # Concat(head_1..head_h): (B, T, d_model)
-        if output_attentions and group > 1:  # back to one row of weights per beam: (B, h, T, S)
-            weights = weights.view(batch // group, self.num_heads, group, tgt_len, -1).transpose(1, 2)
-            weights = weights.reshape(batch, self.num_heads, tgt_len, -1)
         return self.out_proj(output), (weights if output_attentions else None)
 
 
@@ -349,15 +337,17 @@ class TransformerDecoderLayer(GradientCheckpointingLayer):
             cache=cache,
             output_attentions=output_attentions,
         )
-        hidden_states, cross_weights = self._block(
-            self.encoder_attn_layer_norm,
-            self.encoder_attn,
-            hidden_states,
-            key_value_states=encoder_hidden_states,
-            attention_mask=encoder_attention_mask,
-            cache=cache,
-            output_attentions=output_attentions,
-        )
+        cross_weights = None
+        if encoder_hidden_states is not None:  # without an encoder the decoder is a causal language model
+            hidden_states, cross_weights = self._block(
+                self.encoder_attn_layer_norm,
+                self.encoder_attn,
+                hidden_states,
+                key_value_states=encoder_hidden_states,
+                attention_mask=encoder_attention_mask,
+                cache=cache,
+                output_attentions=output_attentions,
+            )
         residual = hidden_states
         if self.normalize_before:
             hidden_states = self.final_layer_norm(hidden_states)
@@ -368,8 +358,9 @@ class TransformerDecoderLayer(GradientCheckpointingLayer):
 
 
 def _padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """(B, S) 1/0 mask -> additive (B, 1, 1, S) mask, or None when nothing is padded (lets sdpa use flash)."""
-    if attention_mask is None or bool(attention_mask.all()):
+    """(B, S) 1/0 mask -> additive (B, 1, 1, S) mask, or None when nothing is padded (lets sdpa use flash).
+    Under torch.compile / export the mask is always built: whether it is all ones is a fact about the data."""
+    if attention_mask is None or (not torch.compiler.is_compiling() and bool(attention_mask.all())):
         return None
     return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
@@ -391,6 +382,14 @@ def _check_not_empty(x: torch.Tensor, name: str) -> None:
         )
 
 
+def _check_embeds(embeds: torch.Tensor, d_model: int, name: str) -> None:
+    if not isinstance(embeds, torch.Tensor) or embeds.dim() != 3 or embeds.shape[-1] != d_model:
+        shape = tuple(embeds.shape) if isinstance(embeds, torch.Tensor) else type(embeds).__name__
+        raise ValueError(f"`{name}` must be a (batch, length, d_model={d_model}) tensor, got {shape}; it is what "
+                         "model.get_input_embeddings()(ids) returns.")
+    _check_not_empty(embeds, name)
+
+
 def _check_same_batch(source_name: str, source: torch.Tensor | None, target_name: str, target: torch.Tensor) -> None:
     """One source sentence per target sequence; generate() itself repeats each source once per beam."""
     if source is None or source.dim() < 2 or target.dim() < 2:  # missing or malformed: the stacks say so
@@ -404,6 +403,8 @@ def _check_same_batch(source_name: str, source: torch.Tensor | None, target_name
 
 def _check_input_ids(input_ids: torch.Tensor, vocab_size: int, name: str) -> None:
     _check_ids(input_ids, name)
+    if torch.compiler.is_compiling():  # the value check reads the data: eager calls only, tracing skips it
+        return
     if int(input_ids.max()) >= vocab_size or int(input_ids.min()) < 0:
         bad = input_ids[(input_ids >= vocab_size) | (input_ids < 0)][0].item()
         raise ValueError(
@@ -461,6 +462,18 @@ class TransformerPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
 
 
+def _make_token_embedding(config: TransformerConfig) -> TransformerScaledWordEmbedding:
+    scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+    return TransformerScaledWordEmbedding(config.vocab_size, config.d_model, config.pad_token_id, scale)
+
+
+class _EmbedScale:
+    """`stack.embed_scale`: the scale its token embedding applies (1 for an embedding set from outside)."""
+
+    def __get__(self, stack, owner=None):
+        return self if stack is None else getattr(stack.embed_tokens, "embed_scale", 1.0)
+
+
 def _make_positions(config: TransformerConfig) -> nn.Module:
     if config.position_embedding_type == "learned":
         return TransformerLearnedPositionalEmbedding(config.max_position_embeddings, config.d_model)
@@ -472,16 +485,18 @@ def _make_positions(config: TransformerConfig) -> nn.Module:
 class TransformerEncoder(TransformerPreTrainedModel):
     """The encoder stack (section 3.1): embeddings * sqrt(d_model) + positions, dropout, N layers."""
 
-    def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding | None = None):
+    embed_scale = _EmbedScale()
+
+    def __init__(self, config: TransformerConfig):
         super().__init__(config)
-        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
-        self.embed_tokens = embed_tokens or nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
+        self.embed_tokens = _make_token_embedding(config)
         self.embed_positions = _make_positions(config)
         self.layers = nn.ModuleList([TransformerEncoderLayer(config) for _ in range(config.encoder_layers)])
         self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.normalize_before else None
         self.gradient_checkpointing = False
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids=None,
@@ -500,9 +515,9 @@ class TransformerEncoder(TransformerPreTrainedModel):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds` to the encoder.")
         if input_ids is not None:
             _check_input_ids(input_ids, self.config.vocab_size, "input_ids")
-            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale  # section 3.4
+            inputs_embeds = self.embed_tokens(input_ids)  # section 3.4: scaled by sqrt(d_model)
         else:
-            _check_not_empty(inputs_embeds, "inputs_embeds")
+            _check_embeds(inputs_embeds, self.config.d_model, "inputs_embeds")
         _check_mask(attention_mask, inputs_embeds.shape[:2], "attention_mask", "input_ids")
         hidden_states = inputs_embeds + self.embed_positions(inputs_embeds.shape[1]).to(inputs_embeds.dtype)
         hidden_states = fast_dropout(hidden_states, self.config.dropout, self.training)  # section 5.4
@@ -528,16 +543,19 @@ class TransformerEncoder(TransformerPreTrainedModel):
 class TransformerDecoder(TransformerPreTrainedModel):
     """The decoder stack (section 3.1): masked self-attention so position t sees only positions <= t."""
 
-    def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding | None = None):
+    embed_scale = _EmbedScale()
+
+    def __init__(self, config: TransformerConfig):
         super().__init__(config)
-        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
-        self.embed_tokens = embed_tokens or nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
+        self.embed_tokens = _make_token_embedding(config)
         self.embed_positions = _make_positions(config)
         self.layers = nn.ModuleList([TransformerDecoderLayer(config, i) for i in range(config.decoder_layers)])
         self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.normalize_before else None
         self.gradient_checkpointing = False
         self.post_init()
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
     def forward(
         self,
         input_ids=None,
@@ -562,9 +580,9 @@ class TransformerDecoder(TransformerPreTrainedModel):
         name = "decoder_input_ids" if input_ids is not None else "decoder_inputs_embeds"
         if input_ids is not None:
             _check_input_ids(input_ids, self.config.vocab_size, name)
-            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
+            inputs_embeds = self.embed_tokens(input_ids)
         else:
-            _check_not_empty(inputs_embeds, name)
+            _check_embeds(inputs_embeds, self.config.d_model, name)
         _check_same_batch("encoder_hidden_states", encoder_hidden_states, name, inputs_embeds)
         batch, tgt_len = inputs_embeds.shape[:2]
 
@@ -587,7 +605,8 @@ class TransformerDecoder(TransformerPreTrainedModel):
                 )
             if attention_mask.shape[1] == tgt_len and past_length:
                 attention_mask = torch.cat([attention_mask.new_ones(batch, past_length), attention_mask], dim=1)
-        if (attention_mask is not None and not bool(attention_mask.all())) or (past_length and tgt_len > 1):
+        padded = attention_mask is not None and (torch.compiler.is_compiling() or not bool(attention_mask.all()))
+        if padded or (past_length and tgt_len > 1):
             dtype = inputs_embeds.dtype
             total = past_length + tgt_len
             q_pos = torch.arange(past_length, total, device=inputs_embeds.device)[:, None]
@@ -607,13 +626,14 @@ class TransformerDecoder(TransformerPreTrainedModel):
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_self_attns = () if output_attentions else None
-        all_cross_attns = () if output_attentions else None
+        all_cross_attns = () if output_attentions and encoder_hidden_states is not None else None
         for layer in self.layers:
+            # Tensors that may need gradients go positionally: reentrant gradient checkpointing sees only those.
             hidden_states, self_weights, cross_weights = layer(
                 hidden_states,
-                attention_mask=self_mask,
-                encoder_hidden_states=encoder_hidden_states,
-                encoder_attention_mask=cross_mask,
+                self_mask,
+                encoder_hidden_states,
+                cross_mask,
                 cache=cache if use_cache else None,
                 output_attentions=output_attentions,
                 use_cache=use_cache,
@@ -622,6 +642,7 @@ class TransformerDecoder(TransformerPreTrainedModel):
                 all_hidden_states += (hidden_states,)
             if output_attentions:
                 all_self_attns += (self_weights,)
+            if all_cross_attns is not None:
                 all_cross_attns += (cross_weights,)
         if self.layer_norm is not None:
             hidden_states = self.layer_norm(hidden_states)
@@ -634,12 +655,6 @@ class TransformerDecoder(TransformerPreTrainedModel):
             attentions=all_self_attns,
             cross_attentions=all_cross_attns,
         )
-
-
-def _legacy_cache_kwarg(cache, kwargs):
-    """transformers 5.24 renamed `past_key_values` to `cache`; accept the old name from older callers."""
-    legacy = kwargs.pop("past_key_values", None)
-    return cache if cache is not None else legacy
 
 
 class LogitsAndSmoothedLoss(torch.autograd.Function):
@@ -750,19 +765,18 @@ class TransformerModel(TransformerPreTrainedModel):
     def __init__(self, config: TransformerConfig):
         super().__init__(config)
         if config.tie_word_embeddings:
-            # Section 3.4: one embedding matrix for source and target (a joint vocabulary).
-            self.shared = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
+            # Section 3.4: one embedding matrix for source and target (a joint vocabulary), tied by the library
+            # (`tie_weights`), which also reports it when a checkpoint lacks it.
+            self.shared = _make_token_embedding(config)
             self._tied_weights_keys = {
                 "encoder.embed_tokens.weight": "shared.weight",
                 "decoder.embed_tokens.weight": "shared.weight",
             }
-            self.encoder = TransformerEncoder(config, self.shared)
-            self.decoder = TransformerDecoder(config, self.shared)
         else:
             self.shared = None
             self._tied_weights_keys = None
-            self.encoder = TransformerEncoder(config)
-            self.decoder = TransformerDecoder(config)
+        self.encoder = TransformerEncoder(config)
+        self.decoder = TransformerDecoder(config)
         self.post_init()
 
     def get_input_embeddings(self):
@@ -772,7 +786,7 @@ class TransformerModel(TransformerPreTrainedModel):
         if self.config.tie_word_embeddings:
             self.shared = value
             self.decoder.embed_tokens = value
-        self.encoder.embed_tokens = value
+        self.encoder.embed_tokens = value  # untied: the decoder keeps its own
 
     def get_encoder(self, modality=None):
         return self.encoder
@@ -780,6 +794,8 @@ class TransformerModel(TransformerPreTrainedModel):
     def get_decoder(self, modality=None):
         return self.decoder
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
     def forward(
         self,
         input_ids=None,
@@ -796,7 +812,6 @@ class TransformerModel(TransformerPreTrainedModel):
         return_dict=None,
         **kwargs,
     ):
-        cache = _legacy_cache_kwarg(cache, kwargs)
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             raise ValueError(
                 "The decoder needs `decoder_input_ids` (or `labels`, from which they are made by shifting right)."
@@ -813,6 +828,7 @@ class TransformerModel(TransformerPreTrainedModel):
                 inputs_embeds=inputs_embeds,
                 output_attentions=output_attentions,
                 output_hidden_states=output_hidden_states,
+                return_dict=True,
             )
         elif not isinstance(encoder_outputs, BaseModelOutput):
             encoder_outputs = BaseModelOutput(*encoder_outputs)
@@ -826,6 +842,7 @@ class TransformerModel(TransformerPreTrainedModel):
             use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
@@ -848,6 +865,10 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
 
     # Trainer passes no `num_items_in_batch`: the loss is a mean over the batch's real target tokens.
     accepts_loss_kwargs = False
+    # `LogitsAndSmoothedLoss` for the loss of an eager training step: the same values, a cheaper backward, but
+    # the loss then has no autograd path through the returned logits (the library's contract), so it is an
+    # explicit opt-in, `model.fused_loss = True`, which the training CLI takes when it does not compile.
+    fused_loss = False
 
     def __init__(self, config: TransformerConfig):
         super().__init__(config)
@@ -883,9 +904,9 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
 
     def _reorder_cache(self, cache: Cache, beam_idx: torch.Tensor) -> Cache:
         """Beam search: after each step the cache follows the beams that were kept (`beam_idx`, rows of the
-        flattened batch x beams). Only the self-attention keys/values need it: the beams of one sentence
-        share its encoder output, whose cross-attention keys/values are kept once per sentence (see
-        `TransformerAttention.forward`), and beams never move between sentences."""
+        flattened batch x beams). Only the self-attention keys/values need it: every cache tensor has
+        batch x beams rows, but the cross-attention rows of the beams of one sentence are the same (its
+        encoder output) and beams never move between sentences, so reordering them would copy equal rows."""
         if isinstance(cache, EncoderDecoderCache):
             cache.self_attention_cache.reorder_cache(beam_idx)
         else:
@@ -903,15 +924,17 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
         """
         if labels.shape != logits.shape[:2]:
             raise ValueError(f"`labels` has shape {tuple(labels.shape)}, expected {tuple(logits.shape[:2])}.")
-        if not bool((labels != -100).any()):
-            return logits.sum() * 0.0
-        return F.cross_entropy(
+        summed = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(),
             labels.reshape(-1),
             ignore_index=-100,
             label_smoothing=self.config.label_smoothing,
+            reduction="sum",
         )
+        return summed / (labels != -100).sum().clamp(min=1)  # the mean over real tokens, with no branch on the data
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
     def forward(
         self,
         input_ids=None,
@@ -929,12 +952,11 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
         return_dict=None,
         **kwargs,
     ):
-        cache = _legacy_cache_kwarg(cache, kwargs)
         if labels is not None:
             _check_ids(labels, "labels")
             _check_same_batch(*_source(input_ids, inputs_embeds, encoder_outputs), "labels", labels)
             bad = (labels != -100) & ((labels < 0) | (labels >= self.config.vocab_size))
-            if bool(bad.any()):
+            if not torch.compiler.is_compiling() and bool(bad.any()):
                 raise ValueError(
                     f"`labels` contains id {labels[bad][0].item()}, outside the vocabulary [0, "
                     f"{self.config.vocab_size}); use -100 for positions the loss should ignore."
@@ -954,15 +976,19 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
             use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
         hidden = outputs.last_hidden_state  # (B, T, d_model)
         if (
-            labels is not None
+            self.fused_loss
+            and self.training
+            and labels is not None
+            and not torch.compiler.is_compiling()
             and labels.shape == hidden.shape[:2]
             and type(self.lm_head) is nn.Linear
             and self.lm_head.bias is None
             and bool((labels != -100).any())
-        ):  # the common training case, computed faster; same values as the two lines below
+        ):  # opt-in for eager CPU training (the training CLI): same values, a cheaper backward
             logits, loss = LogitsAndSmoothedLoss.apply(hidden, self.lm_head.weight, labels, self.config.label_smoothing)
         else:
             logits = self.lm_head(hidden)  # (B, T, vocab)

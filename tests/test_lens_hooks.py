@@ -147,8 +147,8 @@ def test_run_with_cache_agrees_with_the_models_own_outputs(model):
 
     # positional encodings: what the stack adds to the scaled token embeddings
     core = model.model
-    enc_embed = core.encoder.embed_tokens(kw["input_ids"]) * core.encoder.embed_scale
-    dec_embed = core.decoder.embed_tokens(kw["decoder_input_ids"]) * core.decoder.embed_scale
+    enc_embed = core.encoder.embed_tokens(kw["input_ids"])  # the module applies sqrt(d_model)
+    dec_embed = core.decoder.embed_tokens(kw["decoder_input_ids"])
     pe_enc, pe_dec = cache["encoder.embed_positions"], cache["decoder.embed_positions"]
     assert pe_enc.shape[-2:] == (len(SOURCE), cfg.d_model) and pe_dec.shape[-2:] == (len(TARGET), cfg.d_model)
     torch.testing.assert_close(enc_embed + pe_enc, reference.encoder_hidden_states[0], rtol=0, atol=1e-6)

@@ -77,10 +77,14 @@ def test_matching_batches_and_int32_ids_still_run():
 
 
 @pytest.mark.parametrize("num_beams", [2, 4])
-def test_beam_search_keeps_cross_attention_once_per_sentence(num_beams):
-    """generate() hands the model one encoder row per beam; the cross-attention cache keeps one per sentence."""
+@pytest.mark.parametrize("repeated_rows", [False, True])
+def test_beam_search_cache_has_one_row_per_beam_in_both_families(num_beams, repeated_rows):
+    """The cache contract of generate(): self- and cross-attention caches both hold batch x beams rows, also for a
+    batch whose neighbouring sentences happen to be equal; the output is the uncached search's."""
     model = make_model()
     src = ids(3, 6)
+    if repeated_rows:
+        src = torch.cat([src[:1], src[:1], src[1:]])  # rows 0 and 1 equal
     with torch.no_grad():
         out = model.generate(
             input_ids=src, num_beams=num_beams, num_return_sequences=num_beams, max_new_tokens=4, min_new_tokens=4,
@@ -91,8 +95,11 @@ def test_beam_search_keeps_cross_attention_once_per_sentence(num_beams):
             do_sample=False, use_cache=False,
         )
     cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-    assert cache.cross_attention_cache.layers[0].keys.shape[0] == 3
-    assert cache.self_attention_cache.layers[0].keys.shape[0] == 3 * num_beams
+    rows = len(src) * num_beams
+    for layer in range(len(model.get_decoder().layers)):
+        assert cache.cross_attention_cache.layers[layer].keys.shape[0] == rows
+        assert cache.cross_attention_cache.layers[layer].values.shape[0] == rows
+        assert cache.self_attention_cache.layers[layer].keys.shape[0] == rows
     assert torch.equal(out.sequences, uncached)
 
 

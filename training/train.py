@@ -407,6 +407,7 @@ def build_model(config: TrainConfig, tokenizer, state):
         model_cfg = model_config(config, tokenizer)
         model = TransformerForConditionalGeneration(model_cfg)
     model.generation_config = generation_config(config, model_cfg)
+    model.fused_loss = True  # the cheaper backward of an eager step (its loss has no path through the logits)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("model: %.2fM parameters (d_model %d, %d+%d layers, %d heads, FFN %d, vocab %d)", n_params / 1e6,
                 config.d_model, config.encoder_layers, config.decoder_layers, config.attention_heads, config.ffn_dim,
