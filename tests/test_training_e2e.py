@@ -299,8 +299,9 @@ def test_translate_cli_keeps_lines(trained_run, tmp_path):
     out = result.stdout.split("\n")
     assert out[-1] == "" and len(out) - 1 == len(lines), out
     out = out[:-1]
+    # Blank lines stay blank; every other line is the model's own translation of that line, in order (a model
+    # trained for a few steps may well translate one into an empty line: that is its output, not a dropped line).
     assert out[1] == "" and out[3] == ""
-    assert all(out[i] for i in (0, 2, 4)), out
     tok = AutoTokenizer.from_pretrained(trained_run.model)
     model = AutoModelForSeq2SeqLM.from_pretrained(trained_run.model, trust_remote_code=True)
     with torch.no_grad():
