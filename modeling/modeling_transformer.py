@@ -71,7 +71,9 @@ class TransformerSinusoidalPositionalEmbedding(nn.Module):
     def create_weight(self) -> torch.Tensor:
         return sinusoidal_table(self.weight.shape[0], self.d_model, self.layout)
 
-    def forward(self, seq_len: int, past_length: int = 0) -> torch.Tensor:
+    def forward(self, seq_len: int, past_length: int | torch.Tensor = 0) -> torch.Tensor:
+        if isinstance(past_length, torch.Tensor):  # a static cache's fill level: read the table, no Python int
+            return self.weight[past_length + torch.arange(seq_len, device=self.weight.device)]  # (T, d_model)
         end = past_length + seq_len
         if end > self.weight.shape[0]:  # longer than precomputed: the formula extends to any length
             table = sinusoidal_table(end, self.d_model, self.layout).to(self.weight.device, self.weight.dtype)
@@ -97,7 +99,9 @@ class TransformerScaledWordEmbedding(nn.Embedding):
 class TransformerLearnedPositionalEmbedding(nn.Embedding):
     """Learned positional embeddings (Table 3, row E): one vector per position up to a fixed maximum."""
 
-    def forward(self, seq_len: int, past_length: int = 0) -> torch.Tensor:
+    def forward(self, seq_len: int, past_length: int | torch.Tensor = 0) -> torch.Tensor:
+        if isinstance(past_length, torch.Tensor):  # a static cache's fill level (its size was checked up front)
+            return super().forward(past_length + torch.arange(seq_len, device=self.weight.device))  # (T, d_model)
         end = past_length + seq_len
         if end > self.num_embeddings:
             raise ValueError(
@@ -401,6 +405,16 @@ def _check_same_batch(source_name: str, source: torch.Tensor | None, target_name
         )
 
 
+def _check_static_cache_fits(key_length: int, positions: nn.Module) -> None:
+    """A static cache's slots are positions the decoder must be able to encode: at most the positions table."""
+    table = positions.weight.shape[0]
+    if key_length > table:
+        raise ValueError(
+            f"The static cache holds {key_length} positions but the decoder encodes at most {table} "
+            f"(max_position_embeddings): use a smaller max_length / max_cache_len, or the default dynamic cache."
+        )
+
+
 def _check_input_ids(input_ids: torch.Tensor, vocab_size: int, name: str) -> None:
     _check_ids(input_ids, name)
     if torch.compiler.is_compiling():  # the value check reads the data: eager calls only, tracing skips it
@@ -427,6 +441,9 @@ class TransformerPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+    # A decoding step on a static cache is one graph (torch.compile(fullgraph=True), torch.export): the input
+    # checks that read the data run eagerly only, and the mask covers the cache's fixed slots.
+    _can_compile_fullgraph = True
     _no_split_modules = ["TransformerEncoderLayer", "TransformerDecoderLayer"]
 
     def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
@@ -592,7 +609,15 @@ class TransformerDecoder(TransformerPreTrainedModel):
             raise ValueError(
                 f"`cache` (past_key_values) must be an EncoderDecoderCache, got {type(cache).__name__}."
             )
+        # A static cache (generate(cache_implementation="static"), torch.export) has a fixed number of key slots,
+        # filled up to a tensor count: its keys are always masked, the unfilled slots by causality.
+        static = cache is not None and cache.is_compileable
         past_length = cache.get_seq_length() if cache is not None else 0
+        if static and isinstance(past_length, torch.Tensor):
+            past_length = past_length.clone()  # the layers advance the cache's own counter in place
+        key_length = cache.get_mask_sizes(tgt_len, 0)[0] if static else past_length + tgt_len
+        if static and not torch.compiler.is_compiling():
+            _check_static_cache_fits(key_length, self.embed_positions)
 
         # Decoder self-attention mask: causal, plus padding when a decoder mask with zeros is given. Without
         # padding and without a cached prefix, no tensor is built and the backend applies causality itself.
@@ -601,17 +626,18 @@ class TransformerDecoder(TransformerPreTrainedModel):
             if attention_mask.shape[0] != batch or attention_mask.shape[1] not in (tgt_len, past_length + tgt_len):
                 raise ValueError(
                     f"`decoder_attention_mask` has shape {tuple(attention_mask.shape)} but the decoder input is "
-                    f"{(batch, tgt_len)} (with {past_length} cached positions); they must match."
+                    f"{(batch, tgt_len)} (with {int(past_length)} cached positions); they must match."
                 )
             if attention_mask.shape[1] == tgt_len and past_length:
-                attention_mask = torch.cat([attention_mask.new_ones(batch, past_length), attention_mask], dim=1)
+                attention_mask = torch.cat([attention_mask.new_ones(batch, int(past_length)), attention_mask], dim=1)
+            if static:  # slots past the filled ones: causality masks them, the padding mask leaves them open
+                attention_mask = F.pad(attention_mask, (0, key_length - attention_mask.shape[1]), value=1)
         padded = attention_mask is not None and (torch.compiler.is_compiling() or not bool(attention_mask.all()))
-        if padded or (past_length and tgt_len > 1):
+        if padded or static or (past_length and tgt_len > 1):
             dtype = inputs_embeds.dtype
-            total = past_length + tgt_len
-            q_pos = torch.arange(past_length, total, device=inputs_embeds.device)[:, None]
-            k_pos = torch.arange(total, device=inputs_embeds.device)[None, :]
-            allowed = (k_pos <= q_pos)[None, None]  # (1, 1, T, past + T)
+            q_pos = (past_length + torch.arange(tgt_len, device=inputs_embeds.device))[:, None]
+            k_pos = torch.arange(key_length, device=inputs_embeds.device)[None, :]
+            allowed = (k_pos <= q_pos)[None, None]  # (1, 1, T, past + T), or (1, 1, T, cache slots) when static
             if attention_mask is not None:
                 allowed = allowed & attention_mask[:, None, None, :].bool()
             self_mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
@@ -901,6 +927,11 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
 
     def get_decoder(self, modality=None):
         return self.model.decoder
+
+    def create_masks_for_generate(self, attention_mask=None, **kwargs):
+        """With a static cache generate() would build a 4D decoder mask; the decoder builds its own from the
+        cache (causal over the filled slots, plus padding), so the 2D `decoder_attention_mask` passes as it is."""
+        return attention_mask
 
     def _reorder_cache(self, cache: Cache, beam_idx: torch.Tensor) -> Cache:
         """Beam search: after each step the cache follows the beams that were kept (`beam_idx`, rows of the

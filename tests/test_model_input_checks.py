@@ -1,8 +1,8 @@
 """Bad input to the model's entry points gets a ValueError that names what the caller passed.
 
 Mismatched encoder and decoder batches (the beams of generate() are the model's own business), empty
-batches and sequences, and token ids that are not integers; generate() keeps working, with the
-cross-attention keys and values of beam search still computed once per sentence.
+batches and sequences, and token ids that are not integers; generate() keeps working, with every cache
+tensor of beam search holding one row per beam.
 """
 
 import pytest
