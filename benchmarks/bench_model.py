@@ -193,7 +193,9 @@ def build_ours(size: dict):
         label_smoothing=LABEL_SMOOTHING, max_position_embeddings=512, pad_token_id=PAD, bos_token_id=BOS,
         eos_token_id=EOS, decoder_start_token_id=BOS,
     )
-    return TransformerForConditionalGeneration(config)
+    model = TransformerForConditionalGeneration(config)
+    model.fused_loss = True  # as `python -m training.train` trains it (the opt-in fused projection + loss)
+    return model
 
 
 def build_marian(size: dict):

@@ -908,6 +908,9 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
             }
         else:
             self._tied_weights_keys = None
+        # Never saved (they are `model.shared.weight`): the Trainer, resuming, then ties them instead of warning
+        # that the checkpoint lacks them.
+        self._keys_to_ignore_on_save = list(self._tied_weights_keys) if self._tied_weights_keys else None
         self.post_init()
 
     def get_input_embeddings(self):

@@ -475,8 +475,15 @@ def test_existing_output_is_refused_unless_overwrite(marian_src, tmp_path):
     with pytest.raises(ConversionError, match=r"exists and is not empty; pass --overwrite"):
         convert(str(marian_src), str(out))
     assert os.listdir(out) == ["keep.txt"]
-    convert(str(marian_src), str(out), overwrite=True)
-    assert "keep.txt" not in os.listdir(out) and "model.safetensors" in os.listdir(out)
+    # --overwrite replaces only a model folder this project wrote, never the user's files.
+    with pytest.raises(ConversionError, match=r"--overwrite refused: output folder .*out holds keep.txt, which is not "
+                                              r"a model folder this project wrote"):
+        convert(str(marian_src), str(out), overwrite=True)
+    assert os.listdir(out) == ["keep.txt"]
+    os.remove(out / "keep.txt")
+    convert(str(marian_src), str(out))
+    convert(str(marian_src), str(out), overwrite=True)  # an earlier conversion is replaced
+    assert "model.safetensors" in os.listdir(out)
     assert sorted(os.listdir(tmp_path)) == ["out"]
 
     empty = tmp_path / "empty"
@@ -495,11 +502,26 @@ def test_a_failure_while_writing_leaves_no_half_written_output(marian_src, tmp_p
     with pytest.raises(OSError, match="disk full"):
         convert(str(marian_src), str(tmp_path / "out"))
     assert os.listdir(tmp_path) == []
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "keep.txt").write_text("mine")
+    monkeypatch.undo()
+    convert(str(marian_src), str(tmp_path / "out"))
+    before = sorted(os.listdir(tmp_path / "out"))
+    monkeypatch.setattr(convert_marian, "model_card", fail)
     with pytest.raises(OSError, match="disk full"):
         convert(str(marian_src), str(tmp_path / "out"), overwrite=True)
-    assert sorted(os.listdir(tmp_path)) == ["out"] and os.listdir(tmp_path / "out") == ["keep.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["out"] and sorted(os.listdir(tmp_path / "out")) == before
+
+
+def test_overwrite_never_replaces_the_source_or_a_folder_holding_it(marian_src, tmp_path):
+    import shutil
+
+    src = tmp_path / "models" / "opus"
+    shutil.copytree(marian_src, src)
+    before = sorted(os.listdir(src))
+    for out in (src, tmp_path / "models"):
+        with pytest.raises(ConversionError, match=r"is or contains the source .*opus; writing it would replace the "
+                                                  r"model being converted"):
+            convert(str(src), str(out), overwrite=True)
+    assert sorted(os.listdir(src)) == before
 
 
 def test_command_line_errors_are_one_line(tmp_path, capsys):

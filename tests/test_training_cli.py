@@ -333,3 +333,110 @@ def test_length_penalty_candidates_are_numbers(tmp_path):
     with pytest.raises(SystemExit) as err:
         parse_args(["--config", str(bad)])
     assert "length_penalty_candidates must be a list of numbers" in str(err.value.code)
+
+
+# ------------------------------------------------------------------------------------------ --export-dir
+
+
+def test_export_dir_holding_the_users_files_is_refused_before_any_work(tmp_path):
+    """--export-dir may only replace a model folder this project wrote: a folder of the user's own files is
+    refused before training starts, with or without --overwrite-output-dir, and left as it was."""
+    mine = tmp_path / "mine"
+    (mine / "drafts").mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep me\n", encoding="utf-8")
+    for extra in ([], ["--overwrite-output-dir"]):
+        report = refuse("--output-dir", str(tmp_path / "run"), "--export-dir", str(mine), *extra)
+        assert report["message"] == (f"training: --export-dir {mine} holds drafts, notes.txt, which is not a model "
+                                     "folder this project wrote; only such a folder is ever replaced. Name a new or "
+                                     "empty folder.")
+        assert report["heavy"] == []
+    assert sorted(os.listdir(mine)) == ["drafts", "notes.txt"] and not (tmp_path / "run").exists()
+
+
+def test_export_dir_that_holds_or_is_part_of_the_run_is_refused(tmp_path):
+    run_dir = tmp_path / "runs" / "en-de"
+    report = refuse("--output-dir", str(run_dir), "--export-dir", str(tmp_path / "runs"))
+    assert report["message"] == (f"training: --export-dir {tmp_path / 'runs'} is or contains the run's --output-dir "
+                                 f"{run_dir}: copying the model there would replace the run. Name another folder.")
+    report = refuse("--output-dir", str(run_dir), "--export-dir", str(run_dir / "checkpoints"))
+    assert report["message"].startswith(f"training: --export-dir {run_dir / 'checkpoints'} is part of the run in "
+                                        f"{run_dir} (checkpoints)")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_export_dir_naming_the_space_is_refused():
+    """A slip such as --export-dir space (for space/model) must never replace the Space."""
+    report = refuse("--output-dir", os.path.join(ROOT, "runs", "never-made"), "--export-dir", "space")
+    assert report["message"].startswith("training: --export-dir space holds ")
+    assert "app.py" in report["message"] and "not a model folder this project wrote" in report["message"]
+    assert os.path.isfile(os.path.join(ROOT, "space", "app.py"))
+
+
+def test_copy_to_export_dir_replaces_only_a_model_folder(tiny_model_dir, tmp_path):
+    import shutil
+
+    from training.export import copy_to_export_dir
+
+    export = tmp_path / "export"
+    copy_to_export_dir(tiny_model_dir, str(export), keep_previous=False)  # a new folder
+    assert sorted(os.listdir(export)) == sorted(os.listdir(tiny_model_dir))
+    (export / "head_atlas.json").write_text("{}", encoding="utf-8")  # the project's own analysis files may be there
+    copy_to_export_dir(tiny_model_dir, str(export), keep_previous=True)
+    kept = [name for name in os.listdir(tmp_path) if name.startswith("export.previous-")]
+    assert len(kept) == 1 and (tmp_path / kept[0] / "head_atlas.json").is_file()
+    copy_to_export_dir(tiny_model_dir, str(export), keep_previous=False)  # replaced, nothing kept aside
+    assert sorted(os.listdir(tmp_path)) == sorted(["export", kept[0]])
+
+    (export / "my-notes.md").write_text("keep me\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"but it was not copied: --export-dir .* holds my-notes.md, which is not a "
+                                         r"model folder this project wrote"):
+        copy_to_export_dir(tiny_model_dir, str(export), keep_previous=False)
+    assert (export / "my-notes.md").read_text(encoding="utf-8") == "keep me\n"
+    shutil.rmtree(export)
+    export.mkdir()  # an empty folder is filled
+    copy_to_export_dir(tiny_model_dir, str(export), keep_previous=True)
+    assert (export / "config.json").is_file()
+    assert sorted(os.listdir(tmp_path)) == sorted(["export", kept[0]])  # no staging folder left
+
+
+# ------------------------------------------------------------------------------------------------ --resume
+
+
+def saved_run(tmp_path, **settings):
+    """A run folder whose train_config.json holds the defaults with `settings`, as train.py writes it."""
+    out = tmp_path / "run"
+    out.mkdir()
+    values = {**dataclasses.asdict(TrainConfig(output_dir=str(out))), **settings}
+    (out / "train_config.json").write_text(json.dumps(values, indent=2), encoding="utf-8")
+    return out
+
+
+def test_resume_takes_the_runs_own_settings(tmp_path):
+    out = saved_run(tmp_path, d_model=128, attention_heads=2, ffn_dim=512, vocab_size=2000, dropout=0.3)
+    config, _ = parse_args(["--output-dir", str(out), "--resume"])
+    assert (config.d_model, config.attention_heads, config.ffn_dim, config.vocab_size, config.dropout) == (
+        128, 2, 512, 2000, 0.3)
+
+
+def test_resume_allows_the_settings_that_may_change_and_refuses_the_others_by_name(tmp_path):
+    out = saved_run(tmp_path, d_model=128, attention_heads=2, max_steps=1000)
+    config, _ = parse_args(["--output-dir", str(out), "--resume", "--max-steps", "2000", "--cooldown-steps", "500",
+                            "--d-model", "128"])  # a flag equal to the run's setting is no contradiction
+    assert (config.max_steps, config.cooldown_steps, config.d_model) == (2000, 500, 128)
+    with pytest.raises(SystemExit) as err:
+        parse_args(["--output-dir", str(out), "--resume", "--d-model", "256", "--dropout", "0.2"])
+    message = str(err.value.code)
+    assert message.startswith("training: --resume: --d-model 256 (the run has 128); --dropout 0.2 (the run has 0.1). "
+                              f"A resumed run keeps its settings from {out / 'train_config.json'}; drop these flags")
+    assert "--max-steps" in message  # says what may change
+
+
+def test_resume_with_a_damaged_settings_file_names_it(tmp_path):
+    out = saved_run(tmp_path)
+    (out / "train_config.json").write_text('{"d_model": 128,', encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"--resume: the run's settings file .*train_config.json is damaged "
+                                         r"\(Expecting .*\)\. Restore it"):
+        parse_args(["--output-dir", str(out), "--resume"])
+    (out / "train_config.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"is damaged \(it holds an array, not an object of settings\)"):
+        parse_args(["--output-dir", str(out), "--resume"])

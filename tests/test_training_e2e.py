@@ -354,7 +354,8 @@ def test_length_penalty_chosen_on_validation(trained_run, tmp_path):
 
     out = tmp_path / "run"
     shutil.copytree(trained_run.out, out, symlinks=True)
-    result = run(train_command(out, trained_run.data, "--resume", "--length-penalty-candidates", "0.6", "0", "3"))
+    result = run(train_command(out, trained_run.data, "--resume", "--export-dir", "",  # not the shared run's
+                                "--length-penalty-candidates", "0.6", "0", "3"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "length penalty chosen on validation" in result.stdout
     assert any(name.startswith("model.previous-") for name in os.listdir(out))  # the first export is kept

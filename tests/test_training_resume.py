@@ -90,6 +90,49 @@ def test_checkpoint_problem_names_the_cut_file(tmp_path, name, message):
     assert (checkpoint_problem(path, weights_only=True) is None) == (name != "model.safetensors")
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_checkpoint_whose_weights_are_not_finite_is_never_resumed_or_averaged(tmp_path, caplog, bad):
+    """A diverged run's checkpoint loads without error: it is passed over by --resume and by the final choice
+    (averaging, best, last) alike, saying why."""
+    import torch
+    from safetensors.torch import save_file
+
+    from training.export import loadable_checkpoints
+    from training.train import newest_loadable_checkpoint
+
+    ckpts = tmp_path / "checkpoints"
+    good = write_loadable_checkpoint(ckpts / "checkpoint-10", 10)
+    poisoned = write_loadable_checkpoint(ckpts / "checkpoint-20", 20)
+    weight = torch.ones(64, 64)
+    weight[3, 5] = bad
+    save_file({"bias": torch.zeros(3), "weight": weight}, os.path.join(poisoned, "model.safetensors"))
+    message = ("model.safetensors holds weights that are not finite (NaN or inf, first in weight): the run had "
+               "diverged")
+    assert checkpoint_problem(poisoned) == message
+    assert checkpoint_problem(poisoned, weights_only=True) == message
+    with caplog.at_level("INFO", logger="training"):
+        assert newest_loadable_checkpoint(str(ckpts)) == good
+        assert loadable_checkpoints(str(ckpts)) == [good]
+    assert f"--resume: skipping {poisoned}: {message}" in caplog.text
+    assert f"leaving out {poisoned}: {message}" in caplog.text
+
+
+def test_a_model_with_weights_that_are_not_finite_is_never_exported(tmp_path, multi30k_tokenizer):
+    import torch
+    from conftest import tiny_config
+
+    from modeling import TransformerForConditionalGeneration
+    from training.export import save_hub_folder
+
+    model = TransformerForConditionalGeneration(tiny_config(vocab_size=len(multi30k_tokenizer)))
+    with torch.no_grad():
+        model.model.decoder.layers[0].ffn.fc1.weight[0, 0] = float("nan")
+    with pytest.raises(SystemExit, match=r"the model has weights that are not finite \(NaN or inf, first in "
+                                         r"model\.decoder\.layers\.0\.ffn\.fc1\.weight\); nothing was written"):
+        save_hub_folder(model, multi30k_tokenizer, str(tmp_path / "model"))
+    assert os.listdir(tmp_path) == []
+
+
 def test_resume_falls_back_to_the_newest_loadable_checkpoint(tmp_path, caplog):
     """Every checkpoint passed over is logged with the reason; a missing RNG state is warned about; the log
     loses the lines past the chosen step (they will be written again), atomically."""
@@ -217,9 +260,9 @@ def test_sigkill_then_resume_continues_from_last_complete_checkpoint(trained_run
 
 @pytest.mark.slow
 def test_resume_past_a_corrupt_last_checkpoint(trained_run, tmp_path):
-    """The finished run's last checkpoint has cut weights, the one before a cut optimizer state: --resume
-    continues from the newest one that loads, says why it passed over the others, trains the lost steps again
-    (overwriting the bad checkpoints) and logs each step once."""
+    """The finished run's last checkpoint is full of NaN (it loads, but a diverged run wrote it), the one before
+    has a cut optimizer state: --resume continues from the newest usable one, says why it passed over the others,
+    trains the lost steps again (overwriting the bad checkpoints), logs each step once and exports finite weights."""
     import shutil
 
     out = tmp_path / "run"
@@ -227,16 +270,18 @@ def test_resume_past_a_corrupt_last_checkpoint(trained_run, tmp_path):
     ckpts = out / "checkpoints"
     last, before_last, fallback = (ckpts / f"checkpoint-{s}" for s in (MAX_STEPS, MAX_STEPS - SAVE_STEPS,
                                                                          MAX_STEPS - 2 * SAVE_STEPS))
-    cut(last / "model.safetensors")
+    poison(last / "model.safetensors")
     cut(before_last / "optimizer.pt")
     log_before = read_log(out)
 
-    result = run(train_command(out, trained_run.data, "--resume", "--test-splits"))
+    result = run(train_command(out, trained_run.data, "--resume", "--test-splits", "--export-dir", ""))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    assert re.search(rf"--resume: skipping {re.escape(str(last))}: model\.safetensors cannot be read \(", result.stdout)
+    assert f"--resume: skipping {last}: model.safetensors holds weights that are not finite (NaN or inf, first in " \
+           "model.decoder.layers.0.encoder_attn.k_proj.bias): the run had diverged" in result.stdout  # sorted names
     assert re.search(rf"--resume: skipping {re.escape(str(before_last))}: optimizer\.pt cannot be read \(",
                      result.stdout)
     assert f"resuming from {fallback}" in result.stdout
+    assert "missing keys" not in result.stdout + result.stderr  # the tied embeddings are tied, not reported
     assert checkpoint_problem(str(last)) is None and checkpoint_problem(str(before_last)) is None  # written again
     fallback_step = MAX_STEPS - 2 * SAVE_STEPS
     log = read_log(out)
@@ -250,6 +295,33 @@ def test_resume_past_a_corrupt_last_checkpoint(trained_run, tmp_path):
         if "loss" in e:
             assert e["loss"] == pytest.approx(reference[e["step"]], rel=1e-4, abs=1e-4), e
     assert (out / "model" / "model.safetensors").is_file()
+    assert checkpoint_problem(str(out / "model"), weights_only=True) is None  # finite
+
+
+def poison(path):
+    """Every weight NaN, as a diverged run saves them (the file itself is sound)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    save_file({k: torch.full_like(v, float("nan")) for k, v in load_file(path).items()}, path, metadata={"format": "pt"})
+
+
+def test_a_run_whose_loss_stops_being_finite_stops_naming_the_step(trained_run, tmp_path):
+    """Fine-tuning a model whose weights are NaN: the first step's loss is NaN, and the run stops there with a
+    message naming the step, instead of logging a loss of 0, saving NaN checkpoints and exporting them."""
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run.model, broken)
+    poison(broken / "model.safetensors")
+    out, export = tmp_path / "run", tmp_path / "export"
+    result = run(train_command(out, trained_run.data, "--init-from", str(broken), "--export-dir", str(export)))
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert re.search(r"training: the loss is nan at step 1 \(learning rate [\d.e-]+\): training diverged and "
+                     r"stopped, and nothing was exported\. Lower --learning-rate", result.stderr), result.stderr[-2000:]
+    assert complete_checkpoints(str(out / "checkpoints")) == []
+    assert not (out / "model").exists() and not export.exists()
 
 
 @pytest.mark.slow
@@ -334,7 +406,7 @@ def test_resume_with_more_steps_and_a_cooldown(trained_run, tmp_path):
     peak = float(flags[flags.index("--learning-rate") + 1])
     extra, total = 30, MAX_STEPS + 30
     flags[flags.index("--max-steps") + 1] = str(total)
-    result = run(flags + ["--cooldown-steps", str(extra), "--resume", "--test-splits"])
+    result = run(flags + ["--cooldown-steps", str(extra), "--resume", "--test-splits", "--export-dir", ""])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert f"resuming from {out / 'checkpoints' / f'checkpoint-{MAX_STEPS}'}" in result.stdout
 

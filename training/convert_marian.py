@@ -37,7 +37,7 @@ import sys
 import tempfile
 
 from .evaluate import looks_local
-from .export import HUB_FILES, LANGUAGE_NAMES, PIPELINE, use_section
+from .export import HUB_FILES, LANGUAGE_NAMES, PIPELINE, replace_problem, use_section
 
 logger = logging.getLogger("training.convert_marian")
 
@@ -402,13 +402,22 @@ def copy_tokenizer_files(folder: str, out: str) -> list[str]:
     return copied
 
 
-def check_out(out: str, overwrite: bool) -> str:
+def check_out(out: str, overwrite: bool, src: str | None = None) -> str:
+    """OUT as an absolute path, refused when it may not be written: not empty without --overwrite, and even with
+    it unless it holds nothing but a model folder this project wrote (never SRC or a folder holding it)."""
     out = os.path.abspath(os.path.expanduser(out))
+    if src is not None and os.path.exists(src):
+        source = os.path.abspath(src)
+        if os.path.commonpath([out, source]) == out:
+            raise ConversionError(f"output folder {out} is or contains the source {source}; writing it would replace "
+                                  "the model being converted. Name another output folder.")
     if os.path.exists(out):
         if not os.path.isdir(out):
             raise ConversionError(f"output {out} is a file; pass a folder path (it is created).")
         if os.listdir(out) and not overwrite:
             raise ConversionError(f"output folder {out} exists and is not empty; pass --overwrite to replace it.")
+        if problem := replace_problem(out, "output folder"):
+            raise ConversionError(f"--overwrite refused: {problem}")
     parent = os.path.dirname(out)
     if not os.path.isdir(parent):
         raise ConversionError(f"the folder that would hold the output, {parent}, does not exist.")
@@ -417,7 +426,7 @@ def check_out(out: str, overwrite: bool) -> str:
 
 def convert(src: str, out: str, overwrite: bool = False, command: str | None = None) -> dict:
     """Convert SRC into the Hub folder OUT; returns {"out", "max_logit_difference", "tokenizer_files"}."""
-    out = check_out(out, overwrite)  # before any download: a refused OUT costs nothing
+    out = check_out(out, overwrite, src)  # before any download: a refused OUT costs nothing
     folder, is_hub = resolve_source(src)
     check_convertible(read_config(folder), src)
     marian = load_marian(folder, src)

@@ -12,7 +12,9 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
+import tempfile
 import time
 
 from .run_config import TrainConfig, checkpoint_problem, complete_checkpoints, final_eval_limit
@@ -22,6 +24,38 @@ logger = logging.getLogger("training")
 HUB_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_files")
 LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech"}
 PIPELINE = {"translation": {"impl": "pipeline_translation.TranslationPipeline", "pt": ["AutoModelForSeq2SeqLM"], "type": "text"}}
+
+
+# What a model folder of this project holds (save_hub_folder, convert_marian, head_atlas): a folder of only these,
+# with a config.json of model_type "transformer", may be replaced by a new model; any other file is the user's.
+MODEL_FOLDER_FILE = re.compile(
+    r"(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab|target_vocab|eval_results|head_atlas)\.json"
+    r"|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|(source|target)\.spm"
+    r"|(configuration|modeling)_transformer\.py|pipeline_translation\.py|README\.md|head_atlas_\w+\.png|\.gitattributes"
+)
+
+
+def replace_problem(path: str, what: str) -> str | None:
+    """Why the folder `path` (named `what` in the message) must not be replaced by a model folder, or None when
+    it may: it does not exist, is empty, or holds nothing but a model this project wrote."""
+    if not os.path.lexists(path):
+        return None
+    if not os.path.isdir(path) or os.path.islink(path):
+        return f"{what} {path} is not a folder; name a folder (it is created)."
+    names = sorted(os.listdir(path))
+    if not names:
+        return None
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as fh:
+            model_type = json.load(fh).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        model_type = None
+    foreign = [name for name in names if not MODEL_FOLDER_FILE.fullmatch(name)]
+    if model_type != "transformer" or foreign:
+        shown = ", ".join((foreign or names)[:8]) + (", ..." if len(foreign or names) > 8 else "")
+        return (f"{what} {path} holds {shown}, which is not a model folder this project wrote; only such a folder is "
+                "ever replaced. Name a new or empty folder.")
+    return None
 
 
 def generation_config(config: TrainConfig, model_cfg):
@@ -64,8 +98,15 @@ def average_checkpoints(paths: list[str]):
 
 def save_hub_folder(model, tokenizer, folder: str, card: str | None = None, results: dict | None = None) -> str:
     """Write `model` + `tokenizer` as a complete, flat Hub repository, atomically (temp folder, then rename)."""
+    import torch
+
     import modeling  # noqa: F401  (register_for_auto_class: remote code + auto_map)
 
+    not_finite = next((name for name, value in model.state_dict().items()
+                       if value.is_floating_point() and not bool(torch.isfinite(value).all())), None)
+    if not_finite:  # the last guard: nothing non-finite is ever exported
+        raise SystemExit(f"training: the model has weights that are not finite (NaN or inf, first in {not_finite}); "
+                         f"nothing was written to {folder}.")
     folder = os.path.abspath(folder)
     tmp = folder + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -325,7 +366,7 @@ def choose_weights(config: TrainConfig, tokenizer) -> tuple[str, object, dict, d
     ckpt_dir = os.path.join(config.output_dir, "checkpoints")
     checkpoints = loadable_checkpoints(ckpt_dir)
     if not checkpoints:
-        raise SystemExit(f"training: no complete checkpoint in {ckpt_dir} to export.")
+        raise SystemExit(f"training: no complete checkpoint with finite weights in {ckpt_dir} to export.")
     with open(os.path.join(checkpoints[-1], "trainer_state.json"), encoding="utf-8") as fh:
         best = json.load(fh).get("best_model_checkpoint")
     best = next((p for p in checkpoints if best and os.path.realpath(p) == os.path.realpath(best)), None)
@@ -397,14 +438,29 @@ def finalize(config: TrainConfig, trainer, tokenizer, train_seconds: float, push
 
 
 def copy_to_export_dir(folder: str, export_dir: str, keep_previous: bool) -> None:
-    """Copy the model folder to --export-dir; an earlier non-empty folder there is kept aside (renamed) unless
-    told not to."""
-    if keep_previous and os.path.exists(export_dir) and os.listdir(export_dir):
-        backup = f"{export_dir.rstrip('/')}.previous-{time.strftime('%Y%m%d-%H%M%S')}"
-        os.replace(export_dir, backup)
-        logger.info("kept the previous %s as %s", export_dir, backup)
-    shutil.rmtree(export_dir, ignore_errors=True)
-    shutil.copytree(folder, export_dir)
+    """Copy the model folder to --export-dir; an earlier model folder there is kept aside (renamed) unless told
+    not to. Anything else there (the user's files, the run itself) is never touched: refused, checked again here
+    because the folder may have changed since the run started."""
+    if problem := replace_problem(export_dir, "--export-dir"):
+        raise SystemExit(f"training: the model is in {folder}, but it was not copied: {problem}")
+    export_dir = os.path.abspath(export_dir)
+    parent = os.path.dirname(export_dir)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.", suffix=".partial", dir=parent)
+    try:  # the copy is made beside the folder, then renamed into place: a kill never leaves half a model there
+        shutil.copytree(folder, os.path.join(staging, "model"))
+        if os.path.isdir(export_dir) and os.listdir(export_dir):  # an earlier model of this project
+            if keep_previous:
+                backup = f"{export_dir}.previous-{time.strftime('%Y%m%d-%H%M%S')}"
+                os.replace(export_dir, backup)
+                logger.info("kept the previous %s as %s", export_dir, backup)
+            else:
+                os.replace(export_dir, os.path.join(staging, "previous"))
+        elif os.path.isdir(export_dir):
+            os.rmdir(export_dir)
+        os.replace(os.path.join(staging, "model"), export_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     logger.info("copied to %s", export_dir)
 
 

@@ -278,16 +278,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Settings a resumed run may change: how long it goes on, how often it logs, saves and evaluates, how it ends
+# and where its data and folders are. Everything else (the model, its tokenizer, the optimisation so far) is the
+# run's own, read from its train_config.json.
+RESUMABLE = frozenset({
+    "output_dir", "data", "max_steps", "cooldown_steps", "eval_steps", "eval_samples", "save_steps",
+    "keep_checkpoints", "average_last", "final_eval_limit", "num_beams", "length_penalty",
+    "length_penalty_candidates", "test_splits", "logging_steps", "threads", "export_dir", "overwrite_output_dir",
+})
+
+
 def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
-    """The run's settings from the command line and the --config file (flags win), validated."""
+    """The run's settings from the command line and the --config file (flags win), validated. With --resume the
+    run's own train_config.json comes first: a flag may change only the RESUMABLE settings."""
     args = build_parser().parse_args(argv)
     values = read_config_file(args.config) if args.config else {}
     for f in dataclasses.fields(TrainConfig):
         if getattr(args, f.name) is not None:
             values[f.name] = getattr(args, f.name)
+    if args.resume:
+        values = resumed_settings(values)
     config = TrainConfig(**values)
     config.validate()
     return config, args
+
+
+def resumed_settings(given: dict) -> dict:
+    """The settings of the run being resumed (its train_config.json) with the `given` ones that may change on
+    resume; a given setting that contradicts the run is refused by name. No train_config.json: `given` as it is
+    (a run that never started)."""
+    output_dir = given.get("output_dir", TrainConfig.output_dir)
+    path = os.path.join(output_dir, "train_config.json")
+    if not os.path.exists(path):
+        return given
+    try:
+        with open(path, encoding="utf-8") as fh:
+            saved = json.load(fh)
+        if not isinstance(saved, dict):
+            raise ValueError(f"it holds {_json_kind(saved)}, not an object of settings")
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"training: --resume: the run's settings file {path} is damaged ({e}). Restore it (a JSON "
+                         "object of the run's settings, as --config takes), or start a new run in another "
+                         "--output-dir.")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved = {name: value for name, value in saved.items() if name in names}
+    contradicted = [name for name, value in given.items()
+                    if name not in RESUMABLE and name in saved and value != saved[name]]
+    if contradicted:
+        listed = "; ".join(f"--{name.replace('_', '-')} {given[name]!r} (the run has {saved[name]!r})"
+                           for name in contradicted)
+        raise SystemExit(f"training: --resume: {listed}. A resumed run keeps its settings from {path}; drop these "
+                         "flags, or start a new run in another --output-dir. Only these may change on resume: "
+                         f"{', '.join('--' + n.replace('_', '-') for n in sorted(RESUMABLE))}.")
+    return {**saved, **given}
 
 
 def _json_kind(value) -> str:
@@ -355,19 +398,23 @@ def complete_checkpoints(folder: str) -> list[str]:
 
 
 def checkpoint_problem(path: str, weights_only: bool = False) -> str | None:
-    """Why a complete checkpoint cannot be loaded (a truncated or corrupt file), or None. Cheap: the safetensors
-    header and the zip directories of the torch files (memory-mapped, as the Trainer loads them), not the data.
-    `weights_only`: check only model.safetensors (all that averaging needs)."""
+    """Why a complete checkpoint cannot be used (a truncated or corrupt file, weights that are not finite), or
+    None. The weights are read; of the torch files only the zip directories (memory-mapped, as the Trainer loads
+    them). `weights_only`: check only model.safetensors (all that averaging needs)."""
     from safetensors import safe_open
 
-    try:
-        with safe_open(os.path.join(path, "model.safetensors"), "pt"):
-            pass
+    import torch
+
+    try:  # every tensor is read: weights that are NaN or infinite (a diverged run) are as unusable as a cut file
+        with safe_open(os.path.join(path, "model.safetensors"), "pt") as weights:
+            not_finite = next((name for name in sorted(weights.keys())
+                               if not bool(torch.isfinite(weights.get_tensor(name)).all())), None)
     except Exception as e:  # safetensors raises its own error type for a cut or corrupt file
         return f"model.safetensors cannot be read ({_short(e)})"
+    if not_finite:
+        return f"model.safetensors holds weights that are not finite (NaN or inf, first in {not_finite}): the run had diverged"
     if weights_only:
         return None
-    import torch
 
     for name in ("optimizer.pt", "scheduler.pt"):
         try:  # as the Trainer loads them (memory-mapped here: the zip directory and pickle, not the data)

@@ -26,7 +26,7 @@ import re
 import sys
 import time
 
-from .export import finalize, generation_config
+from .export import finalize, generation_config, replace_problem
 # TrainConfig, parse_args and complete_checkpoints are also imported from here (training.train) by their users.
 from .run_config import TrainConfig, checkpoint_problem, complete_checkpoints, parse_args, scan_checkpoints
 
@@ -176,6 +176,16 @@ def load_initial_model(config: TrainConfig, tokenizer):
     return model
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss of a training step is NaN or infinite: the run stops before that step's update is saved."""
+
+    def __init__(self, step: int, loss: float, learning_rate: float):
+        super().__init__(f"the loss is {loss} at step {step} (learning rate {learning_rate:.3g}): training diverged "
+                         "and stopped, and nothing was exported. Lower --learning-rate, lengthen --warmup-steps or "
+                         "clip gradients (--max-grad-norm), then start over (--overwrite-output-dir).")
+        self.step = step
+
+
 def make_trainer_class():
     from torch.utils.data import Sampler
     from transformers import Seq2SeqTrainer
@@ -206,6 +216,16 @@ def make_trainer_class():
 
     class TransformerTrainer(Seq2SeqTrainer):
         schedule = None  # keyword arguments of learning_rate_factor; None: the scheduler TrainingArguments names
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            """One step; a loss that is not finite stops the run (the Trainer would log the average so far and
+            go on training, and save, weights that are NaN)."""
+            import torch
+
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            if not bool(torch.isfinite(loss)):
+                raise TrainingDiverged(self.state.global_step + 1, float(loss), self.lr_scheduler.get_last_lr()[0])
+            return loss
 
         def create_scheduler(self, num_training_steps, optimizer=None):
             if self.lr_scheduler is None and self.schedule is not None:
@@ -266,7 +286,7 @@ def output_dir_problem(path: str) -> str | None:
 
 # Everything a run writes into its output folder: --overwrite-output-dir removes these and nothing else.
 RUN_ENTRIES = ("checkpoints", "tokenizer", "tokenizer.tmp", "log.jsonl", "log.jsonl.tmp", "model", "model.partial",
-               "train_config.json")
+               "train_config.json", "train_config.json.tmp")
 _PREVIOUS_EXPORT = re.compile(r"^model\.previous-[\d-]+$")  # an earlier export of the run, kept aside by export.py
 
 
@@ -307,6 +327,20 @@ def clear_previous_run(output_dir: str) -> None:
         logger.info("--overwrite-output-dir: removed the previous run's %s from %s", ", ".join(names), output_dir)
 
 
+def export_dir_problem(config: TrainConfig) -> str | None:
+    """Why --export-dir cannot receive the final model (checked before training, and again when copying), or None:
+    it must not hold or be part of the run, and may only replace a model folder this project wrote."""
+    export_dir, output_dir = os.path.abspath(config.export_dir), os.path.abspath(config.output_dir)
+    if os.path.commonpath([export_dir, output_dir]) == export_dir:
+        return (f"--export-dir {config.export_dir} is or contains the run's --output-dir {config.output_dir}: copying "
+                "the model there would replace the run. Name another folder.")
+    inside = os.path.relpath(export_dir, output_dir).split(os.sep)[0]
+    if os.path.commonpath([export_dir, output_dir]) == output_dir and _is_run_entry(inside):
+        return (f"--export-dir {config.export_dir} is part of the run in {config.output_dir} ({inside}); the run's "
+                "model is written to its model/ folder anyway. Name a folder outside the run.")
+    return replace_problem(config.export_dir, "--export-dir")
+
+
 def refuse_before_any_work(config: TrainConfig, args) -> None:
     """Refuse an existing run, or an --init-from that cannot be a model, before any import or work (fast, and
     nothing in the output folder is touched)."""
@@ -321,6 +355,8 @@ def refuse_before_any_work(config: TrainConfig, args) -> None:
             "Pass --resume to continue it, choose another --output-dir, or pass --overwrite-output-dir to start "
             "over in it."
         )
+    if config.export_dir and (problem := export_dir_problem(config)):
+        raise SystemExit(f"training: {problem}")
     if config.init_from and os.path.exists(config.init_from) and not os.path.isfile(
             os.path.join(config.init_from, "config.json")):
         raise SystemExit(f"training: --init-from {config.init_from} is not a model folder (no config.json in it); "
@@ -373,9 +409,12 @@ def prepare_output_dir(config: TrainConfig, args, state) -> None:
 
 
 def write_train_config(config: TrainConfig, state) -> None:
+    """The run's settings (what --resume reads back), replaced atomically: a kill never leaves half a file."""
     if state.is_main_process:
-        with open(os.path.join(config.output_dir, "train_config.json"), "w", encoding="utf-8") as fh:
+        path = os.path.join(config.output_dir, "train_config.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as fh:
             json.dump(dataclasses.asdict(config), fh, indent=2)
+        os.replace(path + ".tmp", path)
 
 
 def prepare_datasets(config: TrainConfig, state, train_corpus, valid_corpus):
@@ -603,7 +642,11 @@ def main(argv=None) -> int:
     config, model = build_model(config, tokenizer, state)
     resume_from = resume_checkpoint(config, args, state)  # before the Trainer, whose log reads back the time so far
     trainer = build_trainer(config, model, tokenizer, train_ds, eval_ds, valid_corpus.target[: len(eval_ds)], use_cpu)
-    train_seconds = run_training(trainer, config, resume_from)
+    try:
+        train_seconds = run_training(trainer, config, resume_from)
+    except TrainingDiverged as e:
+        raise SystemExit(f"training: {e} The checkpoints before step {e.step} are in "
+                         f"{os.path.join(config.output_dir, 'checkpoints')}.")
 
     state.wait_for_everyone()
     if state.is_main_process:
