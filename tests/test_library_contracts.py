@@ -266,3 +266,33 @@ def test_attention_implementation_switches_after_loading_and_unsupported_ones_ar
         model.set_attn_implementation("flex_attention")
     with pytest.raises(ValueError, match=r"does not support Flash Attention 2"):
         model.set_attn_implementation("flash_attention_2")
+
+
+def test_a_config_the_weights_do_not_fit_is_refused_unless_asked(tmp_path):
+    """config.json saying 3 encoder layers against weights of 2 would load with a warning and translate garbage;
+    it is refused by name, `strict=False` loads it (the missing layer at random) and `output_loading_info` reports."""
+    import json
+
+    make_model().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["encoder_layers"] = 3
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"the weights do not fit config.json: 16 weights it describes are not in the "
+                                         r"checkpoint \(model.encoder.layers.2.ffn.fc1.bias, .*\)\. Fix "
+                                         r"config.json to match the weights, or pass strict=False"):
+        AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    assert len(AutoModelForSeq2SeqLM.from_pretrained(tmp_path, strict=False).get_encoder().layers) == 3
+    _, report = AutoModelForSeq2SeqLM.from_pretrained(tmp_path, output_loading_info=True)
+    assert len(report["missing_keys"]) == 16
+
+
+def test_weights_that_are_not_finite_are_refused_at_load(tmp_path):
+    model = make_model()
+    with torch.no_grad():
+        model.model.encoder.layers[1].ffn.fc2.bias[3] = float("inf")
+    model.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"the weights are not finite \(NaN or inf, first in "
+                                         r"model.encoder.layers.1.ffn.fc2.bias\): the checkpoint is broken"):
+        AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    assert not torch.isfinite(AutoModelForSeq2SeqLM.from_pretrained(tmp_path, strict=False)
+                              .model.encoder.layers[1].ffn.fc2.bias).all()

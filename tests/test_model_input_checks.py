@@ -148,3 +148,32 @@ def test_token_ids_must_be_integers(dtype):
         model(input_ids=good, decoder_input_ids=good.to(dtype))
     with pytest.raises(ValueError, match=r"`labels` " + message):
         model(input_ids=good, labels=good.to(dtype))
+
+
+def test_token_ids_as_a_python_list_are_refused_saying_how_to_make_a_tensor():
+    model = make_model()
+    with pytest.raises(ValueError, match=r"`input_ids` must be a torch.Tensor of token ids, got list: use "
+                                         r"tokenizer\(..., return_tensors='pt'\) or torch.tensor\(ids\)"):
+        model(input_ids=[[5, 6, 7]], decoder_input_ids=ids(1, 2))
+    with pytest.raises(ValueError, match=r"`decoder_input_ids` must be a torch.Tensor of token ids, got list"):
+        model(input_ids=ids(1, 3), decoder_input_ids=[[5, 6]])
+
+
+@pytest.mark.parametrize("value", [2.0, -1.0, float("nan"), 0.5])
+def test_mask_values_other_than_0_and_1_are_refused(value):
+    """A mask value of 2 or -1 would scale the attention scores and NaN would make every logit NaN."""
+    model = make_model()
+    src, tgt = ids(2, 5), ids(2, 4, seed=2)
+    bad = torch.ones(2, 5)
+    bad[1, 3] = value
+    shown = "nan" if value != value else repr(value)
+    with pytest.raises(ValueError, match=rf"`attention_mask` must hold 1 for real tokens and 0 for padding, got {shown}"):
+        model(input_ids=src, attention_mask=bad, decoder_input_ids=tgt)
+    bad_target = torch.ones(2, 4)
+    bad_target[0, 2] = value
+    with pytest.raises(ValueError, match=rf"`decoder_attention_mask` must hold 1 for real tokens and 0 for padding, "
+                                         rf"got {shown}"):
+        model(input_ids=src, decoder_input_ids=tgt, decoder_attention_mask=bad_target)
+    with torch.no_grad():  # integer and boolean masks of 0/1 are what tokenizers return
+        model(input_ids=src, attention_mask=torch.ones(2, 5, dtype=torch.long), decoder_input_ids=tgt)
+        model(input_ids=src, attention_mask=torch.ones(2, 5, dtype=torch.bool), decoder_input_ids=tgt)

@@ -637,6 +637,8 @@ def test_base_model_parameter_count_close_to_table_3():
         (dict(eos_token_id=[2, 150]), r"`eos_token_id` = 150 is outside the vocabulary"),
         (dict(decoder_start_token_id=500), r"`decoder_start_token_id` = 500 is outside the vocabulary"),
         (dict(pad_token_id=None), r"`pad_token_id` is required"),
+        (dict(bos_token_id=None), r"`decoder_start_token_id` is required .* it defaults to `bos_token_id`, which is "
+                                  r"None here: set either\."),
     ],
 )
 def test_bad_config_raises_value_error_naming_the_value(overrides, match):

@@ -432,3 +432,56 @@ def test_resume_with_more_steps_and_a_cooldown(trained_run, tmp_path):
     assert (out / "model" / "model.safetensors").is_file()
     card = (out / "model" / "README.md").read_text(encoding="utf-8")
     assert f"{total} steps" in card and f"falling linearly to zero over the last {extra}" in card
+
+
+# ------------------------------------------------------------------------- damaged files of a run folder
+
+
+@pytest.mark.parametrize("change,reason", [
+    ({"global_step": "sixty"}, "global_step is 'sixty', not a step number"),
+    ({"global_step": True}, "global_step is True, not a step number"),
+    ({"log_history": "x"}, "log_history is a string, not an array"),
+    ({"best_model_checkpoint": 3}, "best_model_checkpoint is a number, not a path"),
+    ({"best_metric": "high"}, "best_metric is a string, not a number"),
+])
+def test_trainer_state_of_a_wrong_type_makes_the_checkpoint_unusable_saying_why(tmp_path, change, reason):
+    good = write_loadable_checkpoint(tmp_path / "checkpoint-10", 10)
+    bad = write_loadable_checkpoint(tmp_path / "checkpoint-20", 20)
+    with open(os.path.join(bad, "trainer_state.json"), "w", encoding="utf-8") as fh:
+        json.dump({"global_step": 20, "log_history": [], **change}, fh)
+    found, unusable = scan_checkpoints(str(tmp_path))
+    assert found == [good]
+    assert unusable == [(bad, f"trainer_state.json is damaged ({reason})")]
+
+
+def test_a_damaged_log_line_is_named_and_dropped(tmp_path, caplog):
+    from training.train import _logged_seconds, trim_log
+
+    lines = [json.dumps({"step": s, "time_s": float(s), "loss": 1.0}) for s in (5, 10, 15)]
+    damaged = [lines[0], '{"step": 10, "ti', json.dumps({"step": "x"}), json.dumps({"step": 12, "time_s": None}), lines[2]]
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(damaged) + "\n", encoding="utf-8")
+    assert _logged_seconds(str(log)) == 15.0  # the damaged lines are no reason to fail
+    with caplog.at_level("INFO", logger="training"):
+        trim_log(str(log), 15)
+    for number in (2, 3):
+        assert f"log.jsonl: line {number} is damaged (not a JSON object with a step): dropped." in caplog.text
+    assert log.read_text(encoding="utf-8").splitlines() == [lines[0], damaged[3], lines[2]]
+
+
+def test_a_damaged_run_tokenizer_names_the_file_and_the_copy_to_restore(tmp_path, multi30k_tokenizer):
+    from training.train import TrainConfig, build_tokenizer
+
+    out = tmp_path / "run"
+    multi30k_tokenizer.save_pretrained(out / "tokenizer")
+    checkpoint = write_loadable_checkpoint(out / "checkpoints" / "checkpoint-30", 30)
+    multi30k_tokenizer.save_pretrained(checkpoint)  # the Trainer saves the tokenizer with every checkpoint
+    (out / "tokenizer" / "tokenizer.json").write_text('{"version": "1.0", "trunc', encoding="utf-8")
+    config = TrainConfig(output_dir=str(out))
+    with pytest.raises(SystemExit, match=rf"the run's tokenizer in {re.escape(str(out / 'tokenizer'))} cannot be read "
+                                         rf"\(.*\)\. A copy is in {re.escape(os.path.join(checkpoint, 'tokenizer.json'))}"
+                                         r": copy it over .*tokenizer\.json, then resume\."):
+        build_tokenizer(config, None)
+    os.remove(os.path.join(checkpoint, "tokenizer.json"))
+    with pytest.raises(SystemExit, match=r"No copy is left in the run: start over with --overwrite-output-dir\."):
+        build_tokenizer(config, None)

@@ -386,9 +386,28 @@ def _incomplete(path: str) -> str | None:
     # trainer_state.json is written last, but not atomically: a kill while it is written leaves it cut.
     try:
         with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as fh:
-            json.load(fh)["global_step"]
+            state = json.load(fh)
+        state["global_step"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        return f"trainer_state.json cannot be read ({_short(e)})"
+        return f"trainer_state.json cannot be read ({short_reason(e)})"
+    if problem := _trainer_state_problem(state):
+        return f"trainer_state.json is damaged ({problem})"
+    return None
+
+
+def _trainer_state_problem(state: dict) -> str | None:
+    """What in a trainer_state.json the Trainer would trip over (a wrong type), or None."""
+    step = state["global_step"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        return f"global_step is {step!r}, not a step number"
+    if not isinstance(state.get("log_history", []), list):
+        return f"log_history is {_json_kind(state['log_history'])}, not an array"
+    best = state.get("best_model_checkpoint")
+    if best is not None and not isinstance(best, str):
+        return f"best_model_checkpoint is {_json_kind(best)}, not a path"
+    metric = state.get("best_metric")
+    if metric is not None and (not isinstance(metric, (int, float)) or isinstance(metric, bool)):
+        return f"best_metric is {_json_kind(metric)}, not a number"
     return None
 
 
@@ -410,7 +429,7 @@ def checkpoint_problem(path: str, weights_only: bool = False) -> str | None:
             not_finite = next((name for name in sorted(weights.keys())
                                if not bool(torch.isfinite(weights.get_tensor(name)).all())), None)
     except Exception as e:  # safetensors raises its own error type for a cut or corrupt file
-        return f"model.safetensors cannot be read ({_short(e)})"
+        return f"model.safetensors cannot be read ({short_reason(e)})"
     if not_finite:
         return f"model.safetensors holds weights that are not finite (NaN or inf, first in {not_finite}): the run had diverged"
     if weights_only:
@@ -420,16 +439,16 @@ def checkpoint_problem(path: str, weights_only: bool = False) -> str | None:
         try:  # as the Trainer loads them (memory-mapped here: the zip directory and pickle, not the data)
             torch.load(os.path.join(path, name), map_location="cpu", weights_only=True, mmap=True)
         except Exception as e:
-            return f"{name} cannot be read ({_short(e)})"
+            return f"{name} cannot be read ({short_reason(e)})"
     for rng in sorted(glob.glob(os.path.join(path, "rng_state*.pth"))):
         try:  # numpy's state inside needs the Trainer's allow-list to unpickle: check the zip directory only
             with zipfile.ZipFile(rng) as archive:
                 archive.infolist()
         except (OSError, zipfile.BadZipFile) as e:
-            return f"{os.path.basename(rng)} cannot be read ({_short(e)})"
+            return f"{os.path.basename(rng)} cannot be read ({short_reason(e)})"
     return None
 
 
-def _short(error: Exception) -> str:
+def short_reason(error: Exception) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return text if len(text) <= 160 else text[:157] + "..."

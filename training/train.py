@@ -28,7 +28,9 @@ import time
 
 from .export import finalize, generation_config, replace_problem
 # TrainConfig, parse_args and complete_checkpoints are also imported from here (training.train) by their users.
-from .run_config import TrainConfig, checkpoint_problem, complete_checkpoints, parse_args, scan_checkpoints
+from .run_config import (
+    TrainConfig, checkpoint_problem, complete_checkpoints, parse_args, scan_checkpoints, short_reason,
+)
 
 logger = logging.getLogger("training")
 
@@ -41,7 +43,7 @@ def _logged_seconds(log_path: str) -> float:
             for line in fh:
                 try:
                     last = max(last, float(json.loads(line).get("time_s", 0.0)))
-                except (ValueError, AttributeError):
+                except (ValueError, AttributeError, TypeError):  # a damaged line (trim_log names it)
                     continue
     return last
 
@@ -92,7 +94,11 @@ def build_tokenizer(config: TrainConfig, train_corpus):
     path = os.path.join(config.output_dir, "tokenizer")
     if os.path.isfile(os.path.join(path, "tokenizer.json")):
         logger.info("loading the tokenizer from %s", path)
-        return AutoTokenizer.from_pretrained(path)
+        try:
+            return AutoTokenizer.from_pretrained(path)
+        except Exception as e:  # tokenizers and json raise their own types for a damaged file
+            raise SystemExit(f"training: the run's tokenizer in {path} cannot be read ({short_reason(e)}). "
+                             f"{_tokenizer_copy_hint(config.output_dir)}") from None
     if config.init_from:  # fine-tuning keeps the vocabulary the weights were trained with
         logger.info("using the tokenizer of %s", config.init_from)
         tok = AutoTokenizer.from_pretrained(config.init_from, trust_remote_code=True)
@@ -107,6 +113,17 @@ def build_tokenizer(config: TrainConfig, train_corpus):
     tok.save_pretrained(tmp)
     os.replace(tmp, path)  # atomic: a half-written tokenizer is never picked up
     return tok
+
+
+def _tokenizer_copy_hint(output_dir: str) -> str:
+    """What to do about a damaged run tokenizer: every checkpoint (and the exported model) holds a copy."""
+    copies = [os.path.join(p, "tokenizer.json") for p in reversed(complete_checkpoints(os.path.join(output_dir, "checkpoints")))]
+    copies.append(os.path.join(output_dir, "model", "tokenizer.json"))
+    copy = next((c for c in copies if os.path.isfile(c)), None)
+    if copy is None:
+        return "No copy is left in the run: start over with --overwrite-output-dir."
+    return (f"A copy is in {copy}: copy it over {os.path.join(output_dir, 'tokenizer', 'tokenizer.json')}, "
+            "then resume.")
 
 
 def encode(tokenizer, corpus, max_length: int):
@@ -599,6 +616,10 @@ def trim_log(log_path: str, step: int) -> None:
         return
     with open(log_path, encoding="utf-8") as fh:
         lines = fh.readlines()
+    for number, line in enumerate(lines, 1):
+        if _log_step(line) is None and (number < len(lines) or line.endswith("\n")):  # the last may be a kill's
+            logger.warning("log.jsonl: line %d is damaged (not a JSON object with a step): dropped. The log is a "
+                           "record only; training goes on.", number)
     kept = [line for line in lines if _log_step(line) is not None and _log_step(line) <= step]
     if len(kept) == len(lines):
         return
@@ -612,9 +633,10 @@ def trim_log(log_path: str, step: int) -> None:
 def _log_step(line: str) -> int | None:
     """The step of a log.jsonl line, or None for a line cut short by a kill."""
     try:
-        return int(json.loads(line)["step"])
+        step = json.loads(line)["step"]
     except (ValueError, KeyError, TypeError):
         return None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def run_training(trainer, config: TrainConfig, resume_from: str | None) -> float:

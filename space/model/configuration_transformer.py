@@ -209,6 +209,10 @@ class TransformerConfig(PretrainedConfig):
                     )
         if self.pad_token_id is None:
             raise ValueError("TransformerConfig: `pad_token_id` is required (padding masks and the loss use it).")
+        if self.decoder_start_token_id is None:
+            raise ValueError("TransformerConfig: `decoder_start_token_id` is required (the decoder's first input, "
+                             "which the labels are shifted behind); it defaults to `bos_token_id`, which is None "
+                             "here: set either.")
 
 
 __all__ = ["TransformerConfig"]

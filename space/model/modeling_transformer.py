@@ -371,6 +371,9 @@ def _padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> to
 
 def _check_ids(ids: torch.Tensor, name: str) -> None:
     """Token ids are a (batch, length) tensor of integers with at least one sentence of at least one token."""
+    if not isinstance(ids, torch.Tensor):
+        raise ValueError(f"`{name}` must be a torch.Tensor of token ids, got {type(ids).__name__}: use "
+                         "tokenizer(..., return_tensors='pt') or torch.tensor(ids).")
     if ids.dim() != 2:
         raise ValueError(f"`{name}` must be (batch, length), got shape {tuple(ids.shape)}.")
     if ids.dtype not in (torch.long, torch.int):
@@ -396,8 +399,8 @@ def _check_embeds(embeds: torch.Tensor, d_model: int, name: str) -> None:
 
 def _check_same_batch(source_name: str, source: torch.Tensor | None, target_name: str, target: torch.Tensor) -> None:
     """One source sentence per target sequence; generate() itself repeats each source once per beam."""
-    if source is None or source.dim() < 2 or target.dim() < 2:  # missing or malformed: the stacks say so
-        return
+    if not (isinstance(source, torch.Tensor) and isinstance(target, torch.Tensor)) or min(source.dim(), target.dim()) < 2:
+        return  # missing or malformed: the stacks say so
     if source.shape[0] != target.shape[0]:
         raise ValueError(
             f"`{source_name}` has batch size {source.shape[0]} but `{target_name}` has batch size "
@@ -433,6 +436,32 @@ def _check_mask(mask: torch.Tensor | None, ids_shape: torch.Size, name: str, ids
             f"`{name}` has shape {tuple(mask.shape)} but `{ids_name}` has shape {tuple(ids_shape)}; they must match "
             "(1 for real tokens, 0 for padding). Pass the mask the tokenizer returned with these ids."
         )
+    _check_mask_values(mask, name)
+
+
+def _check_mask_values(mask: torch.Tensor | None, name: str) -> None:
+    """A padding mask holds 1 (a real token) or 0 (padding) only: any other value (2, -1, NaN) would scale or
+    poison the attention scores. Eager calls only: the check reads the data."""
+    if mask is None or mask.dtype == torch.bool or torch.compiler.is_compiling():
+        return
+    odd = (mask != 0) & (mask != 1)
+    if bool(odd.any()):
+        raise ValueError(f"`{name}` must hold 1 for real tokens and 0 for padding, got {mask[odd][0].item()!r}. "
+                         "Pass the mask the tokenizer returned.")
+
+
+def _check_loaded_weights(model: nn.Module, missing: list[str], source) -> None:
+    if missing:
+        shown = ", ".join(sorted(missing)[:3]) + (", ..." if len(missing) > 3 else "")
+        raise ValueError(
+            f"{source}: the weights do not fit config.json: {len(missing)} weights it describes are not in the "
+            f"checkpoint ({shown}). Fix config.json to match the weights, or pass strict=False to load anyway "
+            "(the missing ones start at random)."
+        )
+    not_finite = next((name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+    if not_finite:
+        raise ValueError(f"{source}: the weights are not finite (NaN or inf, first in {not_finite}): the "
+                         "checkpoint is broken, e.g. saved from a run that diverged. Pass strict=False to load it anyway.")
 
 
 class TransformerPreTrainedModel(PreTrainedModel):
@@ -445,6 +474,25 @@ class TransformerPreTrainedModel(PreTrainedModel):
     # checks that read the data run eagerly only, and the mask covers the cache's fixed slots.
     _can_compile_fullgraph = True
     _no_split_modules = ["TransformerEncoderLayer", "TransformerDecoderLayer"]
+
+    @classmethod
+    def from_pretrained(cls, *args, strict: bool = True, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing weights that do not fit the config.
+
+        A checkpoint that lacks weights its config.json describes (say 6 encoder layers against weights of 4)
+        or holds NaN/inf would load with a warning and translate garbage. `strict=False` loads it anyway (the
+        missing weights start at random, as when a model is grown to be fine-tuned); with
+        `output_loading_info=True` the caller gets the library's report (missing, unexpected, mismatched keys)
+        to act on, and nothing is refused.
+        """
+        wants_report = kwargs.get("output_loading_info", False)
+        model, report = super().from_pretrained(*args, **{**kwargs, "output_loading_info": True})
+        if wants_report:
+            return model, report
+        if strict:
+            source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+            _check_loaded_weights(model, report["missing_keys"], source)
+        return model
 
     def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
         """The base method resizes the input (encoder) embedding and the output layer; with untied embeddings
@@ -623,6 +671,7 @@ class TransformerDecoder(TransformerPreTrainedModel):
         # padding and without a cached prefix, no tensor is built and the backend applies causality itself.
         self_mask = None
         if attention_mask is not None:
+            _check_mask_values(attention_mask, "decoder_attention_mask")
             if attention_mask.shape[0] != batch or attention_mask.shape[1] not in (tgt_len, past_length + tgt_len):
                 raise ValueError(
                     f"`decoder_attention_mask` has shape {tuple(attention_mask.shape)} but the decoder input is "
