@@ -47,11 +47,8 @@ CHILD = textwrap.dedent(
         "short_lengths": [len(tok(r["translation_text"], add_special_tokens=False)["input_ids"])
                           for r in translator(sentences, batch_size=3, num_beams=1, max_new_tokens=5)],
     }
-    try:
-        translator("")
-        report["empty"] = "accepted"
-    except ValueError as e:
-        report["empty"] = str(e)
+    report["empty"] = translator("")
+    report["batch_with_empty"] = translator([sentences[0], "", "   ", sentences[1]], batch_size=2, num_beams=2)
     report["project_modules"] = sorted(m for m in sys.modules if m.split(".")[0] in ("modeling", "configuration", "training"))
     print(json.dumps(report))
     """
@@ -96,8 +93,40 @@ def test_translation_pipeline_without_the_project(model_folder, tmp_path):
     assert all(n <= 5 for n in r["short_lengths"]), r["short_lengths"]
     # Batches of 2 (padded) give the sentences' own beam-2 translations.
     assert [x["translation_text"] for x in r["batched"]] == r["direct_beam2"]
-    assert "empty" in r["empty"] and r["empty"] != "accepted"
+    # An empty text translates to an empty one, also inside a batch, whose other sentences are unchanged.
+    assert r["empty"] == [{"translation_text": ""}]
+    assert [x["translation_text"] for x in r["batch_with_empty"]] == [r["direct_beam2"][0], "", "", r["direct_beam2"][1]]
 
     if model_folder == SHIPPED:  # the real model translates
         assert "Mann" in r["single"][0]["translation_text"], r["single"]
         assert "Hunde" in r["batched"][1]["translation_text"], r["batched"]
+
+
+RESAVE = textwrap.dedent(
+    """
+    folder, again = sys.argv[2], sys.argv[3]
+
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
+
+    torch.set_num_threads(1)
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder, trust_remote_code=True)
+    model.save_pretrained(again)
+    AutoTokenizer.from_pretrained(folder, trust_remote_code=True).save_pretrained(again)
+    translator = pipeline("translation", model=again, trust_remote_code=True)
+    print(json.dumps({"files": sorted(os.listdir(again)),
+                      "translation": translator("A man is riding a bike.", num_beams=1)[0]["translation_text"],
+                      "original": pipeline("translation", model=folder, trust_remote_code=True)(
+                          "A man is riding a bike.", num_beams=1)[0]["translation_text"]}))
+    """
+)
+
+
+def test_a_loaded_and_resaved_model_keeps_its_pipeline(model_folder, tmp_path):
+    """save_pretrained of a model loaded as remote code writes the pipeline file its config.json declares, so
+    the re-saved folder is still a complete Hub repository that pipeline(...) can load."""
+    result = run_without_project("import os\n" + RESAVE, [model_folder, tmp_path / "again"], tmp_path, timeout=900,
+                                 TOKENIZERS_PARALLELISM="false")
+    r = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "pipeline_translation.py" in r["files"] and "modeling_transformer.py" in r["files"], r["files"]
+    assert r["translation"] == r["original"] and r["translation"]

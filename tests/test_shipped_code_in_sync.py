@@ -8,7 +8,7 @@ SHIPPED = ROOT / "space" / "model"
 SOURCES = {
     "modeling_transformer.py": "modeling/modeling_transformer.py",
     "configuration_transformer.py": "configuration/configuration_transformer.py",
-    "pipeline_translation.py": "training/hub_files/pipeline_translation.py",
+    "pipeline_translation.py": "modeling/pipeline_translation.py",
 }
 REFRESH = "cp " + " ".join(SOURCES.values()) + " space/model/"
 

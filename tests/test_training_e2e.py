@@ -198,7 +198,7 @@ def test_model_folder_is_a_complete_hub_repository(trained_run):
         "num_beams": 4, "length_penalty": 0.6, "early_stopping": True, "max_length": 40, "bos_token_id": 1,
         "eos_token_id": 2, "pad_token_id": 0, "decoder_start_token_id": 1}
     with open(os.path.join(folder, "pipeline_translation.py"), encoding="utf-8") as fh:
-        with open(os.path.join(ROOT, "training", "hub_files", "pipeline_translation.py"), encoding="utf-8") as ref:
+        with open(os.path.join(ROOT, "modeling", "pipeline_translation.py"), encoding="utf-8") as ref:
             assert fh.read() == ref.read()
     for name in ("configuration_transformer.py", "modeling_transformer.py", "pipeline_translation.py"):
         with open(os.path.join(folder, name), encoding="utf-8") as fh:

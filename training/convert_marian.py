@@ -37,7 +37,7 @@ import sys
 import tempfile
 
 from .evaluate import looks_local
-from .export import HUB_FILES, LANGUAGE_NAMES, PIPELINE, replace_problem, use_section
+from .export import LANGUAGE_NAMES, PIPELINE, replace_problem, use_section
 
 logger = logging.getLogger("training.convert_marian")
 
@@ -441,7 +441,6 @@ def convert(src: str, out: str, overwrite: bool = False, command: str | None = N
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; OUT gets the usual permissions
         model.config.custom_pipelines = PIPELINE
         model.save_pretrained(tmp)
-        shutil.copyfile(os.path.join(HUB_FILES, "pipeline_translation.py"), os.path.join(tmp, "pipeline_translation.py"))
         copied = copy_tokenizer_files(folder, tmp)
         with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as fh:
             fh.write(model_card(src, is_hub, folder, model, difference, command, copied))

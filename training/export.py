@@ -21,7 +21,6 @@ from .run_config import TrainConfig, checkpoint_problem, complete_checkpoints, f
 
 logger = logging.getLogger("training")
 
-HUB_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub_files")
 LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech"}
 PIPELINE = {"translation": {"impl": "pipeline_translation.TranslationPipeline", "pt": ["AutoModelForSeq2SeqLM"], "type": "text"}}
 
@@ -117,7 +116,6 @@ def save_hub_folder(model, tokenizer, folder: str, card: str | None = None, resu
         backend.no_truncation()
         backend.no_padding()
     tokenizer.save_pretrained(tmp)
-    shutil.copyfile(os.path.join(HUB_FILES, "pipeline_translation.py"), os.path.join(tmp, "pipeline_translation.py"))
     if results is not None:
         with open(os.path.join(tmp, "eval_results.json"), "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=2)

@@ -11,6 +11,8 @@ This file imports only torch, transformers and its sibling `configuration_transf
 """
 
 import math
+import os
+import shutil
 from collections.abc import Callable
 
 import torch
@@ -450,6 +452,31 @@ def _check_mask_values(mask: torch.Tensor | None, name: str) -> None:
                          "Pass the mask the tokenizer returned.")
 
 
+PIPELINE_FILE = "pipeline_translation.py"  # the `pipeline("translation", ...)` every saved folder ships
+
+
+def _pipeline_source(config: TransformerConfig) -> str | None:
+    """Where the pipeline file is: beside this code (the project, or a remote-code copy that fetched it), or in
+    the folder or Hub cache the model was loaded from."""
+    candidates = [os.path.join(os.path.dirname(os.path.abspath(__file__)), PIPELINE_FILE)]
+    origin = str(getattr(config, "_name_or_path", "") or "")
+    if origin:
+        candidates.append(os.path.join(origin, PIPELINE_FILE))
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(origin, PIPELINE_FILE)
+            if not isinstance(cached, str) and not os.path.isdir(origin):
+                from huggingface_hub import hf_hub_download
+
+                cached = hf_hub_download(origin, PIPELINE_FILE)  # a Hub model whose pipeline was never fetched
+            if isinstance(cached, str):
+                candidates.append(cached)
+        except Exception:  # not a Hub id, or offline
+            pass
+    return next((path for path in candidates if os.path.isfile(path)), None)
+
+
 def _check_loaded_weights(model: nn.Module, missing: list[str], source) -> None:
     if missing:
         shown = ", ".join(sorted(missing)[:3]) + (", ..." if len(missing) > 3 else "")
@@ -474,6 +501,21 @@ class TransformerPreTrainedModel(PreTrainedModel):
     # checks that read the data run eagerly only, and the mask covers the cache's fixed slots.
     _can_compile_fullgraph = True
     _no_split_modules = ["TransformerEncoderLayer", "TransformerDecoderLayer"]
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, plus the custom pipeline file config.json declares
+        (`custom_pipelines`), so that a loaded and re-saved model stays a complete Hub folder."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if "translation" not in (getattr(self.config, "custom_pipelines", None) or {}):
+            return
+        target = os.path.join(save_directory, PIPELINE_FILE)
+        source = _pipeline_source(self.config)
+        if source is None:
+            raise FileNotFoundError(f"config.json declares the translation pipeline but {PIPELINE_FILE} was not "
+                                    f"found beside the model's code or in {self.config._name_or_path}: copy it into "
+                                    f"{save_directory} (or drop `custom_pipelines` from the config).")
+        if os.path.abspath(source) != os.path.abspath(target):
+            shutil.copyfile(source, target)
 
     @classmethod
     def from_pretrained(cls, *args, strict: bool = True, **kwargs):

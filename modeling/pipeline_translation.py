@@ -5,7 +5,7 @@ declared under `custom_pipelines` in config.json, brings it back with the same c
 
     translator = pipeline("translation", model="path/or/hub-id", trust_remote_code=True)
     translator("A man is riding a bike.", num_beams=4)          # [{"translation_text": "..."}]
-    translator(["...", "..."], batch_size=16, max_new_tokens=64)
+    translator(["...", "", "..."], batch_size=16, max_new_tokens=64)  # an empty text gives ""
 
 Only torch and transformers are imported, so it runs where the project is not installed.
 """
@@ -29,15 +29,18 @@ class TranslationPipeline(Pipeline):
 
     def __call__(self, inputs, **kwargs):
         if isinstance(inputs, str):
-            return super().__call__([inputs], **kwargs)[0]
-        if isinstance(inputs, (list, tuple)) and all(isinstance(x, str) for x in inputs):
-            result = super().__call__(list(inputs), **kwargs)
-            return [r[0] if isinstance(r, list) and len(r) == 1 else r for r in result]
-        raise TypeError(f"translation expects a string or a list of strings, got {type(inputs).__name__}.")
+            return [self([inputs], **kwargs)[0]]  # [{"translation_text": ...}], as the built-in task gave
+        if not (isinstance(inputs, (list, tuple)) and all(isinstance(x, str) for x in inputs)):
+            raise TypeError(f"translation expects a string or a list of strings, got {type(inputs).__name__}.")
+        # An empty (or blank) text translates to an empty one; the others go to the model, batched as asked.
+        results = [{"translation_text": ""} for _ in inputs]
+        todo = [i for i, text in enumerate(inputs) if text.strip()]
+        if todo:
+            for i, r in zip(todo, super().__call__([inputs[i] for i in todo], **kwargs)):
+                results[i] = r[0] if isinstance(r, list) and len(r) == 1 else r
+        return results
 
     def preprocess(self, text, truncation=True, max_length=None):
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("translation got an empty text; pass a sentence to translate.")
         max_length = max_length or self.tokenizer.model_max_length
         return self.tokenizer(text, return_tensors="pt", truncation=truncation, max_length=max_length)
 
