@@ -440,3 +440,27 @@ def test_resume_with_a_damaged_settings_file_names_it(tmp_path):
     (out / "train_config.json").write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(SystemExit, match=r"is damaged \(it holds an array, not an object of settings\)"):
         parse_args(["--output-dir", str(out), "--resume"])
+
+
+def test_a_model_too_large_for_this_machine_is_refused_before_any_work(tmp_path):
+    from training.run_config import physical_memory
+
+    report = refuse("--output-dir", str(tmp_path / "run"), "--d-model", "1000000000", "--attention-heads", "8")
+    have = physical_memory() / 2**30
+    assert re.fullmatch(r"training: bad configuration:\n  - the model would have [\d,]+ parameters: training needs "
+                        rf"about [\d,.]+ GiB for its weights, gradients and Adam's two moments alone, more than this "
+                        rf"machine's {have:,.1f} GiB; choose a smaller --d-model, --ffn-dim, --vocab-size or fewer "
+                        r"layers", report["message"]), report["message"]
+    assert report["heavy"] == [] and not (tmp_path / "run").exists()  # nothing left behind to block a rerun
+
+
+def test_parameter_count_is_the_models():
+    from conftest import tiny_config
+
+    from modeling import TransformerForConditionalGeneration
+
+    config = TrainConfig(d_model=32, ffn_dim=64, encoder_layers=2, decoder_layers=3, attention_heads=2, vocab_size=400)
+    model = TransformerForConditionalGeneration(tiny_config(
+        vocab_size=400, d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_layers=2, decoder_layers=3,
+        encoder_attention_heads=2, decoder_attention_heads=2))
+    assert config.parameter_count() == sum(p.numel() for p in model.parameters())

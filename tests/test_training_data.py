@@ -143,3 +143,25 @@ def test_same_source_and_target_language(tmp_path):
 def test_read_lines_keeps_inner_empty_lines(tmp_path):
     path = write(tmp_path, "x.en", "a\n\nb\n")
     assert read_lines(path) == ["a", "", "b"]
+
+
+def test_a_plain_file_beside_its_gzip_says_which_is_read(tmp_path, caplog):
+    write(tmp_path, "train.en", "A plain sentence.\n")
+    (tmp_path / "train.en.gz").write_bytes(b"not gzip at all")  # broken: it must not be the one read
+    write(tmp_path, "train.de", "Ein Satz.\n")
+    with caplog.at_level("WARNING", logger="training.data"):
+        corpus = load_corpus(str(tmp_path), "train", "en", "de")
+    assert corpus.source == ["A plain sentence."]
+    assert f"{tmp_path}: reading train.en; train.en.gz beside it is not read (remove one of the two)" in caplog.text
+
+
+def test_an_unreachable_hub_dataset_says_what_to_do(monkeypatch):
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # read at import: set where it is read
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DataError, match=r"Cannot load the Hub dataset 'nobody-here/no-such-dataset', split 'train' "
+                                        r"\(.*\)\. It needs a network \(or the Hub cache\); without one pass --data "
+                                        r"with a local folder of the Multi30k layout"):
+        load_corpus("nobody-here/no-such-dataset", "train", "en", "de")

@@ -8,6 +8,7 @@ with test_training_resume.py (whose resumed run must reproduce its losses) and t
 """
 
 import json
+import subprocess
 import os
 import sys
 import time
@@ -16,7 +17,7 @@ import pytest
 from conftest import ROOT
 from tiny_run import (
     CHECKPOINT_STATE_FILES, EMPTY_PAIRS, EVAL_LIMIT, EVAL_STEPS, LOGGING_STEPS, MAX_STEPS, SAVE_STEPS, read_json,
-    read_log, run, snapshot, train_command,
+    child_env, read_log, run, snapshot, train_command,
 )
 
 
@@ -373,3 +374,28 @@ def test_length_penalty_chosen_on_validation(trained_run, tmp_path):
     with open(os.path.join(out, "model", "README.md"), encoding="utf-8") as fh:
         card = fh.read()
     assert f"length penalty {float(chosen)} (transformers' `length ** alpha` form; chosen on val among 0, 0.6, 3)" in card
+
+
+def test_translate_refuses_input_that_is_not_utf8(trained_run, tmp_path):
+    latin1 = "Ein Mädchen läuft.\n".encode("latin-1")
+    result = subprocess.run([sys.executable, "-m", "training.translate", trained_run.model], input=latin1,
+                            cwd=ROOT, env=child_env(), capture_output=True, timeout=600)
+    stderr = result.stderr.decode()
+    assert result.returncode == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert "translate: the input is not UTF-8 text ('utf-8' codec can't decode byte 0xe4" in stderr
+    assert "convert it first, e.g. iconv -f latin1 -t utf-8." in stderr
+    (tmp_path / "in.txt").write_bytes(latin1)
+    result = run([sys.executable, "-m", "training.translate", trained_run.model, "--input", str(tmp_path / "in.txt")])
+    assert result.returncode == 1 and f"translate: {tmp_path / 'in.txt'} is not UTF-8 text" in result.stderr
+
+
+def test_a_model_folder_without_a_tokenizer_says_so(trained_run, tmp_path):
+    import shutil
+
+    from training.evaluate import load
+
+    folder = tmp_path / "no-tokenizer"
+    shutil.copytree(trained_run.model, folder, ignore=shutil.ignore_patterns("tokenizer*"))
+    with pytest.raises(SystemExit, match=r"the folder has no tokenizer \(none of tokenizer.json, tokenizer_config.json, "
+                                         r"source.spm\); save it beside the model: tokenizer.save_pretrained\(folder\)"):
+        load(str(folder))

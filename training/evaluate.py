@@ -51,11 +51,17 @@ def resolve_model(model_id: str, prog: str) -> str:
     return os.path.expanduser(model_id) if looks_local(model_id) else model_id
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "source.spm")
+
+
 def load(model_id: str):
     """A model and tokenizer exactly as a Hub user loads them (remote code)."""
     model_id = resolve_model(model_id, "cannot load a model")
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+    if os.path.isdir(model_id) and not any(os.path.isfile(os.path.join(model_id, name)) for name in TOKENIZER_FILES):
+        raise SystemExit(f"cannot load a model from {model_id!r}: the folder has no tokenizer (none of "
+                         f"{', '.join(TOKENIZER_FILES)}); save it beside the model: tokenizer.save_pretrained(folder).")
     try:
         # trust_remote_code here too: the folder's config.json has an auto_map, and without it transformers asks
         # on stdin whether to run the custom code (a prompt in the middle of `--json` output or a pipe).

@@ -168,7 +168,33 @@ class TrainConfig:
         if good("max_tokens", "max_length") and 0 < self.max_tokens < self.max_length:
             problems.append(f"max_tokens ({self.max_tokens}) must be 0 or at least max_length ({self.max_length}), "
                             "so that the longest pair fits in a batch")
+        size = ("vocab_size", "d_model", "ffn_dim", "encoder_layers", "decoder_layers")
+        if not self.init_from and good(*size) and (need := self.training_bytes()) > (have := physical_memory()) > 0:
+            problems.append(f"the model would have {self.parameter_count():,} parameters: training needs about "
+                            f"{need / 2**30:,.1f} GiB for its weights, gradients and Adam's two moments alone, more "
+                            f"than this machine's {have / 2**30:,.1f} GiB; choose a smaller --d-model, --ffn-dim, "
+                            "--vocab-size or fewer layers")
         return problems
+
+    def parameter_count(self) -> int:
+        """Parameters of the model these settings build (shared embeddings; biases and layer norms counted)."""
+        d, f = self.d_model, self.ffn_dim
+        attention, ffn, norm = 4 * d * d + 4 * d, 2 * d * f + f + d, 2 * d
+        encoder_layer = attention + ffn + 2 * norm
+        decoder_layer = 2 * attention + ffn + 3 * norm
+        return self.vocab_size * d + self.encoder_layers * encoder_layer + self.decoder_layers * decoder_layer
+
+    def training_bytes(self) -> int:
+        """fp32 weights, gradients and Adam's two moments: 16 bytes a parameter, before any activation."""
+        return 16 * self.parameter_count()
+
+
+def physical_memory() -> int:
+    """Bytes of RAM this machine has (0 where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def final_eval_limit(config: TrainConfig) -> int:

@@ -32,10 +32,17 @@ def main(argv=None) -> int:
         try:
             with open(args.input, encoding="utf-8") as fh:
                 lines = fh.read().splitlines()
-        except (OSError, UnicodeDecodeError) as e:
+        except OSError as e:
             raise SystemExit(f"translate: cannot read {args.input}: {e}")
+        except UnicodeDecodeError as e:
+            raise SystemExit(f"translate: {args.input} is not UTF-8 text ({e}); convert it first, e.g. "
+                             "iconv -f latin1 -t utf-8.")
     else:
-        lines = sys.stdin.read().splitlines()
+        try:
+            lines = sys.stdin.buffer.read().decode("utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise SystemExit(f"translate: the input is not UTF-8 text ({e}); convert it first, e.g. "
+                             "iconv -f latin1 -t utf-8.")
     from .translate_utils import translate_batch
 
     model, tokenizer = load(model_id)
