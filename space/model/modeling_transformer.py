@@ -119,8 +119,8 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Dropout (section 5.4): each element zeroed with probability p, the rest scaled by 1 / (1 - p).
 
     On CPU the mask comes from 15-bit random integers (kept where r >= round(p * 2^15)) instead of
-    `F.dropout`'s Bernoulli sampling, which costs about 3x more and was 20% of a training step; p is then
-    exact to 1.5e-5, and the scale uses that p so the expected value of every element is unchanged.
+    `F.dropout`'s Bernoulli sampling, which costs more (benchmarks/bench_model.py measures the training step);
+    p is then exact to 1.5e-5, and the scale uses that p so the expected value of every element is unchanged.
     """
     if not training or p == 0.0:
         return x
@@ -176,7 +176,7 @@ class TransformerAttention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = config.d_model // num_heads  # d_k = d_v = d_model / h
         self.scaling = self.head_dim**-0.5  # 1 / sqrt(d_k)
-        self.dropout = config.attention_dropout
+        self.attention_dropout = config.attention_dropout  # on the weights; the layers' `dropout` is the residual one
         # Read by the sdpa backend when no mask is passed: encoder and cross attention must not be causal.
         self.is_causal = is_causal
         self.layer_idx = layer_idx
@@ -241,7 +241,7 @@ class TransformerAttention(nn.Module):
             key,
             value,
             attention_mask,
-            dropout=self.dropout if self.training else 0.0,
+            dropout=self.attention_dropout if self.training else 0.0,
             scaling=self.scaling,
             is_causal=self.is_causal and attention_mask is None and query.shape[2] > 1,
         )
