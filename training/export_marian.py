@@ -1,0 +1,741 @@
+"""Export a model of this project to Marian's format (`MarianMTModel`), and from there to CTranslate2.
+
+    python -m training.export_marian MODEL OUT [--overwrite]
+    python -m training.export_marian MODEL OUT --ctranslate2 CT2_OUT [--quantization int8] [--overwrite]
+
+MODEL is a folder this project wrote (training.export, convert_marian) or a Hub id of one. OUT becomes a complete
+MarianMTModel folder: safetensors weights, config.json (model_type "marian", no remote code), the generation
+config, the tokenizer files and a model card naming MODEL. It is the inverse of `training.convert_marian`.
+
+The architectures are the same but for one detail: this project's sinusoids are interleaved (sin in dimension
+2i, cos in 2i + 1; section 3.5), Marian's are concatenated (all sines, then all cosines). That is a fixed
+permutation of the model dimension, so every weight that reads the residual stream (embeddings, q/k/v, fc1,
+lm_head: input columns) or writes it (out_proj, fc2: output rows and biases; every LayerNorm) is permuted, and
+the exported model computes the same function. A model already in Marian's layout (`sinusoidal_layout=
+"concatenated"`, e.g. one converted from OPUS-MT) is exported unpermuted.
+
+Before OUT exists, the folder is written beside it and loaded back as MarianMTModel + AutoTokenizer: on real
+sentences and on a padded batch covering the vocabulary, the logits must agree with MODEL's to 1e-4 and greedy
+and beam outputs must be the same tokens; then it is renamed into place. What MarianMTModel cannot represent is
+refused by name: learned positions, pre-LN (with its final LayerNorms), a LayerNorm epsilon other than 1e-5.
+
+Tokenizer: MarianTokenizer reads only SentencePiece files (source.spm, target.spm, vocab.json). A model with
+those (converted from OPUS-MT) keeps them; this project's own BPE tokenizer (`tokenizer.json`, from the
+`tokenizers` library) has no exact SentencePiece equivalent, so it is shipped as it is, with tokenizer_config.json
+naming `PreTrainedTokenizerFast` (the class transformers 4 knows by that name; transformers 5 loads it as
+TokenizersBackend): AutoTokenizer then loads it for a MarianMTModel folder, where it would otherwise look for
+MarianTokenizer's files. CTranslate2's converter builds its vocabulary from the same AutoTokenizer.
+
+Untied embeddings export too (MarianConfig's share_encoder_decoder_embeddings=false, tie_word_embeddings=false),
+but `convert_marian` refuses those, so only tied models make the round trip back.
+
+--ctranslate2 CT2_OUT also writes a CTranslate2 model of OUT (weights in --quantization, float32 by default,
+plus the tokenizer files), atomically, after checking its translations of the same sentences against
+MarianMTModel's: float32 must give the same tokens (greedy and beam), other types are written with their
+agreement reported. CTranslate2's own `ct2-transformers-converter` is not used for this: its Marian loader
+assumes OPUS-MT's layout, dropping the last token of the vocabulary (OPUS-MT's <pad>; here it then refuses the
+vocabulary size) and starting the decoder from a zero embedding instead of the decoder start token. The loader
+here is CTranslate2's BART loader with Marian's settings (post-LN, no embedding LayerNorm), which keeps both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+from .evaluate import looks_local
+from .export import MODEL_FOLDER_FILE, replace_problem
+
+TOLERANCE = 1e-4  # the largest logit difference accepted between MODEL and the exported MarianMTModel
+MAX_CHECK_LENGTH = 48  # generate() length cap of the check: enough for real sentences, quick for random models
+MARIAN_LAYER_NORM_EPS = 1e-5  # MarianMTModel's LayerNorms are torch's default; MarianConfig has no setting
+CHECK_SENTENCES = [
+    "A man in an orange hat starring at something.",
+    "A Boston Terrier is running on lush green grass in front of a white fence.",
+    "A girl in karate uniform breaking a stick with a front kick.",
+    "Five people wearing winter jackets and helmets stand in the snow, with snowmobiles in the background.",
+    "People are fixing the roof of a house.",
+    "Two dogs play in the water.",
+    "The animal didn't cross the street because it was too tired.",
+    "A little girl climbs into a wooden playhouse.",
+]
+SPM_TOKENIZER_FILES = ("source.spm", "target.spm", "vocab.json", "target_vocab.json", "tokenizer_config.json",
+                       "special_tokens_map.json", "added_tokens.json")
+FAST_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+# What a CTranslate2 model folder written here holds: only such a folder is replaced by --overwrite.
+CT2_FOLDER_FILE = re.compile(
+    r"model\.bin|config\.json|(shared|source|target)_vocabulary\.(json|txt)|vocabulary\.(json|txt)"
+    r"|(tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab|target_vocab)\.json|(source|target)\.spm"
+    r"|README\.md"
+)
+QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "float16", "bfloat16", "int8_float16", "int8_bfloat16")
+
+
+class ExportError(ValueError):
+    """MODEL cannot be exported exactly, or OUT cannot be written; the message says why and what to do."""
+
+
+# --------------------------------------------------------------------------------------------- the source
+
+
+def resolve_model(src: str) -> tuple[str, bool]:
+    """(a local folder holding MODEL, whether MODEL is a Hub id); a Hub id is downloaded as convert_marian does."""
+    if not looks_local(src):
+        from .convert_marian import ConversionError, resolve_source
+
+        try:
+            return resolve_source(src)
+        except ConversionError as e:
+            raise ExportError(str(e)) from None
+    path = os.path.expanduser(src)
+    if not os.path.isdir(path):
+        what = "is a file, not a model folder" if os.path.exists(path) else f"does not exist ({os.path.abspath(path)})"
+        raise ExportError(f"model {src!r} {what}; pass a folder this project wrote (one with config.json) or a Hub id.")
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise ExportError(f"model {src!r} is not a model folder (no config.json in it).")
+    return path, False
+
+
+def load_config(folder: str, src: str):
+    """MODEL's TransformerConfig, refusing a folder of another model type."""
+    from configuration import TransformerConfig
+
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as fh:
+            model_type = json.load(fh).get("model_type")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ExportError(f"cannot read {src}/config.json: {e}") from None
+    if model_type != "transformer":
+        raise ExportError(f"{src} is a {model_type!r} model (config.json model_type), not one of this project's "
+                          "('transformer'); only those are exported.")
+    try:
+        return TransformerConfig.from_pretrained(folder)
+    except ValueError as e:
+        raise ExportError(f"{src}/config.json is not a valid TransformerConfig: {e}") from None
+
+
+def refusals(config) -> list[str]:
+    """What in `config` MarianMTModel cannot represent exactly (empty when it exports)."""
+    from transformers.activations import ACT2FN
+
+    found = []
+    if config.position_embedding_type != "sinusoidal":
+        found.append(f"{config.position_embedding_type} positions (position_embedding_type): MarianMTModel's "
+                     "positions are always sinusoids it computes; MarianConfig has no learned positions.")
+    if config.normalize_before:
+        found.append("pre-LN residual blocks with a final LayerNorm on each stack (normalize_before=true): "
+                     "MarianMTModel is post-LN, LayerNorm(x + Sublayer(x)), with no final LayerNorm, and "
+                     "MarianConfig has no setting for either.")
+    if config.layer_norm_eps != MARIAN_LAYER_NORM_EPS:
+        found.append(f"LayerNorm epsilon {config.layer_norm_eps:g} (layer_norm_eps): MarianMTModel's LayerNorms use "
+                     f"{MARIAN_LAYER_NORM_EPS:g} and MarianConfig has no setting for it.")
+    if config.activation_function not in ACT2FN:
+        found.append(f"the activation {config.activation_function!r}: MarianConfig's activation_function takes "
+                     "transformers' ACT2FN names.")
+    return found
+
+
+def check_exportable(config, src: str) -> None:
+    if found := refusals(config):
+        raise ExportError(f"{src} cannot be exported exactly to MarianMTModel: it has {' It has '.join(found)} "
+                          "Keep this model in this project's format; only what Marian represents exactly is exported.")
+
+
+def load_model(folder: str, src: str):
+    """This project's model from `folder`, refusing a checkpoint with missing or unused weights."""
+    import modeling  # noqa: F401  (registers the classes)
+    from modeling import TransformerForConditionalGeneration
+
+    try:
+        model, info = TransformerForConditionalGeneration.from_pretrained(folder, output_loading_info=True)
+    except Exception as e:  # no weights, a damaged file: one line, not the loader's trace
+        raise ExportError(f"could not load {src}: {type(e).__name__}: {e}") from None
+    gaps = sorted(info.get("missing_keys") or []) + sorted(info.get("unexpected_keys") or [])
+    if gaps or info.get("mismatched_keys"):
+        raise ExportError(f"{src} is not a complete checkpoint (missing, unused or misshapen weights: "
+                          f"{', '.join(map(str, gaps[:5])) or info.get('mismatched_keys')}); it cannot be exported.")
+    return model.eval()
+
+
+def load_tokenizer(folder: str, src: str):
+    from transformers import AutoTokenizer
+
+    if not any(os.path.isfile(os.path.join(folder, name)) for name in ("tokenizer.json", "source.spm")):
+        raise ExportError(f"{src} has no tokenizer (tokenizer.json, or Marian's source.spm); a Marian folder needs "
+                          "one. Save the model's tokenizer into the folder first.")
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except Exception as e:
+        raise ExportError(f"could not load the tokenizer of {src}: {type(e).__name__}: {e}") from None
+
+
+# --------------------------------------------------------------------------------- the permutation
+
+
+def residual_permutation(config):
+    """Index p with marian_hidden = our_hidden[..., p]: the interleaved sin/cos dimensions (0, 2, 4, ... are the
+    sines, 1, 3, 5, ... the cosines) in Marian's order, sines first; the identity for a concatenated model."""
+    import torch
+
+    d = config.d_model
+    if config.sinusoidal_layout == "concatenated":
+        return torch.arange(d)
+    return torch.cat([torch.arange(0, d, 2), torch.arange(1, d, 2)])
+
+
+def residual_axis(name: str) -> int | None:
+    """Which axis of the weight `name` (this project's names) runs along the residual stream: 1 for a weight that
+    reads it, 0 for one that writes it (and LayerNorms), None for one inside a sublayer. Unknown names raise."""
+    if "layer_norm" in name or re.search(r"\.(out_proj|fc2)\.(weight|bias)$", name):
+        return 0
+    if re.search(r"\.(q_proj|k_proj|v_proj|fc1)\.weight$", name) or re.search(r"(embed_tokens|shared)\.weight$", name):
+        return 1
+    if name == "lm_head.weight":
+        return 1
+    if re.search(r"\.(q_proj|k_proj|v_proj|fc1)\.bias$", name) or name == "lm_head.bias":
+        return None
+    raise ExportError(f"no rule for the weight {name}: it is not known whether it touches the residual stream, "
+                      "so the model cannot be permuted safely. Nothing was written.")
+
+
+def permute_residual(state: dict, permutation) -> dict:
+    """`state` (this project's names) with the model dimension permuted: state[name] indexed by `permutation`
+    along its residual axis. Indexing is exact, so the inverse permutation gives the tensors back bit for bit."""
+    permuted = {}
+    for name, tensor in state.items():
+        axis = residual_axis(name)
+        permuted[name] = tensor if axis is None else tensor.index_select(axis, permutation).contiguous()
+    return permuted
+
+
+def marian_names(state: dict) -> dict:
+    """This project's names to MarianMTModel's: the feed-forward layers sit in the layer itself, and the logits'
+    bias is the (1, V) buffer `final_logits_bias`."""
+    renamed = {}
+    for name, tensor in state.items():
+        if name == "lm_head.bias":
+            renamed["final_logits_bias"] = tensor.reshape(1, -1)
+        else:
+            renamed[name.replace(".ffn.fc1.", ".fc1.").replace(".ffn.fc2.", ".fc2.")] = tensor
+    return renamed
+
+
+# ------------------------------------------------------------------------------------------ the export
+
+
+def marian_config(config):
+    """The MarianConfig of a MarianMTModel computing what this project's model with `config` computes."""
+    from transformers import MarianConfig
+
+    c = config
+    return MarianConfig(
+        vocab_size=c.vocab_size, decoder_vocab_size=c.vocab_size, d_model=c.d_model,
+        encoder_layers=c.encoder_layers, decoder_layers=c.decoder_layers,
+        encoder_attention_heads=c.encoder_attention_heads, decoder_attention_heads=c.decoder_attention_heads,
+        encoder_ffn_dim=c.encoder_ffn_dim, decoder_ffn_dim=c.decoder_ffn_dim,
+        activation_function=c.activation_function, max_position_embeddings=c.max_position_embeddings,
+        dropout=float(c.dropout), attention_dropout=float(c.attention_dropout),
+        activation_dropout=float(c.activation_dropout),
+        init_std=float(c.init_std if c.init_std is not None else c.d_model ** -0.5),
+        scale_embedding=bool(c.scale_embedding),
+        share_encoder_decoder_embeddings=bool(c.tie_word_embeddings), tie_word_embeddings=bool(c.tie_word_embeddings),
+        pad_token_id=c.pad_token_id, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
+        decoder_start_token_id=c.decoder_start_token_id,
+        forced_eos_token_id=None,  # MarianConfig's default (0) would force a token this model never forces
+        use_cache=True, architectures=["MarianMTModel"],
+    )
+
+
+def to_marian(model):
+    """A MarianMTModel holding `model`'s weights, permuted into Marian's sinusoid layout, in their dtype."""
+    from transformers import MarianMTModel
+
+    marian = MarianMTModel(marian_config(model.config)).to(model.dtype)
+    weights = marian_names(permute_residual(model.state_dict(), residual_permutation(model.config)))
+    result = marian.load_state_dict(weights, strict=False)
+    left = [k for k in result.missing_keys if "embed_positions" not in k and k != "final_logits_bias"]
+    if left or result.unexpected_keys:  # a mapping gap: never save a half-random model
+        raise ExportError(f"weights left unmapped: missing {left[:5]}, unexpected {result.unexpected_keys[:5]}; "
+                          "nothing was written.")
+    marian.tie_weights()
+    marian.generation_config = copy.deepcopy(model.generation_config)  # decoding as the source decodes
+    return marian.eval()
+
+
+# ------------------------------------------------------------------------------------------ the check
+
+
+def beam_settings(generation_config) -> dict:
+    """The beam search both engines run in the check: the model's own beams and length penalty (4 beams for a
+    greedy model), stopping once that many hypotheses are finished (early_stopping, as CTranslate2 stops)."""
+    beams = generation_config.num_beams if (generation_config.num_beams or 1) > 1 else 4
+    penalty = float(generation_config.length_penalty or 1.0)
+    return {"num_beams": beams, "length_penalty": penalty, "early_stopping": True}
+
+
+def check_length(generation_config) -> int:
+    return min(generation_config.max_length or MAX_CHECK_LENGTH, MAX_CHECK_LENGTH)
+
+
+def decode_both(source, exported, batch: dict, **settings) -> tuple:
+    import torch
+
+    with torch.no_grad():
+        return (source.generate(**batch, do_sample=False, **settings),
+                exported.generate(**batch, do_sample=False, **settings))
+
+
+def max_logit_difference(source, exported, batch: dict, decoder_input_ids) -> float:
+    """Largest |logit difference| over the decoder positions generation reads: up to each row's first end token
+    (the padding after it is never decoded from)."""
+    import torch
+
+    inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  decoder_input_ids=decoder_input_ids)
+    is_end = (decoder_input_ids == source.config.eos_token_id).int()
+    decoded = (is_end.cumsum(1) - is_end) == 0  # no end token before this position
+    with torch.no_grad():
+        difference = (source(**inputs).logits.float() - exported(**inputs).logits.float()).abs().amax(-1)
+    return difference[decoded].max().item()
+
+
+def compare(source, exported, tokenizer) -> dict:
+    """How `exported` (MarianMTModel) agrees with `source` on CHECK_SENTENCES and on convert_marian's padded batch
+    over the vocabulary: the largest logit difference, and whether greedy and beam outputs are equal."""
+    from .convert_marian import check_batch
+
+    limit = source.config.max_position_embeddings  # Marian has positions up to here only
+    batch = dict(tokenizer(CHECK_SENTENCES, return_tensors="pt", padding=True, truncation=True, max_length=limit))
+    length = min(check_length(source.generation_config), limit)
+    greedy = decode_both(source, exported, batch, num_beams=1, max_length=length)
+    beam = decode_both(source, exported, batch, max_length=length, **beam_settings(source.generation_config))
+    random_batch = check_batch(source.config)
+    shifted = source.prepare_decoder_input_ids_from_labels(random_batch["labels"])
+    difference = max(max_logit_difference(source, exported, batch, greedy[0]),
+                     max_logit_difference(source, exported, batch, beam[0]),
+                     max_logit_difference(source, exported, random_batch, shifted))
+    return {"max_logit_difference": difference, "same_greedy": same_tokens(*greedy), "same_beam": same_tokens(*beam),
+            "sentences": len(CHECK_SENTENCES)}
+
+
+def same_tokens(a, b) -> bool:
+    return a.shape == b.shape and bool((a == b).all())
+
+
+def check_agreement(found: dict, src: str) -> None:
+    difference = found["max_logit_difference"]
+    if not difference <= TOLERANCE or not found["same_greedy"] or not found["same_beam"]:
+        raise ExportError(
+            f"the exported MarianMTModel does not reproduce {src} (max logit difference {difference:.3g}, greedy "
+            f"outputs {'equal' if found['same_greedy'] else 'different'}, beam outputs "
+            f"{'equal' if found['same_beam'] else 'different'}); nothing was written."
+        )
+
+
+def check_tokenizer(source_tokenizer, folder: str) -> str:
+    """The class AutoTokenizer loads from the written `folder`, refusing one that tokenizes differently."""
+    from transformers import AutoTokenizer
+
+    try:
+        loaded = AutoTokenizer.from_pretrained(folder)
+    except Exception as e:
+        raise ExportError(f"AutoTokenizer cannot load the exported tokenizer: {type(e).__name__}: {e}; nothing was "
+                          "written.") from None
+    if (loaded(CHECK_SENTENCES)["input_ids"] != source_tokenizer(CHECK_SENTENCES)["input_ids"]
+            or loaded.get_vocab() != source_tokenizer.get_vocab()):
+        raise ExportError("the exported tokenizer does not tokenize as the model's own; nothing was written.")
+    return type(loaded).__name__
+
+
+# ----------------------------------------------------------------------------------------- the folder
+
+
+def write_tokenizer(folder: str, out: str) -> list[str]:
+    """The source's tokenizer files in `out`: Marian's SentencePiece files as they are, or this project's
+    tokenizer.json with tokenizer_config.json naming PreTrainedTokenizerFast (MarianTokenizer cannot read it)."""
+    if os.path.isfile(os.path.join(folder, "source.spm")):
+        from .convert_marian import copy_tokenizer_files
+
+        return copy_tokenizer_files(folder, out)
+    copied = []
+    for name in FAST_TOKENIZER_FILES:
+        if name != "tokenizer_config.json" and os.path.isfile(os.path.join(folder, name)):
+            shutil.copyfile(os.path.join(folder, name), os.path.join(out, name))
+            copied.append(name)
+    settings = {}
+    path = os.path.join(folder, "tokenizer_config.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as fh:
+            settings = json.load(fh)
+    settings["tokenizer_class"] = "PreTrainedTokenizerFast"  # not TokenizersBackend: transformers 4 knows this one
+    for key in ("is_local", "local_files_only"):  # how the source was loaded, not a setting of the tokenizer
+        settings.pop(key, None)
+    with open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8") as fh:
+        json.dump(settings, fh, indent=2, ensure_ascii=False)
+    return [*copied, "tokenizer_config.json"]
+
+
+def source_license(folder: str) -> tuple[str | None, list[str]]:
+    from .convert_marian import source_card
+
+    card = source_card(folder)
+    langs = card.get("language") or []
+    return card.get("license"), [langs] if isinstance(langs, str) else [str(x) for x in langs]
+
+
+def model_card(src: str, is_hub: bool, folder: str, config, found: dict, tokenizer_class: str, command: str) -> str:
+    from huggingface_hub import ModelCard, ModelCardData
+
+    license_, langs = source_license(folder)
+    link = f"[{src}](https://huggingface.co/{src})" if is_hub else f"`{src}`"
+    data = ModelCardData(language=langs or None, license=license_ or "unknown", library_name="transformers",
+                         pipeline_tag="translation", tags=["translation", "marian", "vanilla-transformer"],
+                         base_model=src if is_hub else None)
+    layout = ("already in Marian's layout (`sinusoidal_layout=\"concatenated\"`), so the weights are copied unpermuted"
+              if config.sinusoidal_layout == "concatenated" else
+              "interleaved there (sin in dimension 2i, cos in 2i + 1) and concatenated in Marian (all sines, then all "
+              "cosines); the export permutes the model dimension of every weight that reads or writes the residual "
+              "stream accordingly")
+    license_line = (f"The weights are {src}'s, under its license: **{license_}**." if license_ else
+                    f"The source's model card states no license: check {src}'s terms before you use or share it.")
+    content = f"""---
+{data.to_yaml()}
+---
+
+# {os.path.basename(src.rstrip('/'))} as a MarianMTModel
+
+{link}, a model of vanilla-transformer (the Transformer of "Attention Is All You Need"), exported to
+transformers' `MarianMTModel`: no remote code is needed. {license_line}
+
+- the only difference between the two architectures is the sinusoid layout: {layout}
+- exact: on {found['sentences']} real sentences and a padded batch over the vocabulary the logits differ from the
+  source's by at most {found['max_logit_difference']:.1e}, and greedy and beam-search outputs are the same tokens
+- tokenizer: loaded by `AutoTokenizer` as `{tokenizer_class}`
+- Marian computes positions only up to `max_position_embeddings` ({config.max_position_embeddings}); the source
+  extends its sinusoids to any length
+
+## Use
+
+```python
+from transformers import AutoTokenizer, MarianMTModel
+
+model = MarianMTModel.from_pretrained("<this folder>")
+tokenizer = AutoTokenizer.from_pretrained("<this folder>")
+batch = tokenizer(["{CHECK_SENTENCES[-2]}"], return_tensors="pt")
+print(tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True))
+```
+
+For CTranslate2 use `python -m training.export_marian {src} OUT --ctranslate2 CT2_OUT`, not
+`ct2-transformers-converter`: CTranslate2's Marian loader assumes OPUS-MT's vocabulary, whose last token is the
+<pad> it drops (here it refuses the vocabulary size), and starts the decoder from a zero embedding, not from
+the decoder start token this model starts from.
+
+## Reproduce
+
+```
+{command}
+```
+"""
+    ModelCard(content)  # parses the YAML header: a malformed card fails here
+    return content
+
+
+def is_model_folder(path: str, model_type: str, names_rule) -> bool:
+    """`path` holds nothing but files `names_rule` accepts, and a config.json of `model_type` (None: any)."""
+    names = os.listdir(path)
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as fh:
+            found = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    return (all(names_rule.fullmatch(n) for n in names) and isinstance(found, dict)
+            and (model_type is None or found.get("model_type") == model_type))
+
+
+def out_problem(out: str, overwrite: bool, kind: str) -> str | None:
+    """Why OUT (a `kind` folder: "marian" or "ctranslate2") may not be written, or None. Not empty needs
+    --overwrite, and even then OUT must hold nothing but a model: one of this project's (replace_problem's
+    rule), a Marian folder of the same files, or a CTranslate2 model written here."""
+    if not os.path.lexists(out):
+        return None if os.path.isdir(os.path.dirname(out)) else f"the folder that would hold {out} does not exist."
+    if not os.path.isdir(out) or os.path.islink(out):
+        return f"{out} is not a folder; name a folder (it is created)."
+    if not os.listdir(out):
+        return None
+    if not overwrite:
+        return f"output folder {out} exists and is not empty; pass --overwrite to replace it."
+    if kind == "marian" and is_model_folder(out, "marian", MODEL_FOLDER_FILE):
+        return None
+    if (kind == "ctranslate2" and os.path.isfile(os.path.join(out, "model.bin"))
+            and is_model_folder(out, None, CT2_FOLDER_FILE)):
+        return None
+    problem = replace_problem(out, "output folder")
+    return None if problem is None else f"--overwrite refused: {problem}"
+
+
+def check_paths(src: str, out: str, ct2_out: str | None, overwrite: bool) -> tuple[str, str | None]:
+    """OUT and CT2_OUT as absolute paths, refused when either may not be written or would replace the source."""
+    out = os.path.abspath(os.path.expanduser(out))
+    ct2_out = os.path.abspath(os.path.expanduser(ct2_out)) if ct2_out else None
+    source = os.path.abspath(os.path.expanduser(src)) if os.path.exists(os.path.expanduser(src)) else None
+    for path in filter(None, (out, ct2_out)):
+        if source and os.path.commonpath([path, source]) == path:
+            raise ExportError(f"output folder {path} is or contains the model {source}; writing it would replace the "
+                              "model being exported. Name another output folder.")
+    if ct2_out and (os.path.commonpath([out, ct2_out]) in (out, ct2_out)):
+        raise ExportError(f"the CTranslate2 folder {ct2_out} and the Marian folder {out} overlap; name two separate "
+                          "folders.")
+    for path, kind in ((out, "marian"), (ct2_out, "ctranslate2")):
+        if path and (problem := out_problem(path, overwrite, kind)):
+            raise ExportError(problem)
+    return out, ct2_out
+
+
+def temporary_folder(out: str) -> str:
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".partial", dir=os.path.dirname(out))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; OUT gets the usual permissions
+    return tmp
+
+
+def move_into_place(tmp: str, out: str) -> None:
+    """Rename `tmp` to `out`; an existing (empty or --overwrite) `out` is moved aside first, then removed. Its files
+    get the usual permissions (some writers make private temporary files)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in os.listdir(tmp):
+        os.chmod(os.path.join(tmp, name), 0o666 & ~umask)
+    if os.path.isdir(out):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".old", dir=os.path.dirname(out))
+        os.replace(out, os.path.join(old, "previous"))
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def write_marian(model, tokenizer, folder: str, tmp: str) -> tuple[dict, str]:
+    """Save the MarianMTModel of `model` into `tmp` and check it as written: ({agreement}, tokenizer class)."""
+    from transformers import MarianMTModel
+
+    to_marian(model).save_pretrained(tmp)
+    write_tokenizer(folder, tmp)
+    tokenizer_class = check_tokenizer(tokenizer, tmp)
+    exported = MarianMTModel.from_pretrained(tmp).eval()
+    return compare(model, exported, tokenizer), tokenizer_class
+
+
+def export(src: str, out: str, overwrite: bool = False, command: str | None = None, ct2_out: str | None = None,
+           quantization: str = "float32") -> dict:
+    """Export MODEL `src` to the MarianMTModel folder `out` (and CTranslate2 `ct2_out`); returns what was checked."""
+    out, ct2_out = check_paths(src, out, ct2_out, overwrite)  # before any download: a refused OUT costs nothing
+    if ct2_out:
+        ctranslate2_module()  # not installed: say so before the export's work
+    folder, is_hub = resolve_model(src)
+    config = load_config(folder, src)
+    check_exportable(config, src)
+    if ct2_out:
+        check_ctranslate2_activation(config.activation_function)  # before OUT is written, too
+    model, tokenizer = load_model(folder, src), load_tokenizer(folder, src)
+    command = command or f"python -m training.export_marian {src} {os.path.basename(out)}"
+    tmp = temporary_folder(out)
+    try:
+        found, tokenizer_class = write_marian(model, tokenizer, folder, tmp)
+        check_agreement(found, src)
+        with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as fh:
+            fh.write(model_card(src, is_hub, folder, config, found, tokenizer_class, command))
+        move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result = {"out": out, **found, "tokenizer_class": tokenizer_class}
+    if ct2_out:
+        result["ctranslate2"] = to_ctranslate2(out, ct2_out, quantization, overwrite)
+    return result
+
+
+# -------------------------------------------------------------------------------------------- CTranslate2
+
+
+def ctranslate2_module():
+    try:
+        import ctranslate2
+    except ImportError:
+        raise ExportError("--ctranslate2 needs the ctranslate2 package, which is not installed: "
+                          "pip install ctranslate2") from None
+    return ctranslate2
+
+
+def check_ctranslate2_activation(activation: str) -> None:
+    from ctranslate2.converters.transformers import _SUPPORTED_ACTIVATIONS
+
+    if activation not in _SUPPORTED_ACTIVATIONS:
+        raise ExportError(f"CTranslate2 has no {activation!r} activation (it has "
+                          f"{', '.join(sorted(_SUPPORTED_ACTIVATIONS))}); this model cannot be converted to it. "
+                          "Nothing was written.")
+
+
+def exact_marian_loader():
+    """CTranslate2's loader for a MarianMTModel as it is: its BART loader with Marian's post-LN and no embedding
+    LayerNorm. Unlike its Marian loader, it keeps the whole vocabulary and starts the decoder from the config's
+    decoder_start_token_id, as transformers does (OPUS-MT's <pad>-last, zero-embedding start is not assumed)."""
+    from ctranslate2.converters.transformers import BartLoader
+
+    class ExactMarianLoader(BartLoader):
+        @property
+        def architecture_name(self):
+            return "MarianMTModel"
+
+        def get_model_spec(self, model):
+            check_ctranslate2_activation(model.config.activation_function)
+            model.config.normalize_before = False
+            model.config.normalize_embedding = False
+            return super().get_model_spec(model)
+
+    return ExactMarianLoader()
+
+
+def ctranslate2_converter(marian, tokenizer):
+    from ctranslate2.converters import Converter
+
+    class MarianConverter(Converter):
+        def _load(self):
+            return exact_marian_loader()(marian, tokenizer)
+
+    return MarianConverter()
+
+
+def ctranslate2_translate(translator, tokenizer, sentences: list[str], beam_size: int, length_penalty: float,
+                          max_length: int) -> list[list[int]]:
+    """Token ids of CTranslate2's translations, decoded as transformers' generate() decodes: the length that the
+    penalty divides by counts the end token, and max_length counts the start token."""
+    tokens = [tokenizer.convert_ids_to_tokens(ids) for ids in tokenizer(sentences)["input_ids"]]
+    results = translator.translate_batch(tokens, beam_size=beam_size, length_penalty=length_penalty,
+                                         max_decoding_length=max_length - 1, return_end_token=True)
+    return [tokenizer.convert_tokens_to_ids(r.hypotheses[0]) for r in results]
+
+
+def torch_translate(model, tokenizer, sentences: list[str], **settings) -> list[list[int]]:
+    """generate()'s token ids without the start token and the padding after the end token."""
+    import torch
+
+    batch = tokenizer(sentences, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        output = model.generate(**batch, do_sample=False, **settings)
+    ids = []
+    for row in output[:, 1:].tolist():
+        end = row.index(model.config.eos_token_id) + 1 if model.config.eos_token_id in row else len(row)
+        ids.append(row[:end])
+    return ids
+
+
+def ctranslate2_agreement(model, tokenizer, folder: str) -> dict:
+    """Of CHECK_SENTENCES, how many CTranslate2 (the model in `folder`) translates as `model.generate()` does, greedy
+    and with beam search."""
+    import ctranslate2
+
+    translator = ctranslate2.Translator(folder, device="cpu", inter_threads=1, intra_threads=1)
+    length = check_length(model.generation_config)
+    beam = beam_settings(model.generation_config)
+    agree = {}
+    for name, settings in (("greedy", {"num_beams": 1}), ("beam", beam)):
+        ours = torch_translate(model, tokenizer, CHECK_SENTENCES, max_length=length, **settings)
+        theirs = ctranslate2_translate(translator, tokenizer, CHECK_SENTENCES, settings["num_beams"],
+                                       beam["length_penalty"], length)
+        agree[name] = sum(a == b for a, b in zip(ours, theirs))
+    return {**agree, "sentences": len(CHECK_SENTENCES)}
+
+
+def to_ctranslate2(marian_folder: str, ct2_out: str, quantization: str = "float32", overwrite: bool = False) -> dict:
+    """Convert the MarianMTModel folder `marian_folder` to a CTranslate2 model in `ct2_out` (its tokenizer files
+    copied beside), atomically. float32 must translate CHECK_SENTENCES as MarianMTModel does (greedy and beam);
+    other quantizations are written with their agreement reported."""
+    from transformers import AutoTokenizer, MarianMTModel
+
+    ctranslate2_module()
+    if quantization not in QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}.")
+    ct2_out = os.path.abspath(os.path.expanduser(ct2_out))
+    if problem := out_problem(ct2_out, overwrite, "ctranslate2"):
+        raise ExportError(problem)
+    tokenizer = AutoTokenizer.from_pretrained(marian_folder)
+    tmp = temporary_folder(ct2_out)
+    try:
+        # A copy of its own: CTranslate2's quantization changes the weights it is handed, in place.
+        converted = MarianMTModel.from_pretrained(marian_folder).eval()
+        ctranslate2_converter(converted, tokenizer).convert(tmp, quantization=quantization, force=True)
+        del converted
+        copy_tokenizer(marian_folder, tmp)
+        agree = ctranslate2_agreement(MarianMTModel.from_pretrained(marian_folder).eval(), tokenizer, tmp)
+        if quantization == "float32":
+            check_ctranslate2_agreement(agree, ct2_out)
+        move_into_place(tmp, ct2_out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"out": ct2_out, "quantization": quantization, **agree}
+
+
+def copy_tokenizer(marian_folder: str, out: str) -> None:
+    for name in sorted(set(SPM_TOKENIZER_FILES + FAST_TOKENIZER_FILES)):
+        if os.path.isfile(os.path.join(marian_folder, name)):
+            shutil.copyfile(os.path.join(marian_folder, name), os.path.join(out, name))
+
+
+def check_ctranslate2_agreement(agree: dict, ct2_out: str) -> None:
+    n = agree["sentences"]
+    if agree["greedy"] < n or agree["beam"] < n:
+        raise ExportError(f"CTranslate2 (float32) translates differently from MarianMTModel (greedy {agree['greedy']}/"
+                          f"{n}, beam {agree['beam']}/{n} sentences equal); {ct2_out} was not written.")
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+
+
+def summary(result: dict) -> str:
+    lines = [f"wrote {result['out']} (MarianMTModel; max logit difference to the source: "
+             f"{result['max_logit_difference']:.2g}; greedy and beam outputs equal on {result['sentences']} sentences; "
+             f"tokenizer: {result['tokenizer_class']})"]
+    if ct2 := result.get("ctranslate2"):
+        lines.append(f"wrote {ct2['out']} (CTranslate2, {ct2['quantization']}; translations equal to MarianMTModel's: "
+                     f"greedy {ct2['greedy']}/{ct2['sentences']}, beam {ct2['beam']}/{ct2['sentences']})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.export_marian",
+        description="Export a model of this project to an exact MarianMTModel folder (and CTranslate2).",
+    )
+    parser.add_argument("model", help="a model folder this project wrote, or its Hub id")
+    parser.add_argument("out", help="output folder: a complete MarianMTModel folder")
+    parser.add_argument("--ctranslate2", metavar="CT2_OUT", help="also write a CTranslate2 model of OUT here")
+    parser.add_argument("--quantization", default="float32", choices=QUANTIZATIONS,
+                        help="CTranslate2 weight type (default float32)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT (and CT2_OUT) when not empty")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    command = " ".join(["python -m training.export_marian", args.model, args.out,
+                        *(["--ctranslate2", args.ctranslate2, "--quantization", args.quantization]
+                          if args.ctranslate2 else []),
+                        *(["--overwrite"] if args.overwrite else [])])
+    try:
+        result = export(args.model, args.out, overwrite=args.overwrite, command=command, ct2_out=args.ctranslate2,
+                        quantization=args.quantization)
+    except ExportError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    print(summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
