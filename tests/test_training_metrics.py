@@ -35,3 +35,32 @@ def test_quotes_and_apostrophes_match_the_official_escaping(data_dir):
     assert sacrebleu.corpus_bleu(moses_lc_tokenize(hyps, "de"), [[official[i] for i in quoted]],
                                  tokenize="none").score == pytest.approx(100.0)
     assert "&quot;" in " ".join(moses_lc_tokenize(hyps, "de"))
+
+
+def test_moses_data_is_the_text_the_official_tokenised_references_were_made_from(data_dir, tmp_path):
+    """The lowercased tokenised training text (Wu et al.'s conditions): val made this way and scored as a
+    system output by the tokenised BLEU reproduces the official references (BLEU ~100); Moses' escaping is
+    left to the metric, as the official files have it."""
+    import gzip
+
+    from training.data import read_lines
+    from training.moses_data import prepare
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for lang in ("en", "de"):
+        os.symlink(os.path.join(data_dir, f"val.{lang}.gz"), src / f"val.{lang}.gz")
+    os.symlink(os.path.join(data_dir, "tok"), src / "tok")
+    out = tmp_path / "lc-tok"
+    assert prepare(str(src), str(out)) == ["val.de.gz", "val.en.gz"]
+    prepared = read_lines(str(out / "val.de.gz"))
+    raw = read_lines(os.path.join(data_dir, "val.de.gz"))
+    assert len(prepared) == len(raw) and prepared[0] == prepared[0].lower()
+    with gzip.open(out / "tok" / "val.lc.norm.tok.de.gz", "rt", encoding="utf-8") as fh:
+        assert "&quot;" in fh.read()  # the official files are escaped; the training text is not
+    assert not any("&quot;" in line or "&apos;" in line for line in prepared)
+    result = score(prepared, raw, "de", data_folder=str(out), split="val")
+    assert result["bleu_lc_tok_references"].endswith("val.lc.norm.tok.de.gz")
+    assert result["bleu_lc_tok"] > 99.5, result
+    with pytest.raises(SystemExit, match=r"exists and is not an empty folder; name a new one"):
+        prepare(str(src), str(out))
