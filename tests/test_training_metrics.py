@@ -51,6 +51,7 @@ def test_moses_data_is_the_text_the_official_tokenised_references_were_made_from
     for lang in ("en", "de"):
         os.symlink(os.path.join(data_dir, f"val.{lang}.gz"), src / f"val.{lang}.gz")
     os.symlink(os.path.join(data_dir, "tok"), src / "tok")
+    (src / "README.md").write_text("# not a split\n", encoding="utf-8")
     out = tmp_path / "lc-tok"
     assert prepare(str(src), str(out)) == ["val.de.gz", "val.en.gz"]
     prepared = read_lines(str(out / "val.de.gz"))

@@ -32,8 +32,13 @@ def moses_lc(lines: list[str], lang: str) -> list[str]:
 
 
 def split_files(src: str) -> list[tuple[str, str]]:
-    """(file name, language) of every split file in SRC, e.g. ("train.en.gz", "en")."""
-    found = [(name, m.group("lang")) for name in sorted(os.listdir(src)) if (m := SPLIT_FILE.match(name))]
+    """(file name, language) of every split file in SRC, e.g. ("train.en.gz", "en"): the files of each split
+    that comes in at least two languages (parallel text; a README.md is not a split)."""
+    matches = [(name, m) for name in sorted(os.listdir(src)) if (m := SPLIT_FILE.match(name))]
+    languages = {}
+    for _, m in matches:
+        languages.setdefault(m.group("split"), set()).add(m.group("lang"))
+    found = [(name, m.group("lang")) for name, m in matches if len(languages[m.group("split")]) >= 2]
     if not found:
         raise SystemExit(f"moses_data: {src} holds no {{split}}.{{lang}}[.gz] files (the Multi30k layout).")
     return found
