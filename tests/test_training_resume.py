@@ -298,27 +298,32 @@ def test_resume_past_a_corrupt_last_checkpoint(trained_run, tmp_path):
     assert checkpoint_problem(str(out / "model"), weights_only=True) is None  # finite
 
 
-def poison(path):
-    """Every weight NaN, as a diverged run saves them (the file itself is sound)."""
+def poison(path, value=float("nan")):
+    """Every weight `value` (NaN by default, as a diverged run saves them); the file itself is sound."""
     import torch
     from safetensors.torch import load_file, save_file
 
-    save_file({k: torch.full_like(v, float("nan")) for k, v in load_file(path).items()}, path, metadata={"format": "pt"})
+    save_file({k: torch.full_like(v, value) for k, v in load_file(path).items()}, path, metadata={"format": "pt"})
 
 
 def test_a_run_whose_loss_stops_being_finite_stops_naming_the_step(trained_run, tmp_path):
-    """Fine-tuning a model whose weights are NaN: the first step's loss is NaN, and the run stops there with a
-    message naming the step, instead of logging a loss of 0, saving NaN checkpoints and exporting them."""
+    """Fine-tuning a model whose weights are finite but huge (1e30): the first step's loss is not finite, and the
+    run stops there with a message naming the step, instead of logging a loss of 0, saving NaN checkpoints and
+    exporting them. A model whose weights are NaN is refused before any training."""
     import shutil
 
     broken = tmp_path / "broken"
     shutil.copytree(trained_run.model, broken)
     poison(broken / "model.safetensors")
+    result = run(train_command(tmp_path / "nan-run", trained_run.data, "--init-from", str(broken)))
+    assert result.returncode == 1 and "the weights are not finite (NaN or inf, first in " in result.stderr, \
+        result.stderr[-3000:]
+    poison(broken / "model.safetensors", 1e30)
     out, export = tmp_path / "run", tmp_path / "export"
     result = run(train_command(out, trained_run.data, "--init-from", str(broken), "--export-dir", str(export)))
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert re.search(r"training: the loss is nan at step 1 \(learning rate [\d.e-]+\): training diverged and "
+    assert re.search(r"training: the loss is (nan|inf) at step 1 \(learning rate [\d.e-]+\): training diverged and "
                      r"stopped, and nothing was exported\. Lower --learning-rate", result.stderr), result.stderr[-2000:]
     assert complete_checkpoints(str(out / "checkpoints")) == []
     assert not (out / "model").exists() and not export.exists()
