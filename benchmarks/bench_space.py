@@ -8,8 +8,11 @@
    clients each sending R `translate` requests; every answer is checked against the translation of the
    same sentence made before the load. Reports p50/p95 latency, errors, throughput, and the server's
    resident memory (RSS) after warm-up and after each round.
+3. Mixed load: a fresh server, 16 clients x 20 requests each, half translations and half the other
+   endpoints (`MIXED_CALLS`); p50/p95 per endpoint, the server's RSS before and after.
 
     python benchmarks/bench_space.py [--model PATH_OR_HUB_ID] [--quick] [--json results.json]
+    python benchmarks/bench_space.py --model space/model --only-mixed     # only the mixed load
 
 Prints a Markdown table (ready for space/README.md) and then the JSON of all numbers.
 """
@@ -26,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +54,7 @@ LOAD_SENTENCES = [
     "A woman in a red dress is walking her dog along the beach.",
 ]
 TARGET_MS = 300.0
+MIXED_TRANSLATE_P95_MS = 3000.0  # `/translate` under 16 clients x 20 mixed requests, 2 cores
 IMPORTANCE_TARGET_S = 2.0  # issue 5: head importance of a 15-word sentence with the shipped model
 
 
@@ -185,10 +190,11 @@ def _wait_until_up(url: str, proc: subprocess.Popen, log_path: str, timeout: flo
     raise SystemExit(f"bench_space: the app did not answer at {url} within {timeout:.0f} s (log: {log_path})")
 
 
-def start_server(model: str | None, port: int | None = None, threads: int | None = None) -> tuple[subprocess.Popen, str, str]:
-    """`python space/app.py` on a free local port; returns (process, url, log path)."""
+def start_server(model: str | None, port: int | None = None, threads: int | None = None,
+                 app: str = os.path.join(SPACE, "app.py")) -> tuple[subprocess.Popen, str, str]:
+    """`python space/app.py` (or another `app`) on a free local port; returns (process, url, log path)."""
     port = port or _free_port()
-    cmd = [sys.executable, os.path.join(SPACE, "app.py"), "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, app, "--host", "127.0.0.1", "--port", str(port)]
     if model:
         cmd += ["--model", model]
     if threads is not None:
@@ -264,6 +270,88 @@ def load_test(url: str, clients: int = 8, requests: int = 25, rounds: int = 1, p
     }
 
 
+# The mixed load: each client walks through these calls in turn (from a different start), so half of all
+# requests are translations and the other half are spread over the other endpoints.
+MIXED_CALLS = [
+    ("/translate", lambda s: (s,)),
+    ("/attention", lambda s: (s,)),
+    ("/translate", lambda s: (s, 1)),
+    ("/walkthrough", lambda s: (s, "cross", 0, 0, "", "")),
+    ("/translate", lambda s: (s,)),
+    ("/head_importance", lambda s: (s,)),
+    ("/translate", lambda s: (s, 1)),
+    ("/logit_lens", lambda s: (s,)),
+    ("/translate", lambda s: (s,)),
+    ("/ablate", lambda s: (s, ["cross L1 H1"])),
+]
+
+
+def mixed_load_test(url: str, clients: int = 16, requests: int = 20, pid: int | None = None,
+                    sentences: list[str] = LOAD_SENTENCES, calls=MIXED_CALLS) -> dict:
+    """`clients` concurrent clients x `requests` calls each, mixed over the endpoints (`calls`); every
+    translation is checked against the one made before the load. p50/p95 per endpoint, RSS before/after."""
+    from gradio_client import Client
+
+    warm = Client(url, verbose=False)
+    expected = {(s, args[1:]): warm.predict(*args, api_name="/translate")[0]
+                for s in sentences for name, make in calls if name == "/translate" for args in [make(s)]}
+    for name, make in calls:  # every endpoint once, so that warm-up allocations are not counted
+        warm.predict(*make(sentences[0]), api_name=name)
+    rss_before = rss_mb(pid) if pid else None
+
+    # Every client connects (reads the app's config and API) before the load starts: only requests are timed.
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        connected = list(pool.map(lambda _: Client(url, verbose=False), range(clients)))
+    start = threading.Barrier(clients)
+
+    def one_client(index: int) -> tuple[list[tuple[str, float]], list[str]]:
+        timings, errors = [], []
+        client = connected[index]
+        start.wait()
+        for i in range(requests):
+            name, make = calls[(index + i) % len(calls)]
+            sentence = sentences[(index + i) % len(sentences)]
+            args = make(sentence)
+            t0 = time.perf_counter()
+            try:
+                answer = client.predict(*args, api_name=name)
+            except Exception as err:  # noqa: BLE001 - every failure is counted and reported
+                errors.append(f"client {index} request {i} {name}: {err!r}")
+                continue
+            timings.append((name, (time.perf_counter() - t0) * 1000))
+            if name == "/translate" and answer[0] != expected[(sentence, args[1:])]:
+                errors.append(f"client {index} request {i}: wrong translation {answer[0]!r}")
+            elif isinstance(answer, dict) and "error" in answer:
+                errors.append(f"client {index} request {i} {name}: {answer['error']}")
+        return timings, errors
+
+    timings, all_errors = [], []
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        for client_timings, errors in pool.map(one_client, range(clients)):
+            timings += client_timings
+            all_errors += errors
+    wall = time.perf_counter() - t0
+    endpoints = {}
+    for name in dict.fromkeys(name for name, _ in calls):
+        latencies = [ms for n, ms in timings if n == name]
+        endpoints[name] = {"requests": len(latencies), "p50_ms": percentile(latencies, 50),
+                           "p95_ms": percentile(latencies, 95)}
+    total = clients * requests
+    return {
+        "clients": clients,
+        "requests_per_client": requests,
+        "requests": total,
+        "answered_correctly": total - len(all_errors),
+        "errors": len(all_errors),
+        "error_samples": all_errors[:5],
+        "wall_s": wall,
+        "throughput_rps": len(timings) / wall if wall else float("nan"),
+        "endpoints": endpoints,
+        "rss_mb": {"before": rss_before, "after": rss_mb(pid) if pid else None},
+    }
+
+
 # --- a stand-in model for smoke runs ---------------------------------------------------------------------
 def make_smoke_model(folder: str) -> str:
     """A tiny untrained model with a tokenizer, saved like a Hub folder: lets `--quick` run on a fresh clone
@@ -327,6 +415,19 @@ def markdown_table(results: dict) -> str:
         lines.append(f"| load throughput | {load['throughput_rps']:.1f} requests/s |")
         rss = " → ".join(f"{fmt(v, ' MiB')} ({k.replace('_', ' ')})" for k, v in load["rss_mb"].items())
         lines.append(f"| server RSS | {rss} |")
+    mixed = results.get("mixed_load")
+    if mixed:
+        lines.append(
+            f"| mixed load: {mixed['clients']} clients × {mixed['requests_per_client']} requests over "
+            f"{len(mixed['endpoints'])} endpoints | {mixed['answered_correctly']}/{mixed['requests']} correct, "
+            f"{mixed['errors']} errors, {mixed['throughput_rps']:.1f} requests/s |"
+        )
+        for name, row in mixed["endpoints"].items():
+            verdict = (" ✓" if row["p95_ms"] < MIXED_TRANSLATE_P95_MS else " ✗") if name == "/translate" else ""
+            lines.append(f"| mixed load `{name}` ({row['requests']} requests) p50 / p95 | {fmt(row['p50_ms'], ' ms')} / "
+                         f"{fmt(row['p95_ms'], ' ms')}{verdict} |")
+        rss = mixed["rss_mb"]
+        lines.append(f"| mixed load server RSS | {fmt(rss['before'], ' MiB')} (before) → {fmt(rss['after'], ' MiB')} (after) |")
     lines.append(f"| machine | {results['machine']} |")
     return "\n".join(lines)
 
@@ -339,6 +440,11 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=25)
     parser.add_argument("--rounds", type=int, default=2, help="load rounds; RSS is read after each")
+    parser.add_argument("--mixed-clients", type=int, default=16, help="clients of the mixed load (0: skip it)")
+    parser.add_argument("--mixed-requests", type=int, default=20, help="requests per client of the mixed load")
+    parser.add_argument("--only-mixed", action="store_true", help="only the mixed load (no server time, no load)")
+    parser.add_argument("--app", default=os.path.join(SPACE, "app.py"),
+                        help="the app to serve (default: this checkout's space/app.py; another checkout's to compare)")
     parser.add_argument("--skip-load", action="store_true", help="only the in-process server time")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--threads", type=int, default=1,
@@ -346,6 +452,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.clients, args.requests, args.rounds = 3, 2, 3, 1
+        args.mixed_clients, args.mixed_requests = 2, 5
 
     from translation_engine import ModelSourceError, load_bundle, resolve_model_source
 
@@ -387,32 +494,42 @@ def run(args, source, bundle, smoke: bool = False) -> int:
         "target_ms": TARGET_MS,
         "server_time": [],
     }
-    beams = [bundle.default_num_beams] + ([1] if bundle.default_num_beams != 1 else [])
-    for num_beams in beams:
-        results["server_time"].append(measure_server_time(bundle, repeats=args.repeats, num_beams=num_beams))
-    results["pictures"] = measure_pictures(bundle, repeats=max(3, args.repeats // 4))
-    results["importance_target_s"] = IMPORTANCE_TARGET_S
-    results["head_importance"] = measure_head_importance(bundle, repeats=max(2, args.repeats // 4),
-                                                         threads=(1, default_threads))
-
-    if not args.skip_load:
-        proc, url, log_path = start_server(source.ref, threads=args.threads)
-        try:
-            results["load"] = load_test(url, args.clients, args.requests, args.rounds, pid=proc.pid)
-        finally:
-            stop_server(proc)
-        if results["load"]["errors"]:
-            results["server_log"] = log_path  # kept for a look at what went wrong
-        else:
-            os.remove(log_path)
+    if not args.only_mixed:
+        beams = [bundle.default_num_beams] + ([1] if bundle.default_num_beams != 1 else [])
+        for num_beams in beams:
+            results["server_time"].append(measure_server_time(bundle, repeats=args.repeats, num_beams=num_beams))
+        results["pictures"] = measure_pictures(bundle, repeats=max(3, args.repeats // 4))
+        results["importance_target_s"] = IMPORTANCE_TARGET_S
+        results["head_importance"] = measure_head_importance(bundle, repeats=max(2, args.repeats // 4),
+                                                             threads=(1, default_threads))
+    if not args.skip_load and not args.only_mixed:
+        results["load"] = with_server(args, source, lambda url, pid: load_test(url, args.clients, args.requests,
+                                                                               args.rounds, pid=pid), results)
+    if not args.skip_load and args.mixed_clients:
+        results["mixed_load"] = with_server(args, source, lambda url, pid: mixed_load_test(
+            url, args.mixed_clients, args.mixed_requests, pid=pid), results)
 
     print(markdown_table(results))
     print(json.dumps(results, indent=2, ensure_ascii=False))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=2, ensure_ascii=False)
-    load = results.get("load")
-    return 1 if load and load["errors"] else 0
+    failed = any(results.get(name, {}).get("errors") for name in ("load", "mixed_load"))
+    return 1 if failed else 0
+
+
+def with_server(args, source, measure, results: dict) -> dict:
+    """`measure(url, pid)` against a fresh `python space/app.py` (or `--app`); its log is kept on errors."""
+    proc, url, log_path = start_server(source.ref, threads=args.threads, app=args.app)
+    try:
+        measured = measure(url, proc.pid)
+    finally:
+        stop_server(proc)
+    if measured["errors"]:
+        results.setdefault("server_logs", []).append(log_path)  # kept for a look at what went wrong
+    else:
+        os.remove(log_path)
+    return measured
 
 
 if __name__ == "__main__":

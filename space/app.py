@@ -14,6 +14,7 @@ tab modules in `OPTIONAL_TABS` that can be imported adds a tab (see `discover_ta
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib
 import importlib.util
 import logging
@@ -33,6 +34,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+import api_args  # noqa: E402
+
 from encdec_lens.attention import AttentionData  # noqa: E402
 from encdec_lens.heads import FAMILIES, FAMILY_SIDES, FAMILY_TITLES  # noqa: E402
 from encdec_lens.plots import head_grid_image, heatmap_image  # noqa: E402
@@ -40,6 +43,7 @@ from safe_html import TOKEN_CSS, links_html, status_html, tokens_html, visible  
 from translation_engine import (  # noqa: E402
     BOX_MAX_CHARS,
     EMPTY_MESSAGE,
+    MAX_BATCH_SENTENCES,
     MAX_INPUT_CHARS,
     ModelBundle,
     ModelSourceError,
@@ -47,13 +51,19 @@ from translation_engine import (  # noqa: E402
     resolve_model_source,
 )
 
+# Image captions first (the kind of sentence the model learnt from), then the sentence people come for.
+SEED_EXAMPLE = "The animal didn't cross the street because it was too tired."
 EXAMPLES = [
-    "The animal didn't cross the street because it was too tired.",
     "A man in a blue shirt is standing on a ladder cleaning windows.",
     "Two young children are playing with a ball in the park.",
     "A woman in a red dress is walking her dog along the beach.",
     "A group of people are sitting at a table in a busy restaurant.",
+    SEED_EXAMPLE,
 ]
+SEED_NOTE = (f"The last example, *{SEED_EXAMPLE}*, is the sentence about what “it” refers to, not an image caption: "
+             "it lies outside what this model learnt from (Multi30k captions), so expect a fluent but wrong "
+             "translation (a negation or a because-clause may be lost). It is here for its attention to “it”; the "
+             "captions above it show what the model translates well.")
 
 EXPLAINER = """\
 **What you are looking at.** Each row is one token *attending* (the query), each column a token it can
@@ -72,6 +82,8 @@ HEAD_MEAN = "mean"
 TRANSLATION = "translation"  # the name under which ViewKeys records the main tab's translations
 SOURCE_INFO = (f"The box keeps at most {BOX_MAX_CHARS:,} characters and drops the rest of a longer paste; the "
                f"model reads the first {MAX_INPUT_CHARS:,} characters, up to {{tokens}} subword tokens.")
+M_ARENA_MAX = -8  # glibc's mallopt parameter for the number of malloc arenas
+MAX_UPLOAD_BYTES = 0  # no component takes a file: every non-empty upload is refused (HTTP 413)
 LOG = logging.getLogger("space")
 
 
@@ -132,15 +144,18 @@ class ViewKeys:
         return outputs if self.is_current(request, key, name) else gr.skip()
 
 
-def quiet_range_errors(slider: gr.Slider) -> gr.Slider:
-    """`slider`, refusing an out-of-range value (only a hand-made API call sends one) with Gradio's own message
-    to the caller, but logging one line instead of a traceback on the server's console.
+def checked_slider(slider: gr.Slider, name: str) -> gr.Slider:
+    """`slider`, refusing what only a hand-made API call sends: a value that is not a whole number (`"abc"`, null,
+    a list) with a message naming the API argument `name` and its range, an out-of-range value with Gradio's
+    own message; either way the server's console gets one line instead of a traceback.
 
     The instance's `preprocess` is wrapped (a subclass of a Gradio component would make Gradio write a `.pyi`
     stub next to this file)."""
     check = slider.preprocess
 
     def preprocess(payload):
+        if not api_args.is_whole_number(payload):
+            api_args.refuse(name, payload, f"a whole number from {slider.minimum:g} to {slider.maximum:g}")
         try:
             return check(payload)
         except gr.Error as err:
@@ -149,6 +164,18 @@ def quiet_range_errors(slider: gr.Slider) -> gr.Slider:
 
     slider.preprocess = preprocess
     return slider
+
+
+def checked_textbox(textbox: gr.Textbox, name: str) -> gr.Textbox:
+    """`textbox`, refusing a value that is not a string (a list, a number) from a hand-made API call with a
+    message naming the API argument `name`; null stays the empty text."""
+    read = textbox.preprocess
+
+    def preprocess(payload):
+        return read(api_args.text(name, payload))
+
+    textbox.preprocess = preprocess
+    return textbox
 
 
 @dataclass
@@ -300,17 +327,17 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
         with gr.Tab("Translate & attention", id="translate"):
             with gr.Row():
                 with gr.Column():
-                    source = gr.Textbox(label=f"Source ({bundle.language_pair.split(' → ')[0]})", lines=3,
-                                        placeholder="Type an English sentence…", elem_id="src",
-                                        max_length=BOX_MAX_CHARS,
-                                        info=SOURCE_INFO.format(tokens=bundle.max_source_tokens))
+                    source = checked_textbox(gr.Textbox(
+                        label=f"Source ({bundle.language_pair.split(' → ')[0]})", lines=3,
+                        placeholder="Type an English sentence…", elem_id="src", max_length=BOX_MAX_CHARS,
+                        info=SOURCE_INFO.format(tokens=bundle.max_source_tokens)), "text")
                     with gr.Row():
-                        beam_size = quiet_range_errors(gr.Slider(
+                        beam_size = checked_slider(gr.Slider(
                             1, 8, value=bundle.default_num_beams, step=1, label="Beam size (1 = greedy)",
-                            elem_id="beam-size"))
-                        max_new_tokens = quiet_range_errors(gr.Slider(
+                            elem_id="beam-size"), "beam_size")
+                        max_new_tokens = checked_slider(gr.Slider(
                             4, bundle.max_new_tokens_limit, value=bundle.default_max_new_tokens, step=1,
-                            label="Maximum output tokens", elem_id="max-new-tokens"))
+                            label="Maximum output tokens", elem_id="max-new-tokens"), "max_new_tokens")
                     button = gr.Button("Translate", variant="primary", elem_id="translate-btn")
                 with gr.Column():
                     translation = gr.Textbox(label=f"Translation ({bundle.language_pair.split(' → ')[1]})", lines=3,
@@ -319,6 +346,8 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
             # Filling the box is UI-only: not an API endpoint (Gradio's default, "undocumented", is still callable).
             gr.Examples(examples=[[e] for e in EXAMPLES], inputs=[source], label="Examples", elem_id="examples",
                         api_visibility="private")
+            if bundle.trained_on == "Multi30k":
+                gr.Markdown(SEED_NOTE, elem_id="examples-note")
             source_tokens = gr.HTML(label="source tokens", elem_id="src-tokens", css_template=TOKEN_CSS)
             target_tokens = gr.HTML(label="target tokens", elem_id="out-tokens", css_template=TOKEN_CSS)
 
@@ -360,6 +389,7 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
                 api_description="Translate a sentence. Returns the translation, then status, source-token and "
                                 "target-token HTML.",
                 trigger_mode="always_last",
+                concurrency_limit=MAX_BATCH_SENTENCES,  # concurrent translations share one generate() call
             )
 
             def explore(state, family_, layer_, head_, query_, request: gr.Request):
@@ -381,9 +411,10 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
                           max_new_tokens: int = bundle.default_max_new_tokens) -> dict:
                 """Translate, then return the tokens and every attention map as JSON:
                 `encoder`/`decoder`/`cross` are [layer][head][query][key]; see `layout` and `shapes`."""
-                return attention_json(bundle, text, beam_size, max_new_tokens)
+                return attention_json(bundle, api_args.text("text", text), api_args.whole_number("beam_size", beam_size),
+                                      api_args.whole_number("max_new_tokens", max_new_tokens))
 
-            gr.api(attention, api_name="attention")
+            gr.api(attention, api_name="attention", concurrency_limit=MAX_BATCH_SENTENCES)
 
         shared = SharedUI(bundle, source, translation, beam_size, max_new_tokens, attention_state, translate_event,
                           views)
@@ -401,6 +432,9 @@ def launch(demo: gr.Blocks, patience_s: float = 60.0, **kwargs):
     3-second timeout and then raising "When localhost is not accessible, a shareable link must be
     created". On a busy machine (CI, a training run next door) that fails although the server is fine,
     so the check is retried here for up to `patience_s` seconds.
+
+    Uploads are refused (`max_file_size=MAX_UPLOAD_BYTES` unless given): the app has no file input, and Gradio's
+    `/gradio_api/upload` otherwise stores any file of any size.
     """
     from gradio import networking
 
@@ -414,6 +448,7 @@ def launch(demo: gr.Blocks, patience_s: float = 60.0, **kwargs):
         return True
 
     networking.url_ok = patient_url_ok
+    kwargs.setdefault("max_file_size", MAX_UPLOAD_BYTES)
     try:
         return demo.launch(**kwargs)
     finally:
@@ -435,8 +470,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Let glibc's malloc keep at most `arenas` heaps. By default every thread that allocates gets a heap of its
+    own (up to 8 per core) and keeps what was freed there: with a translation in each of Gradio's worker threads
+    the server's RSS grew by hundreds of MiB under load. True when set; a no-op without glibc."""
+    try:
+        return ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas) == 1
+    except (OSError, AttributeError):
+        return False
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    limit_malloc_arenas()
     if args.threads:
         import torch
 

@@ -15,12 +15,14 @@ import unicodedata
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
+from batching import GenerateBatcher
 from encdec_lens.attention import AttentionData, build_attention_data, decoder_ids_from_generated
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL_DIR = os.path.join(HERE, "model")
 MAX_INPUT_CHARS = 2000  # longer text is cut before tokenising; the token limit below is the real one
 BOX_MAX_CHARS = 8000  # the text boxes keep at most this many characters (a longer paste is cut in the browser)
+MAX_BATCH_SENTENCES = 16  # concurrent translations served by one `generate()` call at most (see batching.py)
 ATTENTION_CACHE_SIZE = 32  # recent translations whose attention maps stay in memory (bounded: nothing grows)
 LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech", "es": "Spanish"}
 DEFAULT_LANGS = ("en", "de")  # the shipped model: Multi30k English -> German
@@ -160,7 +162,7 @@ def _script(ch: str) -> str:
 def _byte_spelled_share(text: str, tokenizer) -> float | None:
     """The share of non-space characters the tokenizer spells byte by byte or as <unk>; None if unknown."""
     try:
-        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     except (NotImplementedError, TypeError, ValueError):  # a slow tokenizer has no offsets
         return None
     if "offset_mapping" not in encoded:  # ... or returns none (SentencePiece's MarianTokenizer)
@@ -284,6 +286,8 @@ class ModelBundle:
         else:
             default_new = 128
         self.default_max_new_tokens = max(4, min(default_new, self.max_new_tokens_limit))
+        pad_id = next((i for i in (config.pad_token_id, tokenizer.pad_token_id, config.eos_token_id) if i is not None), 0)
+        self.batcher = GenerateBatcher(model, self.generation_config_for, int(pad_id), max_sentences=MAX_BATCH_SENTENCES)
 
     # --- description -----------------------------------------------------------------------------
     @property
@@ -330,12 +334,12 @@ class ModelBundle:
         if len(text) > MAX_INPUT_CHARS:
             boxed = f" (the text box keeps at most {BOX_MAX_CHARS:,})" if sent_length >= BOX_MAX_CHARS else ""
             notices.append(f"The text has {len(text):,} characters{boxed}; only the first {MAX_INPUT_CHARS:,} "
-                           "were read.")
+                           f"were read: the last {len(text) - MAX_INPUT_CHARS:,} were cut.")
             text = text[:MAX_INPUT_CHARS]
         reason = out_of_domain_reason(text, self.tokenizer, self.source_lang) if self.trained_on == "Multi30k" else None
         if reason:
             notices.append(out_of_domain_note(reason, self.source_lang))
-        full = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        full = self.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"]  # no "longer than" warning
         ids = full
         if len(full) > self.max_source_tokens:
             ids = self.tokenizer(text, truncation=True, max_length=self.max_source_tokens)["input_ids"]
@@ -343,7 +347,9 @@ class ModelBundle:
             tail = kept_text[-40:]
             notices.append(
                 f"Truncated: the text is {len(full)} subword tokens long and this model reads at most "
-                f"{self.max_source_tokens}, so only the part up to “…{tail}” was translated."
+                f"{self.max_source_tokens}, so only the part up to “…{tail}” was translated (the first "
+                f"{self.max_source_tokens} tokens, {len(full) - len(ids)} left out). Split a long text into sentences "
+                "and translate them one at a time."
             )
             text = kept_text
         return PreparedSource(text=text, input_ids=list(ids), notices=notices, original_tokens=len(full))
@@ -360,7 +366,7 @@ class ModelBundle:
         if bad is not None:
             raise ValueError(f"The translation contains a lone surrogate (\\u{ord(bad):04x}), which is not valid "
                              "Unicode text: send it as UTF-8.")
-        ids = self.tokenizer(text_target=text.strip())["input_ids"]
+        ids = self.tokenizer(text_target=text.strip(), verbose=False)["input_ids"]
         if len(ids) > self.max_new_tokens_limit:
             raise ValueError(f"The translation is {len(ids)} subword tokens long; this model writes at most "
                              f"{self.max_new_tokens_limit}.")
@@ -416,9 +422,9 @@ class ModelBundle:
 
     def translate(self, text, num_beams: int | None = None, max_new_tokens: int | None = None,
                   with_attention: bool = True) -> Translation:
-        """Translate one sentence; with `with_attention`, also one teacher-forced pass for the attention maps."""
-        import torch
+        """Translate one sentence; with `with_attention`, also one teacher-forced pass for the attention maps.
 
+        Safe to call from many threads at once: their `generate()` calls are served together (`batcher`)."""
         source = self.prepare(text)
         if source is None:
             return Translation(text="", source=None, notices=[EMPTY_MESSAGE])
@@ -426,17 +432,11 @@ class ModelBundle:
         num_beams = max(1, min(num_beams, 16))
         max_new_tokens = int(max_new_tokens or self.default_max_new_tokens)
         max_new_tokens = max(1, min(max_new_tokens, self.max_new_tokens_limit))
-        device = next(self.model.parameters()).device
-        input_ids = torch.tensor([source.input_ids], dtype=torch.long, device=device)
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            generated = self.model.generate(
-                input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                generation_config=self.generation_config_for(num_beams, max_new_tokens),
-            )
+        generated = self.batcher.generate(source.input_ids, num_beams, max_new_tokens)  # with concurrent requests
         generate_ms = (time.perf_counter() - t0) * 1000
         config = self.model.config
-        decoder_ids = decoder_ids_from_generated(generated[0].tolist(), config.eos_token_id, config.pad_token_id)
+        decoder_ids = decoder_ids_from_generated(generated, config.eos_token_id, config.pad_token_id)
         translation = self.tokenizer.decode(decoder_ids, skip_special_tokens=True).strip()
         notices = list(source.notices)
         if len(decoder_ids) - 1 >= max_new_tokens:
@@ -474,6 +474,7 @@ def load_bundle(source: ModelSource | str | None = None) -> ModelBundle:
 __all__ = [
     "BOX_MAX_CHARS",
     "EMPTY_MESSAGE",
+    "MAX_BATCH_SENTENCES",
     "ModelBundle",
     "ModelSource",
     "ModelSourceError",

@@ -90,6 +90,56 @@ def test_out_of_range_api_values_log_one_line_not_a_traceback(client, capsys, ca
     ]
 
 
+# A wrongly typed argument, as a hand-made call sends it, for every endpoint: the message the caller gets.
+WRONG_TYPES = [
+    ("/translate", (SENTENCE, "abc", 5), 'beam_size must be a whole number from 1 to 8; got "abc".'),
+    ("/translate", (SENTENCE, None, 5), "beam_size must be a whole number from 1 to 8; got null."),
+    ("/translate", (SENTENCE, 1.5, 5), "beam_size must be a whole number from 1 to 8; got 1.5."),
+    ("/translate", (SENTENCE, 1, [5]), "max_new_tokens must be a whole number from 4 to {limit}; got [5]."),
+    ("/translate", (["A dog."], 1, 5), 'text must be a string; got ["A dog."].'),
+    ("/attention", (SENTENCE, "abc"), 'beam_size must be a whole number; got "abc".'),
+    ("/attention", (SENTENCE, 1, None), "max_new_tokens must be a whole number; got null."),
+    ("/attention", (7,), "text must be a string; got 7."),
+    ("/ablate", (SENTENCE, 5), "heads must be a list of strings such as ['cross L1 H2']; got 5."),
+    ("/ablate", (SENTENCE, [1]), "heads must be a list of strings such as ['cross L1 H2']; got [1]."),
+    ("/ablate", (SENTENCE, [], "", True), "beam_size must be a whole number; got true."),
+    ("/head_importance", (SENTENCE, ["Ein Hund."]), 'translation must be a string; got ["Ein Hund."].'),
+    ("/logit_lens", (SENTENCE, "", "abc"), 'top_k must be a whole number from 1 to 10; got "abc".'),
+    ("/residual_stream", ({"text": "A dog."},), 'source must be a string; got {"text": "A dog."}.'),
+    ("/walkthrough", (SENTENCE, "encoder", None), "layer must be a whole number (0-based); got null."),
+    ("/walkthrough", (SENTENCE, 1), "kind must be a string; got 1."),
+    ("/walkthrough", (SENTENCE, "encoder", 0, 0, "", "", "yes"), 'full_table must be true or false; got "yes".'),
+    ("/logit_attribution", (SENTENCE, "", "last"), 'position must be a whole number (0-based, -1 = the last); got "last".'),
+    ("/activation_patching", (SENTENCE, 5), "corrupted must be a string; got 5."),
+]
+
+
+@pytest.mark.parametrize("endpoint, args, message", WRONG_TYPES, ids=[f"{e} {a[1:]!r}" for e, a, _ in WRONG_TYPES])
+def test_a_wrongly_typed_argument_gets_a_message_naming_it(client, bundle, capsys, caplog, endpoint, args, message):
+    """Not Gradio's "{"error": null}" and a traceback in the server's log: a message naming the argument and what
+    it takes, and one line in the log."""
+    import re
+
+    from gradio_client.exceptions import AppError
+
+    message = message.replace("{limit}", str(bundle.max_new_tokens_limit))
+    with caplog.at_level(logging.WARNING, logger="space"):
+        with pytest.raises(AppError, match=f"^{re.escape(message)}$"):
+            client.predict(*args, api_name=endpoint)
+    assert "Traceback" not in capsys.readouterr().err
+    assert [r.getMessage() for r in caplog.records if r.name == "space"] == [f"space/app.py: refused {message}"]
+
+
+def test_uploads_are_refused(server):
+    """The app has no file input: Gradio's upload route refuses a file instead of storing any size."""
+    import httpx
+
+    big = b"x" * 2_000_000
+    answer = httpx.post(f"{server}gradio_api/upload", files={"files": ("big.bin", big)}, timeout=60)
+    assert answer.status_code == 413
+    assert answer.text == "File size exceeded maximum allowed size of 0 bytes."
+
+
 # The endpoints README.md and space/README.md document; every other event (explorer pickers, Examples, the
 # other tabs' buttons and follow-ups) is UI-only and must not be an API endpoint.
 DOCUMENTED_ENDPOINTS = {"/translate", "/attention", "/ablate", "/head_importance", "/logit_lens",
@@ -431,5 +481,8 @@ def test_benchmark_helpers_against_the_running_server(server, bundle):
     load = bench.load_test(server, clients=2, requests=2, pid=os.getpid(), sentences=bench.LOAD_SENTENCES[:2])
     assert load["requests"] == 4 and load["errors"] == 0, load["error_samples"]
     assert load["rss_mb"]["after_round_1"] > 0
-    table = bench.markdown_table({"server_time": [timing], "load": load, "machine": "test"})
-    assert "p50 / p95" in table and "4/4 correct" in table
+    mixed = bench.mixed_load_test(server, clients=2, requests=3, pid=os.getpid(), sentences=bench.LOAD_SENTENCES[:2])
+    assert mixed["requests"] == 6 and mixed["errors"] == 0, mixed["error_samples"]
+    assert set(mixed["endpoints"]) == {name for name, _ in bench.MIXED_CALLS}
+    table = bench.markdown_table({"server_time": [timing], "load": load, "mixed_load": mixed, "machine": "test"})
+    assert "p50 / p95" in table and "4/4 correct" in table and "mixed load `/translate`" in table

@@ -215,9 +215,11 @@ def test_cut_and_cleaned_input_is_said(bundle):
     pasted = ("a dog runs on the grass " * 400)[:BOX_MAX_CHARS - 1] + " "  # what the box sends of a longer paste
     boxed = bundle.prepare(pasted)
     assert boxed.notices[0] == (f"The text has {BOX_MAX_CHARS - 1:,} characters (the text box keeps at most "
-                                f"{BOX_MAX_CHARS:,}); only the first {MAX_INPUT_CHARS:,} were read.")
+                                f"{BOX_MAX_CHARS:,}); only the first {MAX_INPUT_CHARS:,} were read: the last "
+                                f"{BOX_MAX_CHARS - 1 - MAX_INPUT_CHARS:,} were cut.")
     shorter = bundle.prepare("a dog runs on the grass " * 100)
-    assert shorter.notices[0] == f"The text has 2,399 characters; only the first {MAX_INPUT_CHARS:,} were read."
+    assert shorter.notices[0] == (f"The text has 2,399 characters; only the first {MAX_INPUT_CHARS:,} were read: "
+                                  "the last 399 were cut.")
     surrogate = bundle.prepare("A dog \ud800 runs \udfff.")
     assert surrogate.text == "A dog ? runs ?."
     assert surrogate.notices == ["The text held 2 lone surrogate code points (not valid Unicode, only possible "

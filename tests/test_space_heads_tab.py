@@ -66,7 +66,7 @@ def test_a_heads_card_gives_its_numbers_and_an_example_map(bundle, atlas):
     card, picture = tab.head_outputs(bundle, record["name"])
     assert f'data-importance="{record["importance"]!r}"' in card
     assert f"rank {record['importance_rank']} of {len(atlas['heads'])}" in card
-    assert f"pruned {record['pruning_order']['family']}. of its family" in card
+    assert f"pruned {tab.ordinal(record['pruning_order']['family'])} in its family" in card
     assert picture.ndim == 3 and picture.shape[2] == 3
     assert "is not a head of this model" in tab.card_html(atlas, "cross L9 H9")
 

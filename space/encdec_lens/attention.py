@@ -108,7 +108,9 @@ class AttentionData:
     def strongest_links(
         self, family: str, query: int, head: int | None = None, k: int = 3
     ) -> list[list[tuple[int, str, float]]]:
-        """For one query token: per layer, the `k` keys it attends to most, as (key index, token, weight)."""
+        """For one query token: per layer, the `k` keys it attends to most, as (key index, token, weight).
+
+        Decoder self-attention is causal: a key after the query (a future token, weight 0) is never listed."""
         queries = self.query_tokens(family)
         if not 0 <= query < len(queries):
             raise IndexError(f"{family} has query tokens 0..{len(queries) - 1}, asked for {query}.")
@@ -116,7 +118,7 @@ class AttentionData:
         result = []
         for layer in range(self.num_layers(family)):
             row = self.matrix(family, layer, head)[query]
-            order = np.argsort(-row, kind="stable")[:k]
+            order = [j for j in np.argsort(-row, kind="stable") if family != "decoder" or j <= query][:k]
             result.append([(int(j), keys[j], float(row[j])) for j in order])
         return result
 

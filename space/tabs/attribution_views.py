@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
+import api_args
 from encdec_lens.attribution import LogitAttribution, logit_attribution
 from encdec_lens.inputs import labels_from_ids
 from encdec_lens.patching import ActivationPatching, activation_patching
@@ -216,13 +217,15 @@ def build(bundle: ModelBundle, shared) -> None:
         """The logit of the target token at `position` (counted from 0, -1 = the last) split into `components`
         ({"name", "value"}: token embedding, positional encoding, every decoder self-attention and cross-attention
         head, every feed-forward block, the biases); they add up to `logit`."""
-        return attribution_json(bundle, sentence, translation, position)
+        return attribution_json(bundle, api_args.text("sentence", sentence), api_args.text("translation", translation),
+                                api_args.whole_number("position", position, "a whole number (0-based, -1 = the last)"))
 
     def activation_patching(clean: str, corrupted: str, translation: str = "") -> dict:
         """Patch the clean run's activations into the corrupted run (sources of the same token length), one head
         or one layer's residual stream at a time: `heads` and `layers` give the share of the difference in
         log p(translation) each restores (`nothing_patched` = 0, `encoder_output_patched` = 1)."""
-        return patching_json(bundle, clean, corrupted, translation)
+        return patching_json(bundle, api_args.text("clean", clean), api_args.text("corrupted", corrupted),
+                             api_args.text("translation", translation))
 
     for fn in (logit_attribution, activation_patching):
         gr.api(fn, api_name=fn.__name__)

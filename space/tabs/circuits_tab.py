@@ -33,6 +33,7 @@ import numpy as np
 from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
+import api_args
 from encdec_lens.ablation import AblationResult, HeadImportance, head_importance, run_ablation
 from encdec_lens.heads import FAMILIES, FAMILY_TAGS, all_heads, grid_shape, head_label, normalize_heads, parse_head_label
 from encdec_lens.inputs import generate_ids
@@ -576,21 +577,24 @@ def build(bundle: ModelBundle, shared) -> None:
                max_new_tokens: int = bundle.default_max_new_tokens) -> dict:
         """Switch heads off (labels like "cross L1 H2", counted from 1) and re-translate. Scores `translation`
         (default: the model's own) with and without them: `delta` is the change of its log-probability."""
-        return ablation_json(bundle, source, heads, translation, beam_size, max_new_tokens)
+        return ablation_json(bundle, api_args.text("source", source), api_args.labels("heads", heads, "cross L1 H2"),
+                             api_args.text("translation", translation), api_args.whole_number("beam_size", beam_size),
+                             api_args.whole_number("max_new_tokens", max_new_tokens))
 
     def head_importance(source: str, translation: str = "") -> dict:
         """Every head switched off alone: `grids[family]["drop"][layer][head]` (0-based indices) and `ranking`
         (most important first, each with its `label`)."""
-        return importance_json(bundle, source, translation)
+        return importance_json(bundle, api_args.text("source", source), api_args.text("translation", translation))
 
     def logit_lens(source: str, translation: str = "", top_k: int = 5) -> dict:
         """Top tokens and probabilities per target position read from the residual stream after each decoder
         layer (`layers`), and the model's real output (`final`)."""
-        return lens_json(bundle, source, translation, top_k)
+        return lens_json(bundle, api_args.text("source", source), api_args.text("translation", translation),
+                         api_args.whole_number("top_k", top_k, "a whole number from 1 to 10"))
 
     def residual_stream(source: str, translation: str = "") -> dict:
         """Per layer and position, the L2 norm of what each sub-layer writes into the residual stream."""
-        return residual_json(bundle, source, translation)
+        return residual_json(bundle, api_args.text("source", source), api_args.text("translation", translation))
 
     for fn in (ablate, head_importance, logit_lens, residual_stream):
         gr.api(fn, api_name=fn.__name__)

@@ -172,6 +172,22 @@ def pruned_at(atlas: dict, record: dict, group: str) -> float | None:
     return None
 
 
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, ..., 21st, 22nd."""
+    n = int(n)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def pruning_caption(atlas: dict) -> str:
+    """The pruning figure's caption in a few words: the decoding and the metric by name, without the atlas's
+    full recipe (settings, tokenisation, the reference file's path on the machine that made it)."""
+    decoding = str(atlas.get("decoding", "greedy")).split("(")[0].split(",")[0].strip() or "greedy"
+    metric = str(atlas.get("metric", "BLEU")).split("(")[0].split()[0] if atlas.get("metric") else "BLEU"
+    return (f"**Pruning heads**: the least important first, switched off by zeroing their output; {decoding} "
+            f"decoding, {metric} on {atlas.get('sentences', '?')} sentences of the {atlas.get('split', 'val')} split")
+
+
 def card_html(atlas: dict, name: str) -> str:
     record = _records(atlas).get(name)
     if record is None:
@@ -180,10 +196,11 @@ def card_html(atlas: dict, name: str) -> str:
     n = len(atlas["heads"])
     family_share = pruned_at(atlas, record, record["family"])
     all_share = pruned_at(atlas, record, "all")
-    pruning = (f"pruned {record['pruning_order']['family']}. of its family (at {family_share:.0%} of it) and "
-               f"{record['pruning_order']['all']}. of all {n} heads (at {all_share:.0%})"
+    order = record["pruning_order"]
+    pruning = (f"pruned {ordinal(order['family'])} in its family (at {family_share:.0%} of it) and "
+               f"{ordinal(order['all'])} of all {n} heads (at {all_share:.0%})"
                if family_share is not None and all_share is not None else
-               f"pruned {record['pruning_order']['family']}. of its family, {record['pruning_order']['all']}. of all")
+               f"pruned {ordinal(order['family'])} in its family, {ordinal(order['all'])} of all {n} heads")
     return (
         f'<div id="head-card" data-name="{escape(name)}"><h3>{escape(name)} · '
         f"{escape(FAMILY_TITLES[record['family']])}, layer {record['layer'] + 1}, head {record['head'] + 1}</h3>"
@@ -243,9 +260,7 @@ def build(bundle: ModelBundle, shared) -> None:
                                buttons=["download", "fullscreen"])
     figure = os.path.join(bundle.ref, PRUNING_FIGURE)
     if os.path.isfile(figure):
-        gr.Markdown(f"**Pruning heads** (least important first, {escape(str(atlas.get('decoding', 'greedy')))} "
-                    f"decoding, {escape(str(atlas.get('metric', 'BLEU')))} on {atlas.get('sentences', '?')} "
-                    f"sentences of {escape(str(atlas.get('split', 'val')))})")
+        gr.Markdown(escape(pruning_caption(atlas)), elem_id="atlas-pruning-caption")
         gr.Image(figure, type="filepath", interactive=False, show_label=False, elem_id="atlas-pruning",
                  buttons=["download", "fullscreen"])
     grid.click(lambda name: head_outputs(bundle, name), inputs=grid, outputs=[card, example],

@@ -28,10 +28,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+import api_args
 from encdec_lens import walkthrough as wt
 from encdec_lens.heads import FAMILIES, FAMILY_TITLES
 from safe_html import TOKEN_CSS, escape, visible
-from translation_engine import BOX_MAX_CHARS, EMPTY_MESSAGE, ModelBundle
+from translation_engine import BOX_MAX_CHARS, EMPTY_MESSAGE, MAX_BATCH_SENTENCES, ModelBundle
 
 from .walkthrough_text import Explanation, TitledStep, explain
 
@@ -70,6 +71,7 @@ table.wt tr.chosen td { background: rgba(99, 102, 241, 0.10); }
 .wt-bar { display: inline-block; height: 10px; background: #6366f1; border-radius: 2px; vertical-align: middle; }
 .wt-bar.masked { background: repeating-linear-gradient(45deg, #94a3b8 0 3px, transparent 3px 6px); width: 40px; }
 .wt-summary { margin: 4px 0; }
+ul.wt-texts { list-style: none; padding-left: 0; }  /* the titles carry the step numbers */
 .wt-error { padding: 6px 10px; border-radius: 6px; background: rgba(239, 68, 68, 0.12);
        border: 1px solid rgba(239, 68, 68, 0.5); margin: 4px 0; }
 """
@@ -219,7 +221,7 @@ def attention_table_html(told: Explanation) -> str:
     z = weighted.data["z"]
     return (
         f'<section class="wt-step" id="wt-step-attention"><h3>4–7. Scores, softmax, weighted values, z</h3>'
-        f"<ol class=\"wt-texts\">{texts}<li><b>{escape(weighted.title)}.</b> {escape(weighted.text)}</li></ol>"
+        f"<ul class=\"wt-texts\">{texts}<li><b>{escape(weighted.title)}.</b> {escape(weighted.text)}</li></ul>"
         f'<table class="wt" id="wt-weights">{header}{"".join(rows)}</table>'
         f'<p><b>z</b> = Σ weight × value = {_vector(z)}</p></section>'
     )
@@ -559,9 +561,14 @@ def build(bundle: ModelBundle, shared) -> None:
         cross; layer, head: 0-based; token: the query token's text (empty: "it", or the middle of the
         translation); translation: the target (empty: the model's own); full_table: also send the whole
         positional-encoding table (else only the query position's row). Returns the steps, or {"error": ...}."""
-        return walkthrough_json(bundle, sentence, kind, layer, head, token, translation, full_table)
+        return walkthrough_json(
+            bundle, api_args.text("sentence", sentence), api_args.text("kind", kind),
+            api_args.whole_number("layer", layer, "a whole number (0-based)"),
+            api_args.whole_number("head", head, "a whole number (0-based)"), api_args.text("token", token),
+            api_args.text("translation", translation), api_args.flag("full_table", full_table))
 
-    gr.api(walkthrough_api, api_name="walkthrough")
+    # Its translation joins the concurrent ones (`ModelBundle.batcher`): one at a time, each would wait for a batch.
+    gr.api(walkthrough_api, api_name="walkthrough", concurrency_limit=MAX_BATCH_SENTENCES)
 
 
 __all__ = [
