@@ -331,3 +331,30 @@ def test_ctranslate2_refuses_an_activation_it_lacks_and_a_taken_folder(ctranslat
     (tmp_path / "taken" / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match=r"--overwrite refused: .*holds notes.txt"):
         export(str(tmp_path / "ours"), str(tmp_path / "marian2"), ct2_out=str(tmp_path / "taken"), overwrite=True)
+
+
+def test_translate_cli_on_the_ctranslate2_engine_gives_the_models_translations(ctranslate2, ctranslate2_models,
+                                                                              shipped, flickr_lines, tmp_path):
+    """`training.translate --engine ctranslate2` reads the decoding settings saved beside the CTranslate2 model
+    and writes, line for line (blank lines kept), what the PyTorch model's generate() writes."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    from training.translate_utils import translate_batch
+
+    model, tokenizer, _, _ = shipped
+    folder = ctranslate2_models["float32"]["out"]
+    lines = [flickr_lines[0], "", *flickr_lines[1:6]]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-m", "training.translate", folder, "--engine", "ctranslate2"],
+                            input="\n".join(lines) + "\n", cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with torch.no_grad():
+        expected = translate_batch(model, tokenizer, flickr_lines[:6])  # its generation_config: beam 5
+    assert result.stdout.split("\n")[:-1] == [expected[0], "", *expected[1:]]
+    refused = subprocess.run([sys.executable, "-m", "training.translate", str(tmp_path), "--engine", "ctranslate2"],
+                             input="x\n", cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 1 and "is not a CTranslate2 model folder (no model.bin)" in refused.stderr

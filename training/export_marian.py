@@ -72,7 +72,8 @@ FAST_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_toke
 # What a CTranslate2 model folder written here holds: only such a folder is replaced by --overwrite.
 CT2_FOLDER_FILE = re.compile(
     r"model\.bin|config\.json|(shared|source|target)_vocabulary\.(json|txt)|vocabulary\.(json|txt)"
-    r"|(tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab|target_vocab)\.json|(source|target)\.spm"
+    r"|(tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab|target_vocab|generation_config)\.json"
+    r"|(source|target)\.spm"
     r"|README\.md"
 )
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "float16", "bfloat16", "int8_float16", "int8_bfloat16")
@@ -685,7 +686,9 @@ def to_ctranslate2(marian_folder: str, ct2_out: str, quantization: str = "float3
 
 
 def copy_tokenizer(marian_folder: str, out: str) -> None:
-    for name in sorted(set(SPM_TOKENIZER_FILES + FAST_TOKENIZER_FILES)):
+    """The tokenizer files and the decoding settings (generation_config.json, read by `training.translate
+    --engine ctranslate2`) beside the CTranslate2 model."""
+    for name in sorted(set(SPM_TOKENIZER_FILES + FAST_TOKENIZER_FILES + ("generation_config.json",))):
         if os.path.isfile(os.path.join(marian_folder, name)):
             shutil.copyfile(os.path.join(marian_folder, name), os.path.join(out, name))
 

@@ -2,12 +2,52 @@
 
     echo "A dog runs on the beach." | python -m training.translate space/model
     python -m training.translate space/model --input captions.en --output captions.de --num-beams 4
+    python -m training.translate /tmp/ct2 --engine ctranslate2   # a folder written by export_marian --ctranslate2
+
+With `--engine ctranslate2` MODEL is a CTranslate2 model folder (its tokenizer and generation_config.json
+beside it); it decodes as generate() does (the same beam size, length penalty and maximum length).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+
+def translate_torch(model_id: str, sentences: list[str], batch_size: int, gen: dict) -> list[str]:
+    from .evaluate import load
+    from .translate_utils import translate_batch
+
+    model, tokenizer = load(model_id)
+    return translate_batch(model, tokenizer, sentences, batch_size, **gen)
+
+
+def translate_ctranslate2(folder: str, sentences: list[str], batch_size: int, gen: dict) -> list[str]:
+    """CTranslate2's translations, decoded with the settings generate() would use (generation_config.json beside
+    the model; --num-beams and --max-new-tokens override them)."""
+    try:
+        import ctranslate2
+    except ImportError:
+        raise SystemExit("translate: --engine ctranslate2 needs CTranslate2: pip install -e '.[deploy]'.") from None
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from .export_marian import ctranslate2_translate
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    try:
+        config = GenerationConfig.from_pretrained(folder)
+    except OSError:
+        config = GenerationConfig()
+    beams = gen.get("num_beams", config.num_beams or 1)
+    max_length = gen["max_new_tokens"] + 1 if "max_new_tokens" in gen else (config.max_length or 128)
+    penalty = config.length_penalty if beams > 1 and config.length_penalty is not None else 1.0
+    translator = ctranslate2.Translator(folder, device="cpu")
+    out = []
+    for start in range(0, len(sentences), batch_size):
+        ids = ctranslate2_translate(translator, tokenizer, sentences[start:start + batch_size], beams, penalty,
+                                    max_length)
+        out += [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    return out
 
 
 def main(argv=None) -> int:
@@ -19,13 +59,22 @@ def main(argv=None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    parser.add_argument("--engine", choices=("torch", "ctranslate2"), default="torch",
+                        help="torch: the model's generate(); ctranslate2: a CTranslate2 model folder "
+                             "(python -m training.export_marian MODEL OUT --ctranslate2 DIR)")
     args = parser.parse_args(argv)
 
     import os
 
-    from .evaluate import load, resolve_model
+    from .evaluate import resolve_model
 
-    model_id = resolve_model(args.model, "translate")  # a missing folder fails here, before stdin is read
+    if args.engine == "ctranslate2":
+        if not os.path.isfile(os.path.join(args.model, "model.bin")):
+            raise SystemExit(f"translate: {args.model} is not a CTranslate2 model folder (no model.bin); write one "
+                             "with python -m training.export_marian MODEL OUT --ctranslate2 DIR.")
+        model_id = args.model
+    else:
+        model_id = resolve_model(args.model, "translate")  # a missing folder fails here, before stdin is read
     if args.output and os.path.exists(args.output) and not args.force:
         raise SystemExit(f"translate: {args.output} exists; pass --force to overwrite it.")
     if args.input:
@@ -43,13 +92,11 @@ def main(argv=None) -> int:
         except UnicodeDecodeError as e:
             raise SystemExit(f"translate: the input is not UTF-8 text ({e}); convert it first, e.g. "
                              "iconv -f latin1 -t utf-8.")
-    from .translate_utils import translate_batch
-
-    model, tokenizer = load(model_id)
     gen = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if v is not None}
     todo = [i for i, line in enumerate(lines) if line.strip()]
     out = [""] * len(lines)  # empty lines stay empty, so line N of the output matches line N of the input
-    for i, text in zip(todo, translate_batch(model, tokenizer, [lines[i] for i in todo], args.batch_size, **gen)):
+    translate = translate_ctranslate2 if args.engine == "ctranslate2" else translate_torch
+    for i, text in zip(todo, translate(model_id, [lines[i] for i in todo], args.batch_size, gen)):
         out[i] = text
     text = "\n".join(out) + ("\n" if out else "")
     if args.output:
