@@ -6,9 +6,12 @@ its translation is done. One worker thread per model takes every request waiting
 runs at once (nothing waits for a batch to fill); under load, the requests that arrive while one batch runs
 form the next, so the work per request shrinks as the load grows.
 
-Padding changes no translation: the sources are padded on the right and masked (`attention_mask`), and each
-sentence's beams are searched apart from the others' (`tests/test_space_batching.py` checks that batched
-translations equal the same sentences translated one at a time).
+Padding changes no translation beyond float rounding: the sources are padded on the right and masked
+(`attention_mask`), and each sentence's beams are searched apart from the others'. A padded batch sums in
+another order than a lone sentence (its matrices have other shapes), so logits differ in the last bits; where
+two next tokens are within that of each other (a degenerate, repetitive output) the pick may differ, as in any
+batched server. `tests/test_space_batching.py` checks that ordinary sentences come out exactly as translated
+one at a time.
 """
 
 from __future__ import annotations
