@@ -14,6 +14,8 @@ calling context); every analysis is built on it:
     attribution   direct logit attribution of one target token's logit
     patching      activation patching between two source sentences
     walkthrough   one head's arithmetic for one token, step by step
+    circuit_discovery  edges between heads, FFNs and embeddings scored by EAP / EAP-IG; circuits and their
+                  faithfulness by real edge-level interventions
     atlas         what every head does over a data set: roles (Voita et al.) and pruning curves (Michel et al.)
     plots         pictures as RGB arrays (needs matplotlib)
 
@@ -23,6 +25,8 @@ them "enc L1 H2", "dec-self L3 H1", "cross L2 H4" (`head_label`). Imports torch 
 
 from .ablation import ablate_heads, gradient_importance, head_importance, run_ablation
 from .attribution import logit_attribution
+from .circuit_discovery import (EdgeGraph, EdgeScores, FaithfulnessCurve, GraphForward, edge_attribution,
+                                faithfulness_curve, make_task)
 from .heads import FAMILIES, FAMILY_TITLES, all_heads, head_label, parse_head, parse_head_label
 from .hooks import ActivationCache, HookedModel
 from .inputs import Example, make_example
@@ -33,4 +37,6 @@ __all__ = [
     "ActivationCache", "HookedModel", "FAMILIES", "FAMILY_TITLES", "all_heads", "head_label", "parse_head",
     "parse_head_label", "Example", "make_example", "ablate_heads", "run_ablation", "head_importance",
     "gradient_importance", "logit_lens", "residual_stream", "logit_attribution", "activation_patching",
+    "EdgeGraph", "EdgeScores", "FaithfulnessCurve", "GraphForward", "edge_attribution", "faithfulness_curve",
+    "make_task",
 ]

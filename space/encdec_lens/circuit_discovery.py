@@ -1,0 +1,480 @@
+"""Automatic circuit discovery on the encoder-decoder: edge attribution patching (EAP, Syed et al. 2023) and its
+integrated-gradients variant (EAP-IG, after Hanna et al. 2024), with real edge-level interventions to check them.
+
+1. The graph
+------------
+Nodes, per model (`EdgeGraph`):
+
+    enc emb, dec emb            the input embedding of each stack: E(x) * sqrt(d) + PE (the stream entering layer 1)
+    enc/dec-self/cross L H      every attention head (`head_label`), its output o_h = z_h W^O_h  (T, d)
+    enc L FFN, dec L FFN        every feed-forward block, its output FFN(x) = W_2 relu(W_1 x + b_1) + b_2
+    logits                      the sink
+
+z_h is head h's slice of Concat(head_1..head_h) (the hook site `z`), W^O_h the matching columns of the
+out-projection. The out-projection bias b^O is no node's: it is a constant of its attention block, added to the
+stream with the heads' outputs. (The mix below is an affine combination with weights (1 - m, m), so a constant
+inside a node's output passes through it unchanged: putting b^O into the heads, or b_2 outside the FFN, would give
+the same graph. We keep b_2 in the FFN node, since the FFN is one node.)
+
+A node's *inputs* ("readers"): an encoder head and an FFN read the stream of their own stack at their sub-layer;
+a decoder self-attention head too; a cross-attention head has two inputs, "q" (the decoder stream at its
+sub-layer) and "kv" (the encoder output); the logits read the decoder output. An edge u -> (v, input) joins every
+node u that writes into the stream that input reads: for a reader at sub-layer k of a stack, the stack's
+embedding and every node of the sub-layers before k; for "kv", the encoder's embedding and every encoder node.
+Decoder nodes depend on the source only through the "kv" edges (and through their decoder-side upstream nodes).
+
+2. Private streams (exact for post-LN)
+--------------------------------------
+Post-LN, x_{k+1} = LN_k(x_k + S_k(x_k)), is not a sum of node outputs, so the residual stream is defined per input.
+Each input v has its own private stream, rebuilt from the upstream nodes' outputs by the model's own arithmetic.
+For an edge e = u -> v with mask m_e in [0, 1], the value of u that v sees is
+
+    a_{u,v} = o'_u + m_e (o_u - o'_u)
+
+with o_u the output of u in this (masked) forward pass and o'_u its output in the corrupted run (cached). Then,
+walking the sub-layers k = 0 .. k_v - 1 that come before v, starting from x = a_{emb,v}:
+
+    post-LN:   x <- LN_k(x + Σ_{u in sub-layer k} a_{u,v} + c_k)           (LN statistics recomputed on x)
+    pre-LN:    x <- x + Σ_{u in sub-layer k} a_{u,v} + c_k
+
+with c_k = b^O for an attention sub-layer and 0 for an FFN one. The input v reads x_v = x (post-LN) or
+x_v = LN_v(x) (pre-LN: the LayerNorm v's sub-layer applies first; for "kv" and the logits, the stack's final
+LayerNorm). Each node then computes its output from its private input(s) with the model's weights: head h of
+attention block A, o_h = softmax((x_q W^Q_h + b^Q_h)(x_kv W^K_h + b^K_h)^T / sqrt(d_k)) (x_kv W^V_h + b^V_h) W^O_h
+(causal for decoder self-attention; x_kv = x_q but for cross heads), an FFN node o = FFN(x_v), the logits
+lm_head(x_logits). Sources are single sentences without padding.
+
+The two ends are exact (tests check both to 1e-5, post-LN and pre-LN): with every mask 1 every a_{u,v} = o_u, each
+private stream is the clean run's stream and the logits are the clean run's; with every mask 0 every a_{u,v} =
+o'_u, so by induction over the nodes every o_u = o'_u and the logits are the corrupted run's.
+
+3. Metric and scores
+--------------------
+The metric M is teacher-forced on one decoder input (by default the model's translation of the clean source):
+either log p(translation | source), or the logit difference logit[target] - logit[contrast] at one decoder
+position. The clean and corrupted sources have the same number of tokens.
+
+    EAP        s_e = dM/dm_e at m = 1           (= (o_u - o'_u) . dM/da_{u,v}: one backward pass for every edge)
+    EAP-IG     s_e = (1/n) Σ_{j=1..n} dM/dm_e at m = (j/n) 1     (the n steps in the batch; times the span 1)
+
+s_e is a first-order estimate of M(clean) - M(edge e alone corrupted). EAP-IG here integrates the gradient along
+the straight path of the masks from the empty graph to the full one, all edges together (integrated gradients on
+the masks); Hanna et al.'s EAP-IG proper interpolates the input embeddings instead.
+
+4. Circuits
+-----------
+A circuit is the k edges of largest |s_e|. Its faithfulness is measured by a real edge-level intervention, the
+graph forward with mask 1 on the circuit's edges and 0 elsewhere:
+
+    faithfulness(k) = (M(circuit_k) - M(corrupted)) / (M(clean) - M(corrupted))
+
+so the full graph is 1 and the empty graph 0. `faithfulness_curve` runs one batch row per k.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from .heads import FAMILY_MODULES, core_model, head_label, stack_layers
+from .hooks import HookedModel
+from .inputs import device_of, make_example, source_ids, tokens_of
+
+METHODS = ("eap", "eap-ig")
+STACK_TAGS = {"encoder": "enc", "decoder": "dec"}
+
+
+# --- the graph -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Node:
+    name: str  # "enc emb", "enc L1 H2", "cross L2 H1", "dec L1 FFN", "logits"
+    kind: str  # "embed", "head", "ffn", "logits"
+    stack: str  # "encoder" or "decoder"
+    family: str | None = None  # heads only: "encoder", "decoder", "cross"
+    layer: int | None = None
+    head: int | None = None
+
+
+@dataclass
+class _Block:
+    """One sub-layer of a stack, in the model's order: its nodes, the constant it adds, its post-LN norm."""
+
+    nodes: list  # node indices
+    const: torch.Tensor | None  # b^O (attention) or None (FFN: b_2 is in the node)
+    norm: torch.nn.Module  # the LayerNorm after the residual sum (applied by the walk in post-LN only)
+
+
+@dataclass
+class _Group:
+    """Inputs that read the same point of one stack: the k first sub-layers done, then `norm` (pre-LN)."""
+
+    kind: str  # "self" (heads of one layer), "q" (cross heads of one layer), "kv" (all cross heads), "ffn", "logits"
+    stack: str
+    k: int  # how many sub-layers of `stack` come before this point
+    layer: int | None
+    readers: list  # node indices, one input each
+    upstream: list  # node indices
+    norm: torch.nn.Module | None  # pre-LN: the LayerNorm applied to the stream before reading it
+    start: int = 0  # its edges are edges[start:start + len(upstream) * len(readers)], upstream-major
+
+
+class EdgeGraph:
+    """The nodes and edges of a model's computational graph (module docstring, section 1)."""
+
+    def __init__(self, model):
+        core = core_model(model)
+        self.pre_ln = bool(core.config.normalize_before)
+        self.nodes: list[Node] = []
+        self.blocks = {"encoder": [], "decoder": []}
+        self.groups: list[_Group] = []
+        self.embed = {stack: self._add(Node(f"{STACK_TAGS[stack]} emb", "embed", stack)) for stack in self.blocks}
+        self._build_encoder(model)
+        cross = [self._add(Node(head_label("cross", l, h), "head", "decoder", "cross", l, h))
+                 for l in range(len(stack_layers(model, "decoder")))
+                 for h in range(core.decoder.layers[l].encoder_attn.num_heads)]
+        self._group("kv", "encoder", len(self.blocks["encoder"]), None, cross, core.encoder.layer_norm)
+        self._build_decoder(model, cross)
+        self.logits = self._add(Node("logits", "logits", "decoder"))
+        self._group("logits", "decoder", len(self.blocks["decoder"]), None, [self.logits], core.decoder.layer_norm)
+        self.edges: list[tuple[int, int, str]] = []  # (upstream node, downstream node, input "in" / "q" / "kv")
+        for group in self.groups:
+            group.start = len(self.edges)
+            port = {"q": "q", "kv": "kv"}.get(group.kind, "in")
+            self.edges += [(u, r, port) for u in group.upstream for r in group.readers]
+
+    def _add(self, node: Node) -> int:
+        self.nodes.append(node)
+        return len(self.nodes) - 1
+
+    def _group(self, kind, stack, k, layer, readers, norm):
+        upstream = [self.embed[stack]] + [u for block in self.blocks[stack][:k] for u in block.nodes]
+        self.groups.append(_Group(kind, stack, k, layer, readers, upstream, norm if self.pre_ln else None))
+
+    def _heads(self, family, layer, attn):
+        stack = FAMILY_MODULES[family][0]
+        return [self._add(Node(head_label(family, layer, h), "head", stack, family, layer, h))
+                for h in range(attn.num_heads)]
+
+    def _ffn(self, stack, layer):
+        return self._add(Node(f"{STACK_TAGS[stack]} L{layer + 1} FFN", "ffn", stack, None, layer))
+
+    def _build_encoder(self, model):
+        blocks = self.blocks["encoder"]
+        for l, layer in enumerate(stack_layers(model, "encoder")):
+            heads = self._heads("encoder", l, layer.self_attn)
+            self._group("self", "encoder", len(blocks), l, heads, layer.self_attn_layer_norm)
+            blocks.append(_Block(heads, layer.self_attn.out_proj.bias, layer.self_attn_layer_norm))
+            ffn = self._ffn("encoder", l)
+            self._group("ffn", "encoder", len(blocks), l, [ffn], layer.final_layer_norm)
+            blocks.append(_Block([ffn], None, layer.final_layer_norm))
+
+    def _build_decoder(self, model, cross):
+        blocks = self.blocks["decoder"]
+        for l, layer in enumerate(stack_layers(model, "decoder")):
+            heads = self._heads("decoder", l, layer.self_attn)
+            self._group("self", "decoder", len(blocks), l, heads, layer.self_attn_layer_norm)
+            blocks.append(_Block(heads, layer.self_attn.out_proj.bias, layer.self_attn_layer_norm))
+            mine = [i for i in cross if self.nodes[i].layer == l]
+            self._group("q", "decoder", len(blocks), l, mine, layer.encoder_attn_layer_norm)
+            blocks.append(_Block(mine, layer.encoder_attn.out_proj.bias, layer.encoder_attn_layer_norm))
+            ffn = self._ffn("decoder", l)
+            self._group("ffn", "decoder", len(blocks), l, [ffn], layer.final_layer_norm)
+            blocks.append(_Block([ffn], None, layer.final_layer_norm))
+
+    def __len__(self) -> int:
+        return len(self.edges)
+
+    def edge_label(self, index: int) -> str:
+        """"enc L1 H2 -> cross L3 H1 (kv)"; the input is named only for cross heads."""
+        up, down, port = self.edges[index]
+        suffix = f" ({port})" if port != "in" else ""
+        return f"{self.nodes[up].name} -> {self.nodes[down].name}{suffix}"
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.edge_label(i) for i in range(len(self.edges))]
+
+
+# --- the task: two sources and a metric --------------------------------------------------------------------------
+@dataclass
+class CircuitTask:
+    """Clean and corrupted source ids (same length), the teacher-forced decoder input and the metric."""
+
+    clean_ids: list[int]
+    corrupted_ids: list[int]
+    decoder_input_ids: list[int]  # <start> y_1 .. y_{n-1}
+    labels: list[int]  # y_1 .. y_n: position t predicts labels[t]
+    target: int | None = None  # logit difference metric: logit[target] - logit[contrast] at `position`
+    contrast: int | None = None
+    position: int | None = None
+
+    @property
+    def metric_name(self) -> str:
+        if self.target is None:
+            return "log p(translation | source)"
+        return f"logit[{self.target}] - logit[{self.contrast}] at decoder position {self.position}"
+
+    def metric(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, T, V) logits -> (N,) metric values."""
+        logits = logits.float()
+        if self.target is None:
+            labels = torch.tensor(self.labels, device=logits.device)
+            return logits.log_softmax(-1).gather(-1, labels.expand(logits.shape[0], -1)[..., None]).sum((-2, -1))
+        at = logits[:, self.position]  # (N, V)
+        return at[:, self.target] - at[:, self.contrast]
+
+
+def _token_id(tokenizer, token, what: str) -> int:
+    if isinstance(token, int) or (torch.is_tensor(token) and token.numel() == 1):
+        return int(token)
+    if tokenizer is None:
+        raise ValueError(f"the {what} {token!r} is a text: pass a token id, or a tokenizer.")
+    ids = tokenizer(token, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"the {what} {token!r} is {len(ids)} tokens {tokens_of(tokenizer, ids)}; it must be one.")
+    return int(ids[0])
+
+
+def make_task(model, clean, corrupted, translation=None, *, tokenizer=None, target=None, contrast=None,
+              position: int = -1, **generate_kwargs) -> CircuitTask:
+    """Sources (texts or ids) and a metric -> `CircuitTask`. With `target` and `contrast` (ids, or one-token texts)
+    the metric is their logit difference at decoder `position` (negative: counted from the end), else
+    log p(translation | source). `translation`: text or ids; None is the model's translation of `clean`."""
+    clean_ids, corrupted_ids = source_ids(model, tokenizer, clean), source_ids(model, tokenizer, corrupted)
+    if len(clean_ids) != len(corrupted_ids):
+        raise ValueError(
+            f"the clean and corrupted sources must have the same number of tokens, since each node's clean and "
+            f"corrupted outputs are mixed position by position, but the clean one has {len(clean_ids)} "
+            f"{tokens_of(tokenizer, clean_ids)} and the corrupted one {len(corrupted_ids)} "
+            f"{tokens_of(tokenizer, corrupted_ids)}. Pick a corrupted sentence that differs in words of the same "
+            "token length (e.g. 'man' -> 'woman' if both are one token).")
+    example = make_example(model, tokenizer, clean_ids, translation, **generate_kwargs)
+    task = CircuitTask(clean_ids, corrupted_ids, example.decoder_input_ids, example.labels)
+    if (target is None) != (contrast is None):
+        raise ValueError("a logit difference needs both `target` and `contrast`; pass neither for log p(translation).")
+    if target is not None:
+        n = len(task.decoder_input_ids)
+        if not -n <= position < n:
+            raise ValueError(f"decoder position {position} does not exist: the decoder input has {n} positions.")
+        task.target, task.contrast = _token_id(tokenizer, target, "target"), _token_id(tokenizer, contrast, "contrast")
+        task.position = position % n
+    return task
+
+
+# --- the mask-parameterised forward ------------------------------------------------------------------------------
+def _head_proj(linear: torch.nn.Linear, x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Head r's slice of `linear` applied to reader r's stream: (N, h, L, d) -> (N, h, L, d_k)."""
+    d = linear.in_features
+    weight = linear.weight.view(num_heads, -1, d)  # (h, d_k, d)
+    bias = linear.bias.view(num_heads, 1, -1)  # (h, 1, d_k)
+    return torch.einsum("nrld,red->nrle", x, weight) + bias
+
+
+def _head_outputs(attn, x_q: torch.Tensor, x_kv: torch.Tensor, causal: bool) -> torch.Tensor:
+    """Every head of `attn` on its own private input(s): (N, h, T, d), (N, h, S, d) -> o_h (N, h, T, d)."""
+    h = attn.num_heads
+    q, k, v = (_head_proj(attn.q_proj, x_q, h), _head_proj(attn.k_proj, x_kv, h), _head_proj(attn.v_proj, x_kv, h))
+    scores = torch.matmul(q, k.transpose(-1, -2)) * attn.scaling  # (N, h, T, S)
+    if causal:
+        future = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).triu(1)
+        scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
+    z = torch.matmul(scores.softmax(-1, dtype=torch.float32).to(q.dtype), v)  # (N, h, T, d_k)
+    w_o = attn.out_proj.weight.view(attn.out_proj.out_features, h, -1)  # (d, h, d_k)
+    return torch.einsum("nrte,dre->nrtd", z, w_o)
+
+
+class GraphForward:
+    """The model as a function of the edge masks (module docstring, section 2), for one `CircuitTask`.
+
+    `logits(masks)` takes masks (N, E) in the order of `graph.edges` and returns (N, T, V); `metric(masks)` (N,).
+    The clean and corrupted runs are made (and their node outputs cached) once, here.
+    """
+
+    def __init__(self, model, task: CircuitTask):
+        model.eval()
+        self.model, self.task, self.graph = model, task, EdgeGraph(model)
+        self.core = core_model(model)
+        device = device_of(model)
+        self.decoder_input = torch.tensor([task.decoder_input_ids], device=device)
+        with torch.no_grad():
+            self.clean_logits, self.clean_embed = self._run(task.clean_ids)[:2]
+            self.corrupted_logits, _, self.corrupted = self._run(task.corrupted_ids)
+
+    def _run(self, ids):
+        """One model run: (logits (1, T, V), {node: embedding}, {node: output (1, L, d)}) from the hook sites."""
+        graph, hooked = self.graph, HookedModel(self.model)
+        names = ["encoder.layers.0.resid_pre", "decoder.layers.0.resid_pre"]
+        for node in graph.nodes:
+            if node.kind == "head" and node.head == 0:
+                names.append(hooked.attention_site(node.family, node.layer, "z"))
+            elif node.kind == "ffn":
+                names.append(f"{node.stack}.layers.{node.layer}.ffn.out")
+        out, cache = hooked.run_with_cache(names, input_ids=torch.tensor([ids], device=self.decoder_input.device),
+                                           decoder_input_ids=self.decoder_input, use_cache=False)
+        outputs = {graph.embed[s]: cache[f"{s}.layers.0.resid_pre"] for s in ("encoder", "decoder")}
+        embed = dict(outputs)
+        for i, node in enumerate(graph.nodes):
+            if node.kind == "head":
+                attn = getattr(stack_layers(self.model, node.stack)[node.layer], FAMILY_MODULES[node.family][1])
+                z = cache[hooked.attention_site(node.family, node.layer, "z")][:, :, node.head]  # (1, L, d_k)
+                w_o = attn.out_proj.weight.view(attn.out_proj.out_features, attn.num_heads, -1)[:, node.head]
+                outputs[i] = z @ w_o.T  # (1, L, d)
+            elif node.kind == "ffn":
+                outputs[i] = cache[f"{node.stack}.layers.{node.layer}.ffn.out"]
+        return out.logits, embed, outputs
+
+    def _streams(self, group: _Group, masks: torch.Tensor, current: dict) -> torch.Tensor:
+        """The private input stream of each reader of `group`: (N, R, L, d)."""
+        n, U, R = masks.shape[0], len(group.upstream), len(group.readers)
+        m = masks[:, group.start:group.start + U * R].view(n, U, R)  # upstream-major, as in graph.edges
+        mixed = {}
+        for i, u in enumerate(group.upstream):
+            corrupted = self.corrupted[u][:, None]  # (1, 1, L, d)
+            mixed[u] = corrupted + m[:, i, :, None, None] * (current[u][:, None] - corrupted)  # (N, R, L, d)
+        x = mixed[self.graph.embed[group.stack]]
+        for block in self.graph.blocks[group.stack][:group.k]:
+            x = x + sum(mixed[u] for u in block.nodes)
+            if block.const is not None:
+                x = x + block.const
+            if not self.graph.pre_ln:
+                x = block.norm(x)
+        return x if group.norm is None else group.norm(x)
+
+    def logits(self, masks: torch.Tensor) -> torch.Tensor:
+        """Masks (N, E) in [0, 1] -> logits (N, T, V)."""
+        graph = self.graph
+        if masks.dim() != 2 or masks.shape[1] != len(graph):
+            raise ValueError(f"masks must be (N, {len(graph)}), one per edge; got {tuple(masks.shape)}.")
+        n = masks.shape[0]
+        current = {i: e.expand(n, -1, -1) for i, e in self.clean_embed.items()}  # node -> (N, L, d)
+        kv = {}  # cross head -> its private encoder output (N, S, d)
+        logits = None
+        for group in graph.groups:
+            x = self._streams(group, masks, current)  # (N, R, L, d)
+            layers = stack_layers(self.model, group.stack)
+            if group.kind == "self":
+                attn = layers[group.layer].self_attn
+                out = _head_outputs(attn, x, x, causal=group.stack == "decoder")
+            elif group.kind == "q":
+                attn = layers[group.layer].encoder_attn
+                x_kv = torch.stack([kv[r] for r in group.readers], 1)  # (N, h, S, d)
+                out = _head_outputs(attn, x, x_kv, causal=False)
+            elif group.kind == "kv":
+                kv.update({r: x[:, j] for j, r in enumerate(group.readers)})
+                continue
+            elif group.kind == "ffn":
+                out = layers[group.layer].ffn(x)
+            else:
+                logits = self.model.lm_head(x[:, 0])
+                continue
+            current.update({r: out[:, j] for j, r in enumerate(group.readers)})
+        return logits
+
+    def metric(self, masks: torch.Tensor) -> torch.Tensor:
+        return self.task.metric(self.logits(masks))
+
+    def ones(self, n: int = 1) -> torch.Tensor:
+        return torch.ones(n, len(self.graph), device=self.decoder_input.device)
+
+
+# --- scores -------------------------------------------------------------------------------------------------------
+@dataclass
+class EdgeScores:
+    """One score per edge of `graph` (aligned with `graph.edges`), and the task they were computed on."""
+
+    graph: EdgeGraph
+    scores: torch.Tensor  # (E,)
+    method: str
+    steps: int
+    task: CircuitTask
+    clean_metric: float
+    corrupted_metric: float
+
+    def top(self, k: int) -> list[tuple[str, float]]:
+        """The k edges of largest |score|: [(label, score)], largest first."""
+        order = self.order()[:k]
+        return [(self.graph.edge_label(i), float(self.scores[i])) for i in order.tolist()]
+
+    def order(self) -> torch.Tensor:
+        """Edge indices by |score|, largest first (ties: graph order)."""
+        return torch.sort(self.scores.abs(), descending=True, stable=True).indices
+
+    def to_dict(self, k: int | None = None) -> dict:
+        edges = [{"edge": label, "score": score} for label, score in self.top(len(self.scores) if k is None else k)]
+        return {"method": self.method, "steps": self.steps, "metric": self.task.metric_name,
+                "clean_metric": self.clean_metric, "corrupted_metric": self.corrupted_metric,
+                "num_edges": len(self.scores), "edges": edges}
+
+    def to_json(self, k: int | None = None) -> str:
+        return json.dumps(self.to_dict(k))
+
+
+def _alphas(method: str, steps: int) -> list[float]:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: use one of {', '.join(METHODS)}.")
+    if method == "eap":
+        return [1.0]
+    if steps < 1:
+        raise ValueError(f"EAP-IG needs at least one step, got steps={steps}.")
+    return [j / steps for j in range(1, steps + 1)]
+
+
+def edge_attribution(model, clean, corrupted, translation=None, *, tokenizer=None, target=None, contrast=None,
+                     position: int = -1, method: str = "eap", steps: int = 5, **generate_kwargs) -> EdgeScores:
+    """Score every edge: EAP (the gradient of the metric w.r.t. the edge masks at the clean run) or EAP-IG (the
+    gradient averaged over masks j/steps, j = 1..steps, one batch row each). Arguments as `make_task`."""
+    alphas = _alphas(method, steps)
+    task = make_task(model, clean, corrupted, translation, tokenizer=tokenizer, target=target, contrast=contrast,
+                     position=position, **generate_kwargs)
+    forward = GraphForward(model, task)
+    masks = (torch.tensor(alphas, device=forward.decoder_input.device)[:, None] * forward.ones()).requires_grad_()
+    with torch.enable_grad():
+        forward.metric(masks).sum().backward()  # rows are independent: each row's gradient is its own
+    scores = masks.grad.mean(0).detach()  # (E,), times the mask span 1
+    return EdgeScores(forward.graph, scores, method, len(alphas), task,
+                      float(task.metric(forward.clean_logits)[0]), float(task.metric(forward.corrupted_logits)[0]))
+
+
+# --- circuits --------------------------------------------------------------------------------------------------
+@dataclass
+class FaithfulnessCurve:
+    ks: list[int]
+    faithfulness: list[float]  # (M(circuit_k) - M(corrupted)) / (M(clean) - M(corrupted)), one per k
+    clean_metric: float
+    corrupted_metric: float
+    threshold: float = 0.8
+    smallest_k: int | None = field(default=None)  # the smallest k in `ks` reaching `threshold` (None: none does)
+
+    def to_dict(self) -> dict:
+        return {"ks": self.ks, "faithfulness": self.faithfulness, "clean_metric": self.clean_metric,
+                "corrupted_metric": self.corrupted_metric, "threshold": self.threshold, "smallest_k": self.smallest_k}
+
+
+def circuit_masks(scores: EdgeScores, ks: Sequence[int]) -> torch.Tensor:
+    """One row per k: mask 1 on the k edges of largest |score|, 0 elsewhere. (len(ks), E)."""
+    order = scores.order()
+    masks = torch.zeros(len(ks), len(order))
+    for row, k in enumerate(ks):
+        if not 0 <= int(k) <= len(order):
+            raise ValueError(f"k={k} edges: the graph has {len(order)} (0..{len(order)}).")
+        masks[row, order[: int(k)]] = 1.0
+    return masks
+
+
+@torch.no_grad()
+def faithfulness_curve(model, scores: EdgeScores, ks: Sequence[int], threshold: float = 0.8) -> FaithfulnessCurve:
+    """Faithfulness of the top-k circuit for every k in `ks`: one batched graph forward, one row per k, plus the
+    full and the empty graph (the two ends, from the same pass, so that they are exactly 1 and 0)."""
+    ks = [int(k) for k in ks]
+    forward = GraphForward(model, scores.task)
+    rows = torch.cat([circuit_masks(scores, ks), torch.ones(1, len(scores.scores)), torch.zeros(1, len(scores.scores))])
+    *m, clean, corrupted = forward.metric(rows.to(forward.decoder_input.device)).tolist()
+    if abs(clean - corrupted) < 1e-6:
+        raise ValueError(f"the metric is the same on both sources ({clean:.6g} and {corrupted:.6g}): there is "
+                         "nothing to explain. Pick a corrupted source that changes it.")
+    faithful = [(v - corrupted) / (clean - corrupted) + 0.0 for v in m]  # + 0.0: no -0.0 in the JSON
+    smallest = min((k for k, f in zip(ks, faithful) if f >= threshold), default=None)
+    return FaithfulnessCurve(ks, faithful, clean, corrupted, threshold, smallest)

@@ -1,0 +1,148 @@
+"""space/encdec_lens/circuit_discovery.py: the edge graph, EAP / EAP-IG scores and faithfulness of circuits."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import SHIPPED_MODEL, perturbed_model
+from encdec_lens.circuit_discovery import (EdgeGraph, GraphForward, edge_attribution, faithfulness_curve,
+                                           make_task)
+from encdec_lens.heads import all_heads, head_label
+
+CLEAN = [5, 17, 33, 8, 61, 2]
+CORRUPTED = [5, 17, 44, 8, 61, 2]  # one token changed
+TARGET = [9, 40, 12, 77, 2]
+METRICS = {"logprob": {}, "logit_diff": dict(target=40, contrast=41, position=1)}
+
+
+@pytest.fixture(params=[False, True], ids=["post_ln", "pre_ln"])
+def model(request):
+    return perturbed_model(0.3, normalize_before=request.param)
+
+
+def model_logits(model, source):
+    decoder_input_ids = torch.tensor([[model.config.decoder_start_token_id] + TARGET[:-1]])
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([source]), decoder_input_ids=decoder_input_ids, use_cache=False).logits[0]
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's rank correlation, ties given their average rank."""
+
+    def ranks(x):
+        x = x.double()
+        return torch.stack([(x < v).sum() + ((x == v).sum() - 1) / 2 for v in x]).double()
+
+    a, b = ranks(a), ranks(b)
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (a.norm() * b.norm()))
+
+
+def test_the_graph_has_every_node_and_only_edges_along_the_streams(model):
+    graph = EdgeGraph(model)
+    names = [node.name for node in graph.nodes]
+    assert set(head_label(*h) for h in all_heads(model)) <= set(names)
+    assert len(names) == len(set(names)) == 2 + 3 * 2 * 4 + 2 + 2 + 1  # embeddings, heads, FFNs, logits
+    assert {"enc emb", "dec emb", "enc L2 FFN", "dec L1 FFN", "logits"} <= set(names)
+    # 2 + 2 layers, 4 heads: 11 encoder nodes, 19 decoder-side nodes; counted by hand per reader
+    assert len(graph) == 4 + 5 + 24 + 10 + 11 * 8 + 4 + 5 * 4 + 9 + 10 * 4 + 14 * 4 + 18 + 19
+    labels = graph.labels
+    assert "enc L2 H3 -> cross L1 H2 (kv)" in labels and "dec-self L1 H4 -> cross L2 H1 (q)" in labels
+    assert "cross L2 H4 -> logits" in labels and "enc L2 FFN -> logits" not in labels
+    for up, down, port in graph.edges:  # an encoder node reaches the decoder only through a cross head's K/V
+        if graph.nodes[up].stack == "encoder" and graph.nodes[down].stack == "decoder":
+            assert port == "kv" and graph.nodes[down].family == "cross"
+        if port == "kv":
+            assert graph.nodes[up].stack == "encoder"
+
+
+def test_both_ends_are_exact(model):
+    """Every mask 1 is the clean run, every mask 0 the corrupted run (post-LN: private streams, LN recomputed)."""
+    forward = GraphForward(model, make_task(model, CLEAN, CORRUPTED, TARGET))
+    with torch.no_grad():
+        logits = forward.logits(torch.cat([forward.ones(), torch.zeros(1, len(forward.graph))]))
+    clean, corrupted = model_logits(model, CLEAN), model_logits(model, CORRUPTED)
+    assert (clean - corrupted).abs().max() > 0.1  # the two runs really differ
+    torch.testing.assert_close(logits[0], clean, atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits[1], corrupted, atol=1e-5, rtol=0)
+
+
+def test_faithfulness_of_the_full_graph_is_1_and_of_the_empty_graph_0(model):
+    scores = edge_attribution(model, CLEAN, CORRUPTED, TARGET)
+    n = len(scores.scores)
+    curve = faithfulness_curve(model, scores, [0, 10, n])
+    assert curve.faithfulness[0] == 0.0 and curve.faithfulness[2] == pytest.approx(1.0, abs=1e-5)
+    assert curve.smallest_k is not None and curve.smallest_k in (10, n)
+    # the ends of the curve are the model's own runs
+    logprob = lambda logits: float(logits.log_softmax(-1).gather(-1, torch.tensor(TARGET)[:, None]).sum())
+    assert curve.clean_metric == pytest.approx(logprob(model_logits(model, CLEAN)), abs=1e-4)
+    assert curve.corrupted_metric == pytest.approx(logprob(model_logits(model, CORRUPTED)), abs=1e-4)
+
+
+def test_edges_from_the_decoder_embedding_score_zero(model):
+    """Both runs read the same decoder input: clean - corrupted is 0 on those edges, so is the EAP score."""
+    scores = edge_attribution(model, CLEAN, CORRUPTED, TARGET, method="eap-ig")
+    graph = scores.graph
+    from_dec_emb = torch.tensor([up == graph.embed["decoder"] for up, _, _ in graph.edges])
+    assert scores.scores[from_dec_emb].abs().max() == 0
+    assert scores.scores[~from_dec_emb].abs().max() > 1e-3
+    as_json = json.loads(scores.to_json(k=3))
+    assert as_json["method"] == "eap-ig" and as_json["steps"] == 5 and len(as_json["edges"]) == 3
+    assert as_json["edges"][0]["edge"] == scores.top(1)[0][0]
+
+
+@pytest.mark.parametrize("metric", list(METRICS))
+def test_eap_ranks_edges_like_single_edge_patching(model, metric):
+    """Each edge's real effect, M(clean) - M(only that edge corrupted), against its EAP and EAP-IG scores."""
+    kwargs = METRICS[metric]
+    forward = GraphForward(model, make_task(model, CLEAN, CORRUPTED, TARGET, **kwargs))
+    n = len(forward.graph)
+    with torch.no_grad():
+        m = forward.metric(torch.cat([forward.ones(), forward.ones(n) - torch.eye(n)]))  # row 1 + e: edge e off
+    actual = m[0] - m[1:]
+    eap = spearman(edge_attribution(model, CLEAN, CORRUPTED, TARGET, **kwargs).scores, actual)
+    ig = spearman(edge_attribution(model, CLEAN, CORRUPTED, TARGET, method="eap-ig", **kwargs).scores, actual)
+    print(f"{'pre' if model.config.normalize_before else 'post'}-LN {metric}: Spearman EAP {eap:.3f}, EAP-IG {ig:.3f}")
+    assert eap > 0.7
+    assert ig >= eap - 0.05
+
+
+def test_sources_of_different_lengths_are_refused():
+    model = perturbed_model(0.3)
+    with pytest.raises(ValueError, match=r"same number of tokens.*6 .* 7 .*Pick a corrupted sentence"):
+        edge_attribution(model, CLEAN, CORRUPTED[:-1] + [9, 2], TARGET)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(method="acdc"), "unknown method 'acdc'"),
+    (dict(method="eap-ig", steps=0), "at least one step"),
+    (dict(target=40), "needs both `target` and `contrast`"),
+    (dict(target=40, contrast=41, position=9), "decoder position 9 does not exist"),
+    (dict(target="Haus", contrast=41), "pass a token id, or a tokenizer"),
+])
+def test_bad_arguments_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        edge_attribution(perturbed_model(0.3), CLEAN, CORRUPTED, TARGET, **kwargs)
+
+
+def test_shipped_model_small_eap_ig_circuit_is_faithful():
+    """The trained model: exact ends, and a circuit of the top 100 EAP-IG edges (of 1,177) restores >= 80%."""
+    if not os.path.isfile(os.path.join(SHIPPED_MODEL, "model.safetensors")):
+        pytest.skip(f"the shipped model is not in {SHIPPED_MODEL}")
+    from transformers import AutoTokenizer
+
+    from modeling import TransformerForConditionalGeneration
+
+    model = TransformerForConditionalGeneration.from_pretrained(SHIPPED_MODEL).eval()
+    tokenizer = AutoTokenizer.from_pretrained(SHIPPED_MODEL)
+    clean, corrupted = "A man is riding a bike.", "A woman is riding a bike."
+    with pytest.raises(ValueError, match="same number of tokens"):
+        make_task(model, clean, "A hippopotamus is riding a bike.", tokenizer=tokenizer)
+    scores = edge_attribution(model, clean, corrupted, tokenizer=tokenizer, method="eap-ig")
+    assert scores.clean_metric - scores.corrupted_metric > 1  # the translation is of the clean source
+    curve = faithfulness_curve(model, scores, [0, 100, len(scores.scores)])
+    print(f"shipped model, EAP-IG: faithfulness {curve.faithfulness} at k = {curve.ks}")
+    assert curve.faithfulness[0] == 0.0 and curve.faithfulness[2] == pytest.approx(1.0, abs=1e-5)
+    assert curve.faithfulness[1] >= 0.8 and curve.smallest_k == 100
