@@ -16,8 +16,8 @@ from encdec_lens.inputs import labels_from_ids
 from encdec_lens.patching import ActivationPatching, activation_patching
 from encdec_lens.plots import head_values_image
 from safe_html import escape
-from tabs.circuits_tab import (CIRCUITS_CSS, PLOT_TITLES, CircuitsInputError, Pair, _bar, _chip, _int, _with_notices,
-                               message_html, pair_from_api, pair_on_screen)
+from tabs.pair_views import (CIRCUITS_CSS, PLOT_TITLES, CircuitsInputError, Pair, bar, chip, message_html,
+                              pair_from_api, pair_on_screen, whole_number, with_notices)
 from translation_engine import EMPTY_MESSAGE, ModelBundle
 
 COMPONENTS_SHOWN = 12  # rows of the attribution table (the API returns every component)
@@ -44,7 +44,7 @@ patching the whole encoder output does, by definition).
 # --- computations ------------------------------------------------------------------------------------------
 def _position(value) -> int:
     """The UI's 1-based position (or -1 for the last) -> the library's 0-based one."""
-    position = _int(value, 1, "position")
+    position = whole_number(value, 1, "position")
     if position == 0:
         raise CircuitsInputError("Positions count from 1 (the first token of the translation); -1 is the last.")
     return position - 1 if position > 0 else position
@@ -76,8 +76,8 @@ def attribution_html(result: LogitAttribution, shown: int = COMPONENTS_SHOWN) ->
     ranked = sorted(result.components, key=lambda c: -abs(c["value"]))
     scale = max([abs(c["value"]) for c in ranked] + [1e-9])
     rows = "".join(
-        f'<tr><td>{_chip(c["name"])}</td><td class="num" data-value="{c["value"]!r}">{c["value"]:+.3f}</td>'
-        f'<td>{_bar(c["value"], scale)}</td></tr>'
+        f'<tr><td>{chip(c["name"])}</td><td class="num" data-value="{c["value"]!r}">{c["value"]:+.3f}</td>'
+        f'<td>{bar(c["value"], scale)}</td></tr>'
         for c in ranked[:shown]
     )
     tokens = " ".join(
@@ -86,7 +86,7 @@ def attribution_html(result: LogitAttribution, shown: int = COMPONENTS_SHOWN) ->
     )
     return (
         f"<div>{tokens}</div>"
-        f"<div>Logit of {_chip(result.token)} at position {result.position + 1}: "
+        f"<div>Logit of {chip(result.token)} at position {result.position + 1}: "
         f'<span class="delta" id="dla-logit" data-logit="{result.logit!r}">{result.logit:.3f}</span> '
         f"(log p = {result.logprob:.3f}); its {len(result.components)} parts add up to "
         f'<span id="dla-total">{result.total:.3f}</span>.</div>'
@@ -112,17 +112,17 @@ def patching_html(result: ActivationPatching) -> str:
     """The two ends, every layer's residual stream, and the heads that restore the most."""
     layer_rows = "".join(
         f'<tr><td>{escape(entry["name"])}</td><td class="num" data-restored="{entry["restored"]!r}">'
-        f'{entry["restored"]:.3f}</td><td>{_bar(entry["restored"], 1.0)}</td></tr>'
+        f'{entry["restored"]:.3f}</td><td>{bar(entry["restored"], 1.0)}</td></tr>'
         for entry in result.layers
     )
     top = sorted(result.heads, key=lambda e: -e["restored"])[:5]
-    heads = ", ".join(f'{_chip(e["name"])} {e["restored"]:.2f}' for e in top)
+    heads = ", ".join(f'{chip(e["name"])} {e["restored"]:.2f}' for e in top)
     return (
         f"<div>Clean <b>{escape(result.clean)}</b> → corrupted <b>{escape(result.corrupted)}</b></div>"
         '<table class="circuits" id="patch-layers"><tr><th>patched</th><th>restored</th><th></th></tr>'
         f'<tr><td>nothing</td><td class="num">{result.nothing_patched:.3f}</td><td></td></tr>'
         f'<tr><td>the whole encoder output</td><td class="num" id="patch-encoder-output">'
-        f"{result.encoder_output_patched:.3f}</td><td>{_bar(result.encoder_output_patched, 1.0)}</td></tr>"
+        f"{result.encoder_output_patched:.3f}</td><td>{bar(result.encoder_output_patched, 1.0)}</td></tr>"
         f"{layer_rows}</table>"
         f"<div>Heads that restore the most: {heads}</div>"
         f'<div class="small">{len(result.heads) + len(result.layers) + 1} patched runs in one batch, '
@@ -157,8 +157,8 @@ def attribution_json(bundle: ModelBundle, sentence, translation="", position=-1)
     """`LogitAttribution.to_dict()` (position counted from 0, -1 = last) and `notices`."""
     try:
         pair = pair_from_api(bundle, sentence, translation)
-        position = _int(position, -1, "position")
-        return _with_notices(attribution(bundle, pair, position).to_dict(), pair)
+        position = whole_number(position, -1, "position")
+        return with_notices(attribution(bundle, pair, position).to_dict(), pair)
     except CircuitsInputError as err:
         return {"error": str(err)}
 
@@ -169,7 +169,7 @@ def patching_json(bundle: ModelBundle, clean, corrupted, translation="") -> dict
         pair = pair_from_api(bundle, clean, translation)
         if bundle.prepare(corrupted) is None:
             raise CircuitsInputError(EMPTY_MESSAGE)
-        return _with_notices(patching(bundle, pair, corrupted).to_dict(), pair)
+        return with_notices(patching(bundle, pair, corrupted).to_dict(), pair)
     except CircuitsInputError as err:
         return {"error": str(err)}
 

@@ -26,7 +26,6 @@ them: a translation running at the same time on the main tab sees the plain mode
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import gradio as gr
 import numpy as np
@@ -36,21 +35,18 @@ from matplotlib.figure import Figure
 import api_args
 from encdec_lens.ablation import AblationResult, HeadImportance, head_importance, run_ablation
 from encdec_lens.heads import FAMILIES, FAMILY_TAGS, all_heads, grid_shape, head_label, normalize_heads, parse_head_label
-from encdec_lens.inputs import generate_ids
 from encdec_lens.lens import LogitLens, ResidualStream, logit_lens, residual_stream
 from encdec_lens.plots import CMAP, DPI, figure_to_rgb, head_values_image, plot_label
-from safe_html import TOKEN_CSS, escape, status_html
-from translation_engine import EMPTY_MESSAGE, ModelBundle
+from safe_html import escape
+from tabs.pair_views import (CIRCUITS_CSS, PLOT_TITLES, CircuitsInputError, Pair, bar, chip, generation_config,
+                              NOT_TRANSLATED, message_html, pair_from_api, pair_from_state, pair_on_screen,
+                              whole_number, with_notices)
+from translation_engine import ModelBundle
 
 TAB_TITLE = "Circuits"
 
 FAMILY_NAMES = {"encoder": "enc · encoder self-attention", "decoder": "dec-self · decoder self-attention (masked)",
                 "cross": "cross · cross-attention (decoder → encoder)"}
-PLOT_TITLES = {"encoder": "enc (encoder self)", "decoder": "dec-self (masked)", "cross": "cross (dec → enc)"}
-
-NOT_TRANSLATED = ("Nothing translated yet: translate a sentence on the “Translate & attention” tab; this tab "
-                  "works on that translation.")
-STALE = "The source sentence has changed since it was translated: press Translate again."
 RANKED_SHOWN = 12  # rows of the ranking table (the API returns every head)
 ANNOTATE_MAX_COLUMNS = 30  # residual-stream heatmaps print their values up to this many tokens
 
@@ -89,26 +85,6 @@ before it is added to the stream. Large writes change the stream a lot; near-zer
 leaves that position alone.
 """
 
-CIRCUITS_CSS = TOKEN_CSS + """
-table.circuits { border-collapse: collapse; font-size: 0.88em; }
-table.circuits td, table.circuits th { padding: 3px 8px; border-bottom: 1px solid rgba(148, 163, 184, 0.35);
-       text-align: left; vertical-align: top; }
-table.circuits td.num { text-align: right; font-family: ui-monospace, monospace; white-space: nowrap; }
-.bar.neg { background: #dc2626; }
-.bar.pos { background: #2563eb; }
-.delta { font-size: 1.25em; font-weight: 700; font-family: ui-monospace, monospace; }
-.changed { color: #b45309; font-weight: 600; }
-.lens-wrap { overflow: auto; max-height: 720px; }
-.cand { white-space: nowrap; font-family: ui-monospace, monospace; font-size: 0.92em; }
-.cand.hit { background: rgba(34, 197, 94, 0.25); border-radius: 3px; font-weight: 700; }
-.small { opacity: 0.7; font-size: 0.85em; }
-"""
-
-
-class CircuitsInputError(ValueError):
-    """Input the tab cannot work on; the message says what to do and is shown to the user."""
-
-
 # --- head labels -----------------------------------------------------------------------------------------
 def head_choices(model, family: str) -> list[tuple[str, str]]:
     """(shown text, label) of every head of one family, for a CheckboxGroup: ("L1 H2", "enc L1 H2")."""
@@ -138,69 +114,6 @@ def parse_head_labels(model, labels) -> list[tuple[str, int, int]]:
     return normalize_heads(model, heads)
 
 
-# --- which sentence pair -----------------------------------------------------------------------------------
-@dataclass
-class Pair:
-    """A source sentence and the translation to study, as token ids."""
-
-    source_ids: list[int]
-    target_ids: list[int]  # <start> y_1 .. y_n as the main tab keeps it, or y_1 .. y_n </s>
-    notices: list[str] = field(default_factory=list)
-
-
-def _int(value, default: int, name: str) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise CircuitsInputError(f"{name} must be a whole number, got {value!r}.") from None
-
-
-def generation_config(bundle: ModelBundle, beam_size=None, max_new_tokens=None):
-    """The decoding of the Translate button (the model's settings, this beam size and length), same limits."""
-    num_beams = max(1, min(_int(beam_size, bundle.default_num_beams, "beam_size"), 16))
-    max_new = _int(max_new_tokens, bundle.default_max_new_tokens, "max_new_tokens")
-    return bundle.generation_config_for(num_beams, max(1, min(max_new, bundle.max_new_tokens_limit)))
-
-
-def pair_on_screen(bundle: ModelBundle, source, state) -> Pair:
-    """The pair shown on the main tab: its exact token ids from the UI state, if the sentence still matches."""
-    prepared = bundle.prepare(source)
-    if prepared is None:
-        raise CircuitsInputError(EMPTY_MESSAGE)
-    if not state:
-        raise CircuitsInputError(NOT_TRANSLATED)
-    if list(state["source_ids"]) != prepared.input_ids:
-        raise CircuitsInputError(STALE)
-    return Pair(prepared.input_ids, list(state["decoder_ids"]), prepared.notices)
-
-
-def pair_from_state(state) -> Pair:
-    """The main tab's last translation, from its state alone (what the tab shows right after a translation,
-    even if the source box has been edited since)."""
-    if not state:
-        raise CircuitsInputError(NOT_TRANSLATED)
-    return Pair(list(state["source_ids"]), list(state["decoder_ids"]), list(state.get("notices", [])))
-
-
-def pair_from_api(bundle: ModelBundle, source, translation="", beam_size=None, max_new_tokens=None) -> Pair:
-    """The API's pair: the source, and the given translation, or the model's own (this decoding) if none."""
-    prepared = bundle.prepare(source)
-    if prepared is None:
-        raise CircuitsInputError(EMPTY_MESSAGE)
-    text = str(translation or "")
-    if not text.strip():
-        ids = generate_ids(bundle.model, prepared.input_ids,
-                           generation_config=generation_config(bundle, beam_size, max_new_tokens))
-        return Pair(prepared.input_ids, ids, prepared.notices)
-    try:
-        ids = bundle.target_ids(text)  # valid text, at most the model's output length
-    except ValueError as err:
-        raise CircuitsInputError(str(err)) from None
-    return Pair(prepared.input_ids, ids, prepared.notices)
-
-
 # --- computations ------------------------------------------------------------------------------------------
 def ablation(bundle: ModelBundle, pair: Pair, heads, beam_size=None, max_new_tokens=None) -> AblationResult:
     """`run_ablation` on the pair, re-translating with the Space's decoding settings."""
@@ -216,7 +129,7 @@ def importance(bundle: ModelBundle, pair: Pair) -> HeadImportance:
 
 def lens(bundle: ModelBundle, pair: Pair, top_k=3) -> LogitLens:
     """`logit_lens` with 1 to 10 top tokens per layer and position."""
-    top_k = max(1, min(_int(top_k, 3, "top_k"), 10))
+    top_k = max(1, min(whole_number(top_k, 3, "top_k"), 10))
     return logit_lens(bundle.model, bundle.tokenizer, pair.source_ids, pair.target_ids, top_k=top_k)
 
 
@@ -261,19 +174,6 @@ def residual_image(result: ResidualStream) -> np.ndarray:
 
 
 # --- HTML --------------------------------------------------------------------------------------------------
-def message_html(message: str) -> str:
-    return status_html([message])
-
-
-def _chip(text: str) -> str:
-    return f'<span class="tok"><bdi>{escape(text)}</bdi></span>'
-
-
-def _bar(value: float, scale: float) -> str:
-    kind = "neg" if value < 0 else "pos"
-    return f'<span class="bar {kind}" style="width:{max(1, round(80 * abs(value) / max(scale, 1e-9)))}px"></span>'
-
-
 def context_html(bundle: ModelBundle, pair: Pair) -> str:
     """Which pair this tab is working on."""
     tokenizer = bundle.tokenizer
@@ -286,7 +186,7 @@ def context_html(bundle: ModelBundle, pair: Pair) -> str:
 def ablation_html(result: AblationResult) -> tuple[str, str]:
     """The summary (which heads, the log-prob before and after, the change) and the per-token table."""
     heads = [head_label(*h) for h in result.heads]
-    switched = (f"Switched off {len(heads)} head{'s' if len(heads) != 1 else ''}: " + " ".join(map(_chip, heads))
+    switched = (f"Switched off {len(heads)} head{'s' if len(heads) != 1 else ''}: " + " ".join(map(chip, heads))
                 if heads else "No head switched off: this is the normal model.")
     changed = ('<div class="changed">The translation changed.</div>' if result.changed
                else '<div class="ok">The translation did not change.</div>')
@@ -303,8 +203,8 @@ def ablation_html(result: AblationResult) -> tuple[str, str]:
     deltas = [off - on for on, off in zip(result.token_logprobs, result.ablated_token_logprobs)]
     scale = max([abs(d) for d in deltas] + [1e-9])
     rows = "".join(
-        f'<tr><td class="num">{t}</td><td>{_chip(token)}</td><td class="num">{on:.2f}</td>'
-        f'<td class="num">{off:.2f}</td><td class="num">{d:+.2f}</td><td>{_bar(d, scale)}</td></tr>'
+        f'<tr><td class="num">{t}</td><td>{chip(token)}</td><td class="num">{on:.2f}</td>'
+        f'<td class="num">{off:.2f}</td><td class="num">{d:+.2f}</td><td>{bar(d, scale)}</td></tr>'
         for t, (token, on, off, d) in enumerate(
             zip(result.translation_tokens, result.token_logprobs, result.ablated_token_logprobs, deltas))
     )
@@ -318,8 +218,8 @@ def ranking_html(result: HeadImportance, shown: int = RANKED_SHOWN) -> str:
     """The most important heads first, with their drop and a bar, beside their gradient importance."""
     scale = max([abs(r["drop"]) for r in result.ranking] + [1e-9])
     rows = "".join(
-        f'<tr><td class="num">{r["rank"]}</td><td>{_chip(head_label(r["family"], r["layer"], r["head"]))}</td>'
-        f'<td class="num">{r["drop"]:+.3f}</td><td>{_bar(-r["drop"], scale)}</td>'
+        f'<tr><td class="num">{r["rank"]}</td><td>{chip(head_label(r["family"], r["layer"], r["head"]))}</td>'
+        f'<td class="num">{r["drop"]:+.3f}</td><td>{bar(-r["drop"], scale)}</td>'
         f'<td class="num">{r["ablated_logprob"]:.2f}</td><td class="num">{r["gradient"]:.3f}</td>'
         f'<td class="num">{r["gradient_rank"]:g}</td></tr>'
         for r in result.ranking[:shown]
@@ -357,8 +257,8 @@ def lens_html(result: LogitLens) -> str:
             )
             cells.append(f'<td>{candidates}<div class="small">correct: p = {position["target_prob"]:.2g}, '
                          f'rank {position["target_rank"]}</div></td>')
-        rows.append(f'<tr><td class="num">{t}</td><td>{_chip(result.input_tokens[t])}</td>'
-                    f'<td>{_chip(result.target_tokens[t])}</td>{"".join(cells)}</tr>')
+        rows.append(f'<tr><td class="num">{t}</td><td>{chip(result.input_tokens[t])}</td>'
+                    f'<td>{chip(result.target_tokens[t])}</td>{"".join(cells)}</tr>')
     return ('<div class="lens-wrap"><table class="circuits" id="lens-table"><tr><th>#</th><th>reads</th>'
             f'<th>should predict</th>{header}</tr>{"".join(rows)}</table></div>')
 
@@ -404,7 +304,7 @@ def importance_outputs(bundle: ModelBundle, source, state):
 
 def top_heads_selection(bundle: ModelBundle, ranked: list[str], count) -> tuple[list[str], list[str], list[str]]:
     """The ablation pickers' values (encoder, decoder self, cross) with the `count` top-ranked heads ticked."""
-    chosen = list(ranked or [])[: max(0, _int(count, 3, "count"))]
+    chosen = list(ranked or [])[: max(0, whole_number(count, 3, "count"))]
     heads = parse_head_labels(bundle.model, chosen)
     return tuple([head_label(*h) for h in heads if h[0] == family] for family in FAMILIES)
 
@@ -442,11 +342,6 @@ def refresh_outputs(bundle: ModelBundle, state, top_k=3):
 
 
 # --- API (JSON; {"error": message} for bad input) --------------------------------------------------------------
-def _with_notices(data: dict, pair: Pair) -> dict:
-    """The result plus what the Space did to the input (cut a long sentence, ...)."""
-    return {**data, "notices": pair.notices}
-
-
 def ablation_json(bundle: ModelBundle, source, heads, translation="", beam_size=None, max_new_tokens=None) -> dict:
     """`AblationResult.to_dict()` with `heads` as labels, and `notices`."""
     try:
@@ -454,7 +349,7 @@ def ablation_json(bundle: ModelBundle, source, heads, translation="", beam_size=
         result = ablation(bundle, pair, heads, beam_size, max_new_tokens)
     except CircuitsInputError as err:
         return {"error": str(err)}
-    return _with_notices({**result.to_dict(), "heads": [head_label(*h) for h in result.heads]}, pair)
+    return with_notices({**result.to_dict(), "heads": [head_label(*h) for h in result.heads]}, pair)
 
 
 def importance_json(bundle: ModelBundle, source, translation="") -> dict:
@@ -466,14 +361,14 @@ def importance_json(bundle: ModelBundle, source, translation="") -> dict:
         return {"error": str(err)}
     for entry in result["ranking"]:
         entry["label"] = head_label(entry["family"], entry["layer"], entry["head"])
-    return _with_notices(result, pair)
+    return with_notices(result, pair)
 
 
 def lens_json(bundle: ModelBundle, source, translation="", top_k=5) -> dict:
     """`LogitLens.to_dict()` and `notices`."""
     try:
         pair = pair_from_api(bundle, source, translation)
-        return _with_notices(lens(bundle, pair, top_k).to_dict(), pair)
+        return with_notices(lens(bundle, pair, top_k).to_dict(), pair)
     except CircuitsInputError as err:
         return {"error": str(err)}
 
@@ -482,7 +377,7 @@ def residual_json(bundle: ModelBundle, source, translation="") -> dict:
     """`ResidualStream.to_dict()` and `notices`."""
     try:
         pair = pair_from_api(bundle, source, translation)
-        return _with_notices(stream(bundle, pair).to_dict(), pair)
+        return with_notices(stream(bundle, pair).to_dict(), pair)
     except CircuitsInputError as err:
         return {"error": str(err)}
 
