@@ -68,7 +68,7 @@ def load(model_id: str):
         tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=True)
         model = AutoModelForSeq2SeqLM.from_pretrained(model_id, trust_remote_code=True).eval()
     except (OSError, ValueError) as e:
-        raise SystemExit(f"cannot load a model from {model_id!r}: {e}")
+        raise SystemExit(f"cannot load a model from {model_id!r}: {e}") from None
     return model, tokenizer
 
 
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     try:
         corpus = load_corpus(args.data, args.split, src_lang, tgt_lang)
     except DataError as e:
-        raise SystemExit(f"evaluate: {e}")
+        raise SystemExit(f"evaluate: {e}") from None
     src, ref = corpus.source, corpus.target
     if args.limit:
         src, ref = src[: args.limit], ref[: args.limit]

@@ -88,7 +88,7 @@ def load_data(args):
         corpus = load_local(args.data, args.split, args.source_lang, args.target_lang)
         train = load_local(args.data, args.train_split, args.source_lang, args.target_lang)
     except DataError as e:
-        raise SystemExit(f"{PROG}: {e}")
+        raise SystemExit(f"{PROG}: {e}") from None
     tok_refs, tok_source = tokenized_references(args.data, args.split, args.target_lang, corpus.target)
     n = args.max_sentences or len(corpus)
     return corpus.source[:n], corpus.target[:n], tok_refs[:n], tok_source, train.source + train.target

@@ -55,7 +55,8 @@ def main(argv=None) -> int:
         matplotlib.use("Agg")
         from matplotlib.figure import Figure
     except ImportError:
-        raise SystemExit("plot_curve: needs matplotlib (pip install matplotlib, or the project's [space] extra)")
+        raise SystemExit("plot_curve: needs matplotlib (pip install matplotlib, "
+                         "or the project's [space] extra)") from None
 
     fig = Figure(figsize=(7, 4.2), dpi=120)
     ax = fig.add_subplot()

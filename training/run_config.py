@@ -345,7 +345,7 @@ def resumed_settings(given: dict) -> dict:
     except (OSError, ValueError) as e:
         raise SystemExit(f"training: --resume: the run's settings file {path} is damaged ({e}). Restore it (a JSON "
                          "object of the run's settings, as --config takes), or start a new run in another "
-                         "--output-dir.")
+                         "--output-dir.") from None
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     saved = {name: value for name, value in saved.items() if name in names}
     contradicted = [name for name, value in given.items()
@@ -371,7 +371,7 @@ def read_config_file(path: str) -> dict:
         with open(path, encoding="utf-8") as fh:
             values = json.load(fh)
     except (OSError, json.JSONDecodeError) as e:
-        raise SystemExit(f"training: cannot read config file {path}: {e}")
+        raise SystemExit(f"training: cannot read config file {path}: {e}") from None
     if not isinstance(values, dict):
         raise SystemExit(f"training: config file {path} must hold a JSON object of settings, such as "
                          f'{{"max_steps": 1000, "dropout": 0.3}}; it holds {_json_kind(values)}')

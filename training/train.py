@@ -180,7 +180,7 @@ def load_initial_model(config: TrainConfig, tokenizer):
             config.init_from, dropout=config.dropout, attention_dropout=config.attention_dropout,
             label_smoothing=config.label_smoothing)
     except (OSError, ValueError) as e:
-        raise SystemExit(f"training: cannot load --init-from {config.init_from}: {e}")
+        raise SystemExit(f"training: cannot load --init-from {config.init_from}: {e}") from None
     if model.config.vocab_size != len(tokenizer):
         raise SystemExit(f"training: --init-from {config.init_from} has a vocabulary of {model.config.vocab_size} but "
                          f"its tokenizer has {len(tokenizer)} tokens; export the model and tokenizer together.")
@@ -407,7 +407,7 @@ def load_data(config: TrainConfig):
         train_corpus = load_corpus(config.data, config.train_split, config.source_lang, config.target_lang)
         valid_corpus = load_corpus(config.data, config.valid_split, config.source_lang, config.target_lang)
     except DataError as e:
-        raise SystemExit(f"training: {e}")
+        raise SystemExit(f"training: {e}") from None
     if config.max_train_samples:
         train_corpus.source = train_corpus.source[: config.max_train_samples]
         train_corpus.target = train_corpus.target[: config.max_train_samples]
@@ -668,7 +668,7 @@ def main(argv=None) -> int:
         train_seconds = run_training(trainer, config, resume_from)
     except TrainingDiverged as e:
         raise SystemExit(f"training: {e} The checkpoints before step {e.step} are in "
-                         f"{os.path.join(config.output_dir, 'checkpoints')}.")
+                         f"{os.path.join(config.output_dir, 'checkpoints')}.") from None
 
     state.wait_for_everyone()
     if state.is_main_process:

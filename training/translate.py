@@ -82,16 +82,16 @@ def main(argv=None) -> int:
             with open(args.input, encoding="utf-8") as fh:
                 lines = fh.read().splitlines()
         except OSError as e:
-            raise SystemExit(f"translate: cannot read {args.input}: {e}")
+            raise SystemExit(f"translate: cannot read {args.input}: {e}") from None
         except UnicodeDecodeError as e:
             raise SystemExit(f"translate: {args.input} is not UTF-8 text ({e}); convert it first, e.g. "
-                             "iconv -f latin1 -t utf-8.")
+                             "iconv -f latin1 -t utf-8.") from None
     else:
         try:
             lines = sys.stdin.buffer.read().decode("utf-8").splitlines()
         except UnicodeDecodeError as e:
             raise SystemExit(f"translate: the input is not UTF-8 text ({e}); convert it first, e.g. "
-                             "iconv -f latin1 -t utf-8.")
+                             "iconv -f latin1 -t utf-8.") from None
     gen = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if v is not None}
     todo = [i for i, line in enumerate(lines) if line.strip()]
     out = [""] * len(lines)  # empty lines stay empty, so line N of the output matches line N of the input

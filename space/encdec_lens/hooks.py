@@ -37,6 +37,7 @@ import contextvars
 import difflib
 import threading
 import weakref
+from types import MappingProxyType
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -137,7 +138,8 @@ class HookedModel:
 
     def _install(self, model) -> None:
         self._model = weakref.ref(model)
-        self._active: contextvars.ContextVar = contextvars.ContextVar(f"encdec_lens_hooks_{id(self)}", default={})
+        self._active: contextvars.ContextVar = contextvars.ContextVar(f"encdec_lens_hooks_{id(self)}",
+                                                                      default=MappingProxyType({}))  # read-only
         self._sites = {site.name: site for site in _sites(model)}
         for site in self._sites.values():
             if site.kind == "input" or site.kind == "heads":
