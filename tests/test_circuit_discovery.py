@@ -76,7 +76,9 @@ def test_faithfulness_of_the_full_graph_is_1_and_of_the_empty_graph_0(model):
     assert curve.faithfulness[0] == 0.0 and curve.faithfulness[2] == pytest.approx(1.0, abs=1e-5)
     assert curve.smallest_k is not None and curve.smallest_k in (10, n)
     # the ends of the curve are the model's own runs
-    logprob = lambda logits: float(logits.log_softmax(-1).gather(-1, torch.tensor(TARGET)[:, None]).sum())
+    def logprob(logits):
+        return float(logits.log_softmax(-1).gather(-1, torch.tensor(TARGET)[:, None]).sum())
+
     assert curve.clean_metric == pytest.approx(logprob(model_logits(model, CLEAN)), abs=1e-4)
     assert curve.corrupted_metric == pytest.approx(logprob(model_logits(model, CORRUPTED)), abs=1e-4)
 
