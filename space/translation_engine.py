@@ -256,14 +256,16 @@ class ModelBundle:
         self.ref = ref
         config = model.config
         langs = (getattr(config, "source_lang", None), getattr(config, "target_lang", None))
-        if not all(langs) and ref and os.path.isdir(ref):
+        if not all(langs) and ref and os.path.isdir(ref):  # a folder exported before config.json said so
             langs = _model_card_languages(ref) or langs
         if not all(langs):
             langs = DEFAULT_LANGS
         self.source_lang = source_lang or langs[0]
         self.target_lang = target_lang or langs[1]
-        # The out-of-domain hint is about Multi30k's image captions: only for models that learnt from them.
-        self.trained_on = (_model_card_trained_on(ref) if ref and os.path.isdir(ref) else None) or "Multi30k"
+        # The out-of-domain hint is about Multi30k's image captions: only for models that learnt from them. Written
+        # into config.json at export; a folder from before that is read by its model card.
+        self.trained_on = (getattr(config, "trained_on", None)
+                           or (_model_card_trained_on(ref) if ref and os.path.isdir(ref) else None) or "Multi30k")
         limits = [int(config.max_position_embeddings)] if getattr(config, "position_embedding_type", "") == "learned" else []
         tok_max = getattr(tokenizer, "model_max_length", None)
         if isinstance(tok_max, int) and 0 < tok_max < 100_000:

@@ -310,6 +310,7 @@ def test_output_is_a_complete_hub_folder(converted, tokenizer_dir):
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "transformer" and config["auto_map"]["AutoModelForSeq2SeqLM"].startswith("modeling_transformer.")
     assert "translation" in config["custom_pipelines"]
+    assert (config["source_lang"], config["target_lang"], config["trained_on"]) == ("en", "de", "OPUS")
     assert {k: config[k] for k in ("activation_function", "sinusoidal_layout", "add_final_logits_bias", "label_smoothing",
                                    "normalize_before", "scale_embedding", "tie_word_embeddings")} == {
         "activation_function": "swish", "sinusoidal_layout": "concatenated", "add_final_logits_bias": True,

@@ -193,6 +193,8 @@ def test_model_folder_is_a_complete_hub_repository(trained_run):
     assert config["custom_pipelines"]["translation"]["impl"] == "pipeline_translation.TranslationPipeline"
     assert config["custom_pipelines"]["translation"]["pt"] == ["AutoModelForSeq2SeqLM"]
     assert (config["model_type"], config["d_model"], config["vocab_size"]) == ("transformer", 32, 400)
+    # what the Space and the tools read about the model, from config.json rather than the card
+    assert (config["source_lang"], config["target_lang"], config["trained_on"]) == ("en", "de", "Multi30k")
     assert (config["pad_token_id"], config["bos_token_id"], config["eos_token_id"]) == (0, 1, 2)
     gen = read_json(folder, "generation_config.json")
     assert {k: v for k, v in gen.items() if k != "transformers_version"} == {

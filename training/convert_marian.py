@@ -37,7 +37,7 @@ import sys
 import tempfile
 
 from .evaluate import looks_local
-from .export import LANGUAGE_NAMES, PIPELINE, replace_problem, use_section
+from .export import LANGUAGE_NAMES, PIPELINE, describe_model, replace_problem, use_section
 
 logger = logging.getLogger("training.convert_marian")
 
@@ -440,6 +440,9 @@ def convert(src: str, out: str, overwrite: bool = False, command: str | None = N
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; OUT gets the usual permissions
         model.config.custom_pipelines = PIPELINE
+        langs = languages(folder, source_card(folder))
+        if len(langs) == 2:
+            describe_model(model.config, *langs, "OPUS")
         model.save_pretrained(tmp)
         copied = copy_tokenizer_files(folder, tmp)
         with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as fh:

@@ -107,7 +107,8 @@ def main(argv=None) -> int:
     from .translate_utils import translate_batch
 
     model, tokenizer = load(model_id)
-    card_src, card_tgt = card_languages(model_id) or ("en", "de")
+    said = (getattr(model.config, "source_lang", None), getattr(model.config, "target_lang", None))
+    card_src, card_tgt = said if all(said) else card_languages(model_id) or ("en", "de")  # config.json, else card
     src_lang, tgt_lang = args.source_lang or card_src, args.target_lang or card_tgt
     try:
         corpus = load_corpus(args.data, args.split, src_lang, tgt_lang)

@@ -95,6 +95,12 @@ def average_checkpoints(paths: list[str]):
     return model
 
 
+def describe_model(model_cfg, source_lang: str, target_lang: str, trained_on: str) -> None:
+    """What the Space and the tools need to know about a model, written into its config.json (read back there,
+    not from the model card): its source and target language and what it learnt from ("Multi30k", "OPUS")."""
+    model_cfg.source_lang, model_cfg.target_lang, model_cfg.trained_on = source_lang, target_lang, trained_on
+
+
 def save_hub_folder(model, tokenizer, folder: str, card: str | None = None, results: dict | None = None) -> str:
     """Write `model` + `tokenizer` as a complete, flat Hub repository, atomically (temp folder, then rename)."""
     import torch
@@ -420,6 +426,7 @@ def finalize(config: TrainConfig, trainer, tokenizer, train_seconds: float, push
     n_params = sum(p.numel() for p in model.parameters())
     history = initial_model_history(config.init_from)
     card = model_card(config, results, chosen, train_seconds, command, n_params, history)
+    describe_model(model.config, config.source_lang, config.target_lang, "Multi30k")
     record = {"chosen": chosen, "train_seconds": round(train_seconds),
               "total_train_seconds": round(train_seconds + history.get("train_seconds", 0)),
               "commands": [*history.get("commands", []), command], "results": results,
