@@ -28,9 +28,8 @@ LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech"
 DEFAULT_LANGS = ("en", "de")  # the shipped model: Multi30k English -> German
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TRAIN_HINT = (
-    "Train and export one with `python -m training.train --config training/configs/multi30k_en_de_d256.json` "
-    "then `python -m training.train --config training/configs/multi30k_en_de.json` (it writes space/model/), "
-    "or pass --model PATH_OR_HUB_ID, or set MODEL_ID."
+    "Train and export one with `python -m training.train --config training/configs/multi30k_en_de_tiny.json` "
+    "(the shipped model's recipe; it writes space/model/), or pass --model PATH_OR_HUB_ID, or set MODEL_ID."
 )
 
 
