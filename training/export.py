@@ -25,12 +25,13 @@ LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech"
 PIPELINE = {"translation": {"impl": "pipeline_translation.TranslationPipeline", "pt": ["AutoModelForSeq2SeqLM"], "type": "text"}}
 
 
-# What a model folder of this project holds (save_hub_folder, convert_marian, head_atlas): a folder of only these,
-# with a config.json of model_type "transformer", may be replaced by a new model; any other file is the user's.
+# What a model folder of this project holds (save_hub_folder, convert_marian, head_atlas, circuit_atlas's circuits/):
+# a folder of only these, with a config.json of model_type "transformer", may be replaced by a new model (an export
+# keeps the one it replaces beside it); any other file is the user's.
 MODEL_FOLDER_FILE = re.compile(
     r"(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab|target_vocab|eval_results|head_atlas)\.json"
     r"|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|(source|target)\.spm"
-    r"|(configuration|modeling)_transformer\.py|pipeline_translation\.py|README\.md|head_atlas_\w+\.png|\.gitattributes"
+    r"|(configuration|modeling)_transformer\.py|pipeline_translation\.py|README\.md|head_atlas_\w+\.png|circuits|\.gitattributes"
 )
 
 

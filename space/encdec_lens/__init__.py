@@ -25,8 +25,8 @@ them "enc L1 H2", "dec-self L3 H1", "cross L2 H4" (`head_label`). Imports torch 
 
 from .ablation import ablate_heads, gradient_importance, head_importance, run_ablation
 from .attribution import logit_attribution
-from .circuit_discovery import (EdgeGraph, EdgeScores, FaithfulnessCurve, GraphForward, edge_attribution,
-                                faithfulness_curve, make_task)
+from .circuit_discovery import (EdgeGraph, EdgeScores, FaithfulnessCurve, GraphForward, MeanEdgeScores,
+                                edge_attribution, faithfulness_curve, make_task, mean_edge_attribution)
 from .heads import FAMILIES, FAMILY_TITLES, all_heads, head_label, parse_head, parse_head_label
 from .hooks import ActivationCache, HookedModel
 from .inputs import Example, make_example
@@ -38,5 +38,5 @@ __all__ = [
     "parse_head_label", "Example", "make_example", "ablate_heads", "run_ablation", "head_importance",
     "gradient_importance", "logit_lens", "residual_stream", "logit_attribution", "activation_patching",
     "EdgeGraph", "EdgeScores", "FaithfulnessCurve", "GraphForward", "edge_attribution", "faithfulness_curve",
-    "make_task",
+    "make_task", "MeanEdgeScores", "mean_edge_attribution",
 ]

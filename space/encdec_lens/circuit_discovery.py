@@ -63,17 +63,45 @@ the masks); Hanna et al.'s EAP-IG proper interpolates the input embeddings inste
 
 4. Circuits
 -----------
-A circuit is the k edges of largest |s_e|. Its faithfulness is measured by a real edge-level intervention, the
-graph forward with mask 1 on the circuit's edges and 0 elsewhere:
+A circuit of k edges is either (`circuit=`)
+
+    "top"        the k edges of largest |s_e|, wherever they are;
+    "connected"  grown greedily from the logits backwards: start with the logits as the only reached node, and
+                 k times keep the edge of largest |s_e| among those whose downstream node is reached, then mark
+                 its upstream node reached. Every kept edge lies on a path of kept edges to the logits.
+
+Both are prefixes of one order of all the edges (`EdgeScores.order(circuit)`; every node of the graph reaches the
+logits, so the connected order holds every edge too), and the k-th circuit is its first k edges. A top-k edge
+whose downstream node feeds nothing kept changes no logit; one whose upstream node reads nothing of the clean
+source (no kept path from the encoder embedding: the decoder embedding is the same in both runs) carries the
+corrupted value o'_u, so it changes nothing either. `on_paths` says which kept edges lie on a path to the logits
+and which on a path from the source.
+
+Its faithfulness is measured by a real edge-level intervention, the graph forward with mask 1 on the circuit's
+edges and 0 elsewhere:
 
     faithfulness(k) = (M(circuit_k) - M(corrupted)) / (M(clean) - M(corrupted))
 
 so the full graph is 1 and the empty graph 0. `faithfulness_curve` runs one batch row per k.
+
+5. Over a set of pairs
+----------------------
+`mean_edge_attribution` scores the edges on each of many tasks (clean and corrupted sources, each with its own
+translation, target, contrast and position; one backward pass per task) and averages the scores, s_e = mean over
+the pairs of s_e(pair), in the metric's units. Its circuits are ranked by those means, and
+`faithfulness_curve` on it runs every circuit on every pair and normalises the means:
+
+    faithfulness(k) = (mean M(circuit_k) - mean M(corrupted)) / (mean M(clean) - mean M(corrupted))
+
+(`per_pair` keeps each pair's own normalised value too; a pair with M(clean) close to M(corrupted) makes its own
+value large, the mean-normalised one does not).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -84,6 +112,7 @@ from .hooks import HookedModel
 from .inputs import device_of, make_example, source_ids, tokens_of
 
 METHODS = ("eap", "eap-ig")
+CIRCUITS = ("top", "connected")
 STACK_TAGS = {"encoder": "enc", "decoder": "dec"}
 
 
@@ -381,8 +410,77 @@ class GraphForward:
 
 
 # --- scores -------------------------------------------------------------------------------------------------------
+def _check_circuit(circuit: str) -> str:
+    if circuit not in CIRCUITS:
+        raise ValueError(f"unknown circuit {circuit!r}: use one of {', '.join(CIRCUITS)}.")
+    return circuit
+
+
+def connected_order(graph: EdgeGraph, scores: torch.Tensor) -> torch.Tensor:
+    """Every edge, in the order the greedy connected circuit takes them (module docstring, section 4): at each step
+    the edge of largest |score| whose downstream node is the logits or the upstream node of an edge taken before
+    (ties: graph order)."""
+    into: dict[int, list[int]] = {}
+    for i, (_, down, _) in enumerate(graph.edges):
+        into.setdefault(down, []).append(i)
+    size = scores.detach().abs().tolist()
+    frontier = [(-size[i], i) for i in into.get(graph.logits, [])]
+    heapq.heapify(frontier)
+    reached, order = {graph.logits}, []
+    while frontier:
+        _, i = heapq.heappop(frontier)
+        order.append(i)
+        up = graph.edges[i][0]
+        if up not in reached:
+            reached.add(up)
+            for j in into.get(up, []):
+                heapq.heappush(frontier, (-size[j], j))
+    if len(order) != len(graph.edges):  # cannot happen for an EdgeGraph: every node writes to a later reader
+        raise ValueError(f"{len(graph.edges) - len(order)} edges do not reach the logits.")
+    return torch.tensor(order, dtype=torch.long)
+
+
+def on_paths(graph: EdgeGraph, kept) -> tuple[list[bool], list[bool]]:
+    """For the edges `kept` (indices): whether each lies on a path of kept edges to the logits, and whether each
+    lies on a path of kept edges from the encoder embedding (the only node whose output differs between the runs
+    without any edge kept)."""
+    kept = [int(i) for i in kept]
+    to_logits, from_source = {graph.logits}, {graph.embed["encoder"]}
+    changed = True
+    while changed:  # a fixed point; circuits are small, and edges are in topological order, so it ends fast
+        changed = False
+        for i in kept:
+            up, down, _ = graph.edges[i]
+            if down in to_logits and up not in to_logits:
+                to_logits.add(up)
+                changed = True
+            if up in from_source and down not in from_source:
+                from_source.add(down)
+                changed = True
+    return ([graph.edges[i][1] in to_logits for i in kept], [graph.edges[i][0] in from_source for i in kept])
+
+
+class _Ranked:
+    """Ranking of `self.scores` over `self.graph.edges`: shared by EdgeScores and MeanEdgeScores."""
+
+    graph: EdgeGraph
+    scores: torch.Tensor
+
+    def order(self, circuit: str = "top") -> torch.Tensor:
+        """Edge indices in the order circuits take them: "top" by |score|, largest first (ties: graph order);
+        "connected" the greedy order from the logits backwards (`connected_order`)."""
+        if _check_circuit(circuit) == "connected":
+            return connected_order(self.graph, self.scores)
+        return torch.sort(self.scores.abs(), descending=True, stable=True).indices
+
+    def top(self, k: int, circuit: str = "top") -> list[tuple[str, float]]:
+        """The circuit of k edges: [(label, score)], in the order taken (for "top", largest |score| first)."""
+        order = self.order(circuit)[:k]
+        return [(self.graph.edge_label(i), float(self.scores[i])) for i in order.tolist()]
+
+
 @dataclass
-class EdgeScores:
+class EdgeScores(_Ranked):
     """One score per edge of `graph` (aligned with `graph.edges`), and the task they were computed on."""
 
     graph: EdgeGraph
@@ -392,15 +490,6 @@ class EdgeScores:
     task: CircuitTask
     clean_metric: float
     corrupted_metric: float
-
-    def top(self, k: int) -> list[tuple[str, float]]:
-        """The k edges of largest |score|: [(label, score)], largest first."""
-        order = self.order()[:k]
-        return [(self.graph.edge_label(i), float(self.scores[i])) for i in order.tolist()]
-
-    def order(self) -> torch.Tensor:
-        """Edge indices by |score|, largest first (ties: graph order)."""
-        return torch.sort(self.scores.abs(), descending=True, stable=True).indices
 
     def to_dict(self, k: int | None = None) -> dict:
         edges = [{"edge": label, "score": score} for label, score in self.top(len(self.scores) if k is None else k)]
@@ -422,6 +511,17 @@ def _alphas(method: str, steps: int) -> list[float]:
     return [j / steps for j in range(1, steps + 1)]
 
 
+def _task_scores(model, task: CircuitTask, alphas: list[float]):
+    """(scores (E,), graph, clean metric, corrupted metric) of one task."""
+    forward = GraphForward(model, task)
+    masks = (torch.tensor(alphas, device=forward.decoder_input.device)[:, None] * forward.ones()).requires_grad_()
+    with torch.enable_grad():
+        forward.metric(masks).sum().backward()  # rows are independent: each row's gradient is its own
+    scores = masks.grad.mean(0).detach()  # (E,), times the mask span 1
+    return (scores, forward.graph, float(task.metric(forward.clean_logits)[0]),
+            float(task.metric(forward.corrupted_logits)[0]))
+
+
 def edge_attribution(model, clean, corrupted, translation=None, *, tokenizer=None, target=None, contrast=None,
                      position: int = -1, method: str = "eap", steps: int = 5, **generate_kwargs) -> EdgeScores:
     """Score every edge: EAP (the gradient of the metric w.r.t. the edge masks at the clean run) or EAP-IG (the
@@ -429,13 +529,56 @@ def edge_attribution(model, clean, corrupted, translation=None, *, tokenizer=Non
     alphas = _alphas(method, steps)
     task = make_task(model, clean, corrupted, translation, tokenizer=tokenizer, target=target, contrast=contrast,
                      position=position, **generate_kwargs)
-    forward = GraphForward(model, task)
-    masks = (torch.tensor(alphas, device=forward.decoder_input.device)[:, None] * forward.ones()).requires_grad_()
-    with torch.enable_grad():
-        forward.metric(masks).sum().backward()  # rows are independent: each row's gradient is its own
-    scores = masks.grad.mean(0).detach()  # (E,), times the mask span 1
-    return EdgeScores(forward.graph, scores, method, len(alphas), task,
-                      float(task.metric(forward.clean_logits)[0]), float(task.metric(forward.corrupted_logits)[0]))
+    scores, graph, clean_metric, corrupted_metric = _task_scores(model, task, alphas)
+    return EdgeScores(graph, scores, method, len(alphas), task, clean_metric, corrupted_metric)
+
+
+@dataclass
+class MeanEdgeScores(_Ranked):
+    """Edge scores averaged over tasks (module docstring, section 5): `scores` is the mean of `per_pair`."""
+
+    graph: EdgeGraph
+    scores: torch.Tensor  # (E,)
+    method: str
+    steps: int
+    tasks: list  # CircuitTask, one per pair
+    clean_metrics: list[float]
+    corrupted_metrics: list[float]
+    per_pair: torch.Tensor  # (P, E)
+    seconds: float = 0.0  # the time the scores took, all pairs
+
+    @property
+    def clean_metric(self) -> float:
+        return sum(self.clean_metrics) / len(self.clean_metrics)
+
+    @property
+    def corrupted_metric(self) -> float:
+        return sum(self.corrupted_metrics) / len(self.corrupted_metrics)
+
+    def to_dict(self, k: int | None = None) -> dict:
+        edges = [{"edge": label, "score": score} for label, score in self.top(len(self.scores) if k is None else k)]
+        return {"method": self.method, "steps": self.steps, "pairs": len(self.tasks),
+                "clean_metric": self.clean_metric, "corrupted_metric": self.corrupted_metric,
+                "num_edges": len(self.scores), "edges": edges}
+
+
+def mean_edge_attribution(model, tasks: Sequence[CircuitTask], *, method: str = "eap",
+                          steps: int = 5) -> MeanEdgeScores:
+    """Score every edge on each task (as `edge_attribution`, one backward pass per task) and average the scores."""
+    alphas = _alphas(method, steps)
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("no tasks to score: pass at least one CircuitTask (make_task).")
+    start = time.perf_counter()
+    rows, clean, corrupted, graph = [], [], [], None
+    for task in tasks:
+        scores, graph, c, x = _task_scores(model, task, alphas)
+        rows.append(scores)
+        clean.append(c)
+        corrupted.append(x)
+    per_pair = torch.stack(rows)
+    return MeanEdgeScores(graph, per_pair.mean(0), method, len(alphas), tasks, clean, corrupted, per_pair,
+                          time.perf_counter() - start)
 
 
 # --- circuits --------------------------------------------------------------------------------------------------
@@ -447,15 +590,21 @@ class FaithfulnessCurve:
     corrupted_metric: float
     threshold: float = 0.8
     smallest_k: int | None = field(default=None)  # the smallest k in `ks` reaching `threshold` (None: none does)
+    circuit: str = "top"
+    pairs: int = 1  # over a set of pairs: the metrics are means, `faithfulness` normalised on them
+    per_pair: list | None = None  # over a set of pairs: each pair's own faithfulness, one list per pair
+    circuit_metrics: list[float] | None = None  # M(circuit_k) (mean over the pairs), one per k
 
     def to_dict(self) -> dict:
         return {"ks": self.ks, "faithfulness": self.faithfulness, "clean_metric": self.clean_metric,
-                "corrupted_metric": self.corrupted_metric, "threshold": self.threshold, "smallest_k": self.smallest_k}
+                "corrupted_metric": self.corrupted_metric, "threshold": self.threshold, "smallest_k": self.smallest_k,
+                "circuit": self.circuit, "pairs": self.pairs, "circuit_metrics": self.circuit_metrics,
+                "per_pair": self.per_pair}
 
 
-def circuit_masks(scores: EdgeScores, ks: Sequence[int]) -> torch.Tensor:
-    """One row per k: mask 1 on the k edges of largest |score|, 0 elsewhere. (len(ks), E)."""
-    order = scores.order()
+def circuit_masks(scores, ks: Sequence[int], circuit: str = "top") -> torch.Tensor:
+    """One row per k: mask 1 on the circuit's k edges (`circuit`: "top" or "connected"), 0 elsewhere. (len(ks), E)."""
+    order = scores.order(circuit)
     masks = torch.zeros(len(ks), len(order))
     for row, k in enumerate(ks):
         if not 0 <= int(k) <= len(order):
@@ -464,17 +613,35 @@ def circuit_masks(scores: EdgeScores, ks: Sequence[int]) -> torch.Tensor:
     return masks
 
 
-@torch.no_grad()
-def faithfulness_curve(model, scores: EdgeScores, ks: Sequence[int], threshold: float = 0.8) -> FaithfulnessCurve:
-    """Faithfulness of the top-k circuit for every k in `ks`: one batched graph forward, one row per k, plus the
-    full and the empty graph (the two ends, from the same pass, so that they are exactly 1 and 0)."""
-    ks = [int(k) for k in ks]
-    forward = GraphForward(model, scores.task)
-    rows = torch.cat([circuit_masks(scores, ks), torch.ones(1, len(scores.scores)), torch.zeros(1, len(scores.scores))])
-    *m, clean, corrupted = forward.metric(rows.to(forward.decoder_input.device)).tolist()
+def _normalised(m: list[float], clean: float, corrupted: float, what: str) -> list[float]:
     if abs(clean - corrupted) < 1e-6:
-        raise ValueError(f"the metric is the same on both sources ({clean:.6g} and {corrupted:.6g}): there is "
-                         "nothing to explain. Pick a corrupted source that changes it.")
-    faithful = [(v - corrupted) / (clean - corrupted) + 0.0 for v in m]  # + 0.0: no -0.0 in the JSON
+        raise ValueError(f"the metric is the same on both sources{what} ({clean:.6g} and {corrupted:.6g}): there "
+                         "is nothing to explain. Pick a corrupted source that changes it.")
+    return [(v - corrupted) / (clean - corrupted) + 0.0 for v in m]  # + 0.0: no -0.0 in the JSON
+
+
+@torch.no_grad()
+def faithfulness_curve(model, scores, ks: Sequence[int], threshold: float = 0.8,
+                       circuit: str = "top") -> FaithfulnessCurve:
+    """Faithfulness of the circuit of k edges (`circuit`: "top" or "connected", section 4) for every k in `ks`:
+    one batched graph forward per task, one row per k, plus the full and the empty graph (the two ends, from the
+    same pass, so that they are exactly 1 and 0). `scores`: EdgeScores (one task) or MeanEdgeScores (the means
+    over its tasks are normalised, section 5)."""
+    ks = [int(k) for k in ks]
+    circuit = _check_circuit(circuit)
+    rows = torch.cat([circuit_masks(scores, ks, circuit), torch.ones(1, len(scores.scores)),
+                      torch.zeros(1, len(scores.scores))])
+    tasks = scores.tasks if isinstance(scores, MeanEdgeScores) else [scores.task]
+    values = []  # (P, len(ks) + 2)
+    for task in tasks:
+        forward = GraphForward(model, task)
+        values.append(forward.metric(rows.to(forward.decoder_input.device)).tolist())
+    means = [sum(column) / len(column) for column in zip(*values)]
+    *m, clean, corrupted = means
+    faithful = _normalised(m, clean, corrupted, "" if len(tasks) == 1 else " (means over the pairs)")
     smallest = min((k for k, f in zip(ks, faithful) if f >= threshold), default=None)
-    return FaithfulnessCurve(ks, faithful, clean, corrupted, threshold, smallest)
+    per_pair = None
+    if isinstance(scores, MeanEdgeScores):
+        per_pair = [[(v - row[-1]) / (row[-2] - row[-1]) + 0.0 if abs(row[-2] - row[-1]) >= 1e-6 else None
+                     for v in row[:-2]] for row in values]
+    return FaithfulnessCurve(ks, faithful, clean, corrupted, threshold, smallest, circuit, len(tasks), per_pair, m)
