@@ -77,7 +77,7 @@ the token the decoder *reads* at that step (`<s>` first); from it the model pred
 All maps come from one teacher-forced forward pass over the final translation.
 """
 
-OPTIONAL_TABS = ("tabs.walkthrough_tab", "tabs.circuits_tab", "tabs.heads_tab")
+OPTIONAL_TABS = ("tabs.walkthrough_tab", "tabs.circuits_tab", "tabs.circuit_graph_tab", "tabs.heads_tab")
 HEAD_MEAN = "mean"
 TRANSLATION = "translation"  # the name under which ViewKeys records the main tab's translations
 SOURCE_INFO = (f"The box keeps at most {BOX_MAX_CHARS:,} characters and drops the rest of a longer paste; the "

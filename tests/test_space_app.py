@@ -143,7 +143,8 @@ def test_uploads_are_refused(server):
 # The endpoints README.md and space/README.md document; every other event (explorer pickers, Examples, the
 # other tabs' buttons and follow-ups) is UI-only and must not be an API endpoint.
 DOCUMENTED_ENDPOINTS = {"/translate", "/attention", "/ablate", "/head_importance", "/logit_lens",
-                        "/residual_stream", "/walkthrough", "/logit_attribution", "/activation_patching"}
+                        "/residual_stream", "/walkthrough", "/logit_attribution", "/activation_patching",
+                        "/circuit_graph"}
 
 
 def test_api_lists_exactly_the_documented_endpoints(client, server):

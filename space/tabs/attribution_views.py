@@ -17,7 +17,7 @@ from encdec_lens.patching import ActivationPatching, activation_patching
 from encdec_lens.plots import head_values_image
 from safe_html import escape
 from tabs.pair_views import (CIRCUITS_CSS, PLOT_TITLES, CircuitsInputError, Pair, bar, chip, message_html,
-                              pair_from_api, pair_on_screen, whole_number, with_notices)
+                              pair_from_api, pair_on_screen, target_position, whole_number, with_notices)
 from translation_engine import EMPTY_MESSAGE, ModelBundle
 
 COMPONENTS_SHOWN = 12  # rows of the attribution table (the API returns every component)
@@ -42,14 +42,6 @@ patching the whole encoder output does, by definition).
 
 
 # --- computations ------------------------------------------------------------------------------------------
-def _position(value) -> int:
-    """The UI's 1-based position (or -1 for the last) -> the library's 0-based one."""
-    position = whole_number(value, 1, "position")
-    if position == 0:
-        raise CircuitsInputError("Positions count from 1 (the first token of the translation); -1 is the last.")
-    return position - 1 if position > 0 else position
-
-
 def attribution(bundle: ModelBundle, pair: Pair, position: int) -> LogitAttribution:
     """`logit_attribution` of the token at a 0-based target position (-1 = the last, </s>)."""
     try:
@@ -135,10 +127,10 @@ def attribution_outputs(bundle: ModelBundle, source, state, position) -> str:
     try:
         pair = pair_on_screen(bundle, source, state)
         count = len(labels_from_ids(bundle.model, pair.target_ids))  # the translation's tokens and </s>
-        if not -count <= _position(position) < count:
+        if not -count <= target_position(position) < count:
             raise CircuitsInputError(f"Position {position} does not exist: the translation has {count} tokens "
                                      f"(1..{count} with the final </s>; -1 is the last).")
-        return attribution_html(attribution(bundle, pair, _position(position)))
+        return attribution_html(attribution(bundle, pair, target_position(position)))
     except CircuitsInputError as err:
         return message_html(str(err))
 

@@ -114,3 +114,11 @@ def bar(value: float, scale: float) -> str:
 def with_notices(data: dict, pair: Pair) -> dict:
     """The result plus what the Space did to the input (cut a long sentence, ...)."""
     return {**data, "notices": pair.notices}
+
+
+def target_position(value) -> int:
+    """The UI's 1-based position (or -1 for the last) -> the library's 0-based one."""
+    position = whole_number(value, 1, "position")
+    if position == 0:
+        raise CircuitsInputError("Positions count from 1 (the first token of the translation); -1 is the last.")
+    return position - 1 if position > 0 else position
