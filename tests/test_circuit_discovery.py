@@ -260,3 +260,9 @@ def test_shipped_model_small_eap_ig_circuit_is_faithful():
     print(f"shipped model, EAP-IG: faithfulness {curve.faithfulness} at k = {curve.ks}")
     assert curve.faithfulness[0] == 0.0 and curve.faithfulness[2] == pytest.approx(1.0, abs=1e-5)
     assert curve.faithfulness[1] >= 0.8 and curve.smallest_k == 100
+    # a target typed as a word and as the vocabulary token the translations show are one token
+    from encdec_lens.circuit_discovery import token_id
+
+    assert token_id(tokenizer, "Mann") == token_id(tokenizer, "▁Mann") == tokenizer.convert_tokens_to_ids("▁Mann")
+    with pytest.raises(ValueError, match="is 2 tokens"):
+        token_id(tokenizer, "Haus Boot", "target")

@@ -99,7 +99,7 @@ def test_bad_input_says_what_to_do(tab, bundle):
         ((CLEAN, "  "), "Type the corrupted sentence"),
         (("", CORRUPTED), "box is empty"),
         ((CLEAN, CLEAN), "translates both sentences the same way"),
-        ((CLEAN, CORRUPTED, "Haus Boot"), "must be one token"),
+        ((CLEAN, CORRUPTED, "Haus Boot"), "it must be one: a word the model reads as one token"),
         ((CLEAN, CORRUPTED, "Mann", "Mann"), "the same token"),
         ((CLEAN, CORRUPTED, "", "", 99), "Position 99 does not exist"),
         ((CLEAN, CORRUPTED, "", "", None, "gradient"), "Unknown method"),

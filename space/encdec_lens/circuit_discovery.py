@@ -256,15 +256,22 @@ class CircuitTask:
         return at[:, self.target] - at[:, self.contrast]
 
 
-def _token_id(tokenizer, token, what: str) -> int:
+def token_id(tokenizer, token, what: str = "token") -> int:
+    """A target or contrast token -> its id: an id as it is, a word the tokenizer reads as one token ("Mann"),
+    or a token of the vocabulary as the tokenizer spells it ("▁Mann")."""
     if isinstance(token, int) or (torch.is_tensor(token) and token.numel() == 1):
         return int(token)
     if tokenizer is None:
         raise ValueError(f"the {what} {token!r} is a text: pass a token id, or a tokenizer.")
-    ids = tokenizer(token, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        raise ValueError(f"the {what} {token!r} is {len(ids)} tokens {tokens_of(tokenizer, ids)}; it must be one.")
-    return int(ids[0])
+    text = str(token).strip()
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) == 1:
+        return int(ids[0])
+    vocab = tokenizer.get_vocab()
+    if text in vocab:
+        return int(vocab[text])
+    raise ValueError(f"the {what} {text!r} is {len(ids)} tokens {tokens_of(tokenizer, ids)}; it must be one: a word "
+                     "the model reads as one token, or a token of its vocabulary as the translations show it.")
 
 
 def make_task(model, clean, corrupted, translation=None, *, tokenizer=None, target=None, contrast=None,
@@ -288,7 +295,7 @@ def make_task(model, clean, corrupted, translation=None, *, tokenizer=None, targ
         n = len(task.decoder_input_ids)
         if not -n <= position < n:
             raise ValueError(f"decoder position {position} does not exist: the decoder input has {n} positions.")
-        task.target, task.contrast = _token_id(tokenizer, target, "target"), _token_id(tokenizer, contrast, "contrast")
+        task.target, task.contrast = token_id(tokenizer, target, "target"), token_id(tokenizer, contrast, "contrast")
         task.position = position % n
     return task
 

@@ -102,20 +102,11 @@ DETAIL_HINT = "Click an edge or a node for its numbers (or hover over it)."
 
 # --- inputs ----------------------------------------------------------------------------------------------------
 def token_id(bundle: ModelBundle, text: str, what: str) -> int:
-    """A typed token -> its id: a word the tokenizer reads as one token ("Mann" -> ▁Mann), else a token of the
-    vocabulary written as the tokenizer spells it ("er.", "▁Mann")."""
-    text = str(text).strip()
-    tokenizer = bundle.tokenizer
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if len(ids) == 1:
-        return int(ids[0])
-    vocab = tokenizer.get_vocab()
-    if text in vocab:
-        return int(vocab[text])
-    raise CircuitsInputError(
-        f"The {what} “{text}” is {len(ids)} tokens ({' '.join(tokenizer.convert_ids_to_tokens(ids))}); it must be "
-        "one token: type one word the model reads as one token, a token as shown in the translations above, or "
-        "leave it empty for the default.")
+    """A typed token -> its id (`circuit_discovery.token_id`: one word read as one token, or a vocabulary token)."""
+    try:
+        return cd.token_id(bundle.tokenizer, str(text), what)
+    except ValueError as err:
+        raise CircuitsInputError(f"{err} Or leave it empty for the default.") from None
 
 
 def first_difference(clean: list[int], corrupted: list[int]) -> int | None:
