@@ -2,6 +2,7 @@
 
     python -m training.export_marian MODEL OUT [--overwrite]
     python -m training.export_marian MODEL OUT --ctranslate2 CT2_OUT [--quantization int8] [--overwrite]
+    python -m training.export_marian MODEL OUT --onnx ONNX_OUT [--overwrite]
 
 MODEL is a folder this project wrote (training.export, convert_marian) or a Hub id of one. OUT becomes a complete
 MarianMTModel folder: safetensors weights, config.json (model_type "marian", no remote code), the generation
@@ -36,6 +37,15 @@ agreement reported. CTranslate2's own `ct2-transformers-converter` is not used f
 assumes OPUS-MT's layout, dropping the last token of the vocabulary (OPUS-MT's <pad>; here it then refuses the
 vocabulary size) and starting the decoder from a zero embedding instead of the decoder start token. The loader
 here is CTranslate2's BART loader with Marian's settings (post-LN, no embedding LayerNorm), which keeps both.
+
+--onnx ONNX_OUT also writes ONNX graphs of OUT for ONNX Runtime, atomically, after checking them against
+MarianMTModel (logits to 1e-4, the same greedy and beam tokens). optimum's exporter (optimum-onnx, whose every
+release requires transformers < 4.58) cannot be installed next to this project's transformers 5, so the graphs
+are exported here with torch.onnx.export (dynamo): encoder.onnx, cross_attention.onnx (each decoder layer's keys
+and values of the encoder states, once per sentence) and decoder.onnx (one step with the self-attention cache).
+`load_onnx_model(ONNX_OUT)` wraps them as a transformers model whose generate() runs the usual greedy and beam
+search with ONNX Runtime doing every forward pass; `python -m training.translate ONNX_OUT --engine onnxruntime`
+uses it.
 """
 
 from __future__ import annotations
@@ -461,9 +471,9 @@ def is_model_folder(path: str, model_type: str, names_rule) -> bool:
 
 
 def out_problem(out: str, overwrite: bool, kind: str) -> str | None:
-    """Why OUT (a `kind` folder: "marian" or "ctranslate2") may not be written, or None. Not empty needs
+    """Why OUT (a `kind` folder: "marian", "ctranslate2" or "onnx") may not be written, or None. Not empty needs
     --overwrite, and even then OUT must hold nothing but a model: one of this project's (replace_problem's
-    rule), a Marian folder of the same files, or a CTranslate2 model written here."""
+    rule), a Marian folder of the same files, or a CTranslate2 or ONNX model written here."""
     if not os.path.lexists(out):
         return None if os.path.isdir(os.path.dirname(out)) else f"the folder that would hold {out} does not exist."
     if not os.path.isdir(out) or os.path.islink(out):
@@ -477,26 +487,35 @@ def out_problem(out: str, overwrite: bool, kind: str) -> str | None:
     if (kind == "ctranslate2" and os.path.isfile(os.path.join(out, "model.bin"))
             and is_model_folder(out, None, CT2_FOLDER_FILE)):
         return None
+    if (kind == "onnx" and all(os.path.isfile(os.path.join(out, name)) for name in ONNX_GRAPHS)
+            and is_model_folder(out, "marian", ONNX_FOLDER_FILE)):
+        return None
     problem = replace_problem(out, "output folder")
     return None if problem is None else f"--overwrite refused: {problem}"
 
 
-def check_paths(src: str, out: str, ct2_out: str | None, overwrite: bool) -> tuple[str, str | None]:
-    """OUT and CT2_OUT as absolute paths, refused when either may not be written or would replace the source."""
+def check_paths(src: str, out: str, ct2_out: str | None, overwrite: bool,
+                onnx_out: str | None = None) -> tuple[str, str | None, str | None]:
+    """OUT, CT2_OUT and ONNX_OUT as absolute paths, refused when one may not be written, would replace the source
+    or overlaps another."""
     out = os.path.abspath(os.path.expanduser(out))
     ct2_out = os.path.abspath(os.path.expanduser(ct2_out)) if ct2_out else None
+    onnx_out = os.path.abspath(os.path.expanduser(onnx_out)) if onnx_out else None
     source = os.path.abspath(os.path.expanduser(src)) if os.path.exists(os.path.expanduser(src)) else None
-    for path in filter(None, (out, ct2_out)):
+    for path in filter(None, (out, ct2_out, onnx_out)):
         if source and os.path.commonpath([path, source]) == path:
             raise ExportError(f"output folder {path} is or contains the model {source}; writing it would replace the "
                               "model being exported. Name another output folder.")
-    if ct2_out and (os.path.commonpath([out, ct2_out]) in (out, ct2_out)):
-        raise ExportError(f"the CTranslate2 folder {ct2_out} and the Marian folder {out} overlap; name two separate "
-                          "folders.")
-    for path, kind in ((out, "marian"), (ct2_out, "ctranslate2")):
+    named = [(path, what) for path, what in ((out, "Marian"), (ct2_out, "CTranslate2"), (onnx_out, "ONNX")) if path]
+    for i, (a, a_name) in enumerate(named):
+        for b, b_name in named[i + 1:]:
+            if os.path.commonpath([a, b]) in (a, b):
+                raise ExportError(f"the {b_name} folder {b} and the {a_name} folder {a} overlap; name separate "
+                                  "folders.")
+    for path, kind in ((out, "marian"), (ct2_out, "ctranslate2"), (onnx_out, "onnx")):
         if path and (problem := out_problem(path, overwrite, kind)):
             raise ExportError(problem)
-    return out, ct2_out
+    return out, ct2_out, onnx_out
 
 
 def temporary_folder(out: str) -> str:
@@ -535,11 +554,15 @@ def write_marian(model, tokenizer, folder: str, tmp: str) -> tuple[dict, str]:
 
 
 def export(src: str, out: str, overwrite: bool = False, command: str | None = None, ct2_out: str | None = None,
-           quantization: str = "float32") -> dict:
-    """Export MODEL `src` to the MarianMTModel folder `out` (and CTranslate2 `ct2_out`); returns what was checked."""
-    out, ct2_out = check_paths(src, out, ct2_out, overwrite)  # before any download: a refused OUT costs nothing
+           quantization: str = "float32", onnx_out: str | None = None) -> dict:
+    """Export MODEL `src` to the MarianMTModel folder `out` (and CTranslate2 `ct2_out`, ONNX `onnx_out`); returns
+    what was checked."""
+    # before any download: a refused OUT costs nothing
+    out, ct2_out, onnx_out = check_paths(src, out, ct2_out, overwrite, onnx_out)
     if ct2_out:
         ctranslate2_module()  # not installed: say so before the export's work
+    if onnx_out:
+        onnx_modules()
     folder, is_hub = resolve_model(src)
     config = load_config(folder, src)
     check_exportable(config, src)
@@ -560,6 +583,8 @@ def export(src: str, out: str, overwrite: bool = False, command: str | None = No
     result = {"out": out, **found, "tokenizer_class": tokenizer_class}
     if ct2_out:
         result["ctranslate2"] = to_ctranslate2(out, ct2_out, quantization, overwrite)
+    if onnx_out:
+        result["onnx"] = to_onnx(out, onnx_out, overwrite)
     return result
 
 
@@ -700,6 +725,278 @@ def check_ctranslate2_agreement(agree: dict, ct2_out: str) -> None:
                           f"{n}, beam {agree['beam']}/{n} sentences equal); {ct2_out} was not written.")
 
 
+# ------------------------------------------------------------------------------------------- ONNX Runtime
+
+
+def onnx_modules(export: bool = True) -> None:
+    """Refuse, naming what to install, when a package is missing: the export needs torch.onnx's exporter (onnx,
+    onnxscript) and onnxruntime for its check; running the graphs needs onnxruntime only."""
+    try:
+        import onnxruntime  # noqa: F401
+        if export:
+            import onnx  # noqa: F401
+            import onnxscript  # noqa: F401  (torch.onnx.export(dynamo=True) builds the graphs with it)
+    except ImportError as e:
+        needed = "onnx, onnxscript and onnxruntime" if export else "onnxruntime"
+        raise ExportError(f"{'--onnx' if export else 'running an ONNX folder'} needs {needed} ({e.name} is not "
+                          f"installed): pip install {needed.replace(' and', '').replace(',', '')}, or "
+                          "pip install -e '.[deploy]'") from None
+
+
+def onnx_graphs(marian):
+    """The three torch modules exported to ONNX, computing what MarianMTModel `marian` computes in generate():
+
+    - encoder (input_ids, attention_mask) -> encoder_hidden_states: MarianMTModel's own encoder;
+    - cross_attention (encoder_hidden_states) -> cross.{i}.key, cross.{i}.value: every decoder layer's keys and
+      values of the encoder states, computed once per sentence (per beam) at the first step;
+    - decoder (input_ids of one step, encoder_attention_mask, past.{i}.key/value, cross.{i}.key/value) -> logits,
+      present.{i}.key/value: one decoder step with the self-attention cache, its keys and values of the new token
+      (the caller appends them). The step is written out from MarianMTModel's own layers (post-LN, Marian's
+      concatenated sinusoids, scaled embeddings, the logits bias); the check after export holds it to generate()."""
+    import torch
+    from torch import nn
+
+    decoder = marian.model.decoder
+    layers = list(decoder.layers)
+
+    def heads(x, attention):  # (B, T, D) -> (B, H, T, head_dim)
+        return x.view(x.shape[0], x.shape[1], -1, attention.head_dim).transpose(1, 2)
+
+    def attend(attention, h, keys, values, mask=None):
+        query = heads(attention.q_proj(h), attention)
+        weights = torch.matmul(query, keys.transpose(2, 3)) * attention.scaling
+        if mask is not None:
+            weights = weights + mask
+        out = torch.matmul(torch.softmax(weights, dim=-1), values).transpose(1, 2)
+        return attention.out_proj(out.reshape(h.shape[0], h.shape[1], -1))
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = marian.model.encoder
+
+        def forward(self, input_ids, attention_mask):
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    class CrossAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList(layers)
+
+        def forward(self, encoder_hidden_states):
+            out = []
+            for layer in self.layers:
+                attention = layer.encoder_attn
+                out += [heads(attention.k_proj(encoder_hidden_states), attention),
+                        heads(attention.v_proj(encoder_hidden_states), attention)]
+            return tuple(out)
+
+    class DecoderStep(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.decoder, self.lm_head = decoder, marian.lm_head
+            self.register_buffer("final_logits_bias", marian.final_logits_bias.detach().clone(), persistent=False)
+
+        def forward(self, input_ids, encoder_attention_mask, past, cross):
+            position = past[0].shape[2]  # tokens decoded before this one
+            h = self.decoder.embed_tokens(input_ids) * self.decoder.embed_scale
+            h = h + self.decoder.embed_positions.weight.narrow(0, position, 1)
+            mask = (1.0 - encoder_attention_mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
+            present = []
+            for i, layer in enumerate(self.decoder.layers):
+                attention = layer.self_attn
+                key, value = heads(attention.k_proj(h), attention), heads(attention.v_proj(h), attention)
+                present += [key, value]
+                keys, values = torch.cat([past[2 * i], key], 2), torch.cat([past[2 * i + 1], value], 2)
+                h = layer.self_attn_layer_norm(h + attend(attention, h, keys, values))
+                h = layer.encoder_attn_layer_norm(h + attend(layer.encoder_attn, h, cross[2 * i], cross[2 * i + 1],
+                                                             mask))
+                h = layer.final_layer_norm(h + layer.fc2(layer.activation_fn(layer.fc1(h))))
+            logits = self.lm_head(h[:, 0]) + self.final_logits_bias[0]
+            return (logits, *present)
+
+    return Encoder().eval(), CrossAttention().eval(), DecoderStep().eval()
+
+
+ONNX_GRAPHS = ("encoder.onnx", "cross_attention.onnx", "decoder.onnx")
+# What an ONNX folder written here holds: only such a folder is replaced by --overwrite.
+ONNX_FOLDER_FILE = re.compile(
+    r"(encoder|cross_attention|decoder)\.onnx|config\.json|generation_config\.json"
+    r"|(tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab|target_vocab)\.json|(source|target)\.spm"
+    r"|README\.md"
+)
+
+
+def export_onnx_graphs(marian, out: str) -> None:
+    """encoder.onnx, cross_attention.onnx and decoder.onnx of `marian` in `out` (torch.onnx.export, dynamo), with
+    dynamic batch, source length and decoded length; each one file (weights inside)."""
+    import warnings
+
+    import torch
+
+    config = marian.config
+    encoder, cross, step = onnx_graphs(marian)
+    layers = config.decoder_layers
+    batch, source, past = torch.export.Dim("batch"), torch.export.Dim("source"), torch.export.Dim("past")
+    b, s, t = 2, 5, 3  # example sizes (not 0 or 1, which torch.export would specialize)
+    head_dim = config.d_model // config.decoder_attention_heads
+    ids = torch.full((b, s), config.eos_token_id, dtype=torch.long)
+    mask = torch.ones((b, s), dtype=torch.long)
+    hidden = torch.zeros((b, s, config.d_model))
+    kv = lambda n: torch.zeros((b, config.decoder_attention_heads, n, head_dim))  # noqa: E731
+    names = lambda kind: [f"{kind}.{i}.{x}" for i in range(layers) for x in ("key", "value")]  # noqa: E731
+    exports = [
+        (encoder, (ids, mask), ["input_ids", "attention_mask"], ["encoder_hidden_states"],
+         {"input_ids": {0: batch, 1: source}, "attention_mask": {0: batch, 1: source}}),
+        (cross, (hidden,), ["encoder_hidden_states"], names("cross"),
+         {"encoder_hidden_states": {0: batch, 1: source}}),
+        (step, (ids[:, :1], mask, [kv(t) for _ in range(2 * layers)], [kv(s) for _ in range(2 * layers)]),
+         ["input_ids", "encoder_attention_mask", *names("past"), *names("cross")], ["logits", *names("present")],
+         {"input_ids": {0: batch}, "encoder_attention_mask": {0: batch, 1: source},
+          "past": [{0: batch, 2: past}] * (2 * layers), "cross": [{0: batch, 2: source}] * (2 * layers)}),
+    ]
+    for (module, args, inputs, outputs, shapes), name in zip(exports, ONNX_GRAPHS):
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(module, args, dynamo=True, input_names=inputs, output_names=outputs,
+                                        dynamic_shapes=shapes, verbose=False, report=False)
+        program.save(os.path.join(out, name), external_data=False)
+
+
+def onnx_session(path: str, threads: int | None = None):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def load_onnx_model(folder: str, threads: int | None = None):
+    """The ONNX folder `folder` (written by --onnx) as a transformers model: generate() runs its usual greedy or
+    beam search (the folder's generation_config.json, logits processors, length penalty, stopping) while every
+    forward pass runs in ONNX Runtime: the encoder once, the cross-attention keys and values once, then one
+    decoder step per token with the self-attention cache that generate() keeps and reorders between beams."""
+    import torch
+    from torch import nn
+    from transformers import GenerationConfig, GenerationMixin, MarianConfig, PreTrainedModel
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+    from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
+
+    onnx_modules(export=False)
+    sessions = {name: onnx_session(os.path.join(folder, name), threads) for name in ONNX_GRAPHS}
+    config = MarianConfig.from_pretrained(folder)
+    layers, heads = config.decoder_layers, config.decoder_attention_heads
+    head_dim = config.d_model // heads
+
+    def run(name, feeds):
+        return sessions[name].run(None, {k: v.detach().contiguous().numpy() for k, v in feeds.items()})
+
+    class Encoder(nn.Module):
+        main_input_name = "input_ids"
+
+        def forward(self, input_ids=None, attention_mask=None, **kwargs):
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            (hidden,) = run("encoder.onnx", {"input_ids": input_ids.long(), "attention_mask": attention_mask.long()})
+            return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
+
+    class OnnxMarianMTModel(PreTrainedModel, GenerationMixin):
+        config_class = MarianConfig
+        base_model_prefix = "model"
+        main_input_name = "input_ids"
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.encoder = Encoder()
+
+        @property
+        def device(self):
+            return torch.device("cpu")
+
+        @property
+        def dtype(self):
+            return torch.float32
+
+        def get_encoder(self, *args, **kwargs):
+            return self.encoder
+
+        def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, encoder_outputs=None,
+                    cache=None, use_cache=None, **kwargs):
+            """Logits of every token of decoder_input_ids (the tokens after those already in `cache`)."""
+            if encoder_outputs is None:
+                encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+            hidden = encoder_outputs[0]
+            if attention_mask is None:
+                attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long)
+            if cache is None:
+                cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+            self_cache, cross_cache = cache.self_attention_cache, cache.cross_attention_cache
+            if cross_cache.get_seq_length() == 0:
+                cross = run("cross_attention.onnx", {"encoder_hidden_states": hidden})
+                for i in range(layers):
+                    cross_cache.update(torch.from_numpy(cross[2 * i]), torch.from_numpy(cross[2 * i + 1]), i)
+            cross = {f"cross.{i}.{x}": getattr(cross_cache.layers[i], x + "s")
+                     for i in range(layers) for x in ("key", "value")}
+            all_logits = []
+            for column in decoder_input_ids.long().unbind(1):
+                if self_cache.get_seq_length() == 0:
+                    empty = torch.zeros((hidden.shape[0], heads, 0, head_dim))
+                    past = {f"past.{i}.{x}": empty for i in range(layers) for x in ("key", "value")}
+                else:
+                    past = {f"past.{i}.{x}": getattr(self_cache.layers[i], x + "s")
+                            for i in range(layers) for x in ("key", "value")}
+                logits, *present = run("decoder.onnx", {"input_ids": column[:, None],
+                                                        "encoder_attention_mask": attention_mask.long(),
+                                                        **past, **cross})
+                for i in range(layers):
+                    self_cache.update(torch.from_numpy(present[2 * i]), torch.from_numpy(present[2 * i + 1]), i)
+                all_logits.append(torch.from_numpy(logits))
+            return Seq2SeqLMOutput(logits=torch.stack(all_logits, 1), cache=cache)
+
+    model = OnnxMarianMTModel(config).eval()
+    try:
+        model.generation_config = GenerationConfig.from_pretrained(folder)
+    except OSError:
+        pass
+    model.sessions = sessions
+    return model
+
+
+def to_onnx(marian_folder: str, onnx_out: str, overwrite: bool = False) -> dict:
+    """Export the MarianMTModel folder `marian_folder` to ONNX in `onnx_out` (the three graphs, config.json,
+    generation_config.json, the tokenizer files), atomically: the folder is written beside `onnx_out`, loaded in
+    ONNX Runtime and held to MarianMTModel (logits to TOLERANCE, the same greedy and beam tokens on
+    CHECK_SENTENCES) before it is renamed into place."""
+    from transformers import AutoTokenizer, MarianMTModel
+
+    onnx_modules()
+    onnx_out = os.path.abspath(os.path.expanduser(onnx_out))
+    if problem := out_problem(onnx_out, overwrite, "onnx"):
+        raise ExportError(problem)
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # torchvision absent
+    tokenizer = AutoTokenizer.from_pretrained(marian_folder)
+    marian = MarianMTModel.from_pretrained(marian_folder).eval()
+    tmp = temporary_folder(onnx_out)
+    try:
+        export_onnx_graphs(marian, tmp)
+        copy_tokenizer(marian_folder, tmp)
+        shutil.copyfile(os.path.join(marian_folder, "config.json"), os.path.join(tmp, "config.json"))
+        found = compare(marian, load_onnx_model(tmp), tokenizer)
+        difference = found["max_logit_difference"]
+        if not difference <= TOLERANCE or not found["same_greedy"] or not found["same_beam"]:
+            raise ExportError(
+                f"ONNX Runtime does not reproduce MarianMTModel (max logit difference {difference:.3g}, greedy outputs "
+                f"{'equal' if found['same_greedy'] else 'different'}, beam outputs "
+                f"{'equal' if found['same_beam'] else 'different'}); {onnx_out} was not written.")
+        move_into_place(tmp, onnx_out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"out": onnx_out, **found}
+
+
 # ------------------------------------------------------------------------------------------------ the CLI
 
 
@@ -710,6 +1007,10 @@ def summary(result: dict) -> str:
     if ct2 := result.get("ctranslate2"):
         lines.append(f"wrote {ct2['out']} (CTranslate2, {ct2['quantization']}; translations equal to MarianMTModel's: "
                      f"greedy {ct2['greedy']}/{ct2['sentences']}, beam {ct2['beam']}/{ct2['sentences']})")
+    if onnx := result.get("onnx"):
+        lines.append(f"wrote {onnx['out']} (ONNX, for ONNX Runtime; max logit difference to MarianMTModel: "
+                     f"{onnx['max_logit_difference']:.2g}; greedy and beam outputs equal on {onnx['sentences']} "
+                     "sentences)")
     return "\n".join(lines)
 
 
@@ -723,16 +1024,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ctranslate2", metavar="CT2_OUT", help="also write a CTranslate2 model of OUT here")
     parser.add_argument("--quantization", default="float32", choices=QUANTIZATIONS,
                         help="CTranslate2 weight type (default float32)")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT (and CT2_OUT) when not empty")
+    parser.add_argument("--onnx", metavar="ONNX_OUT", help="also write an ONNX model of OUT here (ONNX Runtime)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT (and CT2_OUT, ONNX_OUT) when not empty")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     command = " ".join(["python -m training.export_marian", args.model, args.out,
                         *(["--ctranslate2", args.ctranslate2, "--quantization", args.quantization]
                           if args.ctranslate2 else []),
+                        *(["--onnx", args.onnx] if args.onnx else []),
                         *(["--overwrite"] if args.overwrite else [])])
     try:
         result = export(args.model, args.out, overwrite=args.overwrite, command=command, ct2_out=args.ctranslate2,
-                        quantization=args.quantization)
+                        quantization=args.quantization, onnx_out=args.onnx)
     except ExportError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2

@@ -3,9 +3,11 @@
     echo "A dog runs on the beach." | python -m training.translate space/model
     python -m training.translate space/model --input captions.en --output captions.de --num-beams 4
     python -m training.translate /tmp/ct2 --engine ctranslate2   # a folder written by export_marian --ctranslate2
+    python -m training.translate /tmp/onnx --engine onnxruntime  # a folder written by export_marian --onnx
 
 With `--engine ctranslate2` MODEL is a CTranslate2 model folder (its tokenizer and generation_config.json
-beside it); it decodes as generate() does (the same beam size, length penalty and maximum length).
+beside it); it decodes as generate() does (the same beam size, length penalty and maximum length). With
+`--engine onnxruntime` MODEL is an ONNX folder; generate() itself decodes, every forward pass in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -50,6 +52,21 @@ def translate_ctranslate2(folder: str, sentences: list[str], batch_size: int, ge
     return out
 
 
+def translate_onnxruntime(folder: str, sentences: list[str], batch_size: int, gen: dict) -> list[str]:
+    """generate() over the ONNX graphs (export_marian.load_onnx_model): the folder's generation_config.json, with
+    --num-beams and --max-new-tokens overriding it, batched and length-sorted as the torch engine is."""
+    from transformers import AutoTokenizer
+
+    from .export_marian import ExportError, load_onnx_model
+    from .translate_utils import translate_batch
+
+    try:
+        model = load_onnx_model(folder)
+    except ExportError as e:
+        raise SystemExit(f"translate: --engine onnxruntime: {e}") from None
+    return translate_batch(model, AutoTokenizer.from_pretrained(folder), sentences, batch_size, **gen)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.translate", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="model folder (one with config.json) or Hub model id owner/name")
@@ -59,9 +76,10 @@ def main(argv=None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--force", action="store_true", help="overwrite --output if it exists")
-    parser.add_argument("--engine", choices=("torch", "ctranslate2"), default="torch",
+    parser.add_argument("--engine", choices=("torch", "ctranslate2", "onnxruntime"), default="torch",
                         help="torch: the model's generate(); ctranslate2: a CTranslate2 model folder "
-                             "(python -m training.export_marian MODEL OUT --ctranslate2 DIR)")
+                             "(python -m training.export_marian MODEL OUT --ctranslate2 DIR); onnxruntime: an ONNX "
+                             "folder (python -m training.export_marian MODEL OUT --onnx DIR)")
     args = parser.parse_args(argv)
 
     import os
@@ -72,6 +90,13 @@ def main(argv=None) -> int:
         if not os.path.isfile(os.path.join(args.model, "model.bin")):
             raise SystemExit(f"translate: {args.model} is not a CTranslate2 model folder (no model.bin); write one "
                              "with python -m training.export_marian MODEL OUT --ctranslate2 DIR.")
+        model_id = args.model
+    elif args.engine == "onnxruntime":
+        from .export_marian import ONNX_GRAPHS
+
+        if not all(os.path.isfile(os.path.join(args.model, name)) for name in ONNX_GRAPHS):
+            raise SystemExit(f"translate: {args.model} is not an ONNX model folder (no {', '.join(ONNX_GRAPHS)}); "
+                             "write one with python -m training.export_marian MODEL OUT --onnx DIR.")
         model_id = args.model
     else:
         model_id = resolve_model(args.model, "translate")  # a missing folder fails here, before stdin is read
@@ -95,7 +120,8 @@ def main(argv=None) -> int:
     gen = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if v is not None}
     todo = [i for i, line in enumerate(lines) if line.strip()]
     out = [""] * len(lines)  # empty lines stay empty, so line N of the output matches line N of the input
-    translate = translate_ctranslate2 if args.engine == "ctranslate2" else translate_torch
+    translate = {"ctranslate2": translate_ctranslate2, "onnxruntime": translate_onnxruntime}.get(args.engine,
+                                                                                              translate_torch)
     for i, text in zip(todo, translate(model_id, [lines[i] for i in todo], args.batch_size, gen)):
         out[i] = text
     text = "\n".join(out) + ("\n" if out else "")
