@@ -55,7 +55,7 @@ LOAD_SENTENCES = [
 ]
 TARGET_MS = 300.0
 MIXED_TRANSLATE_P95_MS = 3000.0  # `/translate` under 16 clients x 20 mixed requests, 2 cores
-IMPORTANCE_TARGET_S = 2.0  # issue 5: head importance of a 15-word sentence with the shipped model
+IMPORTANCE_TARGET_S = 2.0  # head importance of a 15-word sentence with the shipped model
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -405,6 +405,13 @@ def markdown_table(results: dict) -> str:
             f"matmul {timing['matmul_gflops']:.0f} GFLOP/s" + (f", load average {load:.1f}" if load is not None else "")
             + ") |"
         )
+    circuit = results.get("circuit_graph")
+    if circuit:
+        marks = ["✓" if value < target else "✗" for value, target in
+                 zip((circuit["scores_median_s"], circuit["curve_median_s"]), CIRCUIT_TARGETS_S)]
+        lines.append(f"| Circuit graph, {circuit['source_tokens']}-token pair, {circuit['edges']} edges: EAP-IG scores "
+                     f"(5 steps) / {circuit['curve_points']}-point faithfulness curve (median of {circuit['repeats']}) "
+                     f"| {circuit['scores_median_s']:.2f} s {marks[0]} / {circuit['curve_median_s']:.2f} s {marks[1]} |")
     load = results.get("load")
     if load:
         lines.append(
@@ -480,6 +487,35 @@ def main(argv=None) -> int:
             shutil.rmtree(smoke_dir, ignore_errors=True)
 
 
+CIRCUIT_PAIR = (SENTENCE_15, SENTENCE_15.replace("blue", "red"))  # one word changed, same token length
+CIRCUIT_TARGETS_S = (1.0, 10.0)  # edge scores of one pair, and a ~20-point faithfulness curve
+
+
+def measure_circuit_graph(bundle, repeats: int = 5) -> dict:
+    """Wall time of the Circuit graph tab's two computations on the 15-word pair (blue -> red shirt): EAP-IG edge
+    scores (5 steps; metric log p of the clean translation, the same passes as a target's logit difference) and
+    the 20-point faithfulness curve; median over `repeats` after one warm-up (what one `/circuit_graph` request
+    computes, besides the two translations)."""
+    from encdec_lens import circuit_discovery as cd
+    from tabs import circuit_graph_tab
+
+    clean, corrupted = (bundle.prepare(s).input_ids for s in CIRCUIT_PAIR)
+    translation = circuit_graph_tab.pair_from_api(bundle, CIRCUIT_PAIR[0]).target_ids
+    task_args = dict(method="eap-ig", steps=5)
+    cd.edge_attribution(bundle.model, clean, corrupted, translation, **task_args)  # warm-up
+    scores_s, curve_s = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        scores = cd.edge_attribution(bundle.model, clean, corrupted, translation, **task_args)
+        t1 = time.perf_counter()
+        cd.faithfulness_curve(bundle.model, scores, circuit_graph_tab.k_grid(len(scores.scores)))
+        curve_s.append(time.perf_counter() - t1)
+        scores_s.append(t1 - t0)
+    return {"edges": len(scores.scores), "source_tokens": len(clean), "repeats": repeats,
+            "scores_median_s": statistics.median(scores_s), "curve_median_s": statistics.median(curve_s),
+            "curve_points": len(circuit_graph_tab.k_grid(len(scores.scores)))}
+
+
 def run(args, source, bundle, smoke: bool = False) -> int:
     import torch
 
@@ -502,6 +538,7 @@ def run(args, source, bundle, smoke: bool = False) -> int:
         results["importance_target_s"] = IMPORTANCE_TARGET_S
         results["head_importance"] = measure_head_importance(bundle, repeats=max(2, args.repeats // 4),
                                                              threads=(1, default_threads))
+        results["circuit_graph"] = measure_circuit_graph(bundle, repeats=max(2, args.repeats // 4))
     if not args.skip_load and not args.only_mixed:
         results["load"] = with_server(args, source, lambda url, pid: load_test(url, args.clients, args.requests,
                                                                                args.rounds, pid=pid), results)
