@@ -69,6 +69,22 @@ def test_both_ends_are_exact(model):
     torch.testing.assert_close(logits[1], corrupted, atol=1e-5, rtol=0)
 
 
+def test_both_ends_are_exact_on_an_opus_mt_shaped_model():
+    """A model of a converted OPUS-MT's shape (swish FFN, sines-then-cosines positions, a final logits bias,
+    scaled embeddings): the graph's ends are still the model's two runs, and its full circuit is faithful 1."""
+    model = perturbed_model(0.3, activation_function="swish", sinusoidal_layout="concatenated",
+                            add_final_logits_bias=True, scale_embedding=True)
+    assert model.lm_head.bias is not None and model.lm_head.bias.abs().sum() > 0  # perturbed: not zero
+    forward = GraphForward(model, make_task(model, CLEAN, CORRUPTED, TARGET))
+    with torch.no_grad():
+        logits = forward.logits(torch.cat([forward.ones(), torch.zeros(1, len(forward.graph))]))
+    torch.testing.assert_close(logits[0], model_logits(model, CLEAN), atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits[1], model_logits(model, CORRUPTED), atol=1e-5, rtol=0)
+    scores = edge_attribution(model, CLEAN, CORRUPTED, TARGET, method="eap-ig")
+    curve = faithfulness_curve(model, scores, [0, len(scores.scores)])
+    assert curve.faithfulness == pytest.approx([0.0, 1.0], abs=1e-5)
+
+
 def test_faithfulness_of_the_full_graph_is_1_and_of_the_empty_graph_0(model):
     scores = edge_attribution(model, CLEAN, CORRUPTED, TARGET)
     n = len(scores.scores)
