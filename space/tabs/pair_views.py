@@ -19,6 +19,7 @@ CIRCUITS_CSS = TOKEN_CSS + """
 table.circuits { border-collapse: collapse; font-size: 0.88em; }
 table.circuits td, table.circuits th { padding: 3px 8px; border-bottom: 1px solid rgba(148, 163, 184, 0.35);
        text-align: left; vertical-align: top; }
+table.circuits th { white-space: nowrap; }  /* short headers ("log p, head off") on one line */
 table.circuits td.num { text-align: right; font-family: ui-monospace, monospace; white-space: nowrap; }
 .bar.neg { background: #dc2626; }
 .bar.pos { background: #2563eb; }
