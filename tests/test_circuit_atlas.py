@@ -116,3 +116,27 @@ def test_command_errors(tmp_path, shipped_copy, data_dir):
     with pytest.raises(SystemExit):
         main([shipped_copy, *swap, "--name", "../escape"])
     assert not any(name.startswith(("big", "errors")) for name in os.listdir(os.path.join(shipped_copy, "circuits")))
+
+
+def test_mean_ablation_pairs_need_no_corrupted_column(shipped_copy, data_dir, tmp_path, capsys):
+    pairs = tmp_path / "mean.tsv"
+    pairs.write_text("A man is riding a bike.\tMann\tFrau\n"  # no corrupted column
+                     "A dog runs.\tA hippopotamus runs.\n", encoding="utf-8")  # lengths differ: fine here
+    args = [shipped_copy, "--pairs", str(pairs), "--data", data_dir, "--mean-ablation", "--references", "8",
+            "--ks", "0", "50", "1177"]
+    assert circuit_atlas.main(args) == 0
+    with open(os.path.join(shipped_copy, "circuits", "mean.json"), encoding="utf-8") as fh:
+        result = json.load(fh)
+    assert result["ablation"].startswith("mean: each node's mean output over the first 8 val sentences")
+    assert result["num_pairs"] == 2 and result["skipped"] == {}
+    given, auto = result["pairs"]
+    assert given["corrupted"] is None and (given["target"], given["contrast"]) == ("▁Mann", "▁Frau")
+    assert auto["corrupted_translation"]  # the corrupted source chose the target and contrast
+    for curve in result["curves"].values():
+        assert curve["faithfulness"][0] == 0.0 and curve["faithfulness"][-1] == pytest.approx(1.0, abs=1e-5)
+    # without --mean-ablation a line with no corrupted column is refused, and --references needs it
+    with pytest.raises(SystemExit, match=r"mean.tsv, line 1: .*no corrupted column: pass --mean-ablation"):
+        circuit_atlas.main([shipped_copy, "--pairs", str(pairs), "--name", "refused"])
+    with pytest.raises(SystemExit):
+        circuit_atlas.parse_args([shipped_copy, "--pairs", str(pairs), "--references", "5"])
+    assert "--references is for --mean-ablation" in capsys.readouterr().err

@@ -282,3 +282,78 @@ def test_shipped_model_small_eap_ig_circuit_is_faithful():
     assert token_id(tokenizer, "Mann") == token_id(tokenizer, "▁Mann") == tokenizer.convert_tokens_to_ids("▁Mann")
     with pytest.raises(ValueError, match="is 2 tokens"):
         token_id(tokenizer, "Haus Boot", "target")
+
+
+REFERENCES = [[5, 17, 44, 8, 2], [7, 33, 8, 61, 70, 12, 2], [9, 2], [5, 40, 41, 8, 61, 2]]  # any lengths
+
+
+def test_mean_ablation_ends_are_the_clean_run_and_the_mean_ablated_graph(model):
+    """All masks 1: the clean run. All masks 0: every node reads only the reference means, computed here by hand
+    (each reference run alone, unpadded; the decoder walked through its blocks on the means)."""
+    task = make_task(model, CLEAN, None, TARGET, references=REFERENCES)
+    assert task.corrupted_ids is None and task.ablation == "mean over 4 reference sources"
+    forward = GraphForward(model, task)
+    graph = forward.graph
+    with torch.no_grad():
+        logits = forward.logits(torch.cat([forward.ones(), torch.zeros(1, len(graph))]))
+        runs = [forward._run([r])[2] for r in REFERENCES]  # node -> (1, L, d), one reference at a time
+    torch.testing.assert_close(logits[0], model_logits(model, CLEAN), atol=1e-5, rtol=0)
+    # the means: decoder side per position, encoder side over references and positions, broadcast to |CLEAN|
+    for i, node in enumerate(graph.nodes[:-1]):
+        outs = [run[i][0] for run in runs]
+        if node.stack == "encoder":
+            expected = torch.cat(outs).mean(0).expand(len(CLEAN), -1)
+        else:
+            expected = torch.stack(outs).mean(0)
+        torch.testing.assert_close(forward.corrupted[i][0], expected, atol=1e-5, rtol=0, msg=node.name)
+    assert forward.corrupted[graph.embed["encoder"]].shape[1] == len(CLEAN)
+    # the empty graph by hand: the logits' stream rebuilt from the decoder-side means alone
+    mean = forward.corrupted
+    x = mean[graph.embed["decoder"]]
+    for block in graph.blocks["decoder"]:
+        x = x + sum(mean[u] for u in block.nodes) + (0 if block.const is None else block.const)
+        x = x if graph.pre_ln else block.norm(x)
+    core = forward.core
+    by_hand = model.lm_head(core.decoder.layer_norm(x) if graph.pre_ln else x)[0]
+    torch.testing.assert_close(logits[1], by_hand, atol=1e-5, rtol=0)
+    torch.testing.assert_close(forward.corrupted_logits[0], logits[1], atol=0, rtol=0)
+    assert (logits[1] - logits[0]).abs().max() > 0.1  # the ablation changes the logits
+
+
+@pytest.mark.parametrize("method", ["eap", "eap-ig"])
+def test_mean_ablation_scores_and_faithfulness(model, method):
+    scores = edge_attribution(model, CLEAN, translation=TARGET, references=REFERENCES, method=method, steps=3)
+    graph, n = scores.graph, len(scores.scores)
+    forward = GraphForward(model, scores.task)
+    with torch.no_grad():
+        empty = float(forward.metric(torch.zeros(1, n))[0])
+    assert scores.corrupted_metric == pytest.approx(empty, abs=1e-6)
+    assert abs(scores.clean_metric - scores.corrupted_metric) > 0.1
+    from_dec_emb = torch.tensor([up == graph.embed["decoder"] for up, _, _ in graph.edges])
+    assert scores.scores[from_dec_emb].abs().max() == 0 and scores.scores[~from_dec_emb].abs().max() > 1e-3
+    assert scores.to_dict(k=1)["ablation"] == "mean over 4 reference sources"
+    curve = faithfulness_curve(model, scores, [0, 20, n], circuit="connected")
+    assert curve.faithfulness[0] == 0.0 and curve.faithfulness[2] == pytest.approx(1.0, abs=1e-5)
+    assert curve.corrupted_metric == pytest.approx(empty, abs=1e-5)
+
+
+def test_mean_ablation_over_a_set_of_pairs(model):
+    tasks = [make_task(model, c, None, t, references=REFERENCES, **kw) for c, _, t, kw in TASKS]
+    mean = mean_edge_attribution(model, tasks)
+    single = [edge_attribution(model, c, None, t, references=REFERENCES, **kw) for c, _, t, kw in TASKS]
+    torch.testing.assert_close(mean.scores, torch.stack([s.scores for s in single]).mean(0))
+    assert mean.corrupted_metrics == pytest.approx([s.corrupted_metric for s in single], abs=1e-6)
+    curve = faithfulness_curve(model, mean, [0, 30, len(mean.scores)])
+    assert curve.faithfulness[0] == 0.0 and curve.faithfulness[-1] == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(), r"no corrupted source.*`references`"),
+    (dict(corrupted=CORRUPTED, references=REFERENCES), "either a corrupted source or `references`"),
+    (dict(references=[]), "at least one reference source"),
+    (dict(references=CLEAN), "a list of sources"),
+    (dict(references="A man."), "a list of sources"),
+])
+def test_mean_ablation_arguments_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_task(perturbed_model(0.3), CLEAN, translation=TARGET, **kwargs)

@@ -3,7 +3,8 @@
     python -m training.circuit_atlas space/model --swap man:woman=Mann:Frau [--swap boy:girl=Junge:Mädchen]
                                      [--data ../shared/data/multi30k] [--split val] [--max-pairs 40]
     python -m training.circuit_atlas space/model --pairs pairs.tsv [--name NAME]
-        [--method eap-ig] [--steps 5] [--ks 0 5 10 ...] [--threshold 0.8] [--overwrite]
+        [--mean-ablation [--references 50]] [--method eap-ig] [--steps 5] [--ks 0 5 10 ...] [--threshold 0.8]
+        [--overwrite]
 
 Pairs (a clean and a corrupted source of the same token length, a target and a contrast token):
     --pairs FILE.tsv    one pair a line: clean <TAB> corrupted [<TAB> target <TAB> contrast] (an optional header
@@ -16,6 +17,11 @@ where the model's translation of the clean source has X; pairs whose translation
 else the first token where the model's greedy translations of the two sources differ (its clean and
 corrupted tokens, at that position). The metric is logit[target] - logit[contrast] there, teacher-forced on
 the clean source's greedy translation.
+
+Mean ablation (--mean-ablation): each node's corrupted value is its mean output over the first --references
+sentences of --split (section 6 of `encdec_lens.circuit_discovery`); the corrupted source, if any, only chooses
+the target and contrast (when no target words are given), so it may differ in token length. A --pairs line is
+then clean <TAB> corrupted, clean <TAB> target <TAB> contrast (no corrupted column) or all four.
 
 Scores: EAP or EAP-IG (`encdec_lens.circuit_discovery`) on every pair, averaged. Faithfulness curves of the
 top-k and of the greedy connected circuits by real edge-level interventions on every pair, normalised on the
@@ -84,10 +90,15 @@ def parse_args(argv=None):
                        help="A:B or A:B=X:Y: pairs from the split, word A replaced by B (repeatable)")
     parser.add_argument("--data", default="../shared/data/multi30k",
                         help="with --swap: a local folder of {split}.{lang}.gz files (the Multi30k layout)")
-    parser.add_argument("--split", default="val", help="with --swap: the split whose sentences are swapped")
+    parser.add_argument("--split", default="val", help="with --swap: the split whose sentences are swapped; with "
+                        "--mean-ablation: the split whose first sentences are the references")
     parser.add_argument("--source-lang", default="en", help="source language code, as in the file names")
     parser.add_argument("--target-lang", default="de", help="target language code, as in the file names")
     parser.add_argument("--max-pairs", type=int, default=40, help="at most N pairs, the first ones made (0: all)")
+    parser.add_argument("--mean-ablation", action="store_true",
+                        help="ablate each node to its mean output over the references, not to a corrupted source")
+    parser.add_argument("--references", type=int, default=None,
+                        help="with --mean-ablation: the first N sentences of --split are the references (default 50)")
     parser.add_argument("--method", default="eap-ig", choices=("eap", "eap-ig"), help="edge attribution method")
     parser.add_argument("--steps", type=int, default=5, help="EAP-IG: integration steps")
     parser.add_argument("--ks", type=int, nargs="+", default=None,
@@ -97,6 +108,11 @@ def parse_args(argv=None):
                         "--pairs, e.g. man-woman)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing circuits/NAME.json")
     args = parser.parse_args(argv)
+    if args.references is not None and not args.mean_ablation:
+        parser.error("--references is for --mean-ablation")
+    args.references = 50 if args.references is None else args.references
+    if args.references < 1:
+        parser.error("--references must be at least 1")
     if args.max_pairs < 0:
         parser.error("--max-pairs must be 0 (all) or positive")
     if args.steps < 1:
@@ -139,8 +155,12 @@ def output_paths(folder: str, name: str, overwrite: bool) -> tuple[str, str]:
 
 
 # --- pairs -----------------------------------------------------------------------------------------------------
-def read_pairs_file(path: str) -> list[dict]:
-    """[{"clean", "corrupted", "target", "contrast"}] (target, contrast None where not given) or SystemExit."""
+def read_pairs_file(path: str, mean_ablation: bool = False) -> list[dict]:
+    """[{"clean", "corrupted", "target", "contrast"}] (target, contrast None where not given) or SystemExit. With
+    `mean_ablation` a line may also be clean <TAB> target <TAB> contrast (corrupted None)."""
+    fields = (2, 3, 4) if mean_ablation else (2, 4)
+    expected = ("clean <TAB> corrupted [<TAB> target <TAB> contrast] or clean <TAB> target <TAB> contrast"
+                if mean_ablation else "clean <TAB> corrupted [<TAB> target <TAB> contrast]")
     if not os.path.isfile(path):
         raise SystemExit(f"{PROG}: pairs file {path!r} does not exist ({os.path.abspath(path)}).")
     pairs = []
@@ -151,14 +171,16 @@ def read_pairs_file(path: str) -> list[dict]:
             if number == 1 and row[0].strip().lower() == "clean":
                 continue
             row = [cell.strip() for cell in row]
-            if len(row) not in (2, 4) or not all(row):
-                raise SystemExit(f"{PROG}: {path}, line {number}: expected clean <TAB> corrupted [<TAB> target <TAB> "
-                                 f"contrast], all non-empty; got {len(row)} field(s) {row!r}.")
+            if len(row) not in fields or not all(row):
+                hint = "" if mean_ablation or len(row) != 3 else " (no corrupted column: pass --mean-ablation)"
+                raise SystemExit(f"{PROG}: {path}, line {number}: expected {expected}, all non-empty; got "
+                                 f"{len(row)} field(s) {row!r}{hint}.")
+            if len(row) == 3:
+                row = [row[0], None, row[1], row[2]]
             pairs.append({"clean": row[0], "corrupted": row[1], "target": row[2] if len(row) == 4 else None,
                           "contrast": row[3] if len(row) == 4 else None})
     if not pairs:
-        raise SystemExit(f"{PROG}: {path} holds no pairs: expected clean <TAB> corrupted [<TAB> target <TAB> "
-                         "contrast] lines.")
+        raise SystemExit(f"{PROG}: {path} holds no pairs: expected {expected} lines.")
     return pairs
 
 
@@ -219,17 +241,20 @@ def find(sequence: list[int], part: list[int]) -> int | None:
     return None
 
 
-def make_tasks(model, tokenizer, candidates: list[dict], max_pairs: int):
-    """(tasks, records, skipped counts): a CircuitTask per usable candidate, the first `max_pairs` of them."""
+def make_tasks(model, tokenizer, candidates: list[dict], max_pairs: int, references: list[str] | None = None):
+    """(tasks, records, skipped counts): a CircuitTask per usable candidate, the first `max_pairs` of them. With
+    `references` (mean ablation) the corrupted source, if any, only chooses the target and contrast."""
     circuit_discovery, inputs = _lens()
     tasks, records, skipped = [], [], collections.Counter()
     pieces = {}
+    if references is not None:  # tokenized once, for every task
+        references = [inputs.source_ids(model, tokenizer, r) for r in references]
     for pair in candidates:
         if max_pairs and len(tasks) >= max_pairs:
             break
         clean_ids = inputs.source_ids(model, tokenizer, pair["clean"])
-        corrupted_ids = inputs.source_ids(model, tokenizer, pair["corrupted"])
-        if len(clean_ids) != len(corrupted_ids):
+        corrupted_ids = None if pair["corrupted"] is None else inputs.source_ids(model, tokenizer, pair["corrupted"])
+        if references is None and len(clean_ids) != len(corrupted_ids):
             skipped["the two sources differ in token length"] += 1
             continue
         translation = inputs.generate_ids(model, clean_ids, num_beams=1)
@@ -251,8 +276,9 @@ def make_tasks(model, tokenizer, candidates: list[dict], max_pairs: int):
                 skipped["both translations are the same"] += 1
                 continue
             target, contrast = translation[position], other[position]
-        task = circuit_discovery.make_task(model, clean_ids, corrupted_ids, translation, target=target,
-                                           contrast=contrast, position=position)
+        task = circuit_discovery.make_task(model, clean_ids, None if references else corrupted_ids, translation,
+                                           tokenizer=tokenizer, target=target, contrast=contrast, position=position,
+                                           references=references)
         tasks.append(task)
         record = {"clean": pair["clean"], "corrupted": pair["corrupted"],
                   "translation": inputs.decode(tokenizer, translation),
@@ -309,6 +335,9 @@ def compute(model, tokenizer, tasks, records, args) -> dict:
                    "translation of the clean source; scores and metrics are means over the pairs"),
         "faithfulness": ("(mean M(circuit) - mean M(corrupted)) / (mean M(clean) - mean M(corrupted)), by edge-level "
                          "interventions (mask 1 on the circuit's edges, 0 elsewhere) on every pair"),
+        "ablation": (f"mean: each node's mean output over the first {args.references} {args.split} sentences of "
+                     f"{args.data}; M(corrupted) is the graph with every mask 0" if args.mean_ablation else
+                     "corrupted source: each node's output on the pair's corrupted source"),
         "num_pairs": len(tasks), "num_edges": n, "threshold": args.threshold,
         "clean_metric": scores.clean_metric, "corrupted_metric": scores.corrupted_metric,
         "smallest_k": {kind: curve.smallest_k for kind, curve in curves.items()},
@@ -360,28 +389,34 @@ def plot_curves(result: dict, path: str) -> None:
     fig.savefig(path, format="png")
 
 
+def load_sources(args) -> list[str]:
+    """The source sentences of --split in --data, or SystemExit."""
+    from .data import DataError, load_local
+
+    if not os.path.isdir(args.data):
+        raise SystemExit(f"{PROG}: data folder {args.data!r} does not exist ({os.path.abspath(args.data)}); "
+                         "pass --data with a folder of the Multi30k layout ({split}.{lang}.gz).")
+    try:
+        return load_local(args.data, args.split, args.source_lang, args.target_lang).source
+    except DataError as e:
+        raise SystemExit(f"{PROG}: {e}") from None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     folder = check_model_folder(args.model)
     json_path, png_path = output_paths(folder, args.name, args.overwrite)
+    sentences = load_sources(args) if args.swap or args.mean_ablation else None
     if args.pairs:
-        candidates, where = read_pairs_file(args.pairs), args.pairs
+        candidates, where = read_pairs_file(args.pairs, args.mean_ablation), args.pairs
     else:
-        from .data import DataError, load_local
-
-        if not os.path.isdir(args.data):
-            raise SystemExit(f"{PROG}: data folder {args.data!r} does not exist ({os.path.abspath(args.data)}); "
-                             "pass --data with a folder of the Multi30k layout ({split}.{lang}.gz).")
-        try:
-            corpus = load_local(args.data, args.split, args.source_lang, args.target_lang)
-        except DataError as e:
-            raise SystemExit(f"{PROG}: {e}") from None
-        candidates, where = swapped_pairs(corpus.source, args.swap, args.split), f"the {args.split} split"
+        candidates, where = swapped_pairs(sentences, args.swap, args.split), f"the {args.split} split"
+    references = sentences[:args.references] if args.mean_ablation else None
     from .evaluate import load
 
     model, tokenizer = load(folder)
     start = time.perf_counter()
-    tasks, records, skipped = make_tasks(model, tokenizer, candidates, args.max_pairs)
+    tasks, records, skipped = make_tasks(model, tokenizer, candidates, args.max_pairs, references)
     if not tasks:
         raise SystemExit(no_pairs_message(where, len(candidates), skipped))
     pairs_seconds = time.perf_counter() - start

@@ -52,7 +52,7 @@ o'_u, so by induction over the nodes every o_u = o'_u and the logits are the cor
 --------------------
 The metric M is teacher-forced on one decoder input (by default the model's translation of the clean source):
 either log p(translation | source), or the logit difference logit[target] - logit[contrast] at one decoder
-position. The clean and corrupted sources have the same number of tokens.
+position. The clean and corrupted sources have the same number of tokens (or see section 6: mean ablation).
 
     EAP        s_e = dM/dm_e at m = 1           (= (o_u - o'_u) . dM/da_{u,v}: one backward pass for every edge)
     EAP-IG     s_e = (1/n) Σ_{j=1..n} dM/dm_e at m = (j/n) 1     (the n steps in the batch; times the span 1)
@@ -95,6 +95,26 @@ the pairs of s_e(pair), in the metric's units. Its circuits are ranked by those 
 
 (`per_pair` keeps each pair's own normalised value too; a pair with M(clean) close to M(corrupted) makes its own
 value large, the mean-normalised one does not).
+
+6. Mean ablation
+----------------
+Without a corrupted source (`make_task(..., corrupted=None, references=R)`), each node's "corrupted" value o'_u is
+its mean output over a set R of reference sources r_1 .. r_n (any token lengths, e.g. the first validation
+sentences), each run through the model with the decoder teacher-forced on the task's own decoder input
+y = <start> y_1 .. y_{T-1}:
+
+    decoder side (dec emb, dec-self and cross heads, dec FFNs):   o'_u[t] = (1/n) Σ_i o_u(r_i, y)[t]     t = 1..T
+    encoder side (enc emb, enc heads, enc FFNs):                   o'_u[s] = (1/N) Σ_i Σ_{s'=1..|r_i|} o_u(r_i)[s']
+
+with N = Σ_i |r_i| the number of reference tokens: the encoder nodes get one d-vector each, the mean over the
+references and their positions (their lengths differ, and the clean source's position s has no counterpart in
+them), repeated at every position s = 1..S of the clean source; the decoder nodes keep one vector per decoder
+position, since every run reads the same T decoder tokens. (The decoder embedding reads only y, so its mean is its
+clean output, as with a corrupted source.) The references run as one right-padded batch, the padding masked in
+attention and left out of the encoder means. The private streams of section 2 are unchanged, with these o'_u:
+every mask 1 is still exactly the clean run, and every mask 0 is the mean-ablated graph, every node reading only
+the means, which defines M(corrupted) here, since there is no corrupted run (it is not the model on any one
+input). Scores, circuits and faithfulness (sections 3 to 5) are as before, against that empty graph.
 """
 
 from __future__ import annotations
@@ -230,15 +250,23 @@ class EdgeGraph:
 # --- the task: two sources and a metric --------------------------------------------------------------------------
 @dataclass
 class CircuitTask:
-    """Clean and corrupted source ids (same length), the teacher-forced decoder input and the metric."""
+    """Clean and corrupted source ids (same length), or clean ids and the references whose mean output ablates each
+    node (section 6); the teacher-forced decoder input and the metric."""
 
     clean_ids: list[int]
-    corrupted_ids: list[int]
+    corrupted_ids: list[int] | None  # None: mean ablation over `reference_ids`
     decoder_input_ids: list[int]  # <start> y_1 .. y_{n-1}
     labels: list[int]  # y_1 .. y_n: position t predicts labels[t]
     target: int | None = None  # logit difference metric: logit[target] - logit[contrast] at `position`
     contrast: int | None = None
     position: int | None = None
+    reference_ids: list[list[int]] | None = None  # mean ablation: the reference sources (any token lengths)
+
+    @property
+    def ablation(self) -> str:
+        if self.reference_ids is None:
+            return "corrupted source"
+        return f"mean over {len(self.reference_ids)} reference sources"
 
     @property
     def metric_name(self) -> str:
@@ -274,21 +302,39 @@ def token_id(tokenizer, token, what: str = "token") -> int:
                      "the model reads as one token, or a token of its vocabulary as the translations show it.")
 
 
-def make_task(model, clean, corrupted, translation=None, *, tokenizer=None, target=None, contrast=None,
-              position: int = -1, **generate_kwargs) -> CircuitTask:
+def make_task(model, clean, corrupted=None, translation=None, *, tokenizer=None, target=None, contrast=None,
+              position: int = -1, references: Sequence | None = None, **generate_kwargs) -> CircuitTask:
     """Sources (texts or ids) and a metric -> `CircuitTask`. With `target` and `contrast` (ids, or one-token texts)
     the metric is their logit difference at decoder `position` (negative: counted from the end), else
-    log p(translation | source). `translation`: text or ids; None is the model's translation of `clean`."""
-    clean_ids, corrupted_ids = source_ids(model, tokenizer, clean), source_ids(model, tokenizer, corrupted)
-    if len(clean_ids) != len(corrupted_ids):
+    log p(translation | source). `translation`: text or ids; None is the model's translation of `clean`.
+    Either a `corrupted` source of the clean one's token length, or (corrupted=None) `references`, sources (texts or
+    ids, any token lengths) whose mean node outputs ablate the nodes (mean ablation, section 6)."""
+    if corrupted is not None and references is not None:
+        raise ValueError("pass either a corrupted source or `references` (mean ablation), not both.")
+    if corrupted is None and references is None:
+        raise ValueError("no corrupted source: pass one of the clean one's token length, or `references`, sources "
+                         "whose mean node outputs ablate the nodes (mean ablation).")
+    clean_ids = source_ids(model, tokenizer, clean)
+    corrupted_ids = reference_ids = None
+    if references is not None:
+        one = isinstance(references, str) or (torch.is_tensor(references) and references.dim() < 2)
+        if one or (len(references) and isinstance(references[0], int)):
+            raise ValueError("`references` is a list of sources (texts or ids), not one source.")
+        reference_ids = [source_ids(model, tokenizer, r) for r in references]
+        if not reference_ids:
+            raise ValueError("mean ablation needs at least one reference source; `references` is empty.")
+    else:
+        corrupted_ids = source_ids(model, tokenizer, corrupted)
+    if corrupted_ids is not None and len(clean_ids) != len(corrupted_ids):
         raise ValueError(
             f"the clean and corrupted sources must have the same number of tokens, since each node's clean and "
             f"corrupted outputs are mixed position by position, but the clean one has {len(clean_ids)} "
             f"{tokens_of(tokenizer, clean_ids)} and the corrupted one {len(corrupted_ids)} "
             f"{tokens_of(tokenizer, corrupted_ids)}. Pick a corrupted sentence that differs in words of the same "
-            "token length (e.g. 'man' -> 'woman' if both are one token).")
+            "token length (e.g. 'man' -> 'woman' if both are one token), or use mean ablation (`references`).")
     example = make_example(model, tokenizer, clean_ids, translation, **generate_kwargs)
-    task = CircuitTask(clean_ids, corrupted_ids, example.decoder_input_ids, example.labels)
+    task = CircuitTask(clean_ids, corrupted_ids, example.decoder_input_ids, example.labels,
+                       reference_ids=reference_ids)
     if (target is None) != (contrast is None):
         raise ValueError("a logit difference needs both `target` and `contrast`; pass neither for log p(translation).")
     if target is not None:
@@ -326,7 +372,9 @@ class GraphForward:
     """The model as a function of the edge masks (module docstring, section 2), for one `CircuitTask`.
 
     `logits(masks)` takes masks (N, E) in the order of `graph.edges` and returns (N, T, V); `metric(masks)` (N,).
-    The clean and corrupted runs are made (and their node outputs cached) once, here.
+    The clean and corrupted runs are made (and their node outputs cached) once, here. Under mean ablation
+    (section 6) `corrupted` holds each node's mean output over the references and `corrupted_logits` are the graph's
+    logits with every mask 0.
     """
 
     def __init__(self, model, task: CircuitTask):
@@ -336,11 +384,37 @@ class GraphForward:
         device = device_of(model)
         self.decoder_input = torch.tensor([task.decoder_input_ids], device=device)
         with torch.no_grad():
-            self.clean_logits, self.clean_embed = self._run(task.clean_ids)[:2]
-            self.corrupted_logits, _, self.corrupted = self._run(task.corrupted_ids)
+            self.clean_logits, self.clean_embed = self._run([task.clean_ids])[:2]
+            if task.reference_ids is None:
+                self.corrupted_logits, _, self.corrupted = self._run([task.corrupted_ids])
+            else:
+                self.corrupted = self._mean_outputs(task.reference_ids, len(task.clean_ids))
+                self.corrupted_logits = self.logits(torch.zeros(1, len(self.graph), device=device))
 
-    def _run(self, ids):
-        """One model run: (logits (1, T, V), {node: embedding}, {node: output (1, L, d)}) from the hook sites."""
+    def _mean_outputs(self, references: list[list[int]], length: int) -> dict:
+        """Mean ablation (section 6): {node: mean output}, (1, T, d) per decoder position for the decoder-side
+        nodes, (1, length, d), one vector over references and positions broadcast, for the encoder-side ones. The
+        references run in one batch, right-padded, the padding masked (and left out of the encoder means)."""
+        width = max(len(r) for r in references)
+        pad = self.core.config.pad_token_id or 0
+        ids = [r + [pad] * (width - len(r)) for r in references]
+        real = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in references],
+                            device=self.decoder_input.device)  # (B, S)
+        outputs = self._run(ids, real)[2]  # node -> (B, S or T, d)
+        means = {}
+        for node, out in outputs.items():
+            if self.graph.nodes[node].stack == "encoder":
+                w = real[..., None].to(out.dtype)
+                means[node] = ((out * w).sum((0, 1)) / w.sum()).expand(1, length, -1)
+            elif node == self.graph.embed["decoder"]:
+                means[node] = out[:1]  # the same in every row (it reads only y): exactly its clean output
+            else:
+                means[node] = out.mean(0, keepdim=True)
+        return means
+
+    def _run(self, ids: list[list[int]], attention_mask: torch.Tensor | None = None):
+        """One model run of a batch of B sources (of one length; `attention_mask` marks padding) on the decoder
+        input: (logits (B, T, V), {node: embedding}, {node: output (B, L, d)}) from the hook sites."""
         graph, hooked = self.graph, HookedModel(self.model)
         names = ["encoder.layers.0.resid_pre", "decoder.layers.0.resid_pre"]
         for node in graph.nodes:
@@ -348,16 +422,17 @@ class GraphForward:
                 names.append(hooked.attention_site(node.family, node.layer, "z"))
             elif node.kind == "ffn":
                 names.append(f"{node.stack}.layers.{node.layer}.ffn.out")
-        out, cache = hooked.run_with_cache(names, input_ids=torch.tensor([ids], device=self.decoder_input.device),
-                                           decoder_input_ids=self.decoder_input, use_cache=False)
+        input_ids = torch.tensor(ids, device=self.decoder_input.device)
+        out, cache = hooked.run_with_cache(names, input_ids=input_ids, attention_mask=attention_mask,
+                                           decoder_input_ids=self.decoder_input.expand(len(ids), -1), use_cache=False)
         outputs = {graph.embed[s]: cache[f"{s}.layers.0.resid_pre"] for s in ("encoder", "decoder")}
         embed = dict(outputs)
         for i, node in enumerate(graph.nodes):
             if node.kind == "head":
                 attn = getattr(stack_layers(self.model, node.stack)[node.layer], FAMILY_MODULES[node.family][1])
-                z = cache[hooked.attention_site(node.family, node.layer, "z")][:, :, node.head]  # (1, L, d_k)
+                z = cache[hooked.attention_site(node.family, node.layer, "z")][:, :, node.head]  # (B, L, d_k)
                 w_o = attn.out_proj.weight.view(attn.out_proj.out_features, attn.num_heads, -1)[:, node.head]
-                outputs[i] = z @ w_o.T  # (1, L, d)
+                outputs[i] = z @ w_o.T  # (B, L, d)
             elif node.kind == "ffn":
                 outputs[i] = cache[f"{node.stack}.layers.{node.layer}.ffn.out"]
         return out.logits, embed, outputs
@@ -450,7 +525,7 @@ def connected_order(graph: EdgeGraph, scores: torch.Tensor) -> torch.Tensor:
 def on_paths(graph: EdgeGraph, kept) -> tuple[list[bool], list[bool]]:
     """For the edges `kept` (indices): whether each lies on a path of kept edges to the logits, and whether each
     lies on a path of kept edges from the encoder embedding (the only node whose output differs between the runs
-    without any edge kept)."""
+    without any edge kept; under mean ablation too, the decoder embedding's mean being its clean output)."""
     kept = [int(i) for i in kept]
     to_logits, from_source = {graph.logits}, {graph.embed["encoder"]}
     changed = True
@@ -501,7 +576,7 @@ class EdgeScores(_Ranked):
     def to_dict(self, k: int | None = None) -> dict:
         edges = [{"edge": label, "score": score} for label, score in self.top(len(self.scores) if k is None else k)]
         return {"method": self.method, "steps": self.steps, "metric": self.task.metric_name,
-                "clean_metric": self.clean_metric, "corrupted_metric": self.corrupted_metric,
+                "ablation": self.task.ablation, "clean_metric": self.clean_metric, "corrupted_metric": self.corrupted_metric,
                 "num_edges": len(self.scores), "edges": edges}
 
     def to_json(self, k: int | None = None) -> str:
@@ -529,13 +604,15 @@ def _task_scores(model, task: CircuitTask, alphas: list[float]):
             float(task.metric(forward.corrupted_logits)[0]))
 
 
-def edge_attribution(model, clean, corrupted, translation=None, *, tokenizer=None, target=None, contrast=None,
-                     position: int = -1, method: str = "eap", steps: int = 5, **generate_kwargs) -> EdgeScores:
+def edge_attribution(model, clean, corrupted=None, translation=None, *, tokenizer=None, target=None,
+                     contrast=None, position: int = -1, method: str = "eap", steps: int = 5,
+                     references: Sequence | None = None, **generate_kwargs) -> EdgeScores:
     """Score every edge: EAP (the gradient of the metric w.r.t. the edge masks at the clean run) or EAP-IG (the
-    gradient averaged over masks j/steps, j = 1..steps, one batch row each). Arguments as `make_task`."""
+    gradient averaged over masks j/steps, j = 1..steps, one batch row each). Arguments as `make_task` (a corrupted
+    source, or `references` for mean ablation)."""
     alphas = _alphas(method, steps)
     task = make_task(model, clean, corrupted, translation, tokenizer=tokenizer, target=target, contrast=contrast,
-                     position=position, **generate_kwargs)
+                     position=position, references=references, **generate_kwargs)
     scores, graph, clean_metric, corrupted_metric = _task_scores(model, task, alphas)
     return EdgeScores(graph, scores, method, len(alphas), task, clean_metric, corrupted_metric)
 
