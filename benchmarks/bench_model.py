@@ -67,6 +67,10 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 PEERS = ("ours", "marian", "torch")
+# Opt-in (--peers): ours under torch.compile (inductor), training only; its loss is the library's (no fused
+# projection: the training CLI fuses only when it does not compile). The first step, compile included, is
+# reported as first_step_s for every training case.
+OPTIONAL_PEERS = ("ours-compiled",)
 TASKS = ("train", "greedy", "beam4")
 PRECISIONS = ("fp32", "bf16")  # bf16: autocast around the forward, for the train task only
 DEVICE = "cpu"  # every case runs on the CPU (the autocast device type too)
@@ -75,6 +79,7 @@ SIZES = {
     "small": dict(d_model=256, ffn=1024, heads=4, enc=3, dec=3, vocab=8000),
     "base": dict(d_model=512, ffn=2048, heads=8, enc=6, dec=6, vocab=8000),  # the paper's base, vocab 8000
     "tiny": dict(d_model=64, ffn=128, heads=2, enc=1, dec=1, vocab=1000),  # --quick only
+    "wu2021": dict(d_model=128, ffn=256, heads=4, enc=4, dec=4, vocab=10000),  # training/configs/wu2021_tiny.json
 }
 PAD, BOS, EOS = 0, 1, 2
 DROPOUT, LABEL_SMOOTHING = 0.1, 0.1
@@ -263,7 +268,13 @@ def build_torch(size: dict):
     return TorchSeq2Seq()
 
 
-BUILDERS = {"ours": build_ours, "marian": build_marian, "torch": build_torch}
+def build_ours_compiled(size: dict):
+    model = build_ours(size)
+    model.fused_loss = False
+    return model
+
+
+BUILDERS = {"ours": build_ours, "marian": build_marian, "torch": build_torch, "ours-compiled": build_ours_compiled}
 
 
 def bf16_skip_reason() -> str | None:
@@ -294,9 +305,11 @@ def train_step_fn(peer: str, model, optimizer, precision: str = "fp32"):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                                label_smoothing=LABEL_SMOOTHING)
 
+    call = torch.compile(model) if peer == "ours-compiled" else model
+
     def forward(batch):
-        if peer == "ours":  # the model computes its own label-smoothed loss from `labels`
-            return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+        if peer in ("ours", "ours-compiled"):  # the model computes its own label-smoothed loss from `labels`
+            return call(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          decoder_input_ids=batch["decoder_input_ids"], labels=batch["labels"]).loss
         if peer == "marian":  # Marian's built-in loss has no smoothing: the same loss, computed outside
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -416,6 +429,8 @@ def run_case(case: dict) -> dict:
     precision = case.get("precision", "fp32")
     if task != "train" and precision != "fp32":
         raise ValueError(f"{task} runs in fp32 only")
+    if task != "train" and peer in OPTIONAL_PEERS:
+        raise ValueError(f"{peer} times training only")
     model = BUILDERS[peer](size)
     out = dict(peer=peer, size=case["size"], task=task, precision=precision)
 
@@ -424,7 +439,10 @@ def run_case(case: dict) -> dict:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
         step = train_step_fn(peer, model, optimizer, precision)
         batches = random_batches(pairs, profile["train_batches"], TRAIN_BATCH, size["vocab"], seed=1)
-        for b in batches[: profile["warmup"]]:
+        t0 = time.perf_counter()
+        step(batches[0])  # compiled: compiles here
+        out["first_step_s"] = time.perf_counter() - t0
+        for b in batches[1: profile["warmup"]]:
             step(b)
         tokens = sum(b["real_target_tokens"] for b in batches)
         flops = 3 * sum(forward_flops(size, b["B"], b["S"], b["T"]) for b in batches)
@@ -610,8 +628,8 @@ def table(results: list[dict], summary: dict, peak_gflops: dict, bf16_skipped: s
     if bf16_skipped:
         lines += [f"bf16 cases skipped: {bf16_skipped}.", ""]
     lines += ["| size | task | precision | peer | tokens/s | vs Marian | MFU | peak RSS MiB | above imports MiB "
-              "| median s | max/min |",
-              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| median s | max/min | first step s |",
+              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     rows = [r for r in results if r["task"] != "pipeline"]
     by = {(r["peer"], r["size"], r["task"], r["precision"]): r for r in rows}
     sizes = [s for s in SIZES if any(r["size"] == s for r in rows)]
@@ -619,16 +637,17 @@ def table(results: list[dict], summary: dict, peak_gflops: dict, bf16_skipped: s
         for task in TASKS:
             for precision in PRECISIONS:
                 marian = by.get(("marian", size, task, precision))
-                for peer in PEERS:
+                for peer in PEERS + OPTIONAL_PEERS:
                     r = by.get((peer, size, task, precision))
                     if r is None:
                         continue
                     vs = f"{r['tokens_per_s'] / marian['tokens_per_s']:.2f}x" if marian else "-"
                     above = ("-" if r["rss_after_imports_mib"] is None
                              else f"{r['peak_rss_mib'] - r['rss_after_imports_mib']:.0f}")
+                    first = f"{r['first_step_s']:.2f}" if "first_step_s" in r else "-"
                     lines.append(f"| {size} | {task} | {precision} | {peer} | {r['tokens_per_s']:,.0f} | {vs} "
                                  f"| {100 * r['mfu']:.1f}% | {r['peak_rss_mib']:.0f} | {above} "
-                                 f"| {r['seconds_median']:.3f} | {r['spread']:.2f} |")
+                                 f"| {r['seconds_median']:.3f} | {r['spread']:.2f} | {first} |")
     pipeline = next((r for r in results if r["task"] == "pipeline"), None)
     if pipeline:
         lines += ["", "| pipeline (ours, %s, fp32, %d batches of %d) | real target tokens/s | target padding "
@@ -654,7 +673,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny models, 1-2 repeats: a smoke test (CI)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per case (0: all cores)")
-    parser.add_argument("--sizes", default="small,base", help="comma-separated: small, base (ignored by --quick)")
+    parser.add_argument("--sizes", default="small,base", help="comma-separated: small, base, wu2021 (ignored by --quick)")
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS))
     parser.add_argument("--tasks", default=",".join(TASKS) + ",pipeline", help="subset of train,greedy,beam4,pipeline")
     parser.add_argument("--precisions", default=",".join(PRECISIONS),
@@ -677,7 +696,7 @@ def main(argv=None) -> int:
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    for name, chosen, allowed in (("size", sizes, SIZES), ("peer", peers, PEERS),
+    for name, chosen, allowed in (("size", sizes, SIZES), ("peer", peers, PEERS + OPTIONAL_PEERS),
                                   ("task", tasks, TASKS + ("pipeline",)), ("precision", precisions, PRECISIONS)):
         bad = [c for c in chosen if c not in allowed]
         if bad:
@@ -701,7 +720,7 @@ def main(argv=None) -> int:
                 continue
             for precision in (precisions if t == "train" else ["fp32"]):
                 cases += [dict(peer=p, size=s, task=t, precision=precision, threads=threads, profile=profile)
-                          for p in peers]
+                          for p in peers if t == "train" or p not in OPTIONAL_PEERS]
     if "pipeline" in tasks:
         cases.append(dict(peer="ours", size=sizes[0] if args.quick else "small", task="pipeline", precision="fp32",
                           threads=threads, profile=profile))
