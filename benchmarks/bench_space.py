@@ -498,9 +498,10 @@ def measure_circuit_graph(bundle, repeats: int = 5) -> dict:
     computes, besides the two translations)."""
     from encdec_lens import circuit_discovery as cd
     from tabs import circuit_graph_tab
+    from tabs.pair_views import pair_from_api
 
     clean, corrupted = (bundle.prepare(s).input_ids for s in CIRCUIT_PAIR)
-    translation = circuit_graph_tab.pair_from_api(bundle, CIRCUIT_PAIR[0]).target_ids
+    translation = pair_from_api(bundle, CIRCUIT_PAIR[0]).target_ids
     task_args = dict(method="eap-ig", steps=5)
     cd.edge_attribution(bundle.model, clean, corrupted, translation, **task_args)  # warm-up
     scores_s, curve_s = [], []

@@ -46,6 +46,8 @@ import sys
 import tempfile
 import time
 
+from .head_atlas import check_model_folder
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPACE = os.path.join(ROOT, "space")
 PROG = "python -m training.circuit_atlas"
@@ -129,18 +131,6 @@ def parse_args(argv=None):
     if not NAME.match(args.name):
         parser.error(f"--name {args.name!r}: use letters, digits and . _ + - only (it becomes a file name)")
     return args
-
-
-def check_model_folder(path: str) -> str:
-    """The folder, or SystemExit naming what is wrong (before anything heavy is imported)."""
-    path = os.path.expanduser(path)
-    if not os.path.isdir(path):
-        raise SystemExit(f"{PROG}: model folder {path!r} does not exist ({os.path.abspath(path)}); pass a folder "
-                         "written by training.train or save_pretrained, e.g. a copy of space/model.")
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        raise SystemExit(f"{PROG}: {path!r} is not a model folder (no config.json in it); pass a folder written by "
-                         "training.train or save_pretrained, e.g. a copy of space/model.")
-    return path
 
 
 def output_paths(folder: str, name: str, overwrite: bool) -> tuple[str, str]:
@@ -404,7 +394,7 @@ def load_sources(args) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    folder = check_model_folder(args.model)
+    folder = check_model_folder(args.model, PROG)
     json_path, png_path = output_paths(folder, args.name, args.overwrite)
     sentences = load_sources(args) if args.swap or args.mean_ablation else None
     if args.pairs:

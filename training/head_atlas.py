@@ -64,14 +64,15 @@ def parse_args(argv=None):
     return args
 
 
-def check_model_folder(path: str) -> str:
-    """The folder, or SystemExit naming what is wrong (before anything heavy is imported)."""
+def check_model_folder(path: str, prog: str = PROG) -> str:
+    """The folder, or SystemExit naming what is wrong (before anything heavy is imported); `prog` names the
+    command in the message (the atlas commands write into the folder)."""
     path = os.path.expanduser(path)
     if not os.path.isdir(path):
-        raise SystemExit(f"{PROG}: model folder {path!r} does not exist ({os.path.abspath(path)}); pass a folder "
+        raise SystemExit(f"{prog}: model folder {path!r} does not exist ({os.path.abspath(path)}); pass a folder "
                          "written by training.train or save_pretrained, e.g. space/model.")
     if not os.path.isfile(os.path.join(path, "config.json")):
-        raise SystemExit(f"{PROG}: {path!r} is not a model folder (no config.json in it); pass a folder written by "
+        raise SystemExit(f"{prog}: {path!r} is not a model folder (no config.json in it); pass a folder written by "
                          "training.train or save_pretrained, e.g. space/model.")
     return path
 
