@@ -287,6 +287,37 @@ def test_output_dir_that_is_a_file_is_refused_at_once(tmp_path):
     assert taken.read_text(encoding="utf-8") == "keep me\n"
 
 
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nothing can be written into: a read-only tmpfs where this runs as root (root ignores file modes),
+    else a folder without write permission."""
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"root without the right to mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_read_only_output_or_export_dir_is_refused_before_training(read_only_folder, tmp_path):
+    """A folder that cannot be written is named at once, not after hours of training, and nothing is left behind."""
+    report = refuse("--output-dir", str(read_only_folder / "run"))
+    assert report["message"].startswith(f"training: --output-dir {read_only_folder / 'run'} cannot be written: "
+                                        f"creating a file in {read_only_folder} failed (")
+    assert report["message"].endswith(f"Choose a --output-dir on a writable disk, or make {read_only_folder} writable.")
+    assert report["heavy"] == []
+    run = tmp_path / "run"
+    report = refuse("--output-dir", str(run), "--export-dir", str(read_only_folder / "model"))
+    assert report["message"].startswith(f"training: --export-dir {read_only_folder / 'model'} cannot be written: ")
+    assert not run.exists()
+
+
 def test_overwrite_output_dir_refuses_a_folder_that_is_not_a_run(tmp_path):
     """--overwrite-output-dir clears an earlier run of this command, never a folder of anything else."""
     folder = tmp_path / "thesis"

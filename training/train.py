@@ -24,6 +24,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import time
 
 from .export import finalize, generation_config, replace_problem
@@ -298,6 +299,18 @@ def output_dir_problem(path: str) -> str | None:
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         return f"--output-dir {path} cannot be created: {parent} is a file. Choose another --output-dir."
+    return unwritable_problem(path if os.path.isdir(path) else parent, "--output-dir", path)
+
+
+def unwritable_problem(folder: str, flag: str, path: str) -> str | None:
+    """Why nothing can be written into `folder` (read-only file system, no permission), or None. Tried by creating
+    and removing a temporary file there, the one test that also holds for root and for read-only mounts."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return (f"{flag} {path} cannot be written: creating a file in {folder} failed ({err.strerror or err}). "
+                f"Choose a {flag} on a writable disk, or make {folder} writable.")
     return None
 
 
@@ -355,7 +368,12 @@ def export_dir_problem(config: TrainConfig) -> str | None:
     if os.path.commonpath([export_dir, output_dir]) == output_dir and _is_run_entry(inside):
         return (f"--export-dir {config.export_dir} is part of the run in {config.output_dir} ({inside}); the run's "
                 "model is written to its model/ folder anyway. Name a folder outside the run.")
-    return replace_problem(config.export_dir, "--export-dir")
+    if problem := replace_problem(config.export_dir, "--export-dir"):
+        return problem
+    parent = os.path.dirname(export_dir)  # the model is staged beside the export folder, then swapped in
+    while not os.path.isdir(parent) and parent != os.path.dirname(parent):
+        parent = os.path.dirname(parent)
+    return unwritable_problem(parent, "--export-dir", config.export_dir)
 
 
 def refuse_before_any_work(config: TrainConfig, args) -> None:
