@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from batching import GenerateBatcher
 from encdec_lens.attention import AttentionData, build_attention_data, decoder_ids_from_generated
+from model_metadata import display_name, is_hub_id, language_name, model_languages, model_trained_on
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL_DIR = os.path.join(HERE, "model")
@@ -24,9 +25,6 @@ MAX_INPUT_CHARS = 2000  # longer text is cut before tokenising; the token limit 
 BOX_MAX_CHARS = 8000  # the text boxes keep at most this many characters (a longer paste is cut in the browser)
 MAX_BATCH_SENTENCES = 16  # concurrent translations served by one `generate()` call at most (see batching.py)
 ATTENTION_CACHE_SIZE = 32  # recent translations whose attention maps stay in memory (bounded: nothing grows)
-LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech", "es": "Spanish"}
-DEFAULT_LANGS = ("en", "de")  # the shipped model: Multi30k English -> German
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TRAIN_HINT = (
     "Train and export one with `python -m training.train --config training/configs/multi30k_en_de_tiny.json` "
     "(the shipped model's recipe; it writes space/model/), or pass --model PATH_OR_HUB_ID, or set MODEL_ID."
@@ -66,54 +64,13 @@ def resolve_model_source(cli_value: str | None = None, env: dict | None = None,
         return ModelSource(path, origin, True)
     if os.path.exists(path):
         raise ModelSourceError(f"{path} (from {origin}) is a file; pass the model folder that contains config.json.")
-    if _HUB_ID.match(ref) and not ref.startswith((".", "~")):
+    if is_hub_id(ref):
         return ModelSource(ref, origin, False)
     raise ModelSourceError(
         f"No model folder at {path} (from {origin}); looked for {os.path.join(path, 'config.json')}. "
         + ("Hub models are named owner/name. " if origin != "default (space/model/)" else "")
         + _TRAIN_HINT
     )
-
-
-def _model_card_languages(folder: str) -> tuple[str, str] | None:
-    """`language: [en, de]` from the YAML front matter of a model card, if there is one."""
-    try:
-        with open(os.path.join(folder, "README.md"), encoding="utf-8") as fh:
-            text = fh.read(4000)
-    except OSError:
-        return None
-    match = re.search(r"^language:\s*\n((?:\s*-\s*\S+\s*\n)+)", text, re.M) or re.search(
-        r"^language:\s*\[([^\]]+)\]", text, re.M
-    )
-    if not match:
-        return None
-    langs = re.findall(r"[A-Za-z]{2,3}", match.group(1))
-    return (langs[0], langs[1]) if len(langs) >= 2 else None
-
-
-def _model_card_trained_on(folder: str) -> str | None:
-    """What the model learnt from, by its card: "Multi30k" (this project's runs), "OPUS" (a converted OPUS-MT
-    model), or None when the card does not say."""
-    try:
-        with open(os.path.join(folder, "README.md"), encoding="utf-8") as fh:
-            text = fh.read(8000).lower()
-    except OSError:
-        return None
-    if "opus-mt" in text or "- marian" in text:
-        return "OPUS"
-    return "Multi30k" if "multi30k" in text else None
-
-
-def _model_card_name(folder: str) -> str | None:
-    """The model's name from the `model-index` of its card's YAML front matter (`- name: ...`), if any."""
-    try:
-        with open(os.path.join(folder, "README.md"), encoding="utf-8") as fh:
-            text = fh.read(8000)
-    except OSError:
-        return None
-    front = re.match(r"^---\s*\n(.*?)\n---", text, re.S)
-    match = re.search(r"^model-index:\s*\n\s*-\s*name:\s*['\"]?([^'\"\n]+?)['\"]?\s*$", front.group(1), re.M) if front else None
-    return match.group(1).strip() if match else None
 
 
 # --- out-of-domain input ------------------------------------------------------------------------------------
@@ -200,7 +157,7 @@ def out_of_domain_reason(text: str, tokenizer, source_lang: str = "en") -> str |
         lang, hits = max(counts.items(), key=lambda item: len(item[1]))
         if len(hits) >= OUT_OF_DOMAIN_MIN_WORDS and len(hits) > sum(w in own for w in words):
             examples = ", ".join(f"“{w}”" for w in dict.fromkeys(hits))
-            return (f"it looks like {LANGUAGE_NAMES.get(lang, lang)}, not {LANGUAGE_NAMES.get(source_lang, source_lang)} "
+            return (f"it looks like {language_name(lang)}, not {language_name(source_lang)} "
                     f"(words such as {examples})")
     return None
 
@@ -208,7 +165,7 @@ def out_of_domain_reason(text: str, tokenizer, source_lang: str = "en") -> str |
 def out_of_domain_note(reason: str, source_lang: str = "en") -> str:
     """The notice shown for an out-of-domain reason."""
     return (f"This input looks out of domain: {reason}. The model learnt from "
-            f"{LANGUAGE_NAMES.get(source_lang, source_lang)} image captions (Multi30k) only, so expect a confident "
+            f"{language_name(source_lang)} image captions (Multi30k) only, so expect a confident "
             "but wrong translation.")
 
 
@@ -254,17 +211,11 @@ class ModelBundle:
         self.tokenizer = tokenizer
         self.ref = ref
         config = model.config
-        langs = (getattr(config, "source_lang", None), getattr(config, "target_lang", None))
-        if not all(langs) and ref and os.path.isdir(ref):  # a folder exported before config.json said so
-            langs = _model_card_languages(ref) or langs
-        if not all(langs):
-            langs = DEFAULT_LANGS
+        langs = model_languages(config, ref)  # config.json, else a local folder's model card, else en -> de
         self.source_lang = source_lang or langs[0]
         self.target_lang = target_lang or langs[1]
-        # The out-of-domain hint is about Multi30k's image captions: only for models that learnt from them. Written
-        # into config.json at export; a folder from before that is read by its model card.
-        self.trained_on = (getattr(config, "trained_on", None)
-                           or (_model_card_trained_on(ref) if ref and os.path.isdir(ref) else None) or "Multi30k")
+        # The out-of-domain hint is about Multi30k's image captions: only for models that learnt from them.
+        self.trained_on = model_trained_on(config, ref)
         limits = [int(config.max_position_embeddings)] if getattr(config, "position_embedding_type", "") == "learned" else []
         tok_max = getattr(tokenizer, "model_max_length", None)
         if isinstance(tok_max, int) and 0 < tok_max < 100_000:
@@ -293,15 +244,12 @@ class ModelBundle:
     # --- description -----------------------------------------------------------------------------
     @property
     def language_pair(self) -> str:
-        name = lambda code: LANGUAGE_NAMES.get(code, code)  # noqa: E731
-        return f"{name(self.source_lang)} → {name(self.target_lang)}"
+        return f"{language_name(self.source_lang)} → {language_name(self.target_lang)}"
 
     @property
     def display_name(self) -> str:
         """What the page calls the model: the name in its model card, else the Hub id, else the folder's name."""
-        if self.ref and os.path.isdir(self.ref):
-            return _model_card_name(self.ref) or os.path.basename(os.path.normpath(self.ref))
-        return self.ref or type(self.model).__name__
+        return display_name(self.ref) or type(self.model).__name__
 
     @property
     def origin(self) -> str:

@@ -354,13 +354,13 @@ def test_bundle_describes_its_limits(bundle):
 
 
 def test_languages_are_read_from_the_model_card(tmp_path):
-    from translation_engine import _model_card_languages
+    from model_metadata import card_languages
 
     (tmp_path / "README.md").write_text("---\nlanguage:\n- en\n- fr\nlicense: apache-2.0\n---\n# model\n")
-    assert _model_card_languages(str(tmp_path)) == ("en", "fr")
+    assert card_languages(str(tmp_path)) == ("en", "fr")
     (tmp_path / "README.md").write_text("---\nlanguage: [de, en]\n---\n")
-    assert _model_card_languages(str(tmp_path)) == ("de", "en")
-    assert _model_card_languages(str(tmp_path / "nowhere")) is None
+    assert card_languages(str(tmp_path)) == ("de", "en")
+    assert card_languages(str(tmp_path / "nowhere")) is None
 
 
 def test_the_attention_cache_is_bounded_and_agrees_with_a_fresh_pass(bundle, result, monkeypatch):

@@ -10,19 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 
-
-HUB_MODEL_ID = re.compile(r"[\w.-]+/[\w.-]+")
+from .space_modules import model_metadata
 
 
 def looks_local(model_id: str) -> bool:
-    """True when `model_id` is meant as a folder on this machine, as training.data decides for --data: it exists,
-    starts with `.`, `/` or `~`, or is not of the Hub's `owner/name` form (no slash, several, other characters)."""
-    return (os.path.exists(model_id) or model_id.startswith((".", "/", "~"))
-            or not HUB_MODEL_ID.fullmatch(model_id))
+    """True when `model_id` is meant as a folder on this machine: it exists, starts with `.`, `/` or `~`, or is
+    not of the Hub's `owner/name` form (no slash, several, other characters); the Space's rule."""
+    return model_metadata().looks_local(model_id)
 
 
 def local_model_problem(model_id: str) -> str | None:
@@ -73,18 +70,17 @@ def load(model_id: str):
 
 
 def card_languages(model_id: str):
-    """(source, target) from the `language` list of the model card (README.md), or None."""
-    try:
-        from huggingface_hub import ModelCard
+    """(source, target) from the `language` list of the model card (README.md; a Hub model's is downloaded), or
+    None."""
+    folder = model_id
+    if not os.path.isdir(model_id):
+        try:
+            from huggingface_hub import hf_hub_download
 
-        path = os.path.join(model_id, "README.md")
-        card = ModelCard.load(path if os.path.isdir(model_id) else model_id)
-        languages = card.data.language
-    except Exception:  # no card, no network, no metadata: the caller's defaults apply
-        return None
-    if isinstance(languages, list) and len(languages) == 2 and all(isinstance(x, str) for x in languages):
-        return languages[0], languages[1]
-    return None
+            folder = os.path.dirname(hf_hub_download(model_id, "README.md"))
+        except Exception:  # no card, no network: the caller's defaults apply
+            return None
+    return model_metadata().card_languages(folder)
 
 
 def main(argv=None) -> int:
@@ -107,8 +103,9 @@ def main(argv=None) -> int:
     from .translate_utils import translate_batch
 
     model, tokenizer = load(model_id)
-    said = (getattr(model.config, "source_lang", None), getattr(model.config, "target_lang", None))
-    card_src, card_tgt = said if all(said) else card_languages(model_id) or ("en", "de")  # config.json, else card
+    metadata = model_metadata()
+    card_src, card_tgt = (metadata.config_languages(model.config) or card_languages(model_id)  # config.json, else card
+                          or metadata.DEFAULT_LANGS)
     src_lang, tgt_lang = args.source_lang or card_src, args.target_lang or card_tgt
     try:
         corpus = load_corpus(args.data, args.split, src_lang, tgt_lang)

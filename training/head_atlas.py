@@ -23,8 +23,8 @@ import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPACE = os.path.join(ROOT, "space")
+from .space_modules import use_space_modules
+
 PROG = "python -m training.head_atlas"
 GROUPS = ("encoder", "decoder", "cross", "all")
 GROUP_TITLES = {"encoder": "encoder self-attention", "decoder": "decoder self-attention",
@@ -34,8 +34,7 @@ ROLE_TAGS = {"positional": "pos", "rare-word": "rare", "sink": "sink", "diagonal
 
 def _lens():
     """encdec_lens lives in space/ (the Space deploys alone); importable from a checkout without installing."""
-    if SPACE not in sys.path:
-        sys.path.insert(0, SPACE)
+    use_space_modules()
     from encdec_lens import atlas, gradient_importance, make_example
 
     return atlas, gradient_importance, make_example
