@@ -43,13 +43,12 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 
+from .atomic_files import write_file_atomic
 from .head_atlas import check_model_folder
+from .space_modules import use_space_modules
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPACE = os.path.join(ROOT, "space")
 PROG = "python -m training.circuit_atlas"
 DEFAULT_KS = (0, 5, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 500)
 WORD = re.compile(r"^[^\s:=]+$")
@@ -58,8 +57,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 def _lens():
     """encdec_lens lives in space/ (the Space deploys alone); importable from a checkout without installing."""
-    if SPACE not in sys.path:
-        sys.path.insert(0, SPACE)
+    use_space_modules()
     from encdec_lens import circuit_discovery, inputs
 
     return circuit_discovery, inputs
@@ -341,21 +339,6 @@ def compute(model, tokenizer, tasks, records, args) -> dict:
     }
 
 
-def write_atomic(path: str, write) -> None:
-    """`write(tmp_path)` into a temporary file beside `path`, then rename it over `path` (all or nothing)."""
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def plot_curves(result: dict, path: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -424,13 +407,13 @@ def main(argv=None) -> int:
             json.dump(result, fh, indent=1, ensure_ascii=False)
             fh.write("\n")
 
-    write_atomic(json_path, write_json)
+    write_file_atomic(json_path, write_json)
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         print(f"{PROG}: matplotlib is not installed: no figure (pip install matplotlib, or the `space` extra)")
     else:
-        write_atomic(png_path, lambda tmp: plot_curves(result, tmp))
+        write_file_atomic(png_path, lambda tmp: plot_curves(result, tmp))
     print(f"{json_path}: {result['num_pairs']} pairs ({sum(skipped.values())} skipped), {result['method']}, "
           f"{result['num_edges']} edges, {result['seconds']['attribution_per_pair']} s per pair for the scores, "
           f"{result['seconds']['total']} s in all")

@@ -34,18 +34,15 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 
+from .atomic_files import staged_folder
 from .evaluate import looks_local
-from .export import LANGUAGE_NAMES, PIPELINE, describe_model, replace_problem, use_section
+from .export import PIPELINE, TOKENIZER_FILES, describe_model, replace_problem, use_section
+from .space_modules import model_metadata
 
 logger = logging.getLogger("training.convert_marian")
 
 TOLERANCE = 1e-4  # the largest logit difference accepted between MarianMTModel and the converted model
-TOKENIZER_FILES = (
-    "source.spm", "target.spm", "vocab.json", "target_vocab.json", "tokenizer_config.json",
-    "special_tokens_map.json", "added_tokens.json", "tokenizer.json",
-)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 # config.json keys of older (BART-era) Marian exports: the variant each value asks for, which MarianMTModel
 # does not implement (it ignores the key), so neither model would run these weights as they were trained.
@@ -330,7 +327,7 @@ def model_card(src: str, is_hub: bool, folder: str, model, difference: float, co
     card = source_card(folder)
     license_ = card.get("license")
     langs = languages(folder, card)
-    pair = "->".join(LANGUAGE_NAMES.get(x, x) for x in langs) if len(langs) == 2 else ", ".join(langs)
+    pair = "->".join(map(model_metadata().language_name, langs)) if len(langs) == 2 else ", ".join(langs)
     link = f"[{src}](https://huggingface.co/{src})" if is_hub else f"`{src}`"
     data = ModelCardData(
         language=langs or None, license=license_ or "unknown", library_name="transformers", pipeline_tag="translation",
@@ -434,29 +431,15 @@ def convert(src: str, out: str, overwrite: bool = False, command: str | None = N
     difference = max_logit_difference(marian, model)
     command = command or f"python -m training.convert_marian {src} {os.path.basename(out)}"
 
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".partial", dir=os.path.dirname(out))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; OUT gets the usual permissions
+    with staged_folder(out) as staged:  # an existing OUT (empty, or --overwrite) is replaced once this is whole
         model.config.custom_pipelines = PIPELINE
         langs = languages(folder, source_card(folder))
         if len(langs) == 2:
             describe_model(model.config, *langs, "OPUS")
-        model.save_pretrained(tmp)
-        copied = copy_tokenizer_files(folder, tmp)
-        with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as fh:
+        model.save_pretrained(staged.path)
+        copied = copy_tokenizer_files(folder, staged.path)
+        with open(os.path.join(staged.path, "README.md"), "w", encoding="utf-8") as fh:
             fh.write(model_card(src, is_hub, folder, model, difference, command, copied))
-        if os.path.isdir(out):  # empty, or --overwrite: moved aside, then removed once OUT is in place
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".old", dir=os.path.dirname(out))
-            os.replace(out, os.path.join(old, "previous"))
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"out": out, "max_logit_difference": difference, "tokenizer_files": copied}
 
 

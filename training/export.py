@@ -14,24 +14,32 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 
+from .atomic_files import staged_folder
 from .run_config import TrainConfig, checkpoint_problem, complete_checkpoints, final_eval_limit
+from .space_modules import model_metadata
 
 logger = logging.getLogger("training")
 
-LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech"}
 PIPELINE = {"translation": {"impl": "pipeline_translation.TranslationPipeline", "pt": ["AutoModelForSeq2SeqLM"], "type": "text"}}
 
+
+# A tokenizer's files as save_pretrained writes them: its settings, with Marian's SentencePiece files (OPUS-MT) or
+# the `tokenizers` library's tokenizer.json (this project's BPE).
+TOKENIZER_SETTINGS_FILES = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+FAST_TOKENIZER_FILES = ("tokenizer.json", *TOKENIZER_SETTINGS_FILES)
+TOKENIZER_FILES = ("source.spm", "target.spm", "vocab.json", "target_vocab.json", *TOKENIZER_SETTINGS_FILES,
+                   "tokenizer.json")
+TOKENIZER_FILE = "|".join(re.escape(name) for name in TOKENIZER_FILES)  # any of them, as a regular expression
 
 # What a model folder of this project holds (save_hub_folder, convert_marian, head_atlas, circuit_atlas's circuits/):
 # a folder of only these, with a config.json of model_type "transformer", may be replaced by a new model (an export
 # keeps the one it replaces beside it); any other file is the user's.
 MODEL_FOLDER_FILE = re.compile(
-    r"(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab|target_vocab|eval_results|head_atlas)\.json"
-    r"|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json|(source|target)\.spm"
-    r"|(configuration|modeling)_transformer\.py|pipeline_translation\.py|README\.md|head_atlas_\w+\.png|circuits|\.gitattributes"
+    rf"{TOKENIZER_FILE}|(config|generation_config|eval_results|head_atlas)\.json"
+    r"|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json"
+    r"|(configuration|modeling)_transformer\.py|fast_paths\.py|pipeline_translation\.py|README\.md|head_atlas_\w+\.png|circuits|\.gitattributes"
 )
 
 
@@ -103,7 +111,8 @@ def describe_model(model_cfg, source_lang: str, target_lang: str, trained_on: st
 
 
 def save_hub_folder(model, tokenizer, folder: str, card: str | None = None, results: dict | None = None) -> str:
-    """Write `model` + `tokenizer` as a complete, flat Hub repository, atomically (temp folder, then rename)."""
+    """Write `model` + `tokenizer` as a complete, flat Hub repository, atomically (FOLDER.partial, then a rename);
+    an earlier export there is kept as FOLDER.previous-DATE, never overwritten in place."""
     import torch
 
     import modeling  # noqa: F401  (register_for_auto_class: remote code + auto_map)
@@ -114,26 +123,23 @@ def save_hub_folder(model, tokenizer, folder: str, card: str | None = None, resu
         raise SystemExit(f"training: the model has weights that are not finite (NaN or inf, first in {not_finite}); "
                          f"nothing was written to {folder}.")
     folder = os.path.abspath(folder)
-    tmp = folder + ".partial"
-    shutil.rmtree(tmp, ignore_errors=True)
     model.config.custom_pipelines = PIPELINE
-    model.save_pretrained(tmp)
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:  # the last call's truncation/padding is not part of the tokenizer: don't ship it
-        backend.no_truncation()
-        backend.no_padding()
-    tokenizer.save_pretrained(tmp)
-    if results is not None:
-        with open(os.path.join(tmp, "eval_results.json"), "w", encoding="utf-8") as fh:
-            json.dump(results, fh, indent=2)
-    if card is not None:
-        with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as fh:
-            fh.write(card)
-    if os.path.isdir(folder):
-        backup = f"{folder}.previous-{time.strftime('%Y%m%d-%H%M%S')}"
-        os.replace(folder, backup)  # the earlier export is kept, never overwritten in place
-        logger.info("kept the previous export as %s", backup)
-    os.replace(tmp, folder)
+    # FOLDER.partial, not a new name each time: a run's output folder may hold it (train.RUN_ENTRIES)
+    with staged_folder(folder, keep_previous=True, staging=folder + ".partial") as staged:
+        model.save_pretrained(staged.path)
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None:  # the last call's truncation/padding is not part of the tokenizer: don't ship it
+            backend.no_truncation()
+            backend.no_padding()
+        tokenizer.save_pretrained(staged.path)
+        if results is not None:
+            with open(os.path.join(staged.path, "eval_results.json"), "w", encoding="utf-8") as fh:
+                json.dump(results, fh, indent=2)
+        if card is not None:
+            with open(os.path.join(staged.path, "README.md"), "w", encoding="utf-8") as fh:
+                fh.write(card)
+    if staged.previous:
+        logger.info("kept the previous export as %s", staged.previous)
     return folder
 
 
@@ -216,7 +222,8 @@ def model_card(config: TrainConfig, results: dict, chosen: str, train_seconds: f
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     src, tgt = config.source_lang, config.target_lang
-    pair = f"{LANGUAGE_NAMES.get(src, src)}->{LANGUAGE_NAMES.get(tgt, tgt)}"
+    language_name = model_metadata().language_name
+    pair = f"{language_name(src)}->{language_name(tgt)}"
     eval_results = []
     for split, r in results.items():
         for metric, key, name in (("bleu", "bleu_lc_tok", "BLEU (lowercased, Moses-tokenised)"),
@@ -450,23 +457,11 @@ def copy_to_export_dir(folder: str, export_dir: str, keep_previous: bool) -> Non
     if problem := replace_problem(export_dir, "--export-dir"):
         raise SystemExit(f"training: the model is in {folder}, but it was not copied: {problem}")
     export_dir = os.path.abspath(export_dir)
-    parent = os.path.dirname(export_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.", suffix=".partial", dir=parent)
-    try:  # the copy is made beside the folder, then renamed into place: a kill never leaves half a model there
-        shutil.copytree(folder, os.path.join(staging, "model"))
-        if os.path.isdir(export_dir) and os.listdir(export_dir):  # an earlier model of this project
-            if keep_previous:
-                backup = f"{export_dir}.previous-{time.strftime('%Y%m%d-%H%M%S')}"
-                os.replace(export_dir, backup)
-                logger.info("kept the previous %s as %s", export_dir, backup)
-            else:
-                os.replace(export_dir, os.path.join(staging, "previous"))
-        elif os.path.isdir(export_dir):
-            os.rmdir(export_dir)
-        os.replace(os.path.join(staging, "model"), export_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(os.path.dirname(export_dir), exist_ok=True)
+    with staged_folder(export_dir, keep_previous=keep_previous) as staged:  # a kill never leaves half a model there
+        shutil.copytree(folder, staged.path, dirs_exist_ok=True)
+    if staged.previous:
+        logger.info("kept the previous %s as %s", export_dir, staged.previous)
     logger.info("copied to %s", export_dir)
 
 

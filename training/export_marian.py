@@ -58,10 +58,10 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 
+from .atomic_files import staged_folder
 from .evaluate import looks_local
-from .export import MODEL_FOLDER_FILE, replace_problem
+from .export import FAST_TOKENIZER_FILES, MODEL_FOLDER_FILE, TOKENIZER_FILE, TOKENIZER_FILES, replace_problem
 
 TOLERANCE = 1e-4  # the largest logit difference accepted between MODEL and the exported MarianMTModel
 MAX_CHECK_LENGTH = 48  # generate() length cap of the check: enough for real sentences, quick for random models
@@ -76,15 +76,10 @@ CHECK_SENTENCES = [
     "The animal didn't cross the street because it was too tired.",
     "A little girl climbs into a wooden playhouse.",
 ]
-SPM_TOKENIZER_FILES = ("source.spm", "target.spm", "vocab.json", "target_vocab.json", "tokenizer_config.json",
-                       "special_tokens_map.json", "added_tokens.json")
-FAST_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 # What a CTranslate2 model folder written here holds: only such a folder is replaced by --overwrite.
 CT2_FOLDER_FILE = re.compile(
     r"model\.bin|config\.json|(shared|source|target)_vocabulary\.(json|txt)|vocabulary\.(json|txt)"
-    r"|(tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab|target_vocab|generation_config)\.json"
-    r"|(source|target)\.spm"
-    r"|README\.md"
+    rf"|{TOKENIZER_FILE}|generation_config\.json|README\.md"
 )
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "float16", "bfloat16", "int8_float16", "int8_bfloat16")
 
@@ -518,30 +513,6 @@ def check_paths(src: str, out: str, ct2_out: str | None, overwrite: bool,
     return out, ct2_out, onnx_out
 
 
-def temporary_folder(out: str) -> str:
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".partial", dir=os.path.dirname(out))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; OUT gets the usual permissions
-    return tmp
-
-
-def move_into_place(tmp: str, out: str) -> None:
-    """Rename `tmp` to `out`; an existing (empty or --overwrite) `out` is moved aside first, then removed. Its files
-    get the usual permissions (some writers make private temporary files)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for name in os.listdir(tmp):
-        os.chmod(os.path.join(tmp, name), 0o666 & ~umask)
-    if os.path.isdir(out):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".old", dir=os.path.dirname(out))
-        os.replace(out, os.path.join(old, "previous"))
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
 def write_marian(model, tokenizer, folder: str, tmp: str) -> tuple[dict, str]:
     """Save the MarianMTModel of `model` into `tmp` and check it as written: ({agreement}, tokenizer class)."""
     from transformers import MarianMTModel
@@ -570,16 +541,11 @@ def export(src: str, out: str, overwrite: bool = False, command: str | None = No
         check_ctranslate2_activation(config.activation_function)  # before OUT is written, too
     model, tokenizer = load_model(folder, src), load_tokenizer(folder, src)
     command = command or f"python -m training.export_marian {src} {os.path.basename(out)}"
-    tmp = temporary_folder(out)
-    try:
-        found, tokenizer_class = write_marian(model, tokenizer, folder, tmp)
+    with staged_folder(out) as staged:  # an existing OUT (empty, or --overwrite) is replaced once this is whole
+        found, tokenizer_class = write_marian(model, tokenizer, folder, staged.path)
         check_agreement(found, src)
-        with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as fh:
+        with open(os.path.join(staged.path, "README.md"), "w", encoding="utf-8") as fh:
             fh.write(model_card(src, is_hub, folder, config, found, tokenizer_class, command))
-        move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     result = {"out": out, **found, "tokenizer_class": tokenizer_class}
     if ct2_out:
         result["ctranslate2"] = to_ctranslate2(out, ct2_out, quantization, overwrite)
@@ -693,27 +659,22 @@ def to_ctranslate2(marian_folder: str, ct2_out: str, quantization: str = "float3
     if problem := out_problem(ct2_out, overwrite, "ctranslate2"):
         raise ExportError(problem)
     tokenizer = AutoTokenizer.from_pretrained(marian_folder)
-    tmp = temporary_folder(ct2_out)
-    try:
+    with staged_folder(ct2_out) as staged:
         # A copy of its own: CTranslate2's quantization changes the weights it is handed, in place.
         converted = MarianMTModel.from_pretrained(marian_folder).eval()
-        ctranslate2_converter(converted, tokenizer).convert(tmp, quantization=quantization, force=True)
+        ctranslate2_converter(converted, tokenizer).convert(staged.path, quantization=quantization, force=True)
         del converted
-        copy_tokenizer(marian_folder, tmp)
-        agree = ctranslate2_agreement(MarianMTModel.from_pretrained(marian_folder).eval(), tokenizer, tmp)
+        copy_tokenizer(marian_folder, staged.path)
+        agree = ctranslate2_agreement(MarianMTModel.from_pretrained(marian_folder).eval(), tokenizer, staged.path)
         if quantization == "float32":
             check_ctranslate2_agreement(agree, ct2_out)
-        move_into_place(tmp, ct2_out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"out": ct2_out, "quantization": quantization, **agree}
 
 
 def copy_tokenizer(marian_folder: str, out: str) -> None:
     """The tokenizer files and the decoding settings (generation_config.json, read by `training.translate
     --engine ctranslate2`) beside the CTranslate2 model."""
-    for name in sorted(set(SPM_TOKENIZER_FILES + FAST_TOKENIZER_FILES + ("generation_config.json",))):
+    for name in sorted({*TOKENIZER_FILES, "generation_config.json"}):
         if os.path.isfile(os.path.join(marian_folder, name)):
             shutil.copyfile(os.path.join(marian_folder, name), os.path.join(out, name))
 
@@ -822,8 +783,7 @@ ONNX_GRAPHS = ("encoder.onnx", "cross_attention.onnx", "decoder.onnx")
 # What an ONNX folder written here holds: only such a folder is replaced by --overwrite.
 ONNX_FOLDER_FILE = re.compile(
     r"(encoder|cross_attention|decoder)\.onnx|config\.json|generation_config\.json"
-    r"|(tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab|target_vocab)\.json|(source|target)\.spm"
-    r"|README\.md"
+    rf"|{TOKENIZER_FILE}|README\.md"
 )
 
 
@@ -978,22 +938,17 @@ def to_onnx(marian_folder: str, onnx_out: str, overwrite: bool = False) -> dict:
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # torchvision absent
     tokenizer = AutoTokenizer.from_pretrained(marian_folder)
     marian = MarianMTModel.from_pretrained(marian_folder).eval()
-    tmp = temporary_folder(onnx_out)
-    try:
-        export_onnx_graphs(marian, tmp)
-        copy_tokenizer(marian_folder, tmp)
-        shutil.copyfile(os.path.join(marian_folder, "config.json"), os.path.join(tmp, "config.json"))
-        found = compare(marian, load_onnx_model(tmp), tokenizer)
+    with staged_folder(onnx_out) as staged:
+        export_onnx_graphs(marian, staged.path)
+        copy_tokenizer(marian_folder, staged.path)
+        shutil.copyfile(os.path.join(marian_folder, "config.json"), os.path.join(staged.path, "config.json"))
+        found = compare(marian, load_onnx_model(staged.path), tokenizer)
         difference = found["max_logit_difference"]
         if not difference <= TOLERANCE or not found["same_greedy"] or not found["same_beam"]:
             raise ExportError(
                 f"ONNX Runtime does not reproduce MarianMTModel (max logit difference {difference:.3g}, greedy outputs "
                 f"{'equal' if found['same_greedy'] else 'different'}, beam outputs "
                 f"{'equal' if found['same_beam'] else 'different'}); {onnx_out} was not written.")
-        move_into_place(tmp, onnx_out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"out": onnx_out, **found}
 
 

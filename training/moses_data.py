@@ -16,9 +16,9 @@ import argparse
 import gzip
 import os
 import re
-import shutil
 import sys
-import tempfile
+
+from .atomic_files import staged_folder
 
 SPLIT_FILE = re.compile(r"^(?P<split>[\w-]+)\.(?P<lang>[a-z]{2})(\.gz)?$")
 
@@ -52,21 +52,15 @@ def prepare(src: str, out: str) -> list[str]:
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise SystemExit(f"moses_data: {out} exists and is not an empty folder; name a new one.")
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".partial", dir=os.path.dirname(out))
-    try:
-        written = []
+    written = []
+    with staged_folder(out) as staged:
         for name, lang in split_files(src):
             target = re.sub(r"(\.gz)?$", ".gz", name, count=1)
-            with gzip.open(os.path.join(staging, target), "wt", encoding="utf-8") as fh:
+            with gzip.open(os.path.join(staged.path, target), "wt", encoding="utf-8") as fh:
                 fh.write("\n".join(moses_lc(read_lines(os.path.join(src, name)), lang)) + "\n")
             written.append(target)
         if os.path.isdir(os.path.join(src, "tok")):
-            os.symlink(os.path.join(src, "tok"), os.path.join(staging, "tok"))
-        if os.path.isdir(out):
-            os.rmdir(out)
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            os.symlink(os.path.join(src, "tok"), os.path.join(staged.path, "tok"))
     return written
 
 
