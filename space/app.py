@@ -39,10 +39,12 @@ import api_args  # noqa: E402
 from encdec_lens.attention import AttentionData  # noqa: E402
 from encdec_lens.heads import FAMILIES, FAMILY_SIDES, FAMILY_TITLES  # noqa: E402
 from encdec_lens.plots import head_grid_image, heatmap_image  # noqa: E402
+from batching import CTranslate2Batcher  # noqa: E402
 from safe_html import TOKEN_CSS, links_html, status_html, tokens_html, visible  # noqa: E402
 from translation_engine import (  # noqa: E402
     BOX_MAX_CHARS,
     EMPTY_MESSAGE,
+    ENGINES,
     MAX_BATCH_SENTENCES,
     MAX_INPUT_CHARS,
     ModelBundle,
@@ -64,6 +66,9 @@ SEED_NOTE = (f"The last example, *{SEED_EXAMPLE}*, is the sentence about what �
              "it lies outside what this model learnt from (Multi30k captions), so expect a fluent but wrong "
              "translation (a negation or a because-clause may be lost). It is here for its attention to “it”; the "
              "captions above it show what the model translates well.")
+CTRANSLATE2_NOTE = ("Translations are decoded by **CTranslate2**, this model's weights converted to its fused CPU "
+                    "kernels (float32: the same translations as PyTorch's `generate()`, several times faster). The "
+                    "attention maps and every analysis run the PyTorch model, on the translation CTranslate2 wrote.")
 
 EXPLAINER = """\
 **What you are looking at.** Each row is one token *attending* (the query), each column a token it can
@@ -324,6 +329,8 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
             f"{bundle.origin} {bundle.describe()} · "
             f"model `{bundle.display_name}`"
         )
+        if bundle.engine == CTranslate2Batcher.engine:
+            gr.Markdown(CTRANSLATE2_NOTE, elem_id="engine-note")
         with gr.Tab("Translate & attention", id="translate"):
             with gr.Row():
                 with gr.Column():
@@ -459,6 +466,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Translate with the original Transformer and explore its attention.")
     parser.add_argument("--model", default=None,
                         help="model folder or Hub id (default: $MODEL_ID, else model/ next to app.py)")
+    parser.add_argument("--engine", choices=ENGINES, default=os.environ.get("TRANSLATE_ENGINE", "auto"),
+                        help="what decodes the translations: the model folder's CTranslate2 copy (its ctranslate2/ "
+                             "folder: several times faster, the same translations), PyTorch's generate(), or auto "
+                             "(CTranslate2 where the copy and the package are there; default, or $TRANSLATE_ENGINE). "
+                             "Every analysis runs the PyTorch model")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to listen on (default 127.0.0.1; Spaces set GRADIO_SERVER_NAME=0.0.0.0)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
@@ -488,10 +500,12 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        bundle = load_bundle(resolve_model_source(args.model))
+        bundle = load_bundle(resolve_model_source(args.model), engine=args.engine)
     except ModelSourceError as err:
         print(f"space/app.py: {err}", file=sys.stderr)
         return 2
+    if bundle.engine_note:
+        print(f"space/app.py: {bundle.engine_note}", file=sys.stderr)
     demo = build_demo(bundle)
     try:
         launch(demo, server_name=args.host, server_port=args.port, share=args.share)

@@ -9,6 +9,7 @@ so importing it costs nothing and needs neither torch nor gradio.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 
@@ -16,6 +17,11 @@ LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech"
 DEFAULT_LANGS = ("en", "de")  # the shipped model: Multi30k English -> German
 DEFAULT_TRAINED_ON = "Multi30k"
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+# A model folder may carry a CTranslate2 copy of itself in this sub-folder, with a record of the weights it was
+# converted from ({"source": ..., "weights_sha256": the SHA-256 of model.safetensors}): a copy whose record does
+# not match the folder's weights (a retrained model) is stale.
+CTRANSLATE2_FOLDER = "ctranslate2"
+CTRANSLATE2_RECORD = "converted_from.json"
 _CARD_CHARS = 8000  # the front matter of a model card is read from its start; this much is plenty
 
 
@@ -125,7 +131,24 @@ def display_name(ref: str | None) -> str | None:
     return ref or None
 
 
+# --- the weights ------------------------------------------------------------------------------------------
+
+
+def weights_sha256(folder: str) -> str | None:
+    """The SHA-256 of `folder`/model.safetensors (what a CTranslate2 copy records), or None without that file."""
+    path = os.path.join(folder, "model.safetensors")
+    if not os.path.isfile(path):
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 __all__ = [
+    "CTRANSLATE2_FOLDER",
+    "CTRANSLATE2_RECORD",
     "DEFAULT_LANGS",
     "DEFAULT_TRAINED_ON",
     "LANGUAGE_NAMES",
@@ -139,4 +162,6 @@ __all__ = [
     "looks_local",
     "model_languages",
     "model_trained_on",
+    "weights_sha256",
 ]
+

@@ -7,6 +7,7 @@ at once. `ModelBundle` is the one object the UI (and any later tab) needs: model
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import threading
@@ -15,9 +16,18 @@ import unicodedata
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
-from batching import GenerateBatcher
+from batching import CTranslate2Batcher, GenerateBatcher
 from encdec_lens.attention import AttentionData, build_attention_data, decoder_ids_from_generated
-from model_metadata import display_name, is_hub_id, language_name, model_languages, model_trained_on
+from model_metadata import (
+    CTRANSLATE2_FOLDER,
+    CTRANSLATE2_RECORD,
+    display_name,
+    is_hub_id,
+    language_name,
+    model_languages,
+    model_trained_on,
+    weights_sha256,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL_DIR = os.path.join(HERE, "model")
@@ -29,6 +39,9 @@ _TRAIN_HINT = (
     "Train and export one with `python -m training.train --config training/configs/multi30k_en_de_tiny.json` "
     "(the shipped model's recipe; it writes space/model/), or pass --model PATH_OR_HUB_ID, or set MODEL_ID."
 )
+
+
+ENGINES = ("auto", "torch", "ctranslate2")  # auto: CTranslate2 where the copy is there and the package installed
 
 
 class ModelSourceError(Exception):
@@ -240,6 +253,25 @@ class ModelBundle:
         self.default_max_new_tokens = max(4, min(default_new, self.max_new_tokens_limit))
         pad_id = next((i for i in (config.pad_token_id, tokenizer.pad_token_id, config.eos_token_id) if i is not None), 0)
         self.batcher = GenerateBatcher(model, self.generation_config_for, int(pad_id), max_sentences=MAX_BATCH_SENTENCES)
+        self.engine_note = ""  # why the translations are not served by CTranslate2 although asked for (auto)
+
+    def use_ctranslate2(self, folder: str, threads: int | None = None) -> None:
+        """Serve the translations with the CTranslate2 model in `folder` (this model, converted): `threads` CPU
+        threads per batch (default: torch's)."""
+        import ctranslate2
+        import torch
+
+        translator = ctranslate2.Translator(folder, device="cpu", inter_threads=1,
+                                            intra_threads=threads or torch.get_num_threads())
+        start = self.model.generation_config.decoder_start_token_id
+        start = self.model.config.decoder_start_token_id if start is None else start
+        self.batcher = CTranslate2Batcher(translator, self.tokenizer, self.generation_config_for, int(start),
+                                          max_sentences=MAX_BATCH_SENTENCES)
+
+    @property
+    def engine(self) -> str:
+        """What decodes the translations: "PyTorch generate()" or "CTranslate2"."""
+        return self.batcher.engine
 
     # --- description -----------------------------------------------------------------------------
     @property
@@ -402,8 +434,38 @@ class ModelBundle:
         )
 
 
-def load_bundle(source: ModelSource | str | None = None) -> ModelBundle:
-    """Load with `AutoModelForSeq2SeqLM` / `AutoTokenizer` and `trust_remote_code=True`, as from the Hub."""
+def ctranslate2_problem(folder: str) -> str | None:
+    """Why the CTranslate2 copy in `folder`/ctranslate2 cannot serve this model's translations, or None."""
+    copy_dir = os.path.join(folder, CTRANSLATE2_FOLDER)
+    remake = (f"make it with `python -m training.export_marian {folder} /tmp/marian --ctranslate2 {copy_dir} "
+              "--overwrite`")
+    if not os.path.isfile(os.path.join(copy_dir, "model.bin")):
+        return f"{folder} has no CTranslate2 copy ({copy_dir}/model.bin); {remake}"
+    try:
+        import ctranslate2  # noqa: F401
+    except ImportError:
+        return "the ctranslate2 package is not installed (pip install ctranslate2)"
+    try:
+        with open(os.path.join(copy_dir, CTRANSLATE2_RECORD), encoding="utf-8") as fh:
+            recorded = json.load(fh).get("weights_sha256")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if not recorded:
+        return f"{copy_dir} does not record which weights it was converted from ({CTRANSLATE2_RECORD}); re{remake}"
+    if recorded != weights_sha256(folder):
+        return (f"{copy_dir} was converted from other weights than {folder}/model.safetensors (the model was "
+                f"retrained or replaced since); re{remake}")
+    return None
+
+
+def load_bundle(source: ModelSource | str | None = None, engine: str = "auto") -> ModelBundle:
+    """Load with `AutoModelForSeq2SeqLM` / `AutoTokenizer` and `trust_remote_code=True`, as from the Hub.
+
+    `engine` decodes the translations: "torch" (`generate()`), "ctranslate2" (the folder's CTranslate2 copy; an
+    error when it cannot) or "auto" (CTranslate2 where it can, else torch, with the reason in `engine_note`).
+    Every analysis runs the PyTorch model, on the translation the engine produced."""
+    if engine not in ENGINES:
+        raise ModelSourceError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
     if not isinstance(source, ModelSource):
         source = resolve_model_source(source)
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -417,7 +479,17 @@ def load_bundle(source: ModelSource | str | None = None) -> ModelBundle:
             else f"the Hub repository {source.ref!r} (no local folder {os.path.abspath(source.ref)} exists)"
         )
         raise ModelSourceError(f"Could not load a model from {where} (from {source.origin}): {err}") from None
-    return ModelBundle(model, tokenizer, ref=source.ref)
+    bundle = ModelBundle(model, tokenizer, ref=source.ref)
+    if engine != "torch":
+        problem = (ctranslate2_problem(source.ref) if source.is_local
+                   else "a Hub model is served by PyTorch (CTranslate2 reads a local model folder's copy)")
+        if problem is None:
+            bundle.use_ctranslate2(os.path.join(source.ref, CTRANSLATE2_FOLDER))
+        elif engine == "ctranslate2":
+            raise ModelSourceError(f"--engine ctranslate2: {problem}.")
+        else:
+            bundle.engine_note = f"translating with PyTorch: {problem}"
+    return bundle
 
 
 __all__ = [
@@ -427,6 +499,8 @@ __all__ = [
     "ModelBundle",
     "ModelSource",
     "ModelSourceError",
+    "ENGINES",
+    "ctranslate2_problem",
     "PreparedSource",
     "Translation",
     "load_bundle",

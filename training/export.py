@@ -39,7 +39,7 @@ TOKENIZER_FILE = "|".join(re.escape(name) for name in TOKENIZER_FILES)  # any of
 MODEL_FOLDER_FILE = re.compile(
     rf"{TOKENIZER_FILE}|(config|generation_config|eval_results|head_atlas)\.json"
     r"|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json"
-    r"|(configuration|modeling)_transformer\.py|fast_paths\.py|pipeline_translation\.py|README\.md|head_atlas_\w+\.png|circuits|\.gitattributes"
+    r"|(configuration|modeling)_transformer\.py|fast_paths\.py|pipeline_translation\.py|README\.md|head_atlas_\w+\.png|circuits|ctranslate2|\.gitattributes"
 )
 
 

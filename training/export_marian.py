@@ -62,6 +62,7 @@ import sys
 from .atomic_files import staged_folder
 from .evaluate import looks_local
 from .export import FAST_TOKENIZER_FILES, MODEL_FOLDER_FILE, TOKENIZER_FILE, TOKENIZER_FILES, replace_problem
+from .space_modules import model_metadata
 
 TOLERANCE = 1e-4  # the largest logit difference accepted between MODEL and the exported MarianMTModel
 MAX_CHECK_LENGTH = 48  # generate() length cap of the check: enough for real sentences, quick for random models
@@ -79,7 +80,7 @@ CHECK_SENTENCES = [
 # What a CTranslate2 model folder written here holds: only such a folder is replaced by --overwrite.
 CT2_FOLDER_FILE = re.compile(
     r"model\.bin|config\.json|(shared|source|target)_vocabulary\.(json|txt)|vocabulary\.(json|txt)"
-    rf"|{TOKENIZER_FILE}|generation_config\.json|README\.md"
+    rf"|{TOKENIZER_FILE}|generation_config\.json|README\.md|converted_from\.json"
 )
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "float16", "bfloat16", "int8_float16", "int8_bfloat16")
 
@@ -548,7 +549,7 @@ def export(src: str, out: str, overwrite: bool = False, command: str | None = No
             fh.write(model_card(src, is_hub, folder, config, found, tokenizer_class, command))
     result = {"out": out, **found, "tokenizer_class": tokenizer_class}
     if ct2_out:
-        result["ctranslate2"] = to_ctranslate2(out, ct2_out, quantization, overwrite)
+        result["ctranslate2"] = to_ctranslate2(out, ct2_out, quantization, overwrite, source=(src, folder))
     if onnx_out:
         result["onnx"] = to_onnx(out, onnx_out, overwrite)
     return result
@@ -646,10 +647,12 @@ def ctranslate2_agreement(model, tokenizer, folder: str) -> dict:
     return {**agree, "sentences": len(CHECK_SENTENCES)}
 
 
-def to_ctranslate2(marian_folder: str, ct2_out: str, quantization: str = "float32", overwrite: bool = False) -> dict:
+def to_ctranslate2(marian_folder: str, ct2_out: str, quantization: str = "float32", overwrite: bool = False,
+                   source: tuple[str, str] | None = None) -> dict:
     """Convert the MarianMTModel folder `marian_folder` to a CTranslate2 model in `ct2_out` (its tokenizer files
     copied beside), atomically. float32 must translate CHECK_SENTENCES as MarianMTModel does (greedy and beam);
-    other quantizations are written with their agreement reported."""
+    other quantizations are written with their agreement reported. `source`: (MODEL as given, its folder), recorded
+    with the SHA-256 of its weights, by which the Space knows the copy belongs to the model beside it."""
     from transformers import AutoTokenizer, MarianMTModel
 
     ctranslate2_module()
@@ -665,10 +668,21 @@ def to_ctranslate2(marian_folder: str, ct2_out: str, quantization: str = "float3
         ctranslate2_converter(converted, tokenizer).convert(staged.path, quantization=quantization, force=True)
         del converted
         copy_tokenizer(marian_folder, staged.path)
+        if source is not None:
+            write_conversion_record(source, staged.path)
         agree = ctranslate2_agreement(MarianMTModel.from_pretrained(marian_folder).eval(), tokenizer, staged.path)
         if quantization == "float32":
             check_ctranslate2_agreement(agree, ct2_out)
     return {"out": ct2_out, "quantization": quantization, **agree}
+
+
+def write_conversion_record(source: tuple[str, str], out: str) -> None:
+    """CTRANSLATE2_RECORD in `out`: which model this copy was converted from, and the SHA-256 of its weights."""
+    metadata = model_metadata()
+    src, folder = source
+    with open(os.path.join(out, metadata.CTRANSLATE2_RECORD), "w", encoding="utf-8") as fh:
+        json.dump({"source": src, "weights_sha256": metadata.weights_sha256(folder)}, fh, indent=2)
+        fh.write("\n")
 
 
 def copy_tokenizer(marian_folder: str, out: str) -> None:
