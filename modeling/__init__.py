@@ -1,13 +1,14 @@
 """`from modeling import TransformerModel, TransformerForConditionalGeneration`.
 
 Importing this package registers the config and models with the Auto classes (in this process) and for
-remote code (`save_pretrained` writes `auto_map` and copies the two flat source files).
+remote code (`save_pretrained` writes `auto_map` and copies the flat source files: `modeling_transformer.py`
+and the siblings it imports relatively, `configuration_transformer.py` and `fast_paths.py`).
 
-Layout: the configuration lives in `configuration/`. A saved model folder must be flat (remote code cannot
-import from sub-folders, huggingface/transformers#29714), so `modeling_transformer.py` imports its config
-relatively, from `modeling/configuration_transformer.py`, a symlink to the one real file. Here that module
-name is bound to the already-imported `configuration.configuration_transformer`, so there is one
-`TransformerConfig` class, not two.
+Layout: the configuration lives in `configuration/`. A saved model folder must be flat (transformers copies
+a remote module's relative imports beside it, and cannot load them from sub-folders), so
+`modeling_transformer.py` imports its config relatively, from `modeling/configuration_transformer.py`, a
+symlink to the one real file. Here that module name is bound to the already-imported
+`configuration.configuration_transformer`, so there is one `TransformerConfig` class, not two.
 """
 
 import sys

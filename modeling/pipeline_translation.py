@@ -1,7 +1,7 @@
 """`pipeline("translation", model=<this folder>, trust_remote_code=True)` for vanilla-transformer models.
 
-transformers 5 removed the built-in translation task; this custom pipeline, shipped beside the model and
-declared under `custom_pipelines` in config.json, brings it back with the same call and output shape:
+A translation task that does not rely on transformers shipping one: this custom pipeline, shipped beside the
+model and declared under `custom_pipelines` in config.json, has the usual call and output shape:
 
     translator = pipeline("translation", model="path/or/hub-id", trust_remote_code=True)
     translator("A man is riding a bike.", num_beams=4)          # [{"translation_text": "..."}]

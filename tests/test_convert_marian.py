@@ -298,8 +298,8 @@ def test_output_is_a_complete_hub_folder(converted, tokenizer_dir):
     src, out, result = converted["swish"]
     files = set(os.listdir(out))
     assert {"config.json", "model.safetensors", "generation_config.json", "configuration_transformer.py",
-            "modeling_transformer.py", "pipeline_translation.py", "README.md", "source.spm", "target.spm",
-            "vocab.json", "tokenizer_config.json"} <= files
+            "modeling_transformer.py", "fast_paths.py", "pipeline_translation.py", "README.md", "source.spm",
+            "target.spm", "vocab.json", "tokenizer_config.json"} <= files
     assert not [f for f in os.listdir(out.parent) if ".partial" in f or f.endswith(".old")]
     for name in ("modeling_transformer.py", "configuration_transformer.py"):
         assert (out / name).read_bytes() == open(os.path.join(ROOT, name.split("_")[0], name), "rb").read()

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from conftest import ROOT, run_without_project, tiny_config
 
 from modeling import TransformerForConditionalGeneration
-from modeling.modeling_transformer import LogitsAndSmoothedLoss, fast_dropout
+from modeling.fast_paths import LogitsAndSmoothedLoss, fast_dropout
 
 
 def bf16_autocast():

@@ -1,6 +1,6 @@
 """A saved folder is a self-contained Hub repository: loadable with `trust_remote_code=True` by a Python
-process that cannot import this project at all (remote code cannot import from sub-folders,
-huggingface/transformers#29714, and an absolute import of our packages would be a hidden requirement)."""
+process that cannot import this project at all (transformers copies a remote module's relative imports into a
+flat folder, with no sub-folders, and an absolute import of our packages would be a hidden requirement)."""
 
 import json
 import os
@@ -61,9 +61,10 @@ def saved(tmp_path):
 def test_saved_folder_is_flat_remote_code(saved):
     _, folder = saved
     files = sorted(os.listdir(folder))
-    assert {"config.json", "configuration_transformer.py", "modeling_transformer.py", "model.safetensors"} <= set(files)
+    code = ("configuration_transformer.py", "modeling_transformer.py", "fast_paths.py")
+    assert {"config.json", "model.safetensors", *code} <= set(files)
     assert not [f for f in files if os.path.isdir(folder / f)], "remote code cannot use sub-folders"
-    for name in ("configuration_transformer.py", "modeling_transformer.py"):
+    for name in code:
         assert not os.path.islink(folder / name) and os.path.getsize(folder / name) > 1000
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == "transformer"
@@ -73,7 +74,8 @@ def test_saved_folder_is_flat_remote_code(saved):
     }
     modeling_source = (folder / "modeling_transformer.py").read_text()
     assert "from .configuration_transformer import TransformerConfig" in modeling_source
-    for source in (modeling_source, (folder / "configuration_transformer.py").read_text()):
+    assert "from .fast_paths import (" in modeling_source
+    for source in [(folder / name).read_text() for name in code]:
         for line in source.splitlines():
             stripped = line.strip()
             if stripped.startswith(("import ", "from ")):
@@ -127,7 +129,8 @@ def test_remote_code_fixture_folder_has_tokenizer_and_code(tiny_model_dir):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     files = set(os.listdir(tiny_model_dir))
-    assert {"configuration_transformer.py", "modeling_transformer.py", "tokenizer.json", "config.json"} <= files
+    assert {"configuration_transformer.py", "modeling_transformer.py", "fast_paths.py", "tokenizer.json",
+            "config.json"} <= files
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model_dir, trust_remote_code=True).eval()
     assert model.config.vocab_size == len(tok)

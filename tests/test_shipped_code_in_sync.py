@@ -7,6 +7,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "space" / "model"
 SOURCES = {
     "modeling_transformer.py": "modeling/modeling_transformer.py",
+    "fast_paths.py": "modeling/fast_paths.py",
     "configuration_transformer.py": "configuration/configuration_transformer.py",
     "pipeline_translation.py": "modeling/pipeline_translation.py",
 }

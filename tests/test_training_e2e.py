@@ -182,7 +182,7 @@ def test_model_folder_is_a_complete_hub_repository(trained_run):
     files = set(os.listdir(folder))
     assert files == {
         "README.md", "config.json", "generation_config.json", "model.safetensors", "eval_results.json",
-        "configuration_transformer.py", "modeling_transformer.py", "pipeline_translation.py",
+        "configuration_transformer.py", "modeling_transformer.py", "fast_paths.py", "pipeline_translation.py",
         "tokenizer.json", "tokenizer_config.json",
     }, files
     config = read_json(folder, "config.json")
@@ -203,7 +203,7 @@ def test_model_folder_is_a_complete_hub_repository(trained_run):
     with open(os.path.join(folder, "pipeline_translation.py"), encoding="utf-8") as fh:
         with open(os.path.join(ROOT, "modeling", "pipeline_translation.py"), encoding="utf-8") as ref:
             assert fh.read() == ref.read()
-    for name in ("configuration_transformer.py", "modeling_transformer.py", "pipeline_translation.py"):
+    for name in ("configuration_transformer.py", "modeling_transformer.py", "fast_paths.py", "pipeline_translation.py"):
         with open(os.path.join(folder, name), encoding="utf-8") as fh:
             code = fh.read()
         # Flat remote code: nothing imported from this project's packages.

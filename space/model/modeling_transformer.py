@@ -6,8 +6,13 @@ decoder layers and stacks (section 3.1), then the `PreTrainedModel` classes.
 
 Shapes: B = batch, T = target (query) length, S = source (key) length, h = heads, d_k = d_model / h.
 
-This file imports only torch, transformers and its sibling `configuration_transformer.py`, so every
-`save_pretrained` folder carries it flat as remote code (`trust_remote_code=True`).
+What is there for speed alone, computing the same values faster on CPU, is in the sibling `fast_paths.py`:
+the dropout mask (`fast_dropout`), when the plain attention beats the fused kernels, and the projection and
+loss fused into one autograd step (`LogitsAndSmoothedLoss`).
+
+This file imports only torch, transformers and its siblings `configuration_transformer.py` and
+`fast_paths.py` (relatively), so every `save_pretrained` folder carries the three flat as remote code
+(`trust_remote_code=True`).
 """
 
 import math
@@ -35,6 +40,12 @@ from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_transformer import TransformerConfig
+from .fast_paths import (
+    LogitsAndSmoothedLoss,
+    can_fuse_logits_and_loss,
+    eager_attention_is_faster,
+    fast_dropout,
+)
 
 
 def sinusoidal_table(num_positions: int, d_model: int, layout: str = "interleaved") -> torch.Tensor:
@@ -113,24 +124,6 @@ class TransformerLearnedPositionalEmbedding(nn.Embedding):
             )
         positions = torch.arange(past_length, end, device=self.weight.device)
         return super().forward(positions)  # (T, d_model)
-
-
-def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Dropout (section 5.4): each element zeroed with probability p, the rest scaled by 1 / (1 - p).
-
-    On CPU the mask comes from 15-bit random integers (kept where r >= round(p * 2^15)) instead of
-    `F.dropout`'s Bernoulli sampling, which costs more (benchmarks/bench_model.py measures the training step);
-    p is then exact to 1.5e-5, and the scale uses that p so the expected value of every element is unchanged.
-    """
-    if not training or p == 0.0:
-        return x
-    if p >= 1.0:
-        return x * 0.0
-    if x.device.type != "cpu" or torch.compiler.is_compiling():  # compiled: inductor fuses F.dropout's sampling
-        return F.dropout(x, p=p, training=True)
-    threshold = round(p * 32768)
-    keep = torch.empty(x.shape, dtype=torch.int16).random_() >= threshold  # random_ on int16: 0 .. 2^15 - 1
-    return x * keep * (32768 / (32768 - threshold))
 
 
 def eager_attention_forward(
@@ -214,7 +207,7 @@ class TransformerAttention(nn.Module):
         else:
             source = key_value_states if is_cross_attention else hidden_states
             key = self._split_heads(self.k_proj(source))  # (B, h, S, d_k)
-            value = self._split_heads(self.v_proj(source))
+            value = self._split_heads(self.v_proj(source))  # (B, h, S, d_v)
             if layer_cache is not None:
                 key, value = layer_cache.update(key, value, self.layer_idx)
                 if is_cross_attention:
@@ -222,14 +215,13 @@ class TransformerAttention(nn.Module):
 
         query = self._split_heads(self.q_proj(hidden_states))  # (B, h, T, d_k)
 
-        # The fused backends return no weights; when they are asked for, this call runs eagerly. So does a
-        # decoding step on CPU (one new position per sequence): there the plain matmul-softmax-matmul costs
-        # less than the fused kernel's set-up (up to 2x less for the attention itself; same result).
-        decoding_on_cpu = tgt_len == 1 and query.device.type == "cpu" and not self.training
-        # Under CPU autocast (bf16 mixed precision) the two matmuls run in bf16, while the fused CPU kernel's
-        # backward stays a slow scalar loop: for these short sentences the plain path is the faster one.
-        autocast_on_cpu = query.device.type == "cpu" and torch.is_autocast_enabled("cpu")
-        if output_attentions or self.config._attn_implementation == "eager" or decoding_on_cpu or autocast_on_cpu:
+        # Equation 1, by the configured backend (sdpa by default). The fused backends return no weights: when
+        # they are asked for, the plain `eager_attention_forward` runs, as it does where it is the faster one.
+        if (
+            output_attentions
+            or self.config._attn_implementation == "eager"
+            or eager_attention_is_faster(query, self.training)
+        ):
             attention_interface: Callable = eager_attention_forward
         else:
             attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
@@ -260,70 +252,74 @@ class TransformerFeedForward(nn.Module):
         self.activation_dropout = config.activation_dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.activation_fn(self.fc1(x))
+        x = self.activation_fn(self.fc1(x))  # (B, L, d_ff)
         x = fast_dropout(x, self.activation_dropout, self.training)
-        return self.fc2(x)
+        return self.fc2(x)  # (B, L, d_model)
 
 
-class TransformerEncoderLayer(GradientCheckpointingLayer):
-    """Section 3.1: self-attention then feed-forward, each in a residual block with layer normalisation.
-
-    Post-LN (the paper): x = LayerNorm(x + Dropout(Sublayer(x))). Pre-LN: x = x + Dropout(Sublayer(LayerNorm(x))).
-    """
+class TransformerResidualLayer(GradientCheckpointingLayer):
+    """A layer of either stack: its sub-layers, each wrapped by `residual_block` (section 3.1)."""
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.normalize_before = config.normalize_before
-        self.dropout = config.dropout
+        self.dropout = config.dropout  # P_drop, on each sub-layer's output before the residual add (section 5.4)
+
+    def residual_block(self, norm: nn.LayerNorm, sublayer: nn.Module, hidden_states: torch.Tensor, **kwargs):
+        """One sub-layer with its residual connection and layer normalisation (section 3.1), `norm` its LayerNorm.
+
+        Post-LN (the paper): x = LayerNorm(x + Dropout(Sublayer(x))).
+        Pre-LN (`config.normalize_before`): x = x + Dropout(Sublayer(LayerNorm(x))), and each stack ends in a
+        LayerNorm of its own.
+
+        `kwargs` go to the sub-layer. Returns the new (B, L, d_model) hidden states and, for an attention
+        sub-layer, its attention weights (None for the feed-forward network or when not asked for).
+        """
+        residual = hidden_states
+        if self.normalize_before:
+            hidden_states = norm(hidden_states)
+        output = sublayer(hidden_states, **kwargs)
+        output, weights = output if isinstance(output, tuple) else (output, None)
+        hidden_states = residual + fast_dropout(output, self.dropout, self.training)
+        if not self.normalize_before:
+            hidden_states = norm(hidden_states)
+        return hidden_states, weights
+
+
+class TransformerEncoderLayer(TransformerResidualLayer):
+    """Section 3.1: self-attention then the feed-forward network, each a residual block (`residual_block`)."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__(config)
         self.self_attn = TransformerAttention(config, config.encoder_attention_heads, is_causal=False)
         self.self_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.ffn = TransformerFeedForward(config, config.encoder_ffn_dim)
         self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
 
     def forward(self, hidden_states, attention_mask=None, output_attentions=False):
-        residual = hidden_states
-        if self.normalize_before:
-            hidden_states = self.self_attn_layer_norm(hidden_states)
-        hidden_states, attn_weights = self.self_attn(
-            hidden_states, attention_mask=attention_mask, output_attentions=output_attentions
+        hidden_states, attn_weights = self.residual_block(
+            self.self_attn_layer_norm,
+            self.self_attn,
+            hidden_states,
+            attention_mask=attention_mask,
+            output_attentions=output_attentions,
         )
-        hidden_states = residual + fast_dropout(hidden_states, self.dropout, self.training)
-        if not self.normalize_before:
-            hidden_states = self.self_attn_layer_norm(hidden_states)
-
-        residual = hidden_states
-        if self.normalize_before:
-            hidden_states = self.final_layer_norm(hidden_states)
-        hidden_states = self.ffn(hidden_states)
-        hidden_states = residual + fast_dropout(hidden_states, self.dropout, self.training)
-        if not self.normalize_before:
-            hidden_states = self.final_layer_norm(hidden_states)
+        hidden_states, _ = self.residual_block(self.final_layer_norm, self.ffn, hidden_states)
         return hidden_states, attn_weights
 
 
-class TransformerDecoderLayer(GradientCheckpointingLayer):
-    """Section 3.1: masked self-attention, encoder-decoder attention, feed-forward; each a residual block."""
+class TransformerDecoderLayer(TransformerResidualLayer):
+    """Section 3.1: masked self-attention, encoder-decoder attention, then the feed-forward network, each a
+    residual block (`residual_block`)."""
 
     def __init__(self, config: TransformerConfig, layer_idx: int):
-        super().__init__()
-        self.normalize_before = config.normalize_before
-        self.dropout = config.dropout
+        super().__init__(config)
         self.self_attn = TransformerAttention(config, config.decoder_attention_heads, is_causal=True, layer_idx=layer_idx)
         self.self_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.encoder_attn = TransformerAttention(config, config.decoder_attention_heads, is_causal=False, layer_idx=layer_idx)
         self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.ffn = TransformerFeedForward(config, config.decoder_ffn_dim)
         self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-
-    def _block(self, norm, sublayer, hidden_states, **kwargs):
-        residual = hidden_states
-        if self.normalize_before:
-            hidden_states = norm(hidden_states)
-        hidden_states, weights = sublayer(hidden_states, **kwargs)
-        hidden_states = residual + fast_dropout(hidden_states, self.dropout, self.training)
-        if not self.normalize_before:
-            hidden_states = norm(hidden_states)
-        return hidden_states, weights
 
     def forward(
         self,
@@ -335,7 +331,7 @@ class TransformerDecoderLayer(GradientCheckpointingLayer):
         output_attentions=False,
         use_cache=True,
     ):
-        hidden_states, self_weights = self._block(
+        hidden_states, self_weights = self.residual_block(
             self.self_attn_layer_norm,
             self.self_attn,
             hidden_states,
@@ -345,7 +341,7 @@ class TransformerDecoderLayer(GradientCheckpointingLayer):
         )
         cross_weights = None
         if encoder_hidden_states is not None:  # without an encoder the decoder is a causal language model
-            hidden_states, cross_weights = self._block(
+            hidden_states, cross_weights = self.residual_block(
                 self.encoder_attn_layer_norm,
                 self.encoder_attn,
                 hidden_states,
@@ -354,12 +350,7 @@ class TransformerDecoderLayer(GradientCheckpointingLayer):
                 cache=cache,
                 output_attentions=output_attentions,
             )
-        residual = hidden_states
-        if self.normalize_before:
-            hidden_states = self.final_layer_norm(hidden_states)
-        hidden_states = residual + fast_dropout(self.ffn(hidden_states), self.dropout, self.training)
-        if not self.normalize_before:
-            hidden_states = self.final_layer_norm(hidden_states)
+        hidden_states, _ = self.residual_block(self.final_layer_norm, self.ffn, hidden_states)
         return hidden_states, self_weights, cross_weights
 
 
@@ -774,91 +765,6 @@ class TransformerDecoder(TransformerPreTrainedModel):
         )
 
 
-class LogitsAndSmoothedLoss(torch.autograd.Function):
-    """The pre-softmax projection (section 3.4) and the label-smoothed loss (section 5.4) as one autograd step.
-
-    Forward: logits = h W^T for every position (returned, as always), and over the N real target positions
-    (labels != -100) the mean of (1 - eps) * -log p(y) + eps * mean_v(-log p(v)), written as
-    logsumexp(z) - (1 - eps) z_y - eps mean_v(z_v). The values are those of `F.linear` followed by
-    `F.cross_entropy(..., label_smoothing=eps)` (`loss_from_logits`); only the backward is cheaper:
-      * its gradient is one expression, softmax(z) - (1 - eps) onehot(y) - eps / V, over the N real rows,
-        with no (B, T, V) log-probability or gradient tensor;
-      * the two backward matmuls of the projection (for h and for W) skip the padding rows, which the loss
-        ignores (about 40% of the positions of a random Multi30k batch).
-    If the returned logits are also used in something differentiated, their gradient is added exactly.
-
-    Under autocast (mixed precision) the backward runs in the forward's autocast state, as `torch.amp.custom_bwd`
-    does: its matmuls in bf16/fp16 too, while the softmax and the loss stay in fp32.
-    """
-
-    @staticmethod
-    def forward(ctx, hidden, weight, labels, epsilon):
-        ctx.set_materialize_grads(False)  # unused logits get no (B, T, V) zero gradient
-        device = hidden.device.type
-        ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
-        logits = F.linear(hidden, weight)  # (B, T, V)
-        flat_logits = logits.reshape(-1, logits.shape[-1])  # (B*T, V)
-        rows = (labels.reshape(-1) != -100).nonzero().squeeze(1)  # the N real target positions
-        target = labels.reshape(-1).index_select(0, rows)  # (N,)
-        loss_dtype = torch.promote_types(logits.dtype, torch.float32)  # half precision: the loss in fp32
-        lse, per_token = [], []
-        for chunk, chunk_target in zip(rows.split(loss_chunk_rows(logits)), target.split(loss_chunk_rows(logits))):
-            z = flat_logits.index_select(0, chunk).to(loss_dtype)  # (n, V)
-            chunk_lse = torch.logsumexp(z, dim=-1)  # log of the softmax denominator
-            lse.append(chunk_lse)
-            per_token.append(chunk_lse - (1.0 - epsilon) * z.gather(1, chunk_target[:, None]).squeeze(1)
-                             - epsilon * z.mean(dim=-1))
-        lse = torch.cat(lse) if lse else flat_logits.new_zeros(0, dtype=loss_dtype)
-        per_token = torch.cat(per_token) if per_token else lse
-        ctx.save_for_backward(hidden, weight, rows, target, logits, lse)
-        ctx.epsilon = epsilon
-        return logits, per_token.mean()
-
-    @staticmethod
-    def backward(ctx, grad_logits, grad_loss):
-        device, enabled, dtype = ctx.autocast
-        with torch.autocast(device_type=device, dtype=dtype, enabled=enabled):
-            return LogitsAndSmoothedLoss._backward(ctx, grad_logits, grad_loss)
-
-    @staticmethod
-    def _backward(ctx, grad_logits, grad_loss):
-        hidden, weight, rows, target, logits, lse = ctx.saved_tensors
-        flat_hidden = hidden.reshape(-1, hidden.shape[-1])  # (B*T, d_model)
-        flat_logits = logits.reshape(-1, logits.shape[-1])  # (B*T, V)
-        vocab = flat_logits.shape[-1]
-        grad_hidden = grad_weight = None
-        if grad_loss is not None:
-            grad_weight = torch.zeros_like(weight, dtype=torch.promote_types(weight.dtype, torch.float32))
-            grad_hidden = flat_hidden.new_zeros(flat_hidden.shape)
-            scale = grad_loss / len(rows)
-            step = loss_chunk_rows(logits)
-            for start in range(0, len(rows), step):
-                chunk, chunk_target = rows[start : start + step], target[start : start + step]
-                # d loss / d z = (softmax(z) - eps / V - (1 - eps) onehot(y)) / N, for the real rows only
-                z = flat_logits.index_select(0, chunk).to(lse.dtype)  # (n, V)
-                grad_z = z.sub_(lse[start : start + step, None]).exp_().sub_(ctx.epsilon / vocab)
-                grad_z.scatter_add_(1, chunk_target[:, None], grad_z.new_full((len(chunk), 1), ctx.epsilon - 1.0))
-                grad_z = grad_z.mul_(scale).to(weight.dtype)  # (n, V)
-                grad_weight += grad_z.t() @ flat_hidden.index_select(0, chunk)  # (V, d_model), fp32 accumulation
-                grad_hidden.index_copy_(0, chunk, (grad_z @ weight).to(flat_hidden.dtype))
-            grad_weight = grad_weight.to(weight.dtype)
-        if grad_logits is not None:  # the logits were used elsewhere too: their gradient, over all rows
-            flat_grad = grad_logits.reshape(-1, grad_logits.shape[-1])
-            more_hidden = (flat_grad @ weight).to(hidden.dtype)
-            more_weight = (flat_grad.t() @ flat_hidden).to(weight.dtype)
-            grad_hidden = more_hidden if grad_hidden is None else grad_hidden + more_hidden
-            grad_weight = more_weight if grad_weight is None else grad_weight + more_weight
-        if grad_hidden is not None:
-            grad_hidden = grad_hidden.view_as(hidden)
-        return grad_hidden, grad_weight, None, None
-
-
-def loss_chunk_rows(logits: torch.Tensor) -> int:
-    """Rows of the (N, V) loss computed at once: about 4 MB of fp32, so that the softmax over the vocabulary
-    stays in the CPU's cache instead of making several passes over an N x V tensor in memory."""
-    return max(1, (1 << 20) // logits.shape[-1])
-
-
 def _source(input_ids, inputs_embeds, encoder_outputs) -> tuple[str, torch.Tensor | None]:
     """The encoder-side argument the caller passed, with its name for error messages."""
     if encoder_outputs is not None:
@@ -929,6 +835,68 @@ class TransformerModel(TransformerPreTrainedModel):
         return_dict=None,
         **kwargs,
     ):
+        r"""The encoder and decoder stacks (section 3.1), without the pre-softmax linear layer.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`):
+                Source token ids. Pass this, `inputs_embeds` or `encoder_outputs`.
+            attention_mask (`torch.LongTensor` of shape `(batch_size, source_length)`, *optional*):
+                1 for real source tokens, 0 for padding: masks the keys of the encoder self-attention and of the
+                decoder's encoder-decoder attention.
+            decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`):
+                The decoder's input. Teacher forcing: the target shifted right, starting with
+                `config.decoder_start_token_id` (`shift_tokens_right`). When decoding with a `cache`, only the
+                new tokens.
+            decoder_attention_mask (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
+                1 for real target tokens, 0 for padding (or `(batch_size, past_length + target_length)` with a
+                cache). The causal mask (section 3.2.3) is always applied.
+            encoder_outputs (`BaseModelOutput` or `tuple`, *optional*):
+                A precomputed encoder output whose first element, `last_hidden_state`, is
+                `(batch_size, source_length, d_model)`; the encoder is then not run (generate() passes it).
+            cache (`EncoderDecoderCache`, *optional*):
+                Keys and values of the earlier decoding steps (self-attention) and of the encoder output
+                (encoder-decoder attention). Also accepted under its former name `past_key_values`.
+            inputs_embeds (`torch.FloatTensor` of shape `(batch_size, source_length, d_model)`, *optional*):
+                Instead of `input_ids`: the token embeddings, as `model.get_input_embeddings()(input_ids)` returns
+                them (scaled by sqrt(d_model), section 3.4); the positional encodings are added to them.
+            decoder_inputs_embeds (`torch.FloatTensor` of shape `(batch_size, target_length, d_model)`, *optional*):
+                Instead of `decoder_input_ids`, likewise.
+            use_cache (`bool`, *optional*):
+                Return the cache for the next decoding step (default `config.use_cache`).
+            output_attentions (`bool`, *optional*):
+                Return every layer's attention weights, each `(batch_size, heads, query_length, key_length)`.
+            output_hidden_states (`bool`, *optional*):
+                Return the hidden states after the embeddings and after every layer, each
+                `(batch_size, length, d_model)`.
+            return_dict (`bool`, *optional*):
+                `False` returns a tuple instead of the output class.
+
+        Returns:
+            [`Seq2SeqModelOutput`] (a tuple with `return_dict=False`):
+                last_hidden_state: the decoder's output, `(batch_size, target_length, d_model)`.
+                cache (with `use_cache`): the `EncoderDecoderCache` to pass to the next decoding step.
+                decoder_hidden_states, decoder_attentions (with `output_hidden_states`, `output_attentions`).
+                cross_attentions (with `output_attentions`): the encoder-decoder attention weights, each
+                    `(batch_size, heads, target_length, source_length)`.
+                encoder_last_hidden_state: the encoder's output, `(batch_size, source_length, d_model)`.
+                encoder_hidden_states, encoder_attentions (with `output_hidden_states`, `output_attentions`).
+
+        Example:
+
+        ```python
+        >>> from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        >>> tokenizer = AutoTokenizer.from_pretrained("space/model")
+        >>> translator = AutoModelForSeq2SeqLM.from_pretrained("space/model", trust_remote_code=True).eval()
+        >>> model = translator.model  # the TransformerModel inside
+        >>> inputs = tokenizer("A man is riding a bike.", return_tensors="pt")
+        >>> labels = tokenizer(text_target="Ein Mann fährt Fahrrad.", return_tensors="pt").input_ids
+        >>> decoder_input_ids = translator.prepare_decoder_input_ids_from_labels(labels)  # shifted right
+        >>> outputs = model(**inputs, decoder_input_ids=decoder_input_ids)
+        >>> list(outputs.last_hidden_state.shape)  # (batch_size, target_length, d_model)
+        [1, 5, 128]
+        ```
+        """
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             raise ValueError(
                 "The decoder needs `decoder_input_ids` (or `labels`, from which they are made by shifting right)."
@@ -982,7 +950,7 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
 
     # Trainer passes no `num_items_in_batch`: the loss is a mean over the batch's real target tokens.
     accepts_loss_kwargs = False
-    # `LogitsAndSmoothedLoss` for the loss of an eager training step: the same values, a cheaper backward, but
+    # `fast_paths.LogitsAndSmoothedLoss` for an eager training step: the same values, a cheaper backward, but
     # the loss then has no autograd path through the returned logits (the library's contract), so it is an
     # explicit opt-in, `model.fused_loss = True`, which the training CLI takes when it does not compile.
     fused_loss = False
@@ -1077,6 +1045,77 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
         return_dict=None,
         **kwargs,
     ):
+        r"""Translation: `TransformerModel`, the pre-softmax linear layer (section 3.4) and, given `labels`, the
+        label-smoothed cross-entropy (section 5.4).
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`):
+                Source token ids. Pass this, `inputs_embeds` or `encoder_outputs`.
+            attention_mask (`torch.LongTensor` of shape `(batch_size, source_length)`, *optional*):
+                1 for real source tokens, 0 for padding: masks the keys of the encoder self-attention and of the
+                decoder's encoder-decoder attention.
+            decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`):
+                The decoder's input. Teacher forcing: the target shifted right, starting with
+                `config.decoder_start_token_id` (`shift_tokens_right`). When decoding with a `cache`, only the
+                new tokens.
+            decoder_attention_mask (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
+                1 for real target tokens, 0 for padding (or `(batch_size, past_length + target_length)` with a
+                cache). The causal mask (section 3.2.3) is always applied.
+            encoder_outputs (`BaseModelOutput` or `tuple`, *optional*):
+                A precomputed encoder output whose first element, `last_hidden_state`, is
+                `(batch_size, source_length, d_model)`; the encoder is then not run (generate() passes it).
+            cache (`EncoderDecoderCache`, *optional*):
+                Keys and values of the earlier decoding steps (self-attention) and of the encoder output
+                (encoder-decoder attention). Also accepted under its former name `past_key_values`.
+            inputs_embeds (`torch.FloatTensor` of shape `(batch_size, source_length, d_model)`, *optional*):
+                Instead of `input_ids`: the token embeddings, as `model.get_input_embeddings()(input_ids)` returns
+                them (scaled by sqrt(d_model), section 3.4); the positional encodings are added to them.
+            decoder_inputs_embeds (`torch.FloatTensor` of shape `(batch_size, target_length, d_model)`, *optional*):
+                Instead of `decoder_input_ids`, likewise.
+            labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
+                Target token ids for the loss; -100 marks positions it ignores. Without `decoder_input_ids` (and
+                `decoder_inputs_embeds`) the decoder reads `labels` shifted right. No cache is used with labels.
+            use_cache (`bool`, *optional*):
+                Return the cache for the next decoding step (default `config.use_cache`).
+            output_attentions (`bool`, *optional*):
+                Return every layer's attention weights, each `(batch_size, heads, query_length, key_length)`.
+            output_hidden_states (`bool`, *optional*):
+                Return the hidden states after the embeddings and after every layer, each
+                `(batch_size, length, d_model)`.
+            return_dict (`bool`, *optional*):
+                `False` returns a tuple instead of the output class.
+
+        Returns:
+            [`Seq2SeqLMOutput`] (a tuple with `return_dict=False`):
+                loss (with `labels`): the label-smoothed cross-entropy, a mean over the real target tokens.
+                logits: the scores before the softmax, `(batch_size, target_length, vocab_size)`.
+                cache (with `use_cache`): the `EncoderDecoderCache` to pass to the next decoding step.
+                decoder_hidden_states, decoder_attentions (with `output_hidden_states`, `output_attentions`).
+                cross_attentions (with `output_attentions`): the encoder-decoder attention weights, each
+                    `(batch_size, heads, target_length, source_length)`.
+                encoder_last_hidden_state: the encoder's output, `(batch_size, source_length, d_model)`.
+                encoder_hidden_states, encoder_attentions (with `output_hidden_states`, `output_attentions`).
+
+        Example:
+
+        ```python
+        >>> from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        >>> tokenizer = AutoTokenizer.from_pretrained("space/model")
+        >>> model = AutoModelForSeq2SeqLM.from_pretrained("space/model", trust_remote_code=True).eval()
+        >>> inputs = tokenizer("A man is riding a bike.", return_tensors="pt")
+
+        >>> # Training: the loss of a reference translation.
+        >>> labels = tokenizer(text_target="Ein Mann fährt Fahrrad.", return_tensors="pt").input_ids
+        >>> outputs = model(**inputs, labels=labels)
+        >>> list(outputs.logits.shape)  # (batch_size, target_length, vocab_size)
+        [1, 5, 10000]
+
+        >>> # Translation: beam search (section 6.1) with the settings of generation_config.json.
+        >>> tokenizer.batch_decode(model.generate(**inputs), skip_special_tokens=True)
+        ['Ein Mann fährt auf einem Fahrrad.']
+        ```
+        """
         if labels is not None:
             _check_ids(labels, "labels")
             _check_same_batch(*_source(input_ids, inputs_embeds, encoder_outputs), "labels", labels)
@@ -1104,19 +1143,12 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
             return_dict=True,
         )
         hidden = outputs.last_hidden_state  # (B, T, d_model)
-        if (
-            self.fused_loss
-            and self.training
-            and labels is not None
-            and not torch.compiler.is_compiling()
-            and labels.shape == hidden.shape[:2]
-            and type(self.lm_head) is nn.Linear
-            and self.lm_head.bias is None
-            and bool((labels != -100).any())
-        ):  # opt-in for eager CPU training (the training CLI): same values, a cheaper backward
+        fused = self.fused_loss and labels is not None
+        if fused and can_fuse_logits_and_loss(self.lm_head, hidden, labels, self.training):
+            # the same logits and loss as below, with a cheaper backward (fast_paths.LogitsAndSmoothedLoss)
             logits, loss = LogitsAndSmoothedLoss.apply(hidden, self.lm_head.weight, labels, self.config.label_smoothing)
         else:
-            logits = self.lm_head(hidden)  # (B, T, vocab)
+            logits = self.lm_head(hidden)  # section 3.4, the pre-softmax linear layer: (B, T, vocab)
             loss = self.loss_from_logits(logits, labels) if labels is not None else None
         return Seq2SeqLMOutput(
             loss=loss,
