@@ -1,8 +1,8 @@
 """The end of a training run: average checkpoints, choose on validation, evaluate, write a Hub repository.
 
 A saved folder is a complete Hub repository: safetensors weights, `config.json` with `auto_map` and
-`custom_pipelines`, the flat remote code (`configuration_transformer.py`, `modeling_transformer.py`,
-`pipeline_translation.py`), the tokenizer, `generation_config.json` with the paper's decoding settings,
+`custom_pipelines`, the flat remote code (`configuration_transformer.py`, `modeling_transformer.py` and its
+`fast_paths.py`, `pipeline_translation.py`), the tokenizer, `generation_config.json` with the paper's decoding settings,
 `eval_results.json` and a model card whose YAML metadata `huggingface_hub` validates.
 """
 
