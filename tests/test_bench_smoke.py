@@ -4,6 +4,8 @@ import json
 import os
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
@@ -73,3 +75,21 @@ def test_bf16_forward_runs_under_autocast_and_fp32_does_not():
         assert (a @ a).dtype == torch.bfloat16
     with bench_model.forward_context("fp32"):
         assert (a @ a).dtype == torch.float32
+
+
+def test_engines_benchmark_compares_every_engine_with_torch(tmp_path, capsys):
+    """The engines benchmark on a few real sentences: each engine's row, BLEU and agreement with PyTorch; float32
+    CTranslate2 translates exactly as generate() does."""
+    pytest.importorskip("ctranslate2", reason="CTranslate2 is in the deploy extra: pip install -e '.[deploy]'")
+    import bench_engines
+
+    out = tmp_path / "engines.json"
+    assert bench_engines.main(["--engines", "ctranslate2", "--limit", "6", "--threads", "1", "--latency-sentences",
+                               "2", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    rows = {(r["engine"], r["decoding"]): r for r in report["results"]}
+    assert set(rows) == {(e, d) for e in ("torch", "ctranslate2") for d in ("greedy", "beam5")}
+    for row in rows.values():
+        assert row["sentences_per_s"] > 0 and row["target_tokens"] > 0 and 0 <= row["bleu"] <= 100
+    assert rows["ctranslate2", "greedy"]["same_as_torch"] == "6/6" and rows["ctranslate2", "beam5"]["same_as_torch"] == "6/6"
+    assert "| CTranslate2 float32 | beam5 | 1 |" in capsys.readouterr().out
