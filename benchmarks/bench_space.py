@@ -191,7 +191,7 @@ def _wait_until_up(url: str, proc: subprocess.Popen, log_path: str, timeout: flo
 
 
 def start_server(model: str | None, port: int | None = None, threads: int | None = None,
-                 app: str = os.path.join(SPACE, "app.py")) -> tuple[subprocess.Popen, str, str]:
+                 app: str = os.path.join(SPACE, "app.py"), engine: str | None = None) -> tuple[subprocess.Popen, str, str]:
     """`python space/app.py` (or another `app`) on a free local port; returns (process, url, log path)."""
     port = port or _free_port()
     cmd = [sys.executable, app, "--host", "127.0.0.1", "--port", str(port)]
@@ -199,6 +199,8 @@ def start_server(model: str | None, port: int | None = None, threads: int | None
         cmd += ["--model", model]
     if threads is not None:
         cmd += ["--threads", str(threads)]
+    if engine:
+        cmd += ["--engine", engine]
     log = tempfile.NamedTemporaryFile("w", prefix="bench_space_server_", suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ))
     url = f"http://127.0.0.1:{port}/"
@@ -456,6 +458,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads, here and in the server (default 1, as the app; 0 = torch's choice)")
+    parser.add_argument("--engine", default="auto", choices=("auto", "torch", "ctranslate2"),
+                        help="what decodes the translations, here and in the server (as the app's --engine)")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.clients, args.requests, args.rounds = 3, 2, 3, 1
@@ -474,7 +478,7 @@ def main(argv=None) -> int:
             print(f"bench_space: {err}\n--quick goes on with a tiny untrained stand-in model; its numbers say "
                   "nothing about the shipped model.", file=sys.stderr)
             source = resolve_model_source(make_smoke_model(smoke_dir))
-        bundle = load_bundle(source)
+        bundle = load_bundle(source, engine=args.engine)
     except ModelSourceError as err:
         print(f"bench_space: {err}", file=sys.stderr)
         return 2
@@ -528,6 +532,7 @@ def run(args, source, bundle, smoke: bool = False) -> int:
         "quick": args.quick,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
                    f"({torch.get_num_threads()} threads), Python {platform.python_version()}",
+        "engine": bundle.engine,
         "target_ms": TARGET_MS,
         "server_time": [],
     }
@@ -558,7 +563,8 @@ def run(args, source, bundle, smoke: bool = False) -> int:
 
 def with_server(args, source, measure, results: dict) -> dict:
     """`measure(url, pid)` against a fresh `python space/app.py` (or `--app`); its log is kept on errors."""
-    proc, url, log_path = start_server(source.ref, threads=args.threads, app=args.app)
+    proc, url, log_path = start_server(source.ref, threads=args.threads, app=args.app,
+                                       engine=None if args.engine == "auto" else args.engine)
     try:
         measured = measure(url, proc.pid)
     finally:
