@@ -134,7 +134,7 @@ def compute(model, tokenizer, args, data) -> dict:
         model=args.model, split=args.split, sentences=len(sources),
         decoding=f"greedy (num_beams=1, max_length={max_length}), heads switched off by zeroing their output",
         metric=("sacreBLEU (tokenize=none) of the lowercased, punctuation-normalised, Moses-tokenised output "
-                f"(sacremoses) against {tok_source}: the Multi30k convention of the README's bleu_lc_tok"),
+                f"(sacremoses) against {tok_source}: the Multi30k convention of eval_results.json's bleu_lc_tok"),
         importance=("Michel et al. 2019: E_x |dL(x)/d xi_h| over the split, L the summed NLL of the reference "
                     "(teacher-forced); `importance` is divided by its layer's l2 norm (their section 4.1), "
                     "`importance_raw` is not; pruning goes least important first by `importance`"),
