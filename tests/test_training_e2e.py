@@ -108,6 +108,23 @@ def test_final_results_computed_with_sacrebleu(trained_run):
     assert val["chrf"] > 0  # real (if poor) German was scored, not empty strings
 
 
+def test_model_folder_carries_the_translations_it_was_scored_on(trained_run):
+    """translations/SPLIT.de holds the system output behind each score, one sentence per line: rescoring it
+    against the split's references gives the recorded BLEU and chrF again."""
+    from training.data import load_corpus
+    from training.metrics import score
+
+    results = read_json(trained_run.model, "eval_results.json")["results"]
+    assert sorted(os.listdir(os.path.join(trained_run.model, "translations"))) == sorted(f"{s}.de" for s in results)
+    for split, r in results.items():
+        with open(os.path.join(trained_run.model, "translations", f"{split}.de"), encoding="utf-8") as fh:
+            lines = fh.read().split("\n")
+        assert lines[-1] == "" and len(lines) - 1 == r["sentences"]
+        references = load_corpus(trained_run.data, split, "en", "de").target[:r["sentences"]]
+        again = score(lines[:-1], references, "de", data_folder=trained_run.data, split=split)
+        assert (again["bleu"], again["bleu_lc_tok"], again["chrf"]) == (r["bleu"], r["bleu_lc_tok"], r["chrf"])
+
+
 def test_final_candidates_are_each_evaluated_once():
     from training.export import final_candidates
 
@@ -183,7 +200,7 @@ def test_model_folder_is_a_complete_hub_repository(trained_run):
     assert files == {
         "README.md", "config.json", "generation_config.json", "model.safetensors", "eval_results.json",
         "configuration_transformer.py", "modeling_transformer.py", "fast_paths.py", "pipeline_translation.py",
-        "tokenizer.json", "tokenizer_config.json",
+        "tokenizer.json", "tokenizer_config.json", "translations",
     }, files
     config = read_json(folder, "config.json")
     assert config["auto_map"] == {

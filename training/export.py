@@ -36,10 +36,11 @@ TOKENIZER_FILE = "|".join(re.escape(name) for name in TOKENIZER_FILES)  # any of
 # What a model folder of this project holds (save_hub_folder, convert_marian, head_atlas, circuit_atlas's circuits/):
 # a folder of only these, with a config.json of model_type "transformer", may be replaced by a new model (an export
 # keeps the one it replaces beside it); any other file is the user's.
+TRANSLATIONS = "translations"  # a model folder's system outputs on val and the test splits, as scored
 MODEL_FOLDER_FILE = re.compile(
     rf"{TOKENIZER_FILE}|(config|generation_config|eval_results|head_atlas)\.json"
     r"|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json"
-    r"|(configuration|modeling)_transformer\.py|fast_paths\.py|pipeline_translation\.py|README\.md|head_atlas_\w+\.png|circuits|ctranslate2|\.gitattributes"
+    r"|(configuration|modeling)_transformer\.py|fast_paths\.py|pipeline_translation\.py|README\.md|head_atlas_\w+\.png|circuits|ctranslate2|translations|\.gitattributes"
 )
 
 
@@ -110,9 +111,12 @@ def describe_model(model_cfg, source_lang: str, target_lang: str, trained_on: st
     model_cfg.source_lang, model_cfg.target_lang, model_cfg.trained_on = source_lang, target_lang, trained_on
 
 
-def save_hub_folder(model, tokenizer, folder: str, card: str | None = None, results: dict | None = None) -> str:
+def save_hub_folder(model, tokenizer, folder: str, card: str | None = None, results: dict | None = None,
+                    translations: dict | None = None) -> str:
     """Write `model` + `tokenizer` as a complete, flat Hub repository, atomically (FOLDER.partial, then a rename);
-    an earlier export there is kept as FOLDER.previous-DATE, never overwritten in place."""
+    an earlier export there is kept as FOLDER.previous-DATE, never overwritten in place. `translations`:
+    {file name: lines}, the system outputs behind `results`, written one sentence per line into translations/
+    so that anyone can rescore them."""
     import torch
 
     import modeling  # noqa: F401  (register_for_auto_class: remote code + auto_map)
@@ -138,6 +142,10 @@ def save_hub_folder(model, tokenizer, folder: str, card: str | None = None, resu
         if card is not None:
             with open(os.path.join(staged.path, "README.md"), "w", encoding="utf-8") as fh:
                 fh.write(card)
+        for name, lines in (translations or {}).items():
+            os.makedirs(os.path.join(staged.path, TRANSLATIONS), exist_ok=True)
+            with open(os.path.join(staged.path, TRANSLATIONS, name), "w", encoding="utf-8") as fh:
+                fh.writelines(line.replace("\n", " ") + "\n" for line in lines)
     if staged.previous:
         logger.info("kept the previous export as %s", staged.previous)
     return folder
@@ -161,6 +169,7 @@ def evaluate_model(model, tokenizer, config: TrainConfig, split: str, num_beams:
     result = score(hyps, ref, config.target_lang, data_folder=config.data if os.path.isdir(config.data) else None,
                    split=split)
     result.update(split=split, num_beams=num_beams, length_penalty=length_penalty, seconds=round(time.time() - start, 1))
+    result["hypotheses"] = hyps  # the system output as scored; finalize writes the chosen model's into its folder
     return result
 
 
@@ -290,6 +299,7 @@ label smoothing {config.label_smoothing}, dropout {config.dropout}.
 
 The first BLEU column is the Multi30k convention (output lowercased, punctuation-normalised and
 Moses-tokenised, against the official tokenised references); sacreBLEU signature: `{signature}`.
+The translations scored are in `translations/` (SPLIT.{config.target_lang}, one sentence per line), to rescore.
 
 {use_section('A man is riding a bike.', 'print(translator("Two dogs play in the snow.", num_beams=4))')}
 ## Reproduce
@@ -426,6 +436,9 @@ def finalize(config: TrainConfig, trainer, tokenizer, train_seconds: float, push
     length_penalty, val_result, lp_scores = choose_length_penalty(model, tokenizer, config, val_result)
     config = dataclasses.replace(config, length_penalty=length_penalty)
     results = {config.valid_split: val_result, **evaluate_test_splits(model, tokenizer, config)}
+    translations = {f"{split}.{config.target_lang}": r.pop("hypotheses") for split, r in results.items()}
+    for r in [*on_validation.values(), *lp_scores.values()]:
+        r.pop("hypotheses", None)
 
     # Rebuilt from the settings, with the length penalty chosen: the Trainer's evaluation fills every transformers
     # default into its model's generation config, which the saved file need not repeat.
@@ -441,7 +454,7 @@ def finalize(config: TrainConfig, trainer, tokenizer, train_seconds: float, push
               "candidates_on_validation": on_validation}
     if len(lp_scores) > 1:
         record["length_penalty_on_validation"] = {f"{lp:g}": r["bleu_lc_tok"] for lp, r in lp_scores.items()}
-    out = save_hub_folder(model, tokenizer, os.path.join(config.output_dir, "model"), card, record)
+    out = save_hub_folder(model, tokenizer, os.path.join(config.output_dir, "model"), card, record, translations)
     logger.info("model folder: %s", out)
     if config.export_dir:
         copy_to_export_dir(out, config.export_dir, keep_previous=not config.overwrite_output_dir)
