@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import torch
 
-from .heads import FAMILIES, FAMILY_TITLES, all_heads, attention_module, check_family, grid_shape, head_label, normalize_heads
+from .heads import (FAMILIES, FAMILY_TITLES, all_heads, attention_module, check_family, core_model, grid_shape,
+                    head_label, normalize_heads)
 from .hooks import HookedModel
-from .inputs import (Example, completed, decode, device_of, generate_ids, logprobs_of, make_example, source_ids,
-                     source_text, token_logprobs, tokens_of)
+from .inputs import (Example, Result, TranslationResult, completed, decode, device_of, generate_ids, logprobs_of,
+                     make_example, source_ids, source_text, token_logprobs, tokens_of)
 
 
 def _scale_heads(mask: torch.Tensor):
@@ -76,7 +77,10 @@ def translation_logprob(model, tokenizer, source, target, heads: Iterable = ()) 
 
 
 @dataclass
-class AblationResult:
+class AblationResult(Result):
+    """Heads switched off, and what that does to one translation and its score. (Its own header, not a
+    `TranslationResult`'s: it has no source tokens, and `heads` comes second in its JSON.)"""
+
     source: str
     heads: list  # [[family, layer, head], ...] switched off
     translation: str  # the original translation (or the given target)
@@ -90,9 +94,6 @@ class AblationResult:
     token_logprobs: list[float]
     ablated_token_logprobs: list[float]
     changed: bool  # did the translation change?
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def run_ablation(model, tokenizer, source, heads: Iterable = (), translation=None, **generate_kwargs) -> AblationResult:
@@ -178,11 +179,7 @@ def rank_correlation(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 @dataclass
-class HeadImportance:
-    source: str
-    translation: str
-    translation_ids: list[int]
-    source_tokens: list[str]
+class HeadImportance(TranslationResult):
     translation_tokens: list[str]
     logprob: float  # the translation's log-prob with every head on
     grids: dict  # family -> {"label", "layers", "heads", "drop": [[...] per layer], "ablated_logprob", "gradient"}
@@ -190,9 +187,6 @@ class HeadImportance:
     #                "gradient_rank"}], most important (largest drop) first
     rank_correlation: float  # Spearman's rho between the ablation drops and the gradient importances
     seconds: float  # time spent on the ablations
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @torch.inference_mode()
@@ -206,7 +200,7 @@ def ablation_logprobs(model, example: Example, heads: Sequence, batch_size: int 
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1.")
     input_ids, decoder_input_ids, labels = example.tensors(device_of(model))
-    core = getattr(model, "model", model)
+    core = core_model(model)
     enc_rows = [None] + [h for h in heads if h[0] == "encoder"]
     enc_states = []
     for i in range(0, len(enc_rows), batch_size):
@@ -317,10 +311,7 @@ def head_importance(model, tokenizer, source, translation=None, families: Sequen
     rho = rank_correlation([e["drop"] for _, e in entries], [e["gradient"] for _, e in entries]) if len(entries) > 1 else 1.0
     entries.sort(key=lambda e: (-e[1]["drop"], e[0]))
     return HeadImportance(
-        source=source_text(tokenizer, source, example),
-        translation=decode(tokenizer, example.labels),
-        translation_ids=list(example.labels),
-        source_tokens=tokens_of(tokenizer, example.input_ids),
+        **TranslationResult.header(tokenizer, source, example),
         translation_tokens=tokens_of(tokenizer, example.labels),
         logprob=base,
         grids=grids,

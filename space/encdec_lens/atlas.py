@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from .ablation import ablate_heads
-from .heads import FAMILIES, FAMILY_MODULES, all_heads, grid_shape, head_label
+from .heads import FAMILIES, all_heads, family_record, grid_shape, head_label
+from .hooks import HookedModel, attention_site
 from .inputs import device_of
 
 # --- thresholds ---------------------------------------------------------------------------------------------
@@ -60,9 +61,6 @@ THRESHOLDS = {
     "diagonal_tolerance": DIAGONAL_TOLERANCE,
 }
 ROLES = ("positional", "rare-word", "sink", "diagonal")
-
-# Which ids a family's rows (queries) and columns (keys) are: the source or what the decoder reads.
-_SIDES = {"encoder": ("source", "source"), "decoder": ("target", "target"), "cross": ("target", "source")}
 
 
 # --- token sets --------------------------------------------------------------------------------------------
@@ -126,7 +124,7 @@ def query_stats(pattern: np.ndarray, family: str, query_ids: Sequence[int], key_
         raise ValueError(f"query_stats: pattern of shape {pattern.shape} does not fit {len(query_ids)} queries and "
                          f"{len(key_ids)} keys; expected (heads, {len(query_ids)}, {len(key_ids)}).")
     n_q, n_k = pattern.shape[1:]
-    causal = family == "decoder"
+    causal = family_record(family).causal
     queries = np.arange(1 if causal else 0, n_q)
     argmax = pattern[:, queries].argmax(-1)  # (h, n)
     visible = [q + 1 if causal else n_k for q in queries]  # keys a query can see
@@ -242,12 +240,8 @@ def roles_from_patterns(family: str, patterns: Sequence[np.ndarray], query_ids: 
 
 def _pattern_sites(model) -> dict:
     """{(family, layer): pattern site name} for every attention layer."""
-    sites = {}
-    for family in FAMILIES:
-        stack, attn = FAMILY_MODULES[family]
-        for layer in range(grid_shape(model, family)[0]):
-            sites[(family, layer)] = f"{stack}.layers.{layer}.{attn}.pattern"
-    return sites
+    return {(family, layer): attention_site(family, layer, "pattern")
+            for family in FAMILIES for layer in range(grid_shape(model, family)[0])}
 
 
 def _encode_pairs(model, tokenizer, pairs: Sequence[tuple[str, str]]):
@@ -285,8 +279,6 @@ def head_roles(model, tokenizer, pairs: Sequence[tuple[str, str]], token_counts,
     token of a sentence is the rarest. Returns one record per head, in `all_heads` order:
     `{"name", "family", "layer", "head", "roles": [...], "shares": {...}}` (see `query_stats`, `shares_of`).
     """
-    from .hooks import HookedModel
-
     if not pairs:
         raise ValueError("head roles need at least one sentence pair.")
     if batch_size < 1:
@@ -304,10 +296,10 @@ def head_roles(model, tokenizer, pairs: Sequence[tuple[str, str]], token_counts,
         _, cache = hooked.run_with_cache(list(sites.values()), use_cache=False, **inputs)
         for (family, layer), name in sites.items():
             patterns = cache[name].float().cpu().numpy()
+            record = family_record(family)  # which ids its rows and columns are: the source or the decoder's input
             for row, (src, _, dec) in enumerate(chunk):
                 ids = {"source": src, "target": dec}
-                q_side, k_side = _SIDES[family]
-                q_ids, k_ids = ids[q_side], ids[k_side]
+                q_ids, k_ids = ids[record.queries], ids[record.keys]
                 patterns_, queries, keys = collected[(family, layer)]
                 patterns_.append(patterns[row, :, : len(q_ids), : len(k_ids)])
                 queries.append(q_ids)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .heads import FAMILIES, FAMILY_SIDES, check_family, grid_shape
+from .heads import FAMILIES, FAMILY_SIDES, check_family, family_record, grid_shape
 from .hooks import HookedModel
 
 
@@ -86,12 +86,10 @@ class AttentionData:
         return int(self.layers(family)[0].shape[0])
 
     def query_tokens(self, family: str) -> list[str]:
-        check_family(family)
-        return self.source_tokens if FAMILY_SIDES[family][0] == "source" else self.target_tokens
+        return self.source_tokens if family_record(family).queries == "source" else self.target_tokens
 
     def key_tokens(self, family: str) -> list[str]:
-        check_family(family)
-        return self.source_tokens if FAMILY_SIDES[family][1] == "source" else self.target_tokens
+        return self.source_tokens if family_record(family).keys == "source" else self.target_tokens
 
     def matrix(self, family: str, layer: int, head: int | None = None) -> np.ndarray:
         """One `(q, k)` matrix: a head (0-based), or the mean over heads when `head` is None."""
@@ -114,11 +112,11 @@ class AttentionData:
         queries = self.query_tokens(family)
         if not 0 <= query < len(queries):
             raise IndexError(f"{family} has query tokens 0..{len(queries) - 1}, asked for {query}.")
-        keys = self.key_tokens(family)
+        keys, causal = self.key_tokens(family), family_record(family).causal
         result = []
         for layer in range(self.num_layers(family)):
             row = self.matrix(family, layer, head)[query]
-            order = [j for j in np.argsort(-row, kind="stable") if family != "decoder" or j <= query][:k]
+            order = [j for j in np.argsort(-row, kind="stable") if not causal or j <= query][:k]
             result.append([(int(j), keys[j], float(row[j])) for j in order])
         return result
 

@@ -20,23 +20,19 @@ keys and values) counts for those later heads: this is the *direct* effect of ea
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
-from .heads import head_label
-from .hooks import HookedModel
-from .inputs import decode, device_of, make_example, source_text, tokens_of
+from .heads import head_label, layer_label, stack_families
+from .hooks import HookedModel, site_name
+from .inputs import TranslationResult, device_of, make_example, tokens_of
 
 BIASES = "biases"
 
 
 @dataclass
-class LogitAttribution:
-    source: str
-    translation: str
-    translation_ids: list[int]
-    source_tokens: list[str]
+class LogitAttribution(TranslationResult):
     translation_tokens: list[str]  # the labels y_1 .. y_n
     input_tokens: list[str]  # what the decoder reads: <start> y_1 .. y_{n-1}
     position: int  # the decoder position (from 0); it predicts translation_tokens[position]
@@ -47,9 +43,6 @@ class LogitAttribution:
     components: list  # [{"name", "value"}] in model order; they add up to `logit`
     total: float  # the sum of the components (equal to `logit` up to float rounding)
     normalize_before: bool
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class _Stream:
@@ -91,6 +84,42 @@ def _heads(stream: _Stream, attn, z: torch.Tensor, family: str, layer: int) -> N
         stream.add(BIASES, attn.out_proj.bias)
 
 
+# The decoder sites a layer's components are read from.
+_LAYER_SITES = ("resid_pre", "self_attn.z", "self_attn.out", "resid_after_self_attn", "encoder_attn.z",
+                "encoder_attn.out", "resid_after_encoder_attn", "ffn.out", "resid_post")
+
+
+def _decoder_stream(model, cache, t: int) -> _Stream:
+    """The decoder's residual stream at position `t` as components, through every LayerNorm the stream passes
+    (scales frozen at this pass), as the output projection reads it."""
+    decoder = model.get_decoder()
+    pre_ln = decoder.layer_norm is not None
+
+    def at(what, l):  # the activation at position t: (d_model,) or, for z, (h, d_k)
+        return cache[site_name("decoder", what, l)][0, t]
+
+    stream = _Stream(model.config.d_model, cache[site_name("decoder", "resid_pre", 0)].device)
+    positions = cache[site_name("decoder", "embed_positions")]
+    positional = positions[0, t] if positions.dim() == 3 else positions[t]  # (1 or B, T, d) or (T, d)
+    # resid_pre of layer 0 is embed_tokens(y) * embed_scale + PE (dropout is off in eval mode)
+    stream.add("token embedding", at("resid_pre", 0).double() - positional.double())
+    stream.add("positional encoding", positional)
+    for l, layer in enumerate(decoder.layers):
+        before = "resid_pre"  # post-LN: x = LayerNorm(x + Sublayer(x)), its input rebuilt from the cached pieces
+        for family in stack_families("decoder"):
+            attn = family.attention
+            _heads(stream, getattr(layer, attn), at(f"{attn}.z", l), family.name, l)
+            if not pre_ln:
+                stream.layer_norm(getattr(layer, family.layer_norm), at(before, l) + at(f"{attn}.out", l))
+            before = f"resid_after_{attn}"
+        stream.add(layer_label("ffn", l), at("ffn.out", l))
+        if not pre_ln:
+            stream.layer_norm(layer.final_layer_norm, at(before, l) + at("ffn.out", l))
+    if pre_ln:
+        stream.layer_norm(decoder.layer_norm, at("resid_post", len(decoder.layers) - 1))
+    return stream
+
+
 @torch.inference_mode()
 def logit_attribution(model, tokenizer, source, translation=None, position: int = -1,
                       **generate_kwargs) -> LogitAttribution:
@@ -113,45 +142,13 @@ def logit_attribution(model, tokenizer, source, translation=None, position: int 
     t = position % n
     token_id = int(example.labels[t])
 
-    hooked = HookedModel(model)
-    decoder = model.get_decoder()
-    layers = decoder.layers
-    pre_ln = decoder.layer_norm is not None
-    names = ["decoder.embed_positions"]
-    for l in range(len(layers)):
-        p = f"decoder.layers.{l}"
-        names += [f"{p}.resid_pre", f"{p}.self_attn.z", f"{p}.self_attn.out", f"{p}.resid_after_self_attn",
-                  f"{p}.encoder_attn.z", f"{p}.encoder_attn.out", f"{p}.resid_after_encoder_attn", f"{p}.ffn.out",
-                  f"{p}.resid_post"]
+    names = [site_name("decoder", "embed_positions")]
+    names += [site_name("decoder", what, l) for l in range(len(model.get_decoder().layers)) for what in _LAYER_SITES]
     input_ids, decoder_input_ids, _ = example.tensors(device_of(model))
-    out, cache = hooked.run_with_cache(names, input_ids=input_ids, decoder_input_ids=decoder_input_ids,
-                                       use_cache=False)
+    out, cache = HookedModel(model).run_with_cache(names, input_ids=input_ids, decoder_input_ids=decoder_input_ids,
+                                                   use_cache=False)
     logits = out.logits[0, t].float()
-
-    def at(name):  # the activation at this position: (d_model,) or, for z, (h, d_k)
-        return cache[name][0, t]
-
-    d_model = model.config.d_model
-    stream = _Stream(d_model, logits.device)
-    positions = cache["decoder.embed_positions"]
-    positional = positions[0, t] if positions.dim() == 3 else positions[t]  # (1 or B, T, d) or (T, d)
-    # resid_pre of layer 0 is embed_tokens(y) * embed_scale + PE (dropout is off in eval mode)
-    stream.add("token embedding", at("decoder.layers.0.resid_pre").double() - positional.double())
-    stream.add("positional encoding", positional)
-    for l, layer in enumerate(layers):
-        p = f"decoder.layers.{l}"
-        _heads(stream, layer.self_attn, at(f"{p}.self_attn.z"), "decoder", l)
-        if not pre_ln:  # post-LN: x = LayerNorm(x + Sublayer(x)), its input y rebuilt from the cached pieces
-            stream.layer_norm(layer.self_attn_layer_norm, at(f"{p}.resid_pre") + at(f"{p}.self_attn.out"))
-        _heads(stream, layer.encoder_attn, at(f"{p}.encoder_attn.z"), "cross", l)
-        if not pre_ln:
-            stream.layer_norm(layer.encoder_attn_layer_norm,
-                              at(f"{p}.resid_after_self_attn") + at(f"{p}.encoder_attn.out"))
-        stream.add(f"ffn L{l + 1}", at(f"{p}.ffn.out"))
-        if not pre_ln:
-            stream.layer_norm(layer.final_layer_norm, at(f"{p}.resid_after_encoder_attn") + at(f"{p}.ffn.out"))
-    if pre_ln:
-        stream.layer_norm(decoder.layer_norm, at(f"decoder.layers.{len(layers) - 1}.resid_post"))
+    stream = _decoder_stream(model, cache, t)
 
     lm_head = model.get_output_embeddings()
     values = stream.matrix() @ lm_head.weight[token_id].double()
@@ -161,10 +158,7 @@ def logit_attribution(model, tokenizer, source, translation=None, position: int 
     components = [{"name": name, "value": float(v)} for name, v in zip(stream.names[1:], values[1:].tolist())]
     components.append({"name": BIASES, "value": float(values[0])})
     return LogitAttribution(
-        source=source_text(tokenizer, source, example),
-        translation=decode(tokenizer, example.labels),
-        translation_ids=list(example.labels),
-        source_tokens=tokens_of(tokenizer, example.input_ids),
+        **TranslationResult.header(tokenizer, source, example),
         translation_tokens=tokens_of(tokenizer, example.labels),
         input_tokens=tokens_of(tokenizer, example.decoder_input_ids),
         position=t,
@@ -174,5 +168,5 @@ def logit_attribution(model, tokenizer, source, translation=None, position: int 
         logprob=float(logits.log_softmax(-1)[token_id]),
         components=components,
         total=float(values.sum()),
-        normalize_before=pre_ln,
+        normalize_before=model.get_decoder().layer_norm is not None,
     )

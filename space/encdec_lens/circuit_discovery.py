@@ -127,8 +127,8 @@ from typing import Sequence
 
 import torch
 
-from .heads import FAMILY_MODULES, core_model, head_label, stack_layers
-from .hooks import HookedModel
+from .heads import STACKS, attention_module, core_model, family_record, head_label, layer_label, stack_layers
+from .hooks import HookedModel, attention_site, site_name
 from .inputs import device_of, make_example, source_ids, tokens_of
 
 METHODS = ("eap", "eap-ig")
@@ -203,12 +203,12 @@ class EdgeGraph:
         self.groups.append(_Group(kind, stack, k, layer, readers, upstream, norm if self.pre_ln else None))
 
     def _heads(self, family, layer, attn):
-        stack = FAMILY_MODULES[family][0]
+        stack = family_record(family).stack
         return [self._add(Node(head_label(family, layer, h), "head", stack, family, layer, h))
                 for h in range(attn.num_heads)]
 
     def _ffn(self, stack, layer):
-        return self._add(Node(f"{STACK_TAGS[stack]} L{layer + 1} FFN", "ffn", stack, None, layer))
+        return self._add(Node(f"{layer_label(STACK_TAGS[stack], layer)} FFN", "ffn", stack, None, layer))
 
     def _build_encoder(self, model):
         blocks = self.blocks["encoder"]
@@ -415,26 +415,27 @@ class GraphForward:
     def _run(self, ids: list[list[int]], attention_mask: torch.Tensor | None = None):
         """One model run of a batch of B sources (of one length; `attention_mask` marks padding) on the decoder
         input: (logits (B, T, V), {node: embedding}, {node: output (B, L, d)}) from the hook sites."""
-        graph, hooked = self.graph, HookedModel(self.model)
-        names = ["encoder.layers.0.resid_pre", "decoder.layers.0.resid_pre"]
+        graph = self.graph
+        names = [site_name(s, "resid_pre", 0) for s in STACKS]
         for node in graph.nodes:
             if node.kind == "head" and node.head == 0:
-                names.append(hooked.attention_site(node.family, node.layer, "z"))
+                names.append(attention_site(node.family, node.layer, "z"))
             elif node.kind == "ffn":
-                names.append(f"{node.stack}.layers.{node.layer}.ffn.out")
+                names.append(site_name(node.stack, "ffn.out", node.layer))
         input_ids = torch.tensor(ids, device=self.decoder_input.device)
-        out, cache = hooked.run_with_cache(names, input_ids=input_ids, attention_mask=attention_mask,
-                                           decoder_input_ids=self.decoder_input.expand(len(ids), -1), use_cache=False)
-        outputs = {graph.embed[s]: cache[f"{s}.layers.0.resid_pre"] for s in ("encoder", "decoder")}
+        out, cache = HookedModel(self.model).run_with_cache(
+            names, input_ids=input_ids, attention_mask=attention_mask,
+            decoder_input_ids=self.decoder_input.expand(len(ids), -1), use_cache=False)
+        outputs = {graph.embed[s]: cache[site_name(s, "resid_pre", 0)] for s in STACKS}
         embed = dict(outputs)
         for i, node in enumerate(graph.nodes):
             if node.kind == "head":
-                attn = getattr(stack_layers(self.model, node.stack)[node.layer], FAMILY_MODULES[node.family][1])
-                z = cache[hooked.attention_site(node.family, node.layer, "z")][:, :, node.head]  # (B, L, d_k)
+                attn = attention_module(self.model, node.family, node.layer)
+                z = cache[attention_site(node.family, node.layer, "z")][:, :, node.head]  # (B, L, d_k)
                 w_o = attn.out_proj.weight.view(attn.out_proj.out_features, attn.num_heads, -1)[:, node.head]
                 outputs[i] = z @ w_o.T  # (B, L, d)
             elif node.kind == "ffn":
-                outputs[i] = cache[f"{node.stack}.layers.{node.layer}.ffn.out"]
+                outputs[i] = cache[site_name(node.stack, "ffn.out", node.layer)]
         return out.logits, embed, outputs
 
     def _streams(self, group: _Group, masks: torch.Tensor, current: dict) -> torch.Tensor:

@@ -7,28 +7,54 @@
 
 A head is the tuple `(family, layer, head)`, layers and heads counted from 0. People read and write heads by
 their label, counted from 1: "enc L1 H2", "dec-self L3 H1", "cross L2 H4" (`head_label`, `parse_head_label`).
-This module is the one place that defines the families, their titles and tags.
+This module is the one place that defines the families: one `Family` record each (`FAMILY_RECORDS`), and
+the tables FAMILIES, FAMILY_TITLES, FAMILY_TAGS and FAMILY_SIDES read from them.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Iterable, Sequence
 
-FAMILIES = ("encoder", "decoder", "cross")
-FAMILY_TITLES = {
-    "encoder": "Encoder self-attention",
-    "decoder": "Decoder self-attention (masked)",
-    "cross": "Cross-attention (decoder → encoder)",
-}
-FAMILY_TAGS = {"encoder": "enc", "decoder": "dec-self", "cross": "cross"}
-# Which token list labels the rows (queries) and the columns (keys) of each family's attention pattern.
-FAMILY_SIDES = {"encoder": ("source", "source"), "decoder": ("target", "target"), "cross": ("target", "source")}
-# The stack and the attention module of each family, as the model names them.
-FAMILY_MODULES = {"encoder": ("encoder", "self_attn"), "decoder": ("decoder", "self_attn"), "cross": ("decoder", "encoder_attn")}
 
-_TAG_FAMILY = {tag: family for family, tag in FAMILY_TAGS.items()}
-_LABEL = re.compile(r"^\s*(enc|dec-self|cross)\s+L(\d+)\s+H(\d+)\s*$", re.IGNORECASE)
+@dataclass(frozen=True)
+class Family:
+    """One family of attention heads: how people name it, where its attention lives, what its pattern's axes are.
+
+    Every table about families (titles, tags, sides, module names) is read from these records.
+    """
+
+    name: str  # how the API names it: "encoder", "decoder", "cross"
+    tag: str  # how its head labels begin: "enc", "dec-self", "cross"
+    title: str  # how pickers and headings name it
+    stack: str  # the stack whose layers hold its attention: "encoder" or "decoder"
+    attention: str  # that attention module's name in each layer: "self_attn" or "encoder_attn"
+    queries: str  # the tokens labelling its pattern's rows: "source" or "target"
+    keys: str  # the tokens labelling its columns
+    causal: bool  # a query sees no later key (masked decoder self-attention)
+
+    @property
+    def layer_norm(self) -> str:
+        """The name of its sub-layer's LayerNorm in each layer ("self_attn_layer_norm", ...)."""
+        return f"{self.attention}_layer_norm"
+
+
+FAMILY_RECORDS = MappingProxyType({f.name: f for f in (
+    Family("encoder", "enc", "Encoder self-attention", "encoder", "self_attn", "source", "source", False),
+    Family("decoder", "dec-self", "Decoder self-attention (masked)", "decoder", "self_attn", "target", "target", True),
+    Family("cross", "cross", "Cross-attention (decoder → encoder)", "decoder", "encoder_attn", "target", "source",
+           False),
+)})
+FAMILIES = tuple(FAMILY_RECORDS)
+STACKS = ("encoder", "decoder")
+FAMILY_TITLES = {name: f.title for name, f in FAMILY_RECORDS.items()}
+FAMILY_TAGS = {name: f.tag for name, f in FAMILY_RECORDS.items()}
+FAMILY_SIDES = {name: (f.queries, f.keys) for name, f in FAMILY_RECORDS.items()}  # (rows, columns)
+
+_TAG_FAMILY = {f.tag: name for name, f in FAMILY_RECORDS.items()}
+_LABEL = re.compile(rf"^\s*({'|'.join(map(re.escape, _TAG_FAMILY))})\s+L(\d+)\s+H(\d+)\s*$", re.IGNORECASE)
 
 Head = tuple  # (family: str, layer: int, head: int)
 
@@ -39,6 +65,18 @@ def check_family(family: str) -> str:
     return family
 
 
+def family_record(family: str) -> Family:
+    """The record of a family by its name ("cross" -> the cross-attention `Family`)."""
+    return FAMILY_RECORDS[check_family(family)]
+
+
+def stack_families(stack: str) -> tuple[Family, ...]:
+    """The families whose attention is in `stack`, in the order of the sub-layers of each of its layers."""
+    if stack not in STACKS:
+        raise ValueError(f"unknown stack {stack!r}: use 'encoder' or 'decoder'.")
+    return tuple(f for f in FAMILY_RECORDS.values() if f.stack == stack)
+
+
 def core_model(model):
     """The `TransformerModel` inside a `TransformerForConditionalGeneration` (or the model itself)."""
     return getattr(model, "model", model)
@@ -46,24 +84,23 @@ def core_model(model):
 
 def stack_layers(model, stack: str):
     """The layers of the "encoder" or the "decoder" stack."""
-    if stack not in ("encoder", "decoder"):
+    if stack not in STACKS:
         raise ValueError(f"unknown stack {stack!r}: use 'encoder' or 'decoder'.")
     return getattr(core_model(model), stack).layers
 
 
 def attention_module(model, family: str, layer: int):
     """The attention module of one family and layer (it has q_proj, k_proj, v_proj, out_proj, num_heads)."""
-    stack, name = FAMILY_MODULES[check_family(family)]
-    layers = stack_layers(model, stack)
+    record = family_record(family)
+    layers = stack_layers(model, record.stack)
     if not 0 <= int(layer) < len(layers):
         raise ValueError(f"{family} layer {layer} does not exist: the model has {len(layers)} (0..{len(layers) - 1}).")
-    return getattr(layers[int(layer)], name)
+    return getattr(layers[int(layer)], record.attention)
 
 
 def grid_shape(model, family: str) -> tuple[int, int]:
     """(layers, heads) of one family."""
-    stack, _ = FAMILY_MODULES[check_family(family)]
-    return len(stack_layers(model, stack)), attention_module(model, family, 0).num_heads
+    return len(stack_layers(model, family_record(family).stack)), attention_module(model, family, 0).num_heads
 
 
 def all_heads(model, families: Sequence[str] = FAMILIES) -> list[Head]:
@@ -115,9 +152,14 @@ def normalize_heads(model, heads: Iterable) -> list[Head]:
     return sorted(parsed, key=order.__getitem__)
 
 
+def layer_label(prefix: str, layer: int) -> str:
+    """("ffn", 0) -> "ffn L1": a layer as people count it, from 1, after a name of what in it is meant."""
+    return f"{prefix} L{layer + 1}"
+
+
 def head_label(family: str, layer: int, head: int) -> str:
     """("cross", 0, 1) -> "cross L1 H2": how people (the Space, the API, the JSON) name a head."""
-    return f"{FAMILY_TAGS[check_family(family)]} L{layer + 1} H{head + 1}"
+    return f"{layer_label(family_record(family).tag, layer)} H{head + 1}"
 
 
 def parse_head_label(label: str) -> Head:

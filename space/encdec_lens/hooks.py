@@ -25,8 +25,9 @@ Sites, for every layer l (`hook_names` lists them for a model); (B, T, d) is bat
                                                            a pre-LN model)
 
 with {stack} "encoder" or "decoder" and {attn} "self_attn", plus "encoder_attn" (cross-attention) in the
-decoder. `pattern` sites are only filled when the model is asked for its attention weights
-(`run_with_cache` does that); they are read-only because the weights are returned after use.
+decoder. `site_name` and `attention_site` write these names; every analysis asks them for its sites.
+`pattern` sites are only filled when the model is asked for its attention weights (`run_with_cache` does
+that); they are read-only because the weights are returned after use.
 `resid_after_*` are read-only: in a post-LN model they are the sub-layer's LayerNorm output, in a pre-LN
 model the input of the next LayerNorm.
 """
@@ -44,9 +45,23 @@ from typing import Callable, Iterable
 
 import torch
 
-from .heads import FAMILY_MODULES, check_family, core_model
+from .heads import STACKS, core_model, family_record, stack_families
 
 HookFn = Callable[[torch.Tensor, str], "torch.Tensor | None"]
+
+
+def site_name(stack: str, what: str, layer: int | None = None) -> str:
+    """The name of a hook site (the module docstring's table): ("decoder", "resid_post", 2) ->
+    "decoder.layers.2.resid_post"; a site of the whole stack has no layer: ("encoder", "output") -> "encoder.output"."""
+    if stack not in STACKS:
+        raise ValueError(f"unknown stack {stack!r}: use 'encoder' or 'decoder'.")
+    return f"{stack}.{what}" if layer is None else f"{stack}.layers.{int(layer)}.{what}"
+
+
+def attention_site(family: str, layer: int, what: str) -> str:
+    """The site of one head family's attention in one layer: ("cross", 2, "z") -> decoder.layers.2.encoder_attn.z."""
+    record = family_record(family)
+    return site_name(record.stack, f"{record.attention}.{what}", layer)
 
 
 @dataclass(frozen=True)
@@ -79,25 +94,30 @@ def _sites(model) -> list[_Site]:
     core = core_model(model)
     post_ln = not core.config.normalize_before
     sites = []
-    for stack in ("encoder", "decoder"):
+    for stack in STACKS:
         module = getattr(core, stack)
-        attns = ("self_attn",) if stack == "encoder" else ("self_attn", "encoder_attn")
-        sites.append(_Site(f"{stack}.embed_positions", module.embed_positions, "output", False))
+        families = stack_families(stack)
+        sites.append(_Site(site_name(stack, "embed_positions"), module.embed_positions, "output", False))
         for l, layer in enumerate(module.layers):
-            prefix = f"{stack}.layers.{l}"
-            norms = [getattr(layer, f"{a}_layer_norm") for a in attns] + [layer.final_layer_norm]
-            sites.append(_Site(f"{prefix}.resid_pre", layer, "input", True))
-            for i, a in enumerate(attns):
-                attn = getattr(layer, a)
-                sites.append(_Site(f"{prefix}.{a}.pattern", attn, "weights", False))
-                sites.append(_Site(f"{prefix}.{a}.z", attn.out_proj, "heads", True, attn.num_heads))
-                sites.append(_Site(f"{prefix}.{a}.out", attn, "output", True))
-                # post-LN: LayerNorm(x + Sublayer(x)) is the stream; pre-LN: the stream enters the next LayerNorm
-                sites.append(_Site(f"{prefix}.resid_after_{a}", norms[i] if post_ln else norms[i + 1],
-                                   "output" if post_ln else "input", False))
-            sites.append(_Site(f"{prefix}.ffn.out", layer.ffn, "output", True))
-            sites.append(_Site(f"{prefix}.resid_post", layer, "output", True))
-        sites.append(_Site(f"{stack}.output", module, "stack", True))
+            sites += _layer_sites(stack, l, layer, families, post_ln)
+        sites.append(_Site(site_name(stack, "output"), module, "stack", True))
+    return sites
+
+
+def _layer_sites(stack: str, l: int, layer, families, post_ln: bool) -> list[_Site]:
+    """The sites of one layer, in the order its sub-layers run."""
+    norms = [getattr(layer, f.layer_norm) for f in families] + [layer.final_layer_norm]
+    sites = [_Site(site_name(stack, "resid_pre", l), layer, "input", True)]
+    for i, family in enumerate(families):
+        attn = getattr(layer, family.attention)
+        sites.append(_Site(attention_site(family.name, l, "pattern"), attn, "weights", False))
+        sites.append(_Site(attention_site(family.name, l, "z"), attn.out_proj, "heads", True, attn.num_heads))
+        sites.append(_Site(attention_site(family.name, l, "out"), attn, "output", True))
+        # post-LN: LayerNorm(x + Sublayer(x)) is the stream; pre-LN: the stream enters the next LayerNorm
+        after = site_name(stack, f"resid_after_{family.attention}", l)
+        sites.append(_Site(after, norms[i] if post_ln else norms[i + 1], "output" if post_ln else "input", False))
+    sites.append(_Site(site_name(stack, "ffn.out", l), layer.ffn, "output", True))
+    sites.append(_Site(site_name(stack, "resid_post", l), layer, "output", True))
     return sites
 
 
@@ -159,11 +179,7 @@ class HookedModel:
                              + " `HookedModel(model).hook_names` lists them all.")
         return name
 
-    @staticmethod
-    def attention_site(family: str, layer: int, what: str) -> str:
-        """The site of one head family's attention in one layer: ("cross", 2, "z") -> decoder.layers.2.encoder_attn.z."""
-        stack, attn = FAMILY_MODULES[check_family(family)]
-        return f"{stack}.layers.{int(layer)}.{attn}.{what}"
+    attention_site = staticmethod(attention_site)
 
     # --- the permanent hooks ----------------------------------------------------------------------------
     def _call(self, site: _Site, value: torch.Tensor):

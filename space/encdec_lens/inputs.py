@@ -2,11 +2,13 @@
 
 `make_example` turns text or ids (and a target: text, ids, or None for the model's own translation) into an
 `Example` of three id lists; `token_logprobs` scores it. Tokens are shown with the tokenizer's own spelling.
+Results of analyses are `Result`s (`to_dict` is JSON-ready); those on one example begin with the header of
+`TranslationResult`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
@@ -144,3 +146,26 @@ def token_logprobs(model, example: Example) -> list[float]:
 def source_text(tokenizer, source, example: Example) -> str:
     """The source as text: the given string, or the decoded ids."""
     return source if isinstance(source, str) else decode(tokenizer, example.input_ids)
+
+
+class Result:
+    """An analysis' result, a dataclass of plain values: `to_dict` is JSON-ready."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TranslationResult(Result):
+    """The header of a result on one example: the source, and the translation it scored."""
+
+    source: str
+    translation: str
+    translation_ids: list[int]  # pass them back as `translation` to score exactly these tokens
+    source_tokens: list[str]  # encoder positions
+
+    @staticmethod
+    def header(tokenizer, source, example: Example) -> dict:
+        """The header's fields for `example`: `LogitLens(**TranslationResult.header(...), ...)`."""
+        return {"source": source_text(tokenizer, source, example), "translation": decode(tokenizer, example.labels),
+                "translation_ids": list(example.labels), "source_tokens": tokens_of(tokenizer, example.input_ids)}

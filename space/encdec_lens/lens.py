@@ -4,14 +4,15 @@ each sub-layer writes into the stream (both read from hook sites, in one forward
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Iterable
 
 import torch
 
 from .ablation import ablate_heads
-from .hooks import HookedModel
-from .inputs import Example, decode, device_of, make_example, source_text, tokens_of
+from .heads import STACKS, stack_layers
+from .hooks import HookedModel, site_name
+from .inputs import Example, TranslationResult, device_of, make_example, tokens_of
 
 
 @torch.inference_mode()
@@ -26,7 +27,7 @@ def logit_lens_probs(model, example: Example, heads: Iterable = ()) -> tuple[tor
     hooked = HookedModel(model)
     decoder = model.get_decoder()
     input_ids, decoder_input_ids, _ = example.tensors(device_of(model))
-    names = [f"decoder.layers.{i}.resid_post" for i in range(len(decoder.layers))]
+    names = [site_name("decoder", "resid_post", i) for i in range(len(decoder.layers))]
     with ablate_heads(model, heads):
         out, cache = hooked.run_with_cache(names, input_ids=input_ids, decoder_input_ids=decoder_input_ids,
                                            use_cache=False)
@@ -40,20 +41,13 @@ def logit_lens_probs(model, example: Example, heads: Iterable = ()) -> tuple[tor
 
 
 @dataclass
-class LogitLens:
-    source: str
-    translation: str
-    translation_ids: list[int]
-    source_tokens: list[str]
+class LogitLens(TranslationResult):
     input_tokens: list[str]  # what the decoder reads at each position: <start> y_1 .. y_{n-1}
     target_tokens: list[str]  # what it should predict at each position: y_1 .. y_n
     layers: list  # per decoder layer: {"layer", "positions": [{"position", "input", "target", "top": [{"token",
     #   "id", "prob"}], "target_prob", "target_rank"}]}
     final: list  # the model's real output, same form as one layer's "positions"
     normalize_before: bool
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _lens_positions(tokenizer, probs: torch.Tensor, example: Example, top_k: int) -> list[dict]:
@@ -90,10 +84,7 @@ def logit_lens(
     example = make_example(model, tokenizer, source, translation, **generate_kwargs)
     lens, final = logit_lens_probs(model, example, heads)
     return LogitLens(
-        source=source_text(tokenizer, source, example),
-        translation=decode(tokenizer, example.labels),
-        translation_ids=list(example.labels),
-        source_tokens=tokens_of(tokenizer, example.input_ids),
+        **TranslationResult.header(tokenizer, source, example),
         input_tokens=tokens_of(tokenizer, example.decoder_input_ids),
         target_tokens=tokens_of(tokenizer, example.labels),
         layers=[
@@ -106,6 +97,12 @@ def logit_lens(
 
 # --------------------------------------------------------------------------------------------- residual stream
 
+# The sites of what each sub-layer writes (and of the stream entering and leaving the layer), by their keys in
+# `sublayer_writes`.
+_WRITES = {"encoder": {"input": "resid_pre", "self_attn": "self_attn.out", "ffn": "ffn.out", "output": "resid_post"},
+           "decoder": {"input": "resid_pre", "self_attn": "self_attn.out", "cross_attn": "encoder_attn.out",
+                       "ffn": "ffn.out", "output": "resid_post"}}
+
 
 @torch.inference_mode()
 def sublayer_writes(model, example: Example, heads: Iterable = ()) -> dict:
@@ -117,36 +114,23 @@ def sublayer_writes(model, example: Example, heads: Iterable = ()) -> dict:
     and leaving the layer.
     """
     model.eval()
-    hooked = HookedModel(model)
     input_ids, decoder_input_ids, _ = example.tensors(device_of(model))
-    parts = {"encoder": {"input": "resid_pre", "self_attn": "self_attn.out", "ffn": "ffn.out", "output": "resid_post"},
-             "decoder": {"input": "resid_pre", "self_attn": "self_attn.out", "cross_attn": "encoder_attn.out",
-                         "ffn": "ffn.out", "output": "resid_post"}}
-    n_layers = {"encoder": len(model.get_encoder().layers), "decoder": len(model.get_decoder().layers)}
+    sites = {stack: [{key: site_name(stack, what, i) for key, what in _WRITES[stack].items()}
+                     for i in range(len(stack_layers(model, stack)))] for stack in STACKS}
     with ablate_heads(model, heads):
-        _, cache = hooked.run_with_cache(
-            lambda name: name.split(".")[-1] in ("resid_pre", "out", "resid_post"),
+        _, cache = HookedModel(model).run_with_cache(
+            [name for layers in sites.values() for layer in layers for name in layer.values()],
             input_ids=input_ids, decoder_input_ids=decoder_input_ids, use_cache=False)
-    return {
-        stack: [{key: cache[f"{stack}.layers.{i}.{site}"][0] for key, site in parts[stack].items()}
-                for i in range(n_layers[stack])]
-        for stack in ("encoder", "decoder")
-    }
+    return {stack: [{key: cache[name][0] for key, name in layer.items()} for layer in layers]
+            for stack, layers in sites.items()}
 
 
 @dataclass
-class ResidualStream:
-    source: str
-    translation: str
-    translation_ids: list[int]
-    source_tokens: list[str]  # encoder positions
+class ResidualStream(TranslationResult):
     input_tokens: list[str]  # decoder positions: <start> y_1 .. y_{n-1}
     encoder: list  # per layer: {"layer", "input_norm", "self_attn", "ffn", "output_norm"}: lists over positions
     decoder: list  # per layer: {"layer", "input_norm", "self_attn", "cross_attn", "ffn", "output_norm"}
     normalize_before: bool
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def residual_stream(
@@ -171,10 +155,7 @@ def residual_stream(
         ]
 
     return ResidualStream(
-        source=source_text(tokenizer, source, example),
-        translation=decode(tokenizer, example.labels),
-        translation_ids=list(example.labels),
-        source_tokens=tokens_of(tokenizer, example.input_ids),
+        **TranslationResult.header(tokenizer, source, example),
         input_tokens=tokens_of(tokenizer, example.decoder_input_ids),
         encoder=side(writes["encoder"]),
         decoder=side(writes["decoder"]),

@@ -16,25 +16,29 @@ nothing patched is 0 by definition, and patching the whole encoder output (`enco
 since the decoder then sees exactly the clean run's inputs. Patching any encoder layer's full residual stream
 is 1 too: everything after it depends on the source only through it.
 
-All patches run in one batched forward pass, one batch row per patch, each row with its own hooks.
+All patches run in one batched forward pass, one batch row per patch, each row with its own hooks: a preset of
+`interventions.run_interventions`, with every intervention a `patch` from the cached clean run.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
-from .heads import all_heads, head_label, stack_layers
-from .hooks import HookedModel
-from .inputs import decode, device_of, logprobs_of, make_example, source_ids, source_text, tokens_of
+from .heads import STACKS, all_heads, head_label, layer_label, stack_layers
+from .hooks import HookedModel, attention_site, site_name
+from .inputs import Result, decode, device_of, logprobs_of, make_example, source_ids, source_text, tokens_of
+from .interventions import patch, run_interventions
 
-ENCODER_OUTPUT = "encoder.output"
+ENCODER_OUTPUT = site_name("encoder", "output")
 
 
 @dataclass
-class ActivationPatching:
+class ActivationPatching(Result):
+    """How much of the clean score each patch restores, with the two sources and the translation scored."""
+
     clean: str
     corrupted: str
     translation: str
@@ -50,24 +54,43 @@ class ActivationPatching:
     encoder_output_patched: float  # 1: the decoder sees exactly the clean run's inputs
     seconds: float  # time spent on the patched runs (one batched pass)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+def _same_length(tokenizer, clean_ids: list[int], corrupted_ids: list[int]) -> None:
+    """Refuse sources of different token lengths: their activations have no position-by-position counterpart."""
+    if len(clean_ids) != len(corrupted_ids):
+        raise ValueError(
+            f"the clean and corrupted sources must have the same number of tokens to patch one into the other, "
+            f"but the clean one has {len(clean_ids)} {tokens_of(tokenizer, clean_ids)} and the corrupted one "
+            f"{len(corrupted_ids)} {tokens_of(tokenizer, corrupted_ids)}. Pick two sentences that differ in one "
+            "word of the same token length (e.g. 'man' -> 'woman' if both are one token)."
+        )
 
 
-def _patch_rows(clean: torch.Tensor, patches: list):
-    """A hook writing clean values into some batch rows: patches = [(row, head or None)] (None: the whole
-    activation). `clean` has batch size 1; for heads the activation is (B, T, h, d_k)."""
+def _patched(model) -> tuple[list, list, list]:
+    """What is patched, each alone: (site, head or None) per patch, with the whole encoder output first, then
+    every head, then every layer's residual stream; and the entries that name the heads' and the layers' patches."""
+    heads = all_heads(model)
+    layers = [(stack, l) for stack in STACKS for l in range(len(stack_layers(model, stack)))]
+    head_entries = [{"name": head_label(*h), "family": h[0], "layer": h[1], "head": h[2]} for h in heads]
+    layer_entries = [{"name": layer_label(stack, l), "site": site_name(stack, "resid_post", l)} for stack, l in layers]
+    patches = ([(ENCODER_OUTPUT, None)] + [(attention_site(f, l, "z"), h) for f, l, h in heads]
+               + [(entry["site"], None) for entry in layer_entries])
+    return patches, head_entries, layer_entries
 
-    def hook(value, name):
-        value = value.clone()
-        for row, head in patches:
-            if head is None:
-                value[row] = clean[0]
-            else:
-                value[row, :, head] = clean[0, :, head]
-        return value
 
-    return hook
+def _restored(m_clean: float, m_corrupted: float):
+    """The function value -> (value - m_corrupted) / (m_clean - m_corrupted), once there is something to restore."""
+    if abs(m_clean - m_corrupted) < 1e-6:
+        raise ValueError(
+            f"the translation has the same log-probability given both sources ({m_clean:.6g} and {m_corrupted:.6g}): "
+            "there is nothing to restore. Pick a corrupted source that changes the translation's score (e.g. the "
+            "clean sentence with one word replaced)."
+        )
+
+    def restored(value: float) -> float:
+        return (value - m_corrupted) / (m_clean - m_corrupted) + 0.0  # + 0.0: no -0.0 in the JSON
+
+    return restored
 
 
 @torch.inference_mode()
@@ -80,84 +103,43 @@ def activation_patching(model, tokenizer, clean, corrupted, translation=None, **
     """
     model.eval()
     clean_ids, corrupted_ids = source_ids(model, tokenizer, clean), source_ids(model, tokenizer, corrupted)
-    if len(clean_ids) != len(corrupted_ids):
-        raise ValueError(
-            f"the clean and corrupted sources must have the same number of tokens to patch one into the other, "
-            f"but the clean one has {len(clean_ids)} {tokens_of(tokenizer, clean_ids)} and the corrupted one "
-            f"{len(corrupted_ids)} {tokens_of(tokenizer, corrupted_ids)}. Pick two sentences that differ in one "
-            "word of the same token length (e.g. 'man' -> 'woman' if both are one token)."
-        )
+    _same_length(tokenizer, clean_ids, corrupted_ids)
     example = make_example(model, tokenizer, clean_ids, translation, **generate_kwargs)
-    labels = example.labels
     device = device_of(model)
     decoder_input_ids = torch.tensor([example.decoder_input_ids], device=device)
-    label_tensor = torch.tensor([labels], device=device)
-    hooked = HookedModel(model)
+    labels = torch.tensor([example.labels], device=device)
+    patches, head_entries, layer_entries = _patched(model)
 
     def score(logits):  # (B, T, V) -> (B,) log p(translation)
-        return logprobs_of(logits, label_tensor.expand(logits.shape[0], -1)).sum(-1)
+        return logprobs_of(logits, labels.expand(logits.shape[0], -1)).sum(-1)
 
-    # what is patched, one batch row each (row 0: nothing patched, the corrupted run)
-    heads = all_heads(model)
-    layer_rows = [(stack, l) for stack in ("encoder", "decoder") for l in range(len(stack_layers(model, stack)))]
-    sites = {ENCODER_OUTPUT}
-    rows: list = [None, (ENCODER_OUTPUT, None)]
-    for family, layer, head in heads:
-        rows.append((hooked.attention_site(family, layer, "z"), head))
-    for stack, l in layer_rows:
-        rows.append((f"{stack}.layers.{l}.resid_post", None))
-    sites |= {site for site, _ in rows[1:]}
-
-    # the clean run, cached once
-    _, cache = hooked.run_with_cache(sorted(sites), input_ids=torch.tensor([clean_ids], device=device),
-                                     decoder_input_ids=decoder_input_ids, use_cache=False)
-
+    _, clean_cache = HookedModel(model).run_with_cache(  # the clean run, cached once
+        sorted({site for site, _ in patches}), input_ids=torch.tensor([clean_ids], device=device),
+        decoder_input_ids=decoder_input_ids, use_cache=False)
     start = time.perf_counter()
-    by_site: dict = {}
-    for row, patch in enumerate(rows):
-        if patch is not None:
-            by_site.setdefault(patch[0], []).append((row, patch[1]))
-    fwd_hooks = [(site, _patch_rows(cache[site], patches)) for site, patches in by_site.items()]
-    batch = len(rows)
-    out = hooked.run_with_hooks(fwd_hooks, input_ids=torch.tensor([corrupted_ids], device=device).expand(batch, -1),
-                                decoder_input_ids=decoder_input_ids.expand(batch, -1), use_cache=False)
-    m = score(out.logits).tolist()
+    rows = [[]] + [[patch(clean_cache, site, head)] for site, head in patches]  # row 0: nothing patched
+    m = run_interventions(model, rows, score, input_ids=torch.tensor([corrupted_ids], device=device),
+                          decoder_input_ids=decoder_input_ids, use_cache=False).tolist()
     seconds = time.perf_counter() - start
 
     # Both ends come from the same batched pass: row 0 is the corrupted run, and row 1 (the whole encoder output
     # patched) is the clean run, since the decoder then reads exactly the clean run's inputs. So the ends are
     # exactly 0 and 1, free of the rounding differences between a batch of one and a batch of many.
     m_corrupted, m_clean = m[0], m[1]
-    if abs(m_clean - m_corrupted) < 1e-6:
-        raise ValueError(
-            f"the translation has the same log-probability given both sources ({m_clean:.6g} and {m_corrupted:.6g}): "
-            "there is nothing to restore. Pick a corrupted source that changes the translation's score (e.g. the "
-            "clean sentence with one word replaced)."
-        )
-
-    def restored(value):
-        return (value - m_corrupted) / (m_clean - m_corrupted) + 0.0  # + 0.0: no -0.0 in the JSON
-
-    head_entries = [
-        {"name": head_label(*h), "family": h[0], "layer": h[1], "head": h[2], "restored": restored(v), "logprob": v}
-        for h, v in zip(heads, m[2 : 2 + len(heads)])
-    ]
-    layer_entries = [
-        {"name": f"{stack} L{l + 1}", "site": f"{stack}.layers.{l}.resid_post", "restored": restored(v), "logprob": v}
-        for (stack, l), v in zip(layer_rows, m[2 + len(heads) :])
-    ]
+    restored = _restored(m_clean, m_corrupted)
+    head_values, layer_values = m[2 : 2 + len(head_entries)], m[2 + len(head_entries) :]
     return ActivationPatching(
         clean=source_text(tokenizer, clean, example),
         corrupted=corrupted if isinstance(corrupted, str) else decode(tokenizer, corrupted_ids),
-        translation=decode(tokenizer, labels),
-        translation_ids=list(labels),
+        translation=decode(tokenizer, example.labels),
+        translation_ids=list(example.labels),
         clean_tokens=tokens_of(tokenizer, clean_ids),
         corrupted_tokens=tokens_of(tokenizer, corrupted_ids),
-        translation_tokens=tokens_of(tokenizer, labels),
+        translation_tokens=tokens_of(tokenizer, example.labels),
         clean_logprob=m_clean,
         corrupted_logprob=m_corrupted,
-        heads=head_entries,
-        layers=layer_entries,
+        heads=[{**entry, "restored": restored(v), "logprob": v} for entry, v in zip(head_entries, head_values)],
+        layers=[{**entry, "restored": restored(v), "logprob": v} for entry, v in zip(layer_entries, layer_values)],
         nothing_patched=0.0,
         encoder_output_patched=restored(m[1]),
         seconds=seconds,

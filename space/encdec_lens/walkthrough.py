@@ -33,8 +33,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .heads import FAMILIES, FAMILY_MODULES, attention_module, core_model, stack_layers
-from .hooks import HookedModel
+from .heads import FAMILIES, attention_module, core_model, family_record, stack_layers
+from .hooks import HookedModel, attention_site, site_name
 from .inputs import Example, decode, device_of, make_example, source_ids, source_text, tokens_of
 
 DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired."
@@ -159,7 +159,7 @@ def _attention(model, kind: str, layer: int, head: int):
     """The chosen attention module, after checking the kind, layer and head (with the API's messages)."""
     if kind not in FAMILIES:
         raise ValueError(f"unknown attention kind {kind!r}: use one of {FAMILIES}.")
-    stack = FAMILY_MODULES[kind][0]
+    stack = family_record(kind).stack
     n_layers = len(stack_layers(model, stack))
     if not 0 <= layer < n_layers:
         raise ValueError(f"layer {layer} does not exist: the {stack} has {n_layers} (0..{n_layers - 1}).")
@@ -188,18 +188,18 @@ def _query_position(query_tokens: list[str], kind: str, position: int | None, to
 
 def _site_names(kind: str, layer: int) -> dict:
     """The hook sites the walkthrough reads, by its own short names."""
-    stack, attn = FAMILY_MODULES[kind]
-    prefix = f"{stack}.layers.{layer}"
+    stack = family_record(kind).stack
     names = {
-        "positions": f"{stack}.embed_positions", "first_input": f"{stack}.layers.0.resid_pre",
-        "layer_input": f"{prefix}.resid_pre", "pattern": f"{prefix}.{attn}.pattern", "z": f"{prefix}.{attn}.z",
-        "attention_output": f"{prefix}.{attn}.out", "ffn": f"{prefix}.ffn.out", "layer_output": f"{prefix}.resid_post",
-        "encoder_output": "encoder.output", "decoder_output": "decoder.output",
+        "positions": site_name(stack, "embed_positions"), "first_input": site_name(stack, "resid_pre", 0),
+        "layer_input": site_name(stack, "resid_pre", layer), "pattern": attention_site(kind, layer, "pattern"),
+        "z": attention_site(kind, layer, "z"), "attention_output": attention_site(kind, layer, "out"),
+        "ffn": site_name(stack, "ffn.out", layer), "layer_output": site_name(stack, "resid_post", layer),
+        "encoder_output": site_name("encoder", "output"), "decoder_output": site_name("decoder", "output"),
     }
     if kind != "encoder":
-        names["cross_attn"] = f"{prefix}.encoder_attn.out"
+        names["cross_attn"] = attention_site("cross", layer, "out")
     if kind == "cross":  # the stream after the self-attention block, which the cross-attention block reads
-        names["block_input"] = f"{prefix}.resid_after_self_attn"
+        names["block_input"] = site_name(stack, "resid_after_self_attn", layer)
     return names
 
 
@@ -223,11 +223,16 @@ class _Pass:
 
     @property
     def stack(self):
-        return getattr(core_model(self.model), FAMILY_MODULES[self.kind][0])
+        return getattr(core_model(self.model), family_record(self.kind).stack)
 
     @property
     def block(self):
         return self.stack.layers[self.layer]
+
+    @property
+    def norm(self) -> torch.nn.Module:
+        """The LayerNorm of the chosen attention's sub-layer."""
+        return getattr(self.block, family_record(self.kind).layer_norm)
 
     @property
     def pre_ln(self) -> bool:
@@ -291,11 +296,8 @@ def positional_table_step(p: _Pass, table_positions: int) -> Step:
 def layer_input_step(p: _Pass) -> tuple[Step, torch.Tensor, torch.Tensor]:
     """2. The stream entering the attention block, and what the attention reads (its LayerNorm if pre-LN).
     Returns the step and both, for every position."""
-    if p.kind == "cross":
-        block_input, norm = p.acts["block_input"], p.block.encoder_attn_layer_norm
-    else:
-        block_input, norm = p.acts["layer_input"], p.block.self_attn_layer_norm
-    attn_input = norm(block_input) if p.pre_ln else block_input
+    block_input = p.acts["block_input" if p.kind == "cross" else "layer_input"]
+    attn_input = p.norm(block_input) if p.pre_ln else block_input
     step = Step("layer_input", {"residual": p.vec(block_input[p.pos]), "attention_input": p.vec(attn_input[p.pos]),
                                 "pre_ln": p.pre_ln})
     return step, block_input, attn_input
@@ -322,7 +324,8 @@ def qkv_step(p: _Pass, attn_input: torch.Tensor) -> tuple[Step, torch.Tensor, to
 
 def _mask(p: _Pass, n_keys: int) -> list[bool]:
     """The positions the query may not see: the decoder's future positions."""
-    return [p.kind == "decoder" and j > p.pos for j in range(n_keys)]
+    causal = family_record(p.kind).causal
+    return [causal and j > p.pos for j in range(n_keys)]
 
 
 def _softmax(scores: torch.Tensor, masked: Sequence[bool]) -> torch.Tensor:
@@ -388,9 +391,8 @@ def multi_head_step(p: _Pass, Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor)
 
 def residual_step(p: _Pass, block_input: torch.Tensor, attn_out: torch.Tensor) -> Step:
     """9. The residual add, and (post-LN) the layer norm: the attention block's output at the query position."""
-    norm = p.block.encoder_attn_layer_norm if p.kind == "cross" else p.block.self_attn_layer_norm
     summed = block_input[p.pos] + attn_out
-    block_output = summed if p.pre_ln else norm(summed)
+    block_output = summed if p.pre_ln else p.norm(summed)
     return Step("residual_layer_norm", {
         "residual": p.vec(block_input[p.pos]), "attention_output": p.vec(attn_out), "sum": p.vec(summed),
         "output": p.vec(block_output), "pre_ln": p.pre_ln,
