@@ -462,6 +462,36 @@ def test_resume_allows_the_settings_that_may_change_and_refuses_the_others_by_na
     assert "--max-steps" in message  # says what may change
 
 
+# A train_config.json as train.py has written it (the settings of a real run, one key per TrainConfig field):
+# a run that wrote it must still resume, with the same settings.
+WRITTEN_TRAIN_CONFIG = {
+    "data": "~/.cache/vanilla-transformer/multi30k-lc-tok", "source_lang": "en", "target_lang": "de",
+    "output_dir": "runs/wu2021-tiny", "train_split": "train", "valid_split": "val",
+    "test_splits": ["test_2016_flickr"], "max_train_samples": 0, "init_from": "", "vocab_size": 10000,
+    "tokenizer_type": "bpe", "max_length": 128, "d_model": 128, "encoder_layers": 4, "decoder_layers": 4,
+    "attention_heads": 4, "ffn_dim": 256, "dropout": 0.3, "attention_dropout": 0.0, "label_smoothing": 0.1,
+    "position_embedding_type": "sinusoidal", "normalize_before": False, "learning_rate": 0.005,
+    "warmup_steps": 2000, "cooldown_steps": 0, "adam_beta1": 0.9, "adam_beta2": 0.98, "adam_epsilon": 1e-09,
+    "weight_decay": 0.0, "max_grad_norm": 1.0, "batch_size": 64, "max_tokens": 8192, "bf16": False,
+    "gradient_accumulation_steps": 1, "max_steps": 8000, "eval_steps": 500, "eval_samples": 300, "save_steps": 50,
+    "keep_checkpoints": 10, "average_last": 10, "final_eval_limit": None, "num_beams": 5, "length_penalty": 1.0,
+    "length_penalty_candidates": [], "logging_steps": 50, "seed": 42, "threads": 2, "overwrite_output_dir": False,
+    "export_dir": "",
+}
+
+
+def test_resume_reads_a_train_config_json_as_runs_have_written_it(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "train_config.json").write_text(json.dumps({**WRITTEN_TRAIN_CONFIG, "output_dir": str(out)}, indent=2),
+                                           encoding="utf-8")
+    config, _ = parse_args(["--output-dir", str(out), "--resume"])
+    assert dataclasses.asdict(config) == {**WRITTEN_TRAIN_CONFIG, "output_dir": str(out)}
+    config, _ = parse_args(["--output-dir", str(out), "--resume", "--max-steps", "9000", "--cooldown-steps", "1000"])
+    assert dataclasses.asdict(config) == {**WRITTEN_TRAIN_CONFIG, "output_dir": str(out), "max_steps": 9000,
+                                          "cooldown_steps": 1000}
+
+
 def test_resume_with_a_damaged_settings_file_names_it(tmp_path):
     out = saved_run(tmp_path)
     (out / "train_config.json").write_text('{"d_model": 128,', encoding="utf-8")
@@ -483,6 +513,41 @@ def test_a_model_too_large_for_this_machine_is_refused_before_any_work(tmp_path)
                         rf"machine's {have:,.1f} GiB; choose a smaller --d-model, --ffn-dim, --vocab-size or fewer "
                         r"layers", report["message"]), report["message"]
     assert report["heavy"] == [] and not (tmp_path / "run").exists()  # nothing left behind to block a rerun
+
+
+class FakeTokenizer:
+    pad_token_id, bos_token_id, eos_token_id = 0, 1, 2
+
+    def __len__(self):
+        return 400
+
+
+def test_model_settings_make_the_models_configuration_and_read_back_from_it():
+    """One table (MODEL_SETTINGS) says which TransformerConfig arguments each model setting gives; a new model
+    is built from it and an --init-from model's architecture is read back through it."""
+    from training.run_config import ARCHITECTURE, MODEL_SETTINGS, REGULARISATION, architecture_of
+    from training.train import model_config
+
+    assert MODEL_SETTINGS["attention_heads"] == ("encoder_attention_heads", "decoder_attention_heads")
+    assert MODEL_SETTINGS["ffn_dim"] == ("encoder_ffn_dim", "decoder_ffn_dim")
+    assert ARCHITECTURE == ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "attention_heads", "ffn_dim",
+                            "position_embedding_type", "normalize_before")
+    assert REGULARISATION == ("dropout", "attention_dropout", "label_smoothing")
+    config = TrainConfig(vocab_size=400, max_length=600, d_model=64, encoder_layers=2, decoder_layers=5,
+                         attention_heads=8, ffn_dim=100, dropout=0.3, attention_dropout=0.2, label_smoothing=0.0,
+                         position_embedding_type="learned", normalize_before=True)
+    model_cfg = model_config(config, FakeTokenizer())
+    assert {name: getattr(model_cfg, name) for name in (
+        "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
+        "encoder_ffn_dim", "decoder_ffn_dim", "dropout", "attention_dropout", "label_smoothing",
+        "position_embedding_type", "normalize_before")} == dict(
+        d_model=64, encoder_layers=2, decoder_layers=5, encoder_attention_heads=8, decoder_attention_heads=8,
+        encoder_ffn_dim=100, decoder_ffn_dim=100, dropout=0.3, attention_dropout=0.2, label_smoothing=0.0,
+        position_embedding_type="learned", normalize_before=True)
+    assert (model_cfg.vocab_size, model_cfg.max_position_embeddings) == (400, 608)  # the tokenizer's; max_length + 8
+    assert (model_cfg.pad_token_id, model_cfg.bos_token_id, model_cfg.eos_token_id,
+            model_cfg.decoder_start_token_id) == (0, 1, 2, 1)
+    assert architecture_of(model_cfg) == {name: getattr(config, name) for name in ARCHITECTURE}
 
 
 def test_parameter_count_is_the_models():

@@ -186,41 +186,35 @@ def load_marian(folder: str, src: str):
 # ------------------------------------------------------------------------------------------ the conversion
 
 
+# The settings MarianConfig names as TransformerConfig does, with the same meaning: taken as they are.
+MARIAN_SETTINGS = (
+    "vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
+    "encoder_ffn_dim", "decoder_ffn_dim", "dropout", "attention_dropout", "activation_dropout", "activation_function",
+    "max_position_embeddings", "scale_embedding", "init_std", "pad_token_id", "bos_token_id", "eos_token_id",
+    "decoder_start_token_id",
+)
+# What MarianMTModel fixes in its code, where TransformerConfig has a setting for it.
+MARIAN_FIXED = dict(
+    position_embedding_type="sinusoidal",
+    sinusoidal_layout="concatenated",  # Marian: the sines, then the cosines
+    normalize_before=False,  # Marian is post-LN, as the paper
+    tie_word_embeddings=True,
+    add_final_logits_bias=True,  # Marian's final_logits_bias
+    label_smoothing=0.0,  # MarianMTModel's loss is plain cross-entropy
+    layer_norm_eps=1e-5,  # Marian's LayerNorms use torch's default
+    use_cache=True,
+)
+
+
 def transformer_config(marian_config):
     """The `TransformerConfig` that computes what MarianMTModel computes with `marian_config`."""
     from configuration import TransformerConfig
 
-    c = marian_config
+    values = {name: getattr(marian_config, name) for name in MARIAN_SETTINGS}
+    values.update({name: float(values[name]) for name in ("dropout", "attention_dropout", "activation_dropout")},
+                  scale_embedding=bool(values["scale_embedding"]))
     try:
-        return TransformerConfig(
-            vocab_size=c.vocab_size,
-            d_model=c.d_model,
-            encoder_layers=c.encoder_layers,
-            decoder_layers=c.decoder_layers,
-            encoder_attention_heads=c.encoder_attention_heads,
-            decoder_attention_heads=c.decoder_attention_heads,
-            encoder_ffn_dim=c.encoder_ffn_dim,
-            decoder_ffn_dim=c.decoder_ffn_dim,
-            dropout=float(c.dropout),
-            attention_dropout=float(c.attention_dropout),
-            activation_dropout=float(c.activation_dropout),
-            activation_function=c.activation_function,
-            max_position_embeddings=c.max_position_embeddings,
-            position_embedding_type="sinusoidal",
-            sinusoidal_layout="concatenated",  # Marian: the sines, then the cosines
-            normalize_before=False,  # Marian is post-LN, as the paper
-            scale_embedding=bool(c.scale_embedding),
-            tie_word_embeddings=True,
-            add_final_logits_bias=True,  # Marian's final_logits_bias
-            label_smoothing=0.0,  # MarianMTModel's loss is plain cross-entropy
-            init_std=c.init_std,
-            layer_norm_eps=1e-5,  # Marian's LayerNorms use torch's default
-            pad_token_id=c.pad_token_id,
-            bos_token_id=c.bos_token_id,
-            eos_token_id=c.eos_token_id,
-            decoder_start_token_id=c.decoder_start_token_id,
-            use_cache=True,
-        )
+        return TransformerConfig(**values, **MARIAN_FIXED)
     except ValueError as e:
         raise ConversionError(f"the Marian settings do not make a valid TransformerConfig: {e}") from e
 

@@ -3,7 +3,9 @@
 `TrainConfig` holds every setting of `python -m training.train`; a JSON config file and command-line flags fill
 it (flags win) and `validate` refuses a bad value before any work starts. The output folder holds
 `tokenizer/`, `checkpoints/` (Trainer checkpoints), `train_config.json`, `log.jsonl` and, at the end, `model/`;
-`complete_checkpoints` lists the checkpoints a run can continue from or average.
+`complete_checkpoints` lists the checkpoints a run can continue from or average. The model settings among the
+fields name the TransformerConfig arguments they give (MODEL_SETTINGS), which both make a new model's
+configuration and read an --init-from model's architecture back.
 
 Importing this module loads only the standard library (the checkpoint checks import safetensors and torch when
 called), so that a bad setting is refused at once.
@@ -29,8 +31,38 @@ SHORT_RUN_STEPS, SHORT_RUN_EVAL_SENTENCES = 1000, 100
 MIN_VOCAB_SIZE = 4 + 256 + 100
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# The rules of the settings with more than a type to check: (allowed, what the message says is required).
+POSITIVE = (lambda v: _is_int(v) and v > 0, "a positive integer")
+NON_NEGATIVE = (lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+FRACTION = (lambda v: _is_finite(v) and 0 <= v < 1, "in [0, 1)")
+VOCABULARY = (lambda v: _is_int(v) and v >= MIN_VOCAB_SIZE,
+              f"an integer >= {MIN_VOCAB_SIZE} (the tokenizer's 4 special and 256 byte tokens, and at least 100 "
+              "learned subwords)")
+LEARNING_RATE = (lambda v: _is_finite(v) and 0 < v < 1, "in (0, 1)")
+EPSILON = (lambda v: _is_finite(v) and v > 0, "> 0 and finite")
+GRADIENT_NORM = (lambda v: _is_finite(v) and v >= 0, "> 0, or 0 for no gradient clipping (a finite number)")
+EVAL_LIMIT = (lambda v: v is None or (_is_int(v) and v >= 0),
+              "an integer >= 0 (0 = the whole split), or null for the default")
+FINITE_NUMBERS = (lambda v: isinstance(v, list) and all(map(_is_finite, v)), "a list of numbers, all finite")
+SPLIT_NAMES = (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of split names")
+
+
 def setting(default, help: str, **metadata):
-    """A TrainConfig field with its --help text (`help` says what it does and what values are allowed)."""
+    """A TrainConfig field with its --help text (`help` says what it does and what values are allowed).
+
+    `must`: the rule its value must meet, one of the above (without one: its `choices`, else its default's type).
+    `model`: the TransformerConfig argument, or arguments, that the setting gives (MODEL_SETTINGS); the model's
+    own value is kept when fine-tuning, unless `regularisation` (how the model is trained, not what it is: the
+    run's value is applied to an --init-from model too).
+    """
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help, **metadata})
     return field(default=default, metadata={"help": help, **metadata})
@@ -54,8 +86,9 @@ class TrainConfig:
     valid_split: str = setting("val", "the validation split: periodic BLEU, and the choice of the final weights "
                                       "(bentrevett/multi30k calls it validation)", metavar="SPLIT")
     test_splits: list = setting(["test_2016_flickr"], "splits scored at the end with the chosen weights; the flag "
-                                                      "alone (no values) scores none", metavar="SPLIT")
-    max_train_samples: int = setting(0, "train on the first N pairs only; 0 = all")
+                                                      "alone (no values) scores none", metavar="SPLIT",
+                                must=SPLIT_NAMES)
+    max_train_samples: int = setting(0, "train on the first N pairs only; 0 = all", must=NON_NEGATIVE)
     # Fine-tune: start from this model's weights (a folder written by this command or save_pretrained, or a Hub
     # id) and keep its tokenizer and architecture; the vocabulary and size settings below are then taken from it.
     init_from: str = setting("", "fine-tune this model (a folder written by this command or save_pretrained, or a Hub "
@@ -63,25 +96,35 @@ class TrainConfig:
                                  "settings are taken from it; empty = train from scratch", metavar="PATH_OR_ID")
     # tokenizer
     vocab_size: int = setting(8000, f"size of the joint source+target subword vocabulary, at least {MIN_VOCAB_SIZE} "
-                                    "(the 4 special and 256 byte tokens and 100 learned subwords)")
+                                    "(the 4 special and 256 byte tokens and 100 learned subwords)",
+                              must=VOCABULARY, model="vocab_size")
     tokenizer_type: str = setting("bpe", "subword model: bpe or unigram", choices=("bpe", "unigram"))
-    max_length: int = setting(128, "subword tokens per side, positive; longer sentences are truncated (and counted)")
+    max_length: int = setting(128, "subword tokens per side, positive; longer sentences are truncated (and counted)",
+                              must=POSITIVE)
     # model (paper's base is 512/2048/8/6+6; this default is sized for a laptop CPU)
-    d_model: int = setting(256, "model width, a multiple of --attention-heads (the paper's base model: 512)")
-    encoder_layers: int = setting(3, "encoder layers, positive (paper: 6)")
-    decoder_layers: int = setting(3, "decoder layers, positive (paper: 6)")
-    attention_heads: int = setting(4, "attention heads per layer, positive, dividing --d-model (paper: 8)")
-    ffn_dim: int = setting(1024, "inner size of the feed-forward blocks, positive (paper: 2048)")
-    dropout: float = setting(0.1, "residual dropout, in [0, 1) (section 5.4: 0.1)")
-    attention_dropout: float = setting(0.0, "dropout on the attention weights, in [0, 1) (not in the paper)")
-    label_smoothing: float = setting(0.1, "label smoothing, in [0, 1) (section 5.4: 0.1)")
+    d_model: int = setting(256, "model width, a multiple of --attention-heads (the paper's base model: 512)",
+                           must=POSITIVE, model="d_model")
+    encoder_layers: int = setting(3, "encoder layers, positive (paper: 6)", must=POSITIVE, model="encoder_layers")
+    decoder_layers: int = setting(3, "decoder layers, positive (paper: 6)", must=POSITIVE, model="decoder_layers")
+    attention_heads: int = setting(4, "attention heads per layer, positive, dividing --d-model (paper: 8)",
+                                   must=POSITIVE, model=("encoder_attention_heads", "decoder_attention_heads"))
+    ffn_dim: int = setting(1024, "inner size of the feed-forward blocks, positive (paper: 2048)",
+                           must=POSITIVE, model=("encoder_ffn_dim", "decoder_ffn_dim"))
+    dropout: float = setting(0.1, "residual dropout, in [0, 1) (section 5.4: 0.1)",
+                             must=FRACTION, model="dropout", regularisation=True)
+    attention_dropout: float = setting(0.0, "dropout on the attention weights, in [0, 1) (not in the paper)",
+                                       must=FRACTION, model="attention_dropout", regularisation=True)
+    label_smoothing: float = setting(0.1, "label smoothing, in [0, 1) (section 5.4: 0.1)",
+                                     must=FRACTION, model="label_smoothing", regularisation=True)
     position_embedding_type: str = setting("sinusoidal", "sinusoidal (section 3.5) or learned (Table 3, row E)",
-                                           choices=("sinusoidal", "learned"))
-    normalize_before: bool = setting(False, "pre-LN residual blocks instead of the paper's post-LN")
+                                           choices=("sinusoidal", "learned"), model="position_embedding_type")
+    normalize_before: bool = setting(False, "pre-LN residual blocks instead of the paper's post-LN",
+                                     model="normalize_before")
     # optimisation (section 5.3)
-    learning_rate: float = setting(1e-3, "peak learning rate, reached at the end of the warm-up, in (0, 1)")
+    learning_rate: float = setting(1e-3, "peak learning rate, reached at the end of the warm-up, in (0, 1)",
+                                   must=LEARNING_RATE)
     warmup_steps: int = setting(1000, "steps of linear warm-up before the inverse-square-root decay, >= 0 "
-                                      "(section 5.3: 4000)")
+                                      "(section 5.3: 4000)", must=NON_NEGATIVE)
     # Linear decay of the learning rate to zero over the last N steps (0 = the paper's schedule unchanged).
     # The inverse-square-root schedule never lets the rate fall far (still 0.24x its peak after 18 warm-ups'
     # worth of steps), so the weights keep wandering; a short cool-down at the end settles them, much as
@@ -89,37 +132,42 @@ class TrainConfig:
     # a run resumed with a longer max_steps and a cool-down equals one that planned it from the start.
     cooldown_steps: int = setting(0, "let the learning rate fall linearly to zero over the last N steps (until then "
                                      "it is exactly eq. 3, so a resumed run may add one); 0 = none, the paper's "
-                                     "schedule; at most --max-steps minus --warmup-steps")
-    adam_beta1: float = setting(0.9, "Adam beta1, in [0, 1) (paper: 0.9)")
-    adam_beta2: float = setting(0.98, "Adam beta2, in [0, 1) (paper: 0.98)")
-    adam_epsilon: float = setting(1e-9, "Adam epsilon, > 0 (paper: 1e-9)")
-    weight_decay: float = setting(0.0, "AdamW weight decay, in [0, 1) (not in the paper)")
+                                     "schedule; at most --max-steps minus --warmup-steps", must=NON_NEGATIVE)
+    adam_beta1: float = setting(0.9, "Adam beta1, in [0, 1) (paper: 0.9)", must=FRACTION)
+    adam_beta2: float = setting(0.98, "Adam beta2, in [0, 1) (paper: 0.98)", must=FRACTION)
+    adam_epsilon: float = setting(1e-9, "Adam epsilon, > 0 (paper: 1e-9)", must=EPSILON)
+    weight_decay: float = setting(0.0, "AdamW weight decay, in [0, 1) (not in the paper)", must=FRACTION)
     max_grad_norm: float = setting(1.0, "clip the gradient norm to this value, > 0; 0 = no clipping (the paper does "
-                                        "not say)")
-    batch_size: int = setting(64, "sentence pairs per batch (per process), unless --max-tokens is set")
+                                        "not say)", must=GRADIENT_NORM)
+    batch_size: int = setting(64, "sentence pairs per batch (per process), unless --max-tokens is set", must=POSITIVE)
     # Batches by size instead (fairseq's --max-tokens, section 5.1): pairs of similar length, as many per batch as
     # keep pairs x longest side <= max_tokens. 0 = batches of batch_size pairs.
     max_tokens: int = setting(0, "batches by size instead (section 5.1): pairs of similar length, as many as keep "
-                                 "pairs x longest side <= N; at least --max-length; 0 = batches of --batch-size pairs")
+                                 "pairs x longest side <= N; at least --max-length; 0 = batches of --batch-size pairs",
+                              must=NON_NEGATIVE)
     # Mixed precision: the Trainer's bf16 autocast (matmuls in bfloat16; fp32 master weights, optimizer state and
     # saved weights). Refused on hardware without native bf16 matmuls (CPU: AVX512-BF16 or AMX; CUDA: Ampere or
     # newer), where it is slower than fp32 rather than faster.
     bf16: bool = setting(False, "bf16 mixed precision (autocast; fp32 weights, optimizer state and saved weights); "
                                 "refused without native bf16 matmuls (CPU: AVX512-BF16 or AMX; CUDA: Ampere or newer)")
-    gradient_accumulation_steps: int = setting(1, "batches per optimizer step, positive")
-    max_steps: int = setting(12000, "optimizer steps in all, positive")
+    gradient_accumulation_steps: int = setting(1, "batches per optimizer step, positive", must=POSITIVE)
+    max_steps: int = setting(12000, "optimizer steps in all, positive", must=POSITIVE)
     # evaluation, checkpoints, decoding
-    eval_steps: int = setting(1000, "greedy validation BLEU every N steps, a multiple of --save-steps")
-    eval_samples: int = setting(300, "validation sentences for the periodic (greedy) BLEU; 0 = all")
-    save_steps: int = setting(500, "a checkpoint (weights, optimizer, scheduler, RNG state) every N steps, positive")
-    keep_checkpoints: int = setting(6, "checkpoints kept on disk (older ones are deleted), positive")
-    average_last: int = setting(5, "section 6.1: at the end, average the last N checkpoints, positive (1 = none)")
+    eval_steps: int = setting(1000, "greedy validation BLEU every N steps, a multiple of --save-steps", must=POSITIVE)
+    eval_samples: int = setting(300, "validation sentences for the periodic (greedy) BLEU; 0 = all", must=NON_NEGATIVE)
+    save_steps: int = setting(500, "a checkpoint (weights, optimizer, scheduler, RNG state) every N steps, positive",
+                              must=POSITIVE)
+    keep_checkpoints: int = setting(6, "checkpoints kept on disk (older ones are deleted), positive", must=POSITIVE)
+    average_last: int = setting(5, "section 6.1: at the end, average the last N checkpoints, positive (1 = none)",
+                                must=POSITIVE)
     # A tiny run's model is not worth minutes of beam search over whole splits: by default runs shorter than
     # SHORT_RUN_STEPS evaluate their final candidates on the first SHORT_RUN_EVAL_SENTENCES sentences only.
     final_eval_limit: int | None = setting(
         None, "evaluate the final candidates on the first N sentences of each split only; 0 = the whole split",
-        type=int, default_help=f"{SHORT_RUN_EVAL_SENTENCES} for runs of fewer than {SHORT_RUN_STEPS:,} steps, else 0")
-    num_beams: int = setting(4, "beam size of the final evaluation and the saved model; 1 = greedy (paper: 4)")
+        type=int, default_help=f"{SHORT_RUN_EVAL_SENTENCES} for runs of fewer than {SHORT_RUN_STEPS:,} steps, else 0",
+        must=EVAL_LIMIT)
+    num_beams: int = setting(4, "beam size of the final evaluation and the saved model; 1 = greedy (paper: 4)",
+                             must=POSITIVE)
     length_penalty: float = setting(0.6, "beam search's length penalty alpha, transformers' length ** alpha, a finite "
                                          "number (paper: 0.6); unused by greedy decoding")
     # More length penalties to try at the end on the validation split, for the chosen weights; the best is kept
@@ -127,10 +175,11 @@ class TrainConfig:
     # development set"). Empty: only `length_penalty`.
     length_penalty_candidates: list = setting([], "more length penalties to try at the end on the validation split "
                                                   "(section 6.1); the best is kept; none = only --length-penalty",
-                                              item_type=float)
-    logging_steps: int = setting(50, "a log.jsonl line (loss, learning rate, elapsed time) every N steps, positive")
+                                              item_type=float, must=FINITE_NUMBERS)
+    logging_steps: int = setting(50, "a log.jsonl line (loss, learning rate, elapsed time) every N steps, positive",
+                                 must=POSITIVE)
     seed: int = setting(42, "seed of the initial weights, data order and dropout")
-    threads: int = setting(0, "torch threads; 0 = torch's default")
+    threads: int = setting(0, "torch threads; 0 = torch's default", must=NON_NEGATIVE)
     overwrite_output_dir: bool = setting(False, "start over in an --output-dir that holds an earlier run of this "
                                                 "command")
     export_dir: str = setting("", "also copy the final model folder here (e.g. space/model); an earlier folder "
@@ -189,6 +238,31 @@ class TrainConfig:
         return 16 * self.parameter_count()
 
 
+# The model settings, read off the fields above: which TransformerConfig argument(s) each gives (attention_heads:
+# both stacks' heads). It is read both ways: the run's values make a new model's configuration (model_arguments),
+# and a model's configuration gives the run's architecture settings back (architecture_of).
+_MODEL_FIELDS = [f for f in dataclasses.fields(TrainConfig) if "model" in f.metadata]
+MODEL_SETTINGS: dict[str, tuple[str, ...]] = {
+    f.name: (f.metadata["model"],) if isinstance(f.metadata["model"], str) else tuple(f.metadata["model"])
+    for f in _MODEL_FIELDS
+}
+# What the model is (kept from an --init-from model), and how the run trains it (applied to any model).
+ARCHITECTURE = tuple(f.name for f in _MODEL_FIELDS if not f.metadata.get("regularisation"))
+REGULARISATION = tuple(f.name for f in _MODEL_FIELDS if f.metadata.get("regularisation"))
+
+
+def model_arguments(config: TrainConfig, settings=None) -> dict:
+    """The TransformerConfig arguments that the run's model settings give (those of `settings`; None: all)."""
+    return {argument: getattr(config, name) for name in (MODEL_SETTINGS if settings is None else settings)
+            for argument in MODEL_SETTINGS[name]}
+
+
+def architecture_of(model_config) -> dict:
+    """The run's architecture settings that describe a model's configuration (a TransformerConfig): each from
+    the first argument it gives (attention_heads from encoder_attention_heads)."""
+    return {name: getattr(model_config, MODEL_SETTINGS[name][0]) for name in ARCHITECTURE}
+
+
 def physical_memory() -> int:
     """Bytes of RAM this machine has (0 where the system does not say)."""
     try:
@@ -205,42 +279,10 @@ def final_eval_limit(config: TrainConfig) -> int:
     return 0 if config.max_steps >= SHORT_RUN_STEPS else SHORT_RUN_EVAL_SENTENCES
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-_POSITIVE = ("max_length", "d_model", "encoder_layers", "decoder_layers", "attention_heads", "ffn_dim", "batch_size",
-             "gradient_accumulation_steps", "max_steps", "eval_steps", "save_steps", "keep_checkpoints",
-             "average_last", "num_beams", "logging_steps")
-_NON_NEGATIVE = ("warmup_steps", "cooldown_steps", "max_train_samples", "eval_samples", "threads", "max_tokens")
-_FRACTIONS = ("dropout", "attention_dropout", "label_smoothing", "adam_beta1", "adam_beta2", "weight_decay")
-# (allowed, what the message says is required) for the settings with more than a type to check.
-_RULES = {
-    **{name: (lambda v: _is_int(v) and v > 0, "a positive integer") for name in _POSITIVE},
-    **{name: (lambda v: _is_int(v) and v >= 0, "an integer >= 0") for name in _NON_NEGATIVE},
-    **{name: (lambda v: _is_finite(v) and 0 <= v < 1, "in [0, 1)") for name in _FRACTIONS},
-    "vocab_size": (lambda v: _is_int(v) and v >= MIN_VOCAB_SIZE,
-                   f"an integer >= {MIN_VOCAB_SIZE} (the tokenizer's 4 special and 256 byte tokens, and at least 100 "
-                   "learned subwords)"),
-    "learning_rate": (lambda v: _is_finite(v) and 0 < v < 1, "in (0, 1)"),
-    "adam_epsilon": (lambda v: _is_finite(v) and v > 0, "> 0 and finite"),
-    "max_grad_norm": (lambda v: _is_finite(v) and v >= 0, "> 0, or 0 for no gradient clipping (a finite number)"),
-    "final_eval_limit": (lambda v: v is None or (_is_int(v) and v >= 0),
-                         "an integer >= 0 (0 = the whole split), or null for the default"),
-    "length_penalty_candidates": (lambda v: isinstance(v, list) and all(map(_is_finite, v)),
-                                  "a list of numbers, all finite"),
-    "test_splits": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of split names"),
-}
-
-
 def _rule(f: dataclasses.Field) -> tuple:
     """(allowed, requirement) for a setting: its own rule, its choices, else what its default's type asks."""
-    if f.name in _RULES:
-        return _RULES[f.name]
+    if "must" in f.metadata:
+        return f.metadata["must"]
     default = f.default_factory() if f.default is dataclasses.MISSING else f.default
     choices = f.metadata.get("choices")
     if choices:

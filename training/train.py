@@ -30,7 +30,8 @@ import time
 from .export import finalize, generation_config, replace_problem
 # TrainConfig, parse_args and complete_checkpoints are also imported from here (training.train) by their users.
 from .run_config import (
-    TrainConfig, checkpoint_problem, complete_checkpoints, parse_args, scan_checkpoints, short_reason,
+    REGULARISATION, TrainConfig, architecture_of, checkpoint_problem, complete_checkpoints, model_arguments,
+    parse_args, scan_checkpoints, short_reason,
 )
 
 logger = logging.getLogger("training")
@@ -140,36 +141,19 @@ def encode(tokenizer, corpus, max_length: int):
 
 
 def model_config(config: TrainConfig, tokenizer):
+    """The configuration of a new model: the run's model settings (MODEL_SETTINGS), the tokenizer's vocabulary
+    and special tokens, and room for positions a little beyond --max-length."""
     from configuration import TransformerConfig
 
-    return TransformerConfig(
-        vocab_size=len(tokenizer),
-        d_model=config.d_model,
-        encoder_layers=config.encoder_layers,
-        decoder_layers=config.decoder_layers,
-        encoder_attention_heads=config.attention_heads,
-        decoder_attention_heads=config.attention_heads,
-        encoder_ffn_dim=config.ffn_dim,
-        decoder_ffn_dim=config.ffn_dim,
-        dropout=config.dropout,
-        attention_dropout=config.attention_dropout,
-        label_smoothing=config.label_smoothing,
-        position_embedding_type=config.position_embedding_type,
-        normalize_before=config.normalize_before,
-        max_position_embeddings=max(512, config.max_length + 8),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.bos_token_id,
-    )
-
-
-def architecture_of(model_cfg) -> dict:
-    """The TrainConfig size settings that describe a model's configuration."""
-    return dict(d_model=model_cfg.d_model, encoder_layers=model_cfg.encoder_layers,
-                decoder_layers=model_cfg.decoder_layers, attention_heads=model_cfg.encoder_attention_heads,
-                ffn_dim=model_cfg.encoder_ffn_dim, vocab_size=model_cfg.vocab_size,
-                position_embedding_type=model_cfg.position_embedding_type, normalize_before=model_cfg.normalize_before)
+    return TransformerConfig(**{
+        **model_arguments(config),
+        "vocab_size": len(tokenizer),  # the tokenizer's size: its vocabulary is the model's
+        "max_position_embeddings": max(512, config.max_length + 8),
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "decoder_start_token_id": tokenizer.bos_token_id,
+    })
 
 
 def load_initial_model(config: TrainConfig, tokenizer):
@@ -178,8 +162,7 @@ def load_initial_model(config: TrainConfig, tokenizer):
 
     try:
         model = TransformerForConditionalGeneration.from_pretrained(
-            config.init_from, dropout=config.dropout, attention_dropout=config.attention_dropout,
-            label_smoothing=config.label_smoothing)
+            config.init_from, **model_arguments(config, REGULARISATION))
     except (OSError, ValueError) as e:
         raise SystemExit(f"training: cannot load --init-from {config.init_from}: {e}") from None
     if model.config.vocab_size != len(tokenizer):
