@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 
 import api_args
 from encdec_lens.ablation import AblationResult, HeadImportance, head_importance, run_ablation
-from encdec_lens.heads import FAMILIES, FAMILY_TAGS, all_heads, grid_shape, head_label, normalize_heads, parse_head_label
+from encdec_lens.heads import FAMILIES, FAMILY_RECORDS, FAMILY_TAGS, all_heads, grid_shape, head_label, normalize_heads, parse_head_label
 from encdec_lens.lens import LogitLens, ResidualStream, logit_lens, residual_stream
 from encdec_lens.plots import CMAP, DPI, figure_to_rgb, head_values_image, plot_label
 from safe_html import escape
@@ -45,8 +45,7 @@ from translation_engine import ModelBundle
 
 TAB_TITLE = "Circuits"
 
-FAMILY_NAMES = {"encoder": "enc · encoder self-attention", "decoder": "dec-self · decoder self-attention (masked)",
-                "cross": "cross · cross-attention (decoder → encoder)"}
+FAMILY_NAMES = {name: f"{f.tag} · {f.title.lower()}" for name, f in FAMILY_RECORDS.items()}  # the head pickers
 RANKED_SHOWN = 12  # rows of the ranking table (the API returns every head)
 ANNOTATE_MAX_COLUMNS = 30  # residual-stream heatmaps print their values up to this many tokens
 
