@@ -14,7 +14,7 @@ Padding changes no translation beyond float rounding: the sources are padded on 
 (`attention_mask`), and each sentence's beams are searched apart from the others'. A padded batch sums in
 another order than a lone sentence (its matrices have other shapes), so logits differ in the last bits; where
 two next tokens are within that of each other (a degenerate, repetitive output) the pick may differ, as in any
-batched server. `tests/test_space_batching.py` checks that ordinary sentences come out exactly as translated
+batched server. `tests/space/test_space_batching.py` checks that ordinary sentences come out exactly as translated
 one at a time.
 """
 

@@ -26,7 +26,7 @@ def moses_lc_tokenize(lines: list[str], lang: str) -> list[str]:
     references were made. That includes Moses' default escaping (`"` -> `&quot;`, `'` -> `&apos;`): the
     official files hold `&quot;` and `&apos;`, so an unescaped quote in a translation would never match.
     Applied to the raw references, this reproduces the official tokenised files on 8,110 of their 8,112
-    lines (tests/test_training_metrics.py)."""
+    lines (tests/training/test_training_metrics.py)."""
     norm, tok = _moses(lang)
     return [tok.tokenize(norm.normalize(line.lower()), escape=True, return_str=True) for line in lines]
 

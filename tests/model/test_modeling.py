@@ -16,8 +16,9 @@ import modeling  # noqa: F401  (registers the Auto classes)
 import modeling.modeling_transformer as mt
 from configuration import TransformerConfig
 from modeling import TransformerForConditionalGeneration, TransformerModel
+from conftest import ROOT as CONFTEST_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(CONFTEST_ROOT)  # the repository
 PAD, BOS, EOS = 0, 1, 2
 ATOL = 1e-5
 

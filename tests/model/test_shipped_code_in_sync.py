@@ -2,8 +2,9 @@
 of its source in this repository (`save_pretrained` copies them; edits to the sources must be copied too)."""
 
 from pathlib import Path
+from conftest import ROOT as CONFTEST_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(CONFTEST_ROOT)  # the repository
 SHIPPED = ROOT / "space" / "model"
 SOURCES = {
     "modeling_transformer.py": "modeling/modeling_transformer.py",

@@ -1,8 +1,8 @@
-"""The Space and every analysis on a converted OPUS-MT model (issue 17): `python space/app.py --model OUT` where OUT
+"""The Space and every analysis on a converted OPUS-MT model: `python space/app.py --model OUT` where OUT
 was written by `python -m training.convert_marian`.
 
 Nothing is downloaded: a small random-weight MarianMTModel in OPUS-MT's layout (swish, one shared vocabulary with
-<pad> last, decoding from <pad>, a non-zero final_logits_bias; `make_marian` of test_convert_marian.py) is built
+<pad> last, decoding from <pad>, a non-zero final_logits_bias; `make_marian` of tests/marian_models.py) is built
 beside a SentencePiece tokenizer trained here on a few dozen English and German sentences, converted with the
 converter's Python entry point, and loaded as the Space loads any model (`translation_engine.load_bundle`). The
 token views must show Marian's SentencePiece pieces ("▁dog"), the analyses must hold their identities on it
@@ -17,7 +17,7 @@ import pytest
 import sentencepiece as spm
 import torch
 from conftest import open_page, serve_space
-from test_convert_marian import make_marian, write_opus_tokenizer
+from marian_models import make_marian, write_opus_tokenizer
 
 from encdec_lens import (activation_patching, all_heads, head_importance, logit_attribution, logit_lens,
                          residual_stream, run_ablation)
