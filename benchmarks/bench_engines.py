@@ -30,9 +30,13 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 ENGINES = ("torch", "marian", "ctranslate2", "ctranslate2-int8", "onnxruntime")
-ENGINE_TITLES = {"torch": "this project's generate()", "marian": "MarianMTModel generate()",
-                 "ctranslate2": "CTranslate2 float32", "ctranslate2-int8": "CTranslate2 int8",
-                 "onnxruntime": "ONNX Runtime (generate() over ONNX graphs)"}
+ENGINE_TITLES = {
+    "torch": "this project's generate()",
+    "marian": "MarianMTModel generate()",
+    "ctranslate2": "CTranslate2 float32",
+    "ctranslate2-int8": "CTranslate2 int8",
+    "onnxruntime": "ONNX Runtime (generate() over ONNX graphs)",
+}
 
 
 def export_all(model: str, folder: str, engines: list[str]) -> dict:
@@ -42,8 +46,12 @@ def export_all(model: str, folder: str, engines: list[str]) -> dict:
     paths = {"torch": model, "marian": os.path.join(folder, "marian")}
     ct2 = "ctranslate2" in engines
     onnx = "onnxruntime" in engines
-    export(model, paths["marian"], ct2_out=os.path.join(folder, "ct2") if ct2 else None,
-           onnx_out=os.path.join(folder, "onnx") if onnx else None)
+    export(
+        model,
+        paths["marian"],
+        ct2_out=os.path.join(folder, "ct2") if ct2 else None,
+        onnx_out=os.path.join(folder, "onnx") if onnx else None,
+    )
     if ct2:
         paths["ctranslate2"] = os.path.join(folder, "ct2")
     if onnx:
@@ -69,7 +77,7 @@ class GenerateEngine:
         eos = self.model.generation_config.eos_token_id
         rows = []
         for row in output[:, 1:].tolist():
-            rows.append(row[:row.index(eos) + 1] if eos in row else row)
+            rows.append(row[: row.index(eos) + 1] if eos in row else row)
         return rows
 
 
@@ -84,16 +92,24 @@ class CTranslate2Engine:
         from training.export_marian import ctranslate2_translate
 
         beams = settings["num_beams"]
-        return ctranslate2_translate(self.translator, self.tokenizer, sentences, beams,
-                                     settings.get("length_penalty", 1.0) if beams > 1 else 1.0, settings["max_length"])
+        return ctranslate2_translate(
+            self.translator,
+            self.tokenizer,
+            sentences,
+            beams,
+            settings.get("length_penalty", 1.0) if beams > 1 else 1.0,
+            settings["max_length"],
+        )
 
 
 def load_engine(name: str, path: str, threads: int):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianMTModel
 
     if name == "torch":
-        return GenerateEngine(AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=True),
-                              AutoTokenizer.from_pretrained(path, trust_remote_code=True))
+        return GenerateEngine(
+            AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=True),
+            AutoTokenizer.from_pretrained(path, trust_remote_code=True),
+        )
     tokenizer = AutoTokenizer.from_pretrained(path)
     if name == "marian":
         return GenerateEngine(MarianMTModel.from_pretrained(path), tokenizer)
@@ -117,8 +133,9 @@ def decoding_settings(model: str) -> dict:
     return {"greedy": {"num_beams": 1, "max_length": beam["max_length"]}, f"beam{beam['num_beams']}": beam}
 
 
-def measure(engine, sentences: list[str], references: list[str], settings: dict, batch_size: int,
-            latency_sentences: int) -> dict:
+def measure(
+    engine, sentences: list[str], references: list[str], settings: dict, batch_size: int, latency_sentences: int
+) -> dict:
     from training.metrics import score
 
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
@@ -126,7 +143,7 @@ def measure(engine, sentences: list[str], references: list[str], settings: dict,
     engine.translate(sentences[:batch_size], settings)  # warm-up: first-call allocations, each runtime's setup
     start = time.perf_counter()
     for first in range(0, len(order), batch_size):
-        chunk = order[first:first + batch_size]
+        chunk = order[first : first + batch_size]
         for i, row in zip(chunk, engine.translate([sentences[i] for i in chunk], settings)):
             ids[i] = row
     seconds = time.perf_counter() - start
@@ -137,27 +154,41 @@ def measure(engine, sentences: list[str], references: list[str], settings: dict,
         latencies.append(time.perf_counter() - t0)
     texts = [t.strip() for t in engine.tokenizer.batch_decode(ids, skip_special_tokens=True)]
     tokens = sum(len(row) for row in ids)
-    return {"seconds": round(seconds, 3), "sentences_per_s": round(len(sentences) / seconds, 2),
-            "target_tokens_per_s": round(tokens / seconds, 1), "target_tokens": tokens,
-            "latency_ms_median": round(1000 * statistics.median(latencies), 1),
-            "bleu": score(texts, references, "de")["bleu"], "outputs": texts}
+    return {
+        "seconds": round(seconds, 3),
+        "sentences_per_s": round(len(sentences) / seconds, 2),
+        "target_tokens_per_s": round(tokens / seconds, 1),
+        "target_tokens": tokens,
+        "latency_ms_median": round(1000 * statistics.median(latencies), 1),
+        "bleu": score(texts, references, "de")["bleu"],
+        "outputs": texts,
+    }
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| engine | decoding | threads | sentences/s | target tokens/s | BLEU | same as torch | one sentence (ms) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| engine | decoding | threads | sentences/s | target tokens/s | BLEU | same as torch | one sentence (ms) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {ENGINE_TITLES[r['engine']]} | {r['decoding']} | {r['threads']} | {r['sentences_per_s']:.1f} "
-                     f"| {r['target_tokens_per_s']:.0f} | {r['bleu']:.2f} | {r['same_as_torch']} "
-                     f"| {r['latency_ms_median']:.0f} |")
+        lines.append(
+            f"| {ENGINE_TITLES[r['engine']]} | {r['decoding']} | {r['threads']} | {r['sentences_per_s']:.1f} "
+            f"| {r['target_tokens_per_s']:.0f} | {r['bleu']:.2f} | {r['same_as_torch']} "
+            f"| {r['latency_ms_median']:.0f} |"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=os.path.join(ROOT, "space", "model"), help="model folder (default space/model)")
-    parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "multi30k"),
-                        help="a Multi30k-layout folder (default ../shared/data/multi30k)")
+    parser.add_argument(
+        "--model", default=os.path.join(ROOT, "space", "model"), help="model folder (default space/model)"
+    )
+    parser.add_argument(
+        "--data",
+        default=os.path.join(ROOT, "..", "shared", "data", "multi30k"),
+        help="a Multi30k-layout folder (default ../shared/data/multi30k)",
+    )
     parser.add_argument("--split", default="test_2016_flickr")
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, of {', '.join(ENGINES)}")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
@@ -188,7 +219,7 @@ def main(argv=None) -> int:
     corpus = load_local(args.data, args.split, "en", "de")
     sentences, references = corpus.source, corpus.target
     if args.limit:
-        sentences, references = sentences[:args.limit], references[:args.limit]
+        sentences, references = sentences[: args.limit], references[: args.limit]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as folder:
         paths = export_all(args.model, folder, args.engines)
@@ -201,14 +232,26 @@ def main(argv=None) -> int:
                     row = measure(engine, sentences, references, settings, args.batch_size, args.latency_sentences)
                     outputs = row.pop("outputs")
                     reference = outputs if name == "torch" else reference
-                    row.update(engine=name, decoding=decoding, threads=threads,
-                               same_as_torch=f"{sum(a == b for a, b in zip(outputs, reference))}/{len(outputs)}")
+                    row.update(
+                        engine=name,
+                        decoding=decoding,
+                        threads=threads,
+                        same_as_torch=f"{sum(a == b for a, b in zip(outputs, reference))}/{len(outputs)}",
+                    )
                     rows.append(row)
-                    print(f"{name} {decoding} {threads} thread(s): {row['sentences_per_s']} sentences/s, "
-                          f"BLEU {row['bleu']}", file=sys.stderr)
-    meta = {"model": os.path.relpath(os.path.abspath(args.model), ROOT), "split": args.split,
-            "sentences": len(sentences), "batch_size": args.batch_size, "cpu_threads_available": os.cpu_count(),
-            "command": "python benchmarks/bench_engines.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+                    print(
+                        f"{name} {decoding} {threads} thread(s): {row['sentences_per_s']} sentences/s, "
+                        f"BLEU {row['bleu']}",
+                        file=sys.stderr,
+                    )
+    meta = {
+        "model": os.path.relpath(os.path.abspath(args.model), ROOT),
+        "split": args.split,
+        "sentences": len(sentences),
+        "batch_size": args.batch_size,
+        "cpu_threads_available": os.cpu_count(),
+        "command": "python benchmarks/bench_engines.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
     print(markdown_table(rows))
     report = {"meta": meta, "results": rows}
     print(json.dumps(report, indent=2))

@@ -126,8 +126,10 @@ def pair_lengths(limit: int = 0) -> tuple[list[tuple[int, int]], str]:
     import random
 
     rng = random.Random(0)
-    pairs = [(max(3, round(rng.lognormvariate(2.45, 0.35))), max(3, round(rng.lognormvariate(2.45, 0.38))))
-             for _ in range(limit or 29000)]
+    pairs = [
+        (max(3, round(rng.lognormvariate(2.45, 0.35))), max(3, round(rng.lognormvariate(2.45, 0.38))))
+        for _ in range(limit or 29000)
+    ]
     return pairs, "synthetic log-normal lengths (Multi30k not found)"
 
 
@@ -153,8 +155,17 @@ def make_batch(lengths: list[tuple[int, int]], vocab: int, generator) -> dict:
     decoder_input_ids[:, 0] = BOS
     decoder_input_ids[:, 1:] = labels[:, :-1].clamp(min=PAD)
     real = int((labels != -100).sum())
-    return dict(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
-                labels=labels, real_target_tokens=real, padded_target_tokens=B * T, S=S, T=T, B=B)
+    return dict(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        decoder_input_ids=decoder_input_ids,
+        labels=labels,
+        real_target_tokens=real,
+        padded_target_tokens=B * T,
+        S=S,
+        T=T,
+        B=B,
+    )
 
 
 def random_batches(pairs, n: int, batch_size: int, vocab: int, seed: int) -> list[dict]:
@@ -162,7 +173,7 @@ def random_batches(pairs, n: int, batch_size: int, vocab: int, seed: int) -> lis
 
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(pairs), generator=g).tolist()
-    return [make_batch([pairs[i] for i in perm[k * batch_size:(k + 1) * batch_size]], vocab, g) for k in range(n)]
+    return [make_batch([pairs[i] for i in perm[k * batch_size : (k + 1) * batch_size]], vocab, g) for k in range(n)]
 
 
 def grouped_batches(pairs, n: int, batch_size: int, vocab: int, seed: int) -> list[dict]:
@@ -175,15 +186,15 @@ def grouped_batches(pairs, n: int, batch_size: int, vocab: int, seed: int) -> li
 
     trainer_cls = make_trainer_class()
     fake_trainer = types.SimpleNamespace(  # just what `_get_train_sampler` reads
-        pair_lengths=[s + t for s, t in pairs], train_dataset=pairs,
-        args=types.SimpleNamespace(world_size=1, train_batch_size=batch_size, gradient_accumulation_steps=1,
-                                   seed=seed),
+        pair_lengths=[s + t for s, t in pairs],
+        train_dataset=pairs,
+        args=types.SimpleNamespace(world_size=1, train_batch_size=batch_size, gradient_accumulation_steps=1, seed=seed),
         state=types.SimpleNamespace(epoch=0),
     )
     sampler = trainer_cls._get_train_sampler(fake_trainer)
     order = list(sampler)
     g = torch.Generator().manual_seed(seed)
-    return [make_batch([pairs[i] for i in order[k * batch_size:(k + 1) * batch_size]], vocab, g) for k in range(n)]
+    return [make_batch([pairs[i] for i in order[k * batch_size : (k + 1) * batch_size]], vocab, g) for k in range(n)]
 
 
 # --- peers -------------------------------------------------------------------------------------------------
@@ -192,11 +203,23 @@ def build_ours(size: dict):
     from modeling import TransformerForConditionalGeneration
 
     config = TransformerConfig(
-        vocab_size=size["vocab"], d_model=size["d_model"], encoder_layers=size["enc"], decoder_layers=size["dec"],
-        encoder_attention_heads=size["heads"], decoder_attention_heads=size["heads"], encoder_ffn_dim=size["ffn"],
-        decoder_ffn_dim=size["ffn"], dropout=DROPOUT, attention_dropout=0.0, activation_dropout=0.0,
-        label_smoothing=LABEL_SMOOTHING, max_position_embeddings=512, pad_token_id=PAD, bos_token_id=BOS,
-        eos_token_id=EOS, decoder_start_token_id=BOS,
+        vocab_size=size["vocab"],
+        d_model=size["d_model"],
+        encoder_layers=size["enc"],
+        decoder_layers=size["dec"],
+        encoder_attention_heads=size["heads"],
+        decoder_attention_heads=size["heads"],
+        encoder_ffn_dim=size["ffn"],
+        decoder_ffn_dim=size["ffn"],
+        dropout=DROPOUT,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        label_smoothing=LABEL_SMOOTHING,
+        max_position_embeddings=512,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        decoder_start_token_id=BOS,
     )
     model = TransformerForConditionalGeneration(config)
     model.fused_loss = True  # as `python -m training.train` trains it (the opt-in fused projection + loss)
@@ -207,13 +230,28 @@ def build_marian(size: dict):
     from transformers import MarianConfig, MarianMTModel
 
     config = MarianConfig(
-        vocab_size=size["vocab"], decoder_vocab_size=size["vocab"], d_model=size["d_model"],
-        encoder_layers=size["enc"], decoder_layers=size["dec"], encoder_attention_heads=size["heads"],
-        decoder_attention_heads=size["heads"], encoder_ffn_dim=size["ffn"], decoder_ffn_dim=size["ffn"],
-        activation_function="relu", dropout=DROPOUT, attention_dropout=0.0, activation_dropout=0.0,
-        max_position_embeddings=512, scale_embedding=True, share_encoder_decoder_embeddings=True,
-        tie_word_embeddings=True, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
-        decoder_start_token_id=BOS, forced_eos_token_id=None,
+        vocab_size=size["vocab"],
+        decoder_vocab_size=size["vocab"],
+        d_model=size["d_model"],
+        encoder_layers=size["enc"],
+        decoder_layers=size["dec"],
+        encoder_attention_heads=size["heads"],
+        decoder_attention_heads=size["heads"],
+        encoder_ffn_dim=size["ffn"],
+        decoder_ffn_dim=size["ffn"],
+        activation_function="relu",
+        dropout=DROPOUT,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        max_position_embeddings=512,
+        scale_embedding=True,
+        share_encoder_decoder_embeddings=True,
+        tie_word_embeddings=True,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        decoder_start_token_id=BOS,
+        forced_eos_token_id=None,
     )
     return MarianMTModel(config)
 
@@ -238,7 +276,8 @@ def build_torch(size: dict):
             self.register_buffer("pe", pe, persistent=False)
             self.dropout = nn.Dropout(DROPOUT)
             self.transformer = nn.Transformer(
-                d, size["heads"], size["enc"], size["dec"], size["ffn"], DROPOUT, batch_first=True)
+                d, size["heads"], size["enc"], size["dec"], size["ffn"], DROPOUT, batch_first=True
+            )
             for layer in list(self.transformer.encoder.layers) + list(self.transformer.decoder.layers):
                 layer.dropout.p = 0.0  # dropout inside the FFN (activation dropout): 0 like the other peers
                 for attn in (getattr(layer, "self_attn", None), getattr(layer, "multihead_attn", None)):
@@ -255,8 +294,13 @@ def build_torch(size: dict):
         def decode(self, decoder_input_ids, memory, memory_padding):
             T = decoder_input_ids.shape[1]
             causal = nn.Transformer.generate_square_subsequent_mask(T, dtype=memory.dtype)
-            return self.transformer.decoder(self.embed_tokens(decoder_input_ids), memory, tgt_mask=causal,
-                                            tgt_is_causal=True, memory_key_padding_mask=memory_padding)
+            return self.transformer.decoder(
+                self.embed_tokens(decoder_input_ids),
+                memory,
+                tgt_mask=causal,
+                tgt_is_causal=True,
+                memory_key_padding_mask=memory_padding,
+            )
 
         def logits(self, hidden):
             return nn.functional.linear(hidden, self.embed.weight)  # tied output projection
@@ -302,21 +346,29 @@ def train_step_fn(peer: str, model, optimizer, precision: str = "fp32"):
     import torch.nn.functional as F
 
     def loss_of(logits, labels):
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
-                               label_smoothing=LABEL_SMOOTHING)
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, label_smoothing=LABEL_SMOOTHING
+        )
 
     call = torch.compile(model) if peer == "ours-compiled" else model
 
     def forward(batch):
         if peer in ("ours", "ours-compiled"):  # the model computes its own label-smoothed loss from `labels`
-            return call(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         decoder_input_ids=batch["decoder_input_ids"], labels=batch["labels"]).loss
+            return call(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                decoder_input_ids=batch["decoder_input_ids"],
+                labels=batch["labels"],
+            ).loss
         if peer == "marian":  # Marian's built-in loss has no smoothing: the same loss, computed outside
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                           decoder_input_ids=batch["decoder_input_ids"], use_cache=False).logits
+            logits = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                decoder_input_ids=batch["decoder_input_ids"],
+                use_cache=False,
+            ).logits
             return loss_of(logits, batch["labels"])
-        return loss_of(model(batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"]),
-                       batch["labels"])
+        return loss_of(model(batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"]), batch["labels"])
 
     def step(batch):
         with forward_context(precision):
@@ -335,10 +387,19 @@ def generate_fn(peer: str, model, num_beams: int):
     import torch
 
     if peer in ("ours", "marian"):
+
         def run(batch):
-            return model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                  num_beams=num_beams, do_sample=False, min_new_tokens=NEW_TOKENS,
-                                  max_new_tokens=NEW_TOKENS, length_penalty=1.0, early_stopping=False)
+            return model.generate(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                num_beams=num_beams,
+                do_sample=False,
+                min_new_tokens=NEW_TOKENS,
+                max_new_tokens=NEW_TOKENS,
+                length_penalty=1.0,
+                early_stopping=False,
+            )
+
         return run
 
     def run(batch):  # nn.Transformer: no cache, the decoder reruns over the prefix each step
@@ -375,9 +436,14 @@ def forward_flops(size: dict, B: int, S: int, T: int) -> float:
     """
     d, f, V, L_e, L_d = size["d_model"], size["ffn"], size["vocab"], size["enc"], size["dec"]
     enc = L_e * (2 * 4 * d * d * B * S + 2 * 2 * B * S * S * d + 2 * 2 * d * f * B * S)
-    dec = L_d * (2 * 4 * d * d * B * T + 2 * 2 * B * T * T * d  # self-attention
-                 + 2 * 2 * d * d * B * T + 2 * 2 * d * d * B * S + 2 * 2 * B * T * S * d  # cross-attention
-                 + 2 * 2 * d * f * B * T)
+    dec = L_d * (
+        2 * 4 * d * d * B * T
+        + 2 * 2 * B * T * T * d  # self-attention
+        + 2 * 2 * d * d * B * T
+        + 2 * 2 * d * d * B * S
+        + 2 * 2 * B * T * S * d  # cross-attention
+        + 2 * 2 * d * f * B * T
+    )
     return float(enc + dec + 2 * d * V * B * T)
 
 
@@ -389,8 +455,9 @@ def generation_flops(size: dict, B: int, S: int, new: int, beams: int) -> float:
     total = L_e * (2 * 4 * d * d * B * S + 2 * 2 * B * S * S * d + 2 * 2 * d * f * B * S)
     total += L_d * 2 * 2 * d * d * B * S  # cross-attention keys/values of the encoder output
     for t in range(1, new + 1):
-        total += L_d * (2 * 4 * d * d * R + 2 * 2 * R * t * d + 2 * 2 * d * d * R + 2 * 2 * R * S * d
-                        + 2 * 2 * d * f * R)
+        total += L_d * (
+            2 * 4 * d * d * R + 2 * 2 * R * t * d + 2 * 2 * d * d * R + 2 * 2 * R * S * d + 2 * 2 * d * f * R
+        )
         total += 2 * d * V * R
     return float(total)
 
@@ -442,7 +509,7 @@ def run_case(case: dict) -> dict:
         t0 = time.perf_counter()
         step(batches[0])  # compiled: compiles here
         out["first_step_s"] = time.perf_counter() - t0
-        for b in batches[1: profile["warmup"]]:
+        for b in batches[1 : profile["warmup"]]:
             step(b)
         tokens = sum(b["real_target_tokens"] for b in batches)
         flops = 3 * sum(forward_flops(size, b["B"], b["S"], b["T"]) for b in batches)
@@ -454,8 +521,11 @@ def run_case(case: dict) -> dict:
             runs.append(time.perf_counter() - t0)
         if not math.isfinite(loss.item()):
             raise RuntimeError(f"{peer} ({precision}): non-finite training loss {loss.item()}")
-        out.update(unit="real target tokens/s", tokens=tokens,
-                   padding=1 - tokens / sum(b["padded_target_tokens"] for b in batches))
+        out.update(
+            unit="real target tokens/s",
+            tokens=tokens,
+            padding=1 - tokens / sum(b["padded_target_tokens"] for b in batches),
+        )
     else:
         num_beams = 1 if task == "greedy" else 4
         model.eval()
@@ -473,14 +543,18 @@ def run_case(case: dict) -> dict:
                 runs.append(time.perf_counter() - t0)
         new = sequences.shape[1] - 1  # the returned sequences start with the decoder start token
         if sequences.shape[0] != GEN_BATCH or new != NEW_TOKENS:
-            raise RuntimeError(f"{peer} {task}: returned {tuple(sequences.shape)}, expected {GEN_BATCH} x "
-                               f"{NEW_TOKENS} new tokens")
+            raise RuntimeError(
+                f"{peer} {task}: returned {tuple(sequences.shape)}, expected {GEN_BATCH} x {NEW_TOKENS} new tokens"
+            )
         tokens = GEN_BATCH * NEW_TOKENS
         flops = generation_flops(size, GEN_BATCH, batch["S"], NEW_TOKENS, num_beams)
         out.update(unit="generated tokens/s", tokens=tokens)
     seconds = statistics.median(runs)
     out.update(
-        seconds_median=seconds, seconds_runs=runs, spread=max(runs) / min(runs), tokens_per_s=tokens / seconds,
+        seconds_median=seconds,
+        seconds_runs=runs,
+        spread=max(runs) / min(runs),
+        tokens_per_s=tokens / seconds,
         gflops_per_s=flops / seconds / 1e9,
         parameters=sum(p.numel() for p in model.parameters()),
     )
@@ -497,8 +571,10 @@ def run_pipeline(case: dict) -> dict:
     size = SIZES[case["size"]]
     pairs, _ = pair_lengths()
     n = profile["pipeline_batches"]
-    sets = {"grouped": grouped_batches(pairs, n, TRAIN_BATCH, size["vocab"], seed=42),
-            "random": random_batches(pairs, n, TRAIN_BATCH, size["vocab"], seed=42)}
+    sets = {
+        "grouped": grouped_batches(pairs, n, TRAIN_BATCH, size["vocab"], seed=42),
+        "random": random_batches(pairs, n, TRAIN_BATCH, size["vocab"], seed=42),
+    }
     model = build_ours(size)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
@@ -520,9 +596,14 @@ def run_pipeline(case: dict) -> dict:
         src_real = sum(int(b["attention_mask"].sum()) for b in batches)
         src_padded = sum(b["B"] * b["S"] for b in batches)
         seconds = statistics.median(runs[name])
-        out[name] = dict(real_target_tokens=real, target_padding=1 - real / padded,
-                         source_padding=1 - src_real / src_padded, seconds_median=seconds,
-                         seconds_runs=runs[name], tokens_per_s=real / seconds)
+        out[name] = dict(
+            real_target_tokens=real,
+            target_padding=1 - real / padded,
+            source_padding=1 - src_real / src_padded,
+            seconds_median=seconds,
+            seconds_runs=runs[name],
+            tokens_per_s=real / seconds,
+        )
     out["ratio"] = out["grouped"]["tokens_per_s"] / out["random"]["tokens_per_s"]
     return out
 
@@ -554,7 +635,7 @@ def run_group(cases: list[dict], timeout: float) -> list[dict]:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH-RESULT "):
-            return json.loads(line[len("BENCH-RESULT "):])
+            return json.loads(line[len("BENCH-RESULT ") :])
     raise RuntimeError(f"case {cases} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
 
 
@@ -601,8 +682,11 @@ def summarise(results: list[dict], peak_gflops: dict) -> dict:
     targets = {}
     size = "small" if any(r["size"] == "small" for r in rows) else "tiny"
     ours_vs_marian = ratios.get("ours_vs_marian", {})
-    mem_ratios = [ours_vs_marian[case_key(size, task, "fp32") + "_memory"] for task in TASKS
-                  if case_key(size, task, "fp32") + "_memory" in ours_vs_marian]
+    mem_ratios = [
+        ours_vs_marian[case_key(size, task, "fp32") + "_memory"]
+        for task in TASKS
+        if case_key(size, task, "fp32") + "_memory" in ours_vs_marian
+    ]
     checks = {
         "small_train_vs_marian": ours_vs_marian.get(f"{size}_train"),
         "small_greedy_vs_marian": ours_vs_marian.get(f"{size}_greedy"),
@@ -627,9 +711,11 @@ def table(results: list[dict], summary: dict, peak_gflops: dict, bf16_skipped: s
     lines = [rates, ""]
     if bf16_skipped:
         lines += [f"bf16 cases skipped: {bf16_skipped}.", ""]
-    lines += ["| size | task | precision | peer | tokens/s | vs Marian | MFU | peak RSS MiB | above imports MiB "
-              "| median s | max/min | first step s |",
-              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [
+        "| size | task | precision | peer | tokens/s | vs Marian | MFU | peak RSS MiB | above imports MiB "
+        "| median s | max/min | first step s |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     rows = [r for r in results if r["task"] != "pipeline"]
     by = {(r["peer"], r["size"], r["task"], r["precision"]): r for r in rows}
     sizes = [s for s in SIZES if any(r["size"] == s for r in rows)]
@@ -642,21 +728,31 @@ def table(results: list[dict], summary: dict, peak_gflops: dict, bf16_skipped: s
                     if r is None:
                         continue
                     vs = f"{r['tokens_per_s'] / marian['tokens_per_s']:.2f}x" if marian else "-"
-                    above = ("-" if r["rss_after_imports_mib"] is None
-                             else f"{r['peak_rss_mib'] - r['rss_after_imports_mib']:.0f}")
+                    above = (
+                        "-"
+                        if r["rss_after_imports_mib"] is None
+                        else f"{r['peak_rss_mib'] - r['rss_after_imports_mib']:.0f}"
+                    )
                     first = f"{r['first_step_s']:.2f}" if "first_step_s" in r else "-"
-                    lines.append(f"| {size} | {task} | {precision} | {peer} | {r['tokens_per_s']:,.0f} | {vs} "
-                                 f"| {100 * r['mfu']:.1f}% | {r['peak_rss_mib']:.0f} | {above} "
-                                 f"| {r['seconds_median']:.3f} | {r['spread']:.2f} | {first} |")
+                    lines.append(
+                        f"| {size} | {task} | {precision} | {peer} | {r['tokens_per_s']:,.0f} | {vs} "
+                        f"| {100 * r['mfu']:.1f}% | {r['peak_rss_mib']:.0f} | {above} "
+                        f"| {r['seconds_median']:.3f} | {r['spread']:.2f} | {first} |"
+                    )
     pipeline = next((r for r in results if r["task"] == "pipeline"), None)
     if pipeline:
-        lines += ["", "| pipeline (ours, %s, fp32, %d batches of %d) | real target tokens/s | target padding "
-                  "| source padding |" % (pipeline["size"], pipeline["batches"], TRAIN_BATCH),
-                  "| --- | ---: | ---: | ---: |"]
+        lines += [
+            "",
+            "| pipeline (ours, %s, fp32, %d batches of %d) | real target tokens/s | target padding "
+            "| source padding |" % (pipeline["size"], pipeline["batches"], TRAIN_BATCH),
+            "| --- | ---: | ---: | ---: |",
+        ]
         for name in ("grouped", "random"):
             p = pipeline[name]
-            lines.append(f"| {name} | {p['tokens_per_s']:,.0f} | {100 * p['target_padding']:.0f}% "
-                         f"| {100 * p['source_padding']:.0f}% |")
+            lines.append(
+                f"| {name} | {p['tokens_per_s']:,.0f} | {100 * p['target_padding']:.0f}% "
+                f"| {100 * p['source_padding']:.0f}% |"
+            )
         lines.append(f"| grouped / random | {pipeline['ratio']:.2f}x | | |")
     lines += ["", "| target | value | goal | met |", "| --- | ---: | --- | --- |"]
     for name, t in summary["targets"].items():
@@ -673,12 +769,17 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny models, 1-2 repeats: a smoke test (CI)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per case (0: all cores)")
-    parser.add_argument("--sizes", default="small,base", help="comma-separated: small, base, wu2021 (ignored by --quick)")
+    parser.add_argument(
+        "--sizes", default="small,base", help="comma-separated: small, base, wu2021 (ignored by --quick)"
+    )
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS))
     parser.add_argument("--tasks", default=",".join(TASKS) + ",pipeline", help="subset of train,greedy,beam4,pipeline")
-    parser.add_argument("--precisions", default=",".join(PRECISIONS),
-                        help="precisions of the train task: fp32 and/or bf16 (autocast around the forward); "
-                             "bf16 is skipped, with the reason printed, where the machine lacks native bf16")
+    parser.add_argument(
+        "--precisions",
+        default=",".join(PRECISIONS),
+        help="precisions of the train task: fp32 and/or bf16 (autocast around the forward); "
+        "bf16 is skipped, with the reason printed, where the machine lacks native bf16",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per subprocess")
     parser.add_argument("--gen-processes", type=int, default=3, help="processes per generation case (median)")
     parser.add_argument("--in-process", action="store_true", help="run the cases in this process (tests)")
@@ -696,8 +797,12 @@ def main(argv=None) -> int:
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    for name, chosen, allowed in (("size", sizes, SIZES), ("peer", peers, PEERS + OPTIONAL_PEERS),
-                                  ("task", tasks, TASKS + ("pipeline",)), ("precision", precisions, PRECISIONS)):
+    for name, chosen, allowed in (
+        ("size", sizes, SIZES),
+        ("peer", peers, PEERS + OPTIONAL_PEERS),
+        ("task", tasks, TASKS + ("pipeline",)),
+        ("precision", precisions, PRECISIONS),
+    ):
         bad = [c for c in chosen if c not in allowed]
         if bad:
             parser.error(f"unknown {name}(s) {bad}; choose from {list(allowed)}")
@@ -718,12 +823,23 @@ def main(argv=None) -> int:
         for t in tasks:
             if t == "pipeline":
                 continue
-            for precision in (precisions if t == "train" else ["fp32"]):
-                cases += [dict(peer=p, size=s, task=t, precision=precision, threads=threads, profile=profile)
-                          for p in peers if t == "train" or p not in OPTIONAL_PEERS]
+            for precision in precisions if t == "train" else ["fp32"]:
+                cases += [
+                    dict(peer=p, size=s, task=t, precision=precision, threads=threads, profile=profile)
+                    for p in peers
+                    if t == "train" or p not in OPTIONAL_PEERS
+                ]
     if "pipeline" in tasks:
-        cases.append(dict(peer="ours", size=sizes[0] if args.quick else "small", task="pipeline", precision="fp32",
-                          threads=threads, profile=profile))
+        cases.append(
+            dict(
+                peer="ours",
+                size=sizes[0] if args.quick else "small",
+                task="pipeline",
+                precision="fp32",
+                threads=threads,
+                profile=profile,
+            )
+        )
     if args.in_process:
         groups = [cases]
     elif args.quick:  # one subprocess per peer (and one for the pipeline): imports dominate a smoke test
@@ -759,12 +875,22 @@ def main(argv=None) -> int:
     report = dict(
         meta=dict(
             command=" ".join(["python benchmarks/bench_model.py"] + list(sys.argv[1:] if argv is None else argv)),
-            profile=profile, threads=threads, sizes={s: SIZES[s] for s in sizes}, matmul_gflops=peak["fp32"],
-            matmul_gflops_bf16=peak.get("bf16"), precisions=precisions, bf16_skipped=bf16_skipped,
+            profile=profile,
+            threads=threads,
+            sizes={s: SIZES[s] for s in sizes},
+            matmul_gflops=peak["fp32"],
+            matmul_gflops_bf16=peak.get("bf16"),
+            precisions=precisions,
+            bf16_skipped=bf16_skipped,
             autocast=dict(device_type=DEVICE, dtype="bfloat16", around="forward and loss"),
-            train_batch=TRAIN_BATCH, generation=dict(inputs=GEN_BATCH, new_tokens=NEW_TOKENS),
-            lengths=lengths_source, torch=torch.__version__, python=platform.python_version(),
-            machine=platform.machine(), processor=platform.processor(), cpu_count=os.cpu_count(),
+            train_batch=TRAIN_BATCH,
+            generation=dict(inputs=GEN_BATCH, new_tokens=NEW_TOKENS),
+            lengths=lengths_source,
+            torch=torch.__version__,
+            python=platform.python_version(),
+            machine=platform.machine(),
+            processor=platform.processor(),
+            cpu_count=os.cpu_count(),
             seconds=time.perf_counter() - started,
         ),
         results=results,

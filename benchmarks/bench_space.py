@@ -124,8 +124,9 @@ def measure_pictures(bundle, sentence: str = SENTENCE_15, repeats: int = 5) -> d
     return {"repeats": repeats, "median_ms": statistics.median(times)}
 
 
-def measure_head_importance(bundle, sentence: str = SENTENCE_15, repeats: int = 5,
-                            threads: tuple[int, ...] = (1,)) -> list[dict]:
+def measure_head_importance(
+    bundle, sentence: str = SENTENCE_15, repeats: int = 5, threads: tuple[int, ...] = (1,)
+) -> list[dict]:
     """Wall time of the Circuits tab's head importance (what one `head_importance` request computes) on the
     Space's translation of `sentence`, once per thread count; median over `repeats` after one warm-up.
 
@@ -148,19 +149,21 @@ def measure_head_importance(bundle, sentence: str = SENTENCE_15, repeats: int = 
                 result = circuits_tab.importance(bundle, pair)
                 total.append(time.perf_counter() - t0)
                 ablations.append(result.seconds)
-            rows.append({
-                "threads": n_threads,
-                "words": len(sentence.split()),
-                "source_tokens": len(result.source_tokens),
-                "target_tokens": len(result.translation_tokens),
-                "heads": len(result.ranking),
-                "repeats": repeats,
-                "median_s": statistics.median(total),
-                "max_s": max(total),
-                "ablations_median_s": statistics.median(ablations),
-                "matmul_gflops": gflops,
-                "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            })
+            rows.append(
+                {
+                    "threads": n_threads,
+                    "words": len(sentence.split()),
+                    "source_tokens": len(result.source_tokens),
+                    "target_tokens": len(result.translation_tokens),
+                    "heads": len(result.ranking),
+                    "repeats": repeats,
+                    "median_s": statistics.median(total),
+                    "max_s": max(total),
+                    "ablations_median_s": statistics.median(ablations),
+                    "matmul_gflops": gflops,
+                    "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+                }
+            )
     finally:
         torch.set_num_threads(previous)
     return rows
@@ -190,8 +193,13 @@ def _wait_until_up(url: str, proc: subprocess.Popen, log_path: str, timeout: flo
     raise SystemExit(f"bench_space: the app did not answer at {url} within {timeout:.0f} s (log: {log_path})")
 
 
-def start_server(model: str | None, port: int | None = None, threads: int | None = None,
-                 app: str = os.path.join(SPACE, "app.py"), engine: str | None = None) -> tuple[subprocess.Popen, str, str]:
+def start_server(
+    model: str | None,
+    port: int | None = None,
+    threads: int | None = None,
+    app: str = os.path.join(SPACE, "app.py"),
+    engine: str | None = None,
+) -> tuple[subprocess.Popen, str, str]:
     """`python space/app.py` (or another `app`) on a free local port; returns (process, url, log path)."""
     port = port or _free_port()
     cmd = [sys.executable, app, "--host", "127.0.0.1", "--port", str(port)]
@@ -218,8 +226,14 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait(timeout=15)
 
 
-def load_test(url: str, clients: int = 8, requests: int = 25, rounds: int = 1, pid: int | None = None,
-              sentences: list[str] = LOAD_SENTENCES) -> dict:
+def load_test(
+    url: str,
+    clients: int = 8,
+    requests: int = 25,
+    rounds: int = 1,
+    pid: int | None = None,
+    sentences: list[str] = LOAD_SENTENCES,
+) -> dict:
     """`clients` concurrent gradio_client clients x `requests` translate calls each, `rounds` times."""
     from gradio_client import Client
 
@@ -288,15 +302,26 @@ MIXED_CALLS = [
 ]
 
 
-def mixed_load_test(url: str, clients: int = 16, requests: int = 20, pid: int | None = None,
-                    sentences: list[str] = LOAD_SENTENCES, calls=MIXED_CALLS) -> dict:
+def mixed_load_test(
+    url: str,
+    clients: int = 16,
+    requests: int = 20,
+    pid: int | None = None,
+    sentences: list[str] = LOAD_SENTENCES,
+    calls=MIXED_CALLS,
+) -> dict:
     """`clients` concurrent clients x `requests` calls each, mixed over the endpoints (`calls`); every
     translation is checked against the one made before the load. p50/p95 per endpoint, RSS before/after."""
     from gradio_client import Client
 
     warm = Client(url, verbose=False)
-    expected = {(s, args[1:]): warm.predict(*args, api_name="/translate")[0]
-                for s in sentences for name, make in calls if name == "/translate" for args in [make(s)]}
+    expected = {
+        (s, args[1:]): warm.predict(*args, api_name="/translate")[0]
+        for s in sentences
+        for name, make in calls
+        if name == "/translate"
+        for args in [make(s)]
+    }
     for name, make in calls:  # every endpoint once, so that warm-up allocations are not counted
         warm.predict(*make(sentences[0]), api_name=name)
     rss_before = rss_mb(pid) if pid else None
@@ -337,8 +362,11 @@ def mixed_load_test(url: str, clients: int = 16, requests: int = 20, pid: int | 
     endpoints = {}
     for name in dict.fromkeys(name for name, _ in calls):
         latencies = [ms for n, ms in timings if n == name]
-        endpoints[name] = {"requests": len(latencies), "p50_ms": percentile(latencies, 50),
-                           "p95_ms": percentile(latencies, 95)}
+        endpoints[name] = {
+            "requests": len(latencies),
+            "p50_ms": percentile(latencies, 50),
+            "p95_ms": percentile(latencies, 95),
+        }
     total = clients * requests
     return {
         "clients": clients,
@@ -369,10 +397,19 @@ def make_smoke_model(folder: str) -> str:
     tokenizer = train_tokenizer(texts, vocab_size=400, model_max_length=64)
     torch.manual_seed(0)
     config = TransformerConfig(
-        vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.bos_token_id,
     )
     model = TransformerForConditionalGeneration(config).eval()
     model.generation_config.max_length = 32
@@ -396,7 +433,9 @@ def markdown_table(results: dict) -> str:
             f" p90 {fmt(timing['p90_ms'], ' ms')}) |"
         )
     if "pictures" in results:
-        lines.append(f"| explorer pictures (heatmap + head grid + links, median) | {fmt(results['pictures']['median_ms'], ' ms')} |")
+        lines.append(
+            f"| explorer pictures (heatmap + head grid + links, median) | {fmt(results['pictures']['median_ms'], ' ms')} |"
+        )
     for timing in results.get("head_importance", []):
         verdict = "✓" if timing["median_s"] < IMPORTANCE_TARGET_S else "✗"
         load = timing["load_average_1min"]
@@ -404,16 +443,21 @@ def markdown_table(results: dict) -> str:
             f"| Circuits head importance ({timing['heads']} heads off one at a time), {timing['words']}-word "
             f"sentence, {timing['threads']} thread{'s' if timing['threads'] != 1 else ''} (median of "
             f"{timing['repeats']}) | {timing['median_s']:.2f} s {verdict} (max {timing['max_s']:.2f} s; "
-            f"matmul {timing['matmul_gflops']:.0f} GFLOP/s" + (f", load average {load:.1f}" if load is not None else "")
+            f"matmul {timing['matmul_gflops']:.0f} GFLOP/s"
+            + (f", load average {load:.1f}" if load is not None else "")
             + ") |"
         )
     circuit = results.get("circuit_graph")
     if circuit:
-        marks = ["✓" if value < target else "✗" for value, target in
-                 zip((circuit["scores_median_s"], circuit["curve_median_s"]), CIRCUIT_TARGETS_S)]
-        lines.append(f"| Circuit graph, {circuit['source_tokens']}-token pair, {circuit['edges']} edges: EAP-IG scores "
-                     f"(5 steps) / {circuit['curve_points']}-point faithfulness curve (median of {circuit['repeats']}) "
-                     f"| {circuit['scores_median_s']:.2f} s {marks[0]} / {circuit['curve_median_s']:.2f} s {marks[1]} |")
+        marks = [
+            "✓" if value < target else "✗"
+            for value, target in zip((circuit["scores_median_s"], circuit["curve_median_s"]), CIRCUIT_TARGETS_S)
+        ]
+        lines.append(
+            f"| Circuit graph, {circuit['source_tokens']}-token pair, {circuit['edges']} edges: EAP-IG scores "
+            f"(5 steps) / {circuit['curve_points']}-point faithfulness curve (median of {circuit['repeats']}) "
+            f"| {circuit['scores_median_s']:.2f} s {marks[0]} / {circuit['curve_median_s']:.2f} s {marks[1]} |"
+        )
     load = results.get("load")
     if load:
         lines.append(
@@ -433,10 +477,14 @@ def markdown_table(results: dict) -> str:
         )
         for name, row in mixed["endpoints"].items():
             verdict = (" ✓" if row["p95_ms"] < MIXED_TRANSLATE_P95_MS else " ✗") if name == "/translate" else ""
-            lines.append(f"| mixed load `{name}` ({row['requests']} requests) p50 / p95 | {fmt(row['p50_ms'], ' ms')} / "
-                         f"{fmt(row['p95_ms'], ' ms')}{verdict} |")
+            lines.append(
+                f"| mixed load `{name}` ({row['requests']} requests) p50 / p95 | {fmt(row['p50_ms'], ' ms')} / "
+                f"{fmt(row['p95_ms'], ' ms')}{verdict} |"
+            )
         rss = mixed["rss_mb"]
-        lines.append(f"| mixed load server RSS | {fmt(rss['before'], ' MiB')} (before) → {fmt(rss['after'], ' MiB')} (after) |")
+        lines.append(
+            f"| mixed load server RSS | {fmt(rss['before'], ' MiB')} (before) → {fmt(rss['after'], ' MiB')} (after) |"
+        )
     lines.append(f"| machine | {results['machine']} |")
     return "\n".join(lines)
 
@@ -452,14 +500,25 @@ def main(argv=None) -> int:
     parser.add_argument("--mixed-clients", type=int, default=16, help="clients of the mixed load (0: skip it)")
     parser.add_argument("--mixed-requests", type=int, default=20, help="requests per client of the mixed load")
     parser.add_argument("--only-mixed", action="store_true", help="only the mixed load (no server time, no load)")
-    parser.add_argument("--app", default=os.path.join(SPACE, "app.py"),
-                        help="the app to serve (default: this checkout's space/app.py; another checkout's to compare)")
+    parser.add_argument(
+        "--app",
+        default=os.path.join(SPACE, "app.py"),
+        help="the app to serve (default: this checkout's space/app.py; another checkout's to compare)",
+    )
     parser.add_argument("--skip-load", action="store_true", help="only the in-process server time")
     parser.add_argument("--json", default=None, help="also write the results to this file")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads, here and in the server (default 1, as the app; 0 = torch's choice)")
-    parser.add_argument("--engine", default="auto", choices=("auto", "torch", "ctranslate2"),
-                        help="what decodes the translations, here and in the server (as the app's --engine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads, here and in the server (default 1, as the app; 0 = torch's choice)",
+    )
+    parser.add_argument(
+        "--engine",
+        default="auto",
+        choices=("auto", "torch", "ctranslate2"),
+        help="what decodes the translations, here and in the server (as the app's --engine)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.clients, args.requests, args.rounds = 3, 2, 3, 1
@@ -475,8 +534,11 @@ def main(argv=None) -> int:
             if not (args.quick and args.model is None and not os.environ.get("MODEL_ID")):
                 raise
             smoke_dir = tempfile.mkdtemp(prefix="bench_space_smoke_model_")
-            print(f"bench_space: {err}\n--quick goes on with a tiny untrained stand-in model; its numbers say "
-                  "nothing about the shipped model.", file=sys.stderr)
+            print(
+                f"bench_space: {err}\n--quick goes on with a tiny untrained stand-in model; its numbers say "
+                "nothing about the shipped model.",
+                file=sys.stderr,
+            )
             source = resolve_model_source(make_smoke_model(smoke_dir))
         bundle = load_bundle(source, engine=args.engine)
     except ModelSourceError as err:
@@ -516,9 +578,14 @@ def measure_circuit_graph(bundle, repeats: int = 5) -> dict:
         cd.faithfulness_curve(bundle.model, scores, circuit_graph_tab.k_grid(len(scores.scores)))
         curve_s.append(time.perf_counter() - t1)
         scores_s.append(t1 - t0)
-    return {"edges": len(scores.scores), "source_tokens": len(clean), "repeats": repeats,
-            "scores_median_s": statistics.median(scores_s), "curve_median_s": statistics.median(curve_s),
-            "curve_points": len(circuit_graph_tab.k_grid(len(scores.scores)))}
+    return {
+        "edges": len(scores.scores),
+        "source_tokens": len(clean),
+        "repeats": repeats,
+        "scores_median_s": statistics.median(scores_s),
+        "curve_median_s": statistics.median(curve_s),
+        "curve_points": len(circuit_graph_tab.k_grid(len(scores.scores))),
+    }
 
 
 def run(args, source, bundle, smoke: bool = False) -> int:
@@ -531,7 +598,7 @@ def run(args, source, bundle, smoke: bool = False) -> int:
         "model": "tiny untrained stand-in (no space/model/)" if smoke else source.ref,
         "quick": args.quick,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-                   f"({torch.get_num_threads()} threads), Python {platform.python_version()}",
+        f"({torch.get_num_threads()} threads), Python {platform.python_version()}",
         "engine": bundle.engine,
         "target_ms": TARGET_MS,
         "server_time": [],
@@ -542,15 +609,21 @@ def run(args, source, bundle, smoke: bool = False) -> int:
             results["server_time"].append(measure_server_time(bundle, repeats=args.repeats, num_beams=num_beams))
         results["pictures"] = measure_pictures(bundle, repeats=max(3, args.repeats // 4))
         results["importance_target_s"] = IMPORTANCE_TARGET_S
-        results["head_importance"] = measure_head_importance(bundle, repeats=max(2, args.repeats // 4),
-                                                             threads=(1, default_threads))
+        results["head_importance"] = measure_head_importance(
+            bundle, repeats=max(2, args.repeats // 4), threads=(1, default_threads)
+        )
         results["circuit_graph"] = measure_circuit_graph(bundle, repeats=max(2, args.repeats // 4))
     if not args.skip_load and not args.only_mixed:
-        results["load"] = with_server(args, source, lambda url, pid: load_test(url, args.clients, args.requests,
-                                                                               args.rounds, pid=pid), results)
+        results["load"] = with_server(
+            args, source, lambda url, pid: load_test(url, args.clients, args.requests, args.rounds, pid=pid), results
+        )
     if not args.skip_load and args.mixed_clients:
-        results["mixed_load"] = with_server(args, source, lambda url, pid: mixed_load_test(
-            url, args.mixed_clients, args.mixed_requests, pid=pid), results)
+        results["mixed_load"] = with_server(
+            args,
+            source,
+            lambda url, pid: mixed_load_test(url, args.mixed_clients, args.mixed_requests, pid=pid),
+            results,
+        )
 
     print(markdown_table(results))
     print(json.dumps(results, indent=2, ensure_ascii=False))
@@ -563,8 +636,9 @@ def run(args, source, bundle, smoke: bool = False) -> int:
 
 def with_server(args, source, measure, results: dict) -> dict:
     """`measure(url, pid)` against a fresh `python space/app.py` (or `--app`); its log is kept on errors."""
-    proc, url, log_path = start_server(source.ref, threads=args.threads, app=args.app,
-                                       engine=None if args.engine == "auto" else args.engine)
+    proc, url, log_path = start_server(
+        source.ref, threads=args.threads, app=args.app, engine=None if args.engine == "auto" else args.engine
+    )
     try:
         measured = measure(url, proc.pid)
     finally:

@@ -104,8 +104,9 @@ class LogitsAndSmoothedLoss(torch.autograd.Function):
             z = flat_logits.index_select(0, chunk).to(loss_dtype)  # (n, V)
             chunk_lse = torch.logsumexp(z, dim=-1)  # log of the softmax denominator
             lse.append(chunk_lse)
-            per_token.append(chunk_lse - (1.0 - epsilon) * z.gather(1, chunk_target[:, None]).squeeze(1)
-                             - epsilon * z.mean(dim=-1))
+            per_token.append(
+                chunk_lse - (1.0 - epsilon) * z.gather(1, chunk_target[:, None]).squeeze(1) - epsilon * z.mean(dim=-1)
+            )
         lse = torch.cat(lse) if lse else flat_logits.new_zeros(0, dtype=loss_dtype)
         per_token = torch.cat(per_token) if per_token else lse
         ctx.save_for_backward(hidden, weight, rows, target, logits, lse)

@@ -58,7 +58,9 @@ def sinusoidal_table(num_positions: int, d_model: int, layout: str = "interleave
     """
     if layout == "concatenated":
         position = torch.arange(num_positions, dtype=torch.float64).unsqueeze(1)  # (P, 1)
-        angle = position / torch.pow(10000.0, torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (P, ceil(d/2))
+        angle = position / torch.pow(
+            10000.0, torch.arange(0, d_model, 2, dtype=torch.float64) / d_model
+        )  # (P, ceil(d/2))
         return torch.cat([torch.sin(angle), torch.cos(angle[:, : d_model // 2])], dim=1).float()  # (P, d_model)
     position = torch.arange(num_positions, dtype=torch.float32).unsqueeze(1)  # (P, 1)
     inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
@@ -162,7 +164,9 @@ class TransformerAttention(nn.Module):
     encoder-decoder ("cross") attention whose keys and values come from the encoder output.
     """
 
-    def __init__(self, config: TransformerConfig, num_heads: int, is_causal: bool = False, layer_idx: int | None = None):
+    def __init__(
+        self, config: TransformerConfig, num_heads: int, is_causal: bool = False, layer_idx: int | None = None
+    ):
         super().__init__()
         self.config = config
         self.embed_dim = config.d_model
@@ -195,9 +199,7 @@ class TransformerAttention(nn.Module):
         layer_cache = None
         if cache is not None:
             if isinstance(cache, EncoderDecoderCache):
-                layer_cache = (
-                    cache.cross_attention_cache if is_cross_attention else cache.self_attention_cache
-                )
+                layer_cache = cache.cross_attention_cache if is_cross_attention else cache.self_attention_cache
             else:
                 layer_cache = cache
         if is_cross_attention and layer_cache is not None and cache.is_updated.get(self.layer_idx):
@@ -314,9 +316,13 @@ class TransformerDecoderLayer(TransformerResidualLayer):
 
     def __init__(self, config: TransformerConfig, layer_idx: int):
         super().__init__(config)
-        self.self_attn = TransformerAttention(config, config.decoder_attention_heads, is_causal=True, layer_idx=layer_idx)
+        self.self_attn = TransformerAttention(
+            config, config.decoder_attention_heads, is_causal=True, layer_idx=layer_idx
+        )
         self.self_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.encoder_attn = TransformerAttention(config, config.decoder_attention_heads, is_causal=False, layer_idx=layer_idx)
+        self.encoder_attn = TransformerAttention(
+            config, config.decoder_attention_heads, is_causal=False, layer_idx=layer_idx
+        )
         self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.ffn = TransformerFeedForward(config, config.decoder_ffn_dim)
         self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
@@ -365,8 +371,10 @@ def _padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> to
 def _check_ids(ids: torch.Tensor, name: str) -> None:
     """Token ids are a (batch, length) tensor of integers with at least one sentence of at least one token."""
     if not isinstance(ids, torch.Tensor):
-        raise ValueError(f"`{name}` must be a torch.Tensor of token ids, got {type(ids).__name__}: use "
-                         "tokenizer(..., return_tensors='pt') or torch.tensor(ids).")
+        raise ValueError(
+            f"`{name}` must be a torch.Tensor of token ids, got {type(ids).__name__}: use "
+            "tokenizer(..., return_tensors='pt') or torch.tensor(ids)."
+        )
     if ids.dim() != 2:
         raise ValueError(f"`{name}` must be (batch, length), got shape {tuple(ids.shape)}.")
     if ids.dtype not in (torch.long, torch.int):
@@ -385,14 +393,19 @@ def _check_not_empty(x: torch.Tensor, name: str) -> None:
 def _check_embeds(embeds: torch.Tensor, d_model: int, name: str) -> None:
     if not isinstance(embeds, torch.Tensor) or embeds.dim() != 3 or embeds.shape[-1] != d_model:
         shape = tuple(embeds.shape) if isinstance(embeds, torch.Tensor) else type(embeds).__name__
-        raise ValueError(f"`{name}` must be a (batch, length, d_model={d_model}) tensor, got {shape}; it is what "
-                         "model.get_input_embeddings()(ids) returns.")
+        raise ValueError(
+            f"`{name}` must be a (batch, length, d_model={d_model}) tensor, got {shape}; it is what "
+            "model.get_input_embeddings()(ids) returns."
+        )
     _check_not_empty(embeds, name)
 
 
 def _check_same_batch(source_name: str, source: torch.Tensor | None, target_name: str, target: torch.Tensor) -> None:
     """One source sentence per target sequence; generate() itself repeats each source once per beam."""
-    if not (isinstance(source, torch.Tensor) and isinstance(target, torch.Tensor)) or min(source.dim(), target.dim()) < 2:
+    if (
+        not (isinstance(source, torch.Tensor) and isinstance(target, torch.Tensor))
+        or min(source.dim(), target.dim()) < 2
+    ):
         return  # missing or malformed: the stacks say so
     if source.shape[0] != target.shape[0]:
         raise ValueError(
@@ -439,8 +452,10 @@ def _check_mask_values(mask: torch.Tensor | None, name: str) -> None:
         return
     odd = (mask != 0) & (mask != 1)
     if bool(odd.any()):
-        raise ValueError(f"`{name}` must hold 1 for real tokens and 0 for padding, got {mask[odd][0].item()!r}. "
-                         "Pass the mask the tokenizer returned.")
+        raise ValueError(
+            f"`{name}` must hold 1 for real tokens and 0 for padding, got {mask[odd][0].item()!r}. "
+            "Pass the mask the tokenizer returned."
+        )
 
 
 PIPELINE_FILE = "pipeline_translation.py"  # the `pipeline("translation", ...)` every saved folder ships
@@ -478,8 +493,10 @@ def _check_loaded_weights(model: nn.Module, missing: list[str], source) -> None:
         )
     not_finite = next((name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())), None)
     if not_finite:
-        raise ValueError(f"{source}: the weights are not finite (NaN or inf, first in {not_finite}): the "
-                         "checkpoint is broken, e.g. saved from a run that diverged. Pass strict=False to load it anyway.")
+        raise ValueError(
+            f"{source}: the weights are not finite (NaN or inf, first in {not_finite}): the "
+            "checkpoint is broken, e.g. saved from a run that diverged. Pass strict=False to load it anyway."
+        )
 
 
 class TransformerPreTrainedModel(PreTrainedModel):
@@ -502,9 +519,11 @@ class TransformerPreTrainedModel(PreTrainedModel):
         target = os.path.join(save_directory, PIPELINE_FILE)
         source = _pipeline_source(self.config)
         if source is None:
-            raise FileNotFoundError(f"config.json declares the translation pipeline but {PIPELINE_FILE} was not "
-                                    f"found beside the model's code or in {self.config._name_or_path}: copy it into "
-                                    f"{save_directory} (or drop `custom_pipelines` from the config).")
+            raise FileNotFoundError(
+                f"config.json declares the translation pipeline but {PIPELINE_FILE} was not "
+                f"found beside the model's code or in {self.config._name_or_path}: copy it into "
+                f"{save_directory} (or drop `custom_pipelines` from the config)."
+            )
         if os.path.abspath(source) != os.path.abspath(target):
             shutil.copyfile(source, target)
 
@@ -687,9 +706,7 @@ class TransformerDecoder(TransformerPreTrainedModel):
         if use_cache and cache is None:
             cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
         if cache is not None and not isinstance(cache, EncoderDecoderCache):
-            raise ValueError(
-                f"`cache` (past_key_values) must be an EncoderDecoderCache, got {type(cache).__name__}."
-            )
+            raise ValueError(f"`cache` (past_key_values) must be an EncoderDecoderCache, got {type(cache).__name__}.")
         # A static cache (generate(cache_implementation="static"), torch.export) has a fixed number of key slots,
         # filled up to a tensor count: its keys are always masked, the unfilled slots by causality.
         static = cache is not None and cache.is_compileable

@@ -62,13 +62,17 @@ EXAMPLES = [
     "A group of people are sitting at a table in a busy restaurant.",
     SEED_EXAMPLE,
 ]
-SEED_NOTE = (f"The last example, *{SEED_EXAMPLE}*, is the sentence about what “it” refers to, not an image caption: "
-             "it lies outside what this model learnt from (Multi30k captions), so expect a fluent but wrong "
-             "translation (a negation or a because-clause may be lost). It is here for its attention to “it”; the "
-             "captions above it show what the model translates well.")
-CTRANSLATE2_NOTE = ("Translations are decoded by **CTranslate2**, this model's weights converted to its fused CPU "
-                    "kernels (float32: the same translations as PyTorch's `generate()`, several times faster). The "
-                    "attention maps and every analysis run the PyTorch model, on the translation CTranslate2 wrote.")
+SEED_NOTE = (
+    f"The last example, *{SEED_EXAMPLE}*, is the sentence about what “it” refers to, not an image caption: "
+    "it lies outside what this model learnt from (Multi30k captions), so expect a fluent but wrong "
+    "translation (a negation or a because-clause may be lost). It is here for its attention to “it”; the "
+    "captions above it show what the model translates well."
+)
+CTRANSLATE2_NOTE = (
+    "Translations are decoded by **CTranslate2**, this model's weights converted to its fused CPU "
+    "kernels (float32: the same translations as PyTorch's `generate()`, several times faster). The "
+    "attention maps and every analysis run the PyTorch model, on the translation CTranslate2 wrote."
+)
 
 EXPLAINER = """\
 **What you are looking at.** Each row is one token *attending* (the query), each column a token it can
@@ -85,8 +89,10 @@ All maps come from one teacher-forced forward pass over the final translation.
 OPTIONAL_TABS = ("tabs.walkthrough_tab", "tabs.circuits_tab", "tabs.circuit_graph_tab", "tabs.heads_tab")
 HEAD_MEAN = "mean"
 TRANSLATION = "translation"  # the name under which ViewKeys records the main tab's translations
-SOURCE_INFO = (f"The box keeps at most {BOX_MAX_CHARS:,} characters and drops the rest of a longer paste; the "
-               f"model reads the first {MAX_INPUT_CHARS:,} characters, up to {{tokens}} subword tokens.")
+SOURCE_INFO = (
+    f"The box keeps at most {BOX_MAX_CHARS:,} characters and drops the rest of a longer paste; the "
+    f"model reads the first {MAX_INPUT_CHARS:,} characters, up to {{tokens}} subword tokens."
+)
 M_ARENA_MAX = -8  # glibc's mallopt parameter for the number of malloc arenas
 MAX_UPLOAD_BYTES = 0  # no component takes a file: every non-empty upload is refused (HTTP 413)
 LOG = logging.getLogger("space")
@@ -242,8 +248,14 @@ def translate_outputs(bundle: ModelBundle, text, beam_size, max_new_tokens, key:
         status_html(result.notices, timing),
         tokens_html(data.source_tokens, special, "Source subword tokens"),
         tokens_html(data.target_tokens, special, "Target subword tokens, as the decoder reads them"),
-        {"key": key or ViewKeys.new_key(), "source": result.source.text, "translation": result.text,
-         "notices": list(result.notices), "source_ids": list(data.source_ids), "decoder_ids": list(data.target_ids)},
+        {
+            "key": key or ViewKeys.new_key(),
+            "source": result.source.text,
+            "translation": result.text,
+            "notices": list(result.notices),
+            "source_ids": list(data.source_ids),
+            "decoder_ids": list(data.target_ids),
+        },
     )
 
 
@@ -251,8 +263,15 @@ def attention_json(bundle: ModelBundle, text, beam_size=None, max_new_tokens=Non
     """The API's attention answer: translation, token lists and [layer][head][query][key] matrices."""
     result = bundle.translate(text, beam_size, max_new_tokens)
     if result.empty:
-        return {"translation": "", "notices": [EMPTY_MESSAGE], "source_tokens": [], "target_tokens": [],
-                "encoder": [], "decoder": [], "cross": []}
+        return {
+            "translation": "",
+            "notices": [EMPTY_MESSAGE],
+            "source_tokens": [],
+            "target_tokens": [],
+            "encoder": [],
+            "decoder": [],
+            "cross": [],
+        }
     return {"translation": result.text, "notices": result.notices, **result.attention.to_dict()}
 
 
@@ -292,21 +311,35 @@ def explorer_outputs(data: AttentionData | None, family, layer, head, query):
     queries, keys = data.query_tokens(family), data.key_tokens(family)
     title = f"{FAMILY_TITLES[family]} · layer {layer_index + 1} · {head_label}"
     heatmap = heatmap_image(
-        data.matrix(family, layer_index, head_index), queries, keys, title,
-        row_axis=f"{FAMILY_SIDES[family][0]} token", col_axis=f"{FAMILY_SIDES[family][1]} token",
+        data.matrix(family, layer_index, head_index),
+        queries,
+        keys,
+        title,
+        row_axis=f"{FAMILY_SIDES[family][0]} token",
+        col_axis=f"{FAMILY_SIDES[family][1]} token",
     )
     grid = head_grid_image(
-        data.layers(family)[layer_index], f"{FAMILY_TITLES[family]} · layer {layer_index + 1} · all heads",
+        data.layers(family)[layer_index],
+        f"{FAMILY_TITLES[family]} · layer {layer_index + 1} · all heads",
         selected=head_index,
     )
-    links = links_html(queries[query_index], query_index, data.strongest_links(family, query_index, head_index),
-                       head_label, FAMILY_TITLES[family])
+    links = links_html(
+        queries[query_index],
+        query_index,
+        data.strongest_links(family, query_index, head_index),
+        head_label,
+        FAMILY_TITLES[family],
+    )
     return (
         gr.update(choices=[str(i) for i in range(1, n_layers + 1)], value=str(layer_index + 1)),
-        gr.update(choices=[HEAD_MEAN] + [str(i) for i in range(1, n_heads + 1)],
-                  value=HEAD_MEAN if head_index is None else str(head_index + 1)),
-        gr.update(choices=[(f"{i}: {visible(t)}", f"{side}:{i}") for i, t in enumerate(queries)],
-                  value=f"{side}:{query_index}"),
+        gr.update(
+            choices=[HEAD_MEAN] + [str(i) for i in range(1, n_heads + 1)],
+            value=HEAD_MEAN if head_index is None else str(head_index + 1),
+        ),
+        gr.update(
+            choices=[(f"{i}: {visible(t)}", f"{side}:{i}") for i, t in enumerate(queries)],
+            value=f"{side}:{query_index}",
+        ),
         heatmap,
         grid,
         links,
@@ -322,8 +355,9 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
     """
     config = bundle.model.config
     views = ViewKeys()
-    with gr.Blocks(title="Attention Is All You Need — attention explorer", analytics_enabled=False,
-                   delete_cache=(1800, 3600)) as demo:
+    with gr.Blocks(
+        title="Attention Is All You Need — attention explorer", analytics_enabled=False, delete_cache=(1800, 3600)
+    ) as demo:
         gr.Markdown(
             "# Attention Is All You Need — translate and watch every head\n"
             f"{bundle.origin} {bundle.describe()} · "
@@ -334,25 +368,58 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
         with gr.Tab("Translate & attention", id="translate"):
             with gr.Row():
                 with gr.Column():
-                    source = checked_textbox(gr.Textbox(
-                        label=f"Source ({bundle.language_pair.split(' → ')[0]})", lines=3,
-                        placeholder="Type an English sentence…", elem_id="src", max_length=BOX_MAX_CHARS,
-                        info=SOURCE_INFO.format(tokens=bundle.max_source_tokens)), "text")
+                    source = checked_textbox(
+                        gr.Textbox(
+                            label=f"Source ({bundle.language_pair.split(' → ')[0]})",
+                            lines=3,
+                            placeholder="Type an English sentence…",
+                            elem_id="src",
+                            max_length=BOX_MAX_CHARS,
+                            info=SOURCE_INFO.format(tokens=bundle.max_source_tokens),
+                        ),
+                        "text",
+                    )
                     with gr.Row():
-                        beam_size = checked_slider(gr.Slider(
-                            1, 8, value=bundle.default_num_beams, step=1, label="Beam size (1 = greedy)",
-                            elem_id="beam-size"), "beam_size")
-                        max_new_tokens = checked_slider(gr.Slider(
-                            4, bundle.max_new_tokens_limit, value=bundle.default_max_new_tokens, step=1,
-                            label="Maximum output tokens", elem_id="max-new-tokens"), "max_new_tokens")
+                        beam_size = checked_slider(
+                            gr.Slider(
+                                1,
+                                8,
+                                value=bundle.default_num_beams,
+                                step=1,
+                                label="Beam size (1 = greedy)",
+                                elem_id="beam-size",
+                            ),
+                            "beam_size",
+                        )
+                        max_new_tokens = checked_slider(
+                            gr.Slider(
+                                4,
+                                bundle.max_new_tokens_limit,
+                                value=bundle.default_max_new_tokens,
+                                step=1,
+                                label="Maximum output tokens",
+                                elem_id="max-new-tokens",
+                            ),
+                            "max_new_tokens",
+                        )
                     button = gr.Button("Translate", variant="primary", elem_id="translate-btn")
                 with gr.Column():
-                    translation = gr.Textbox(label=f"Translation ({bundle.language_pair.split(' → ')[1]})", lines=3,
-                                             interactive=False, elem_id="translation", buttons=["copy"])
+                    translation = gr.Textbox(
+                        label=f"Translation ({bundle.language_pair.split(' → ')[1]})",
+                        lines=3,
+                        interactive=False,
+                        elem_id="translation",
+                        buttons=["copy"],
+                    )
                     status = gr.HTML(label="status", elem_id="status", css_template=TOKEN_CSS)
             # Filling the box is UI-only: not an API endpoint (Gradio's default, "undocumented", is still callable).
-            gr.Examples(examples=[[e] for e in EXAMPLES], inputs=[source], label="Examples", elem_id="examples",
-                        api_visibility="private")
+            gr.Examples(
+                examples=[[e] for e in EXAMPLES],
+                inputs=[source],
+                label="Examples",
+                elem_id="examples",
+                api_visibility="private",
+            )
             if bundle.trained_on == "Multi30k":
                 gr.Markdown(SEED_NOTE, elem_id="examples-note")
             source_tokens = gr.HTML(label="source tokens", elem_id="src-tokens", css_template=TOKEN_CSS)
@@ -362,24 +429,53 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
             gr.Markdown(explainer(bundle), elem_id="attention-explainer")
             attention_state = gr.State(None)
             with gr.Row():
-                family = gr.Radio([(FAMILY_TITLES[f], f) for f in FAMILIES], value="encoder", label="Attention",
-                                  elem_id="family", scale=2)
-                layer = gr.Radio([str(i) for i in range(1, config.encoder_layers + 1)], value=str(config.encoder_layers),
-                                 label="Layer", elem_id="layer")
-                head = gr.Radio([HEAD_MEAN] + [str(i) for i in range(1, config.encoder_attention_heads + 1)],
-                                value=HEAD_MEAN, label="Head", elem_id="head")
+                family = gr.Radio(
+                    [(FAMILY_TITLES[f], f) for f in FAMILIES],
+                    value="encoder",
+                    label="Attention",
+                    elem_id="family",
+                    scale=2,
+                )
+                layer = gr.Radio(
+                    [str(i) for i in range(1, config.encoder_layers + 1)],
+                    value=str(config.encoder_layers),
+                    label="Layer",
+                    elem_id="layer",
+                )
+                head = gr.Radio(
+                    [HEAD_MEAN] + [str(i) for i in range(1, config.encoder_attention_heads + 1)],
+                    value=HEAD_MEAN,
+                    label="Head",
+                    elem_id="head",
+                )
             with gr.Row():
                 with gr.Column(scale=3):
-                    heatmap = gr.Image(label="Attention weights (rows: attending token, columns: attended token)",
-                                       type="numpy", format="png", interactive=False, elem_id="heatmap", show_label=False,
-                                       buttons=["download", "fullscreen"],
-                                       placeholder="Translate a sentence to see its attention.")
+                    heatmap = gr.Image(
+                        label="Attention weights (rows: attending token, columns: attended token)",
+                        type="numpy",
+                        format="png",
+                        interactive=False,
+                        elem_id="heatmap",
+                        show_label=False,
+                        buttons=["download", "fullscreen"],
+                        placeholder="Translate a sentence to see its attention.",
+                    )
                 with gr.Column(scale=2):
-                    grid = gr.Image(label="All heads of this layer (selected head framed in red)", type="numpy",
-                                    format="png", interactive=False, elem_id="head-grid", show_label=False,
-                                    buttons=["download", "fullscreen"])
-                    query = gr.Dropdown(choices=[], label="Pick a token: where does it look, layer by layer?",
-                                        elem_id="query-token", allow_custom_value=False)
+                    grid = gr.Image(
+                        label="All heads of this layer (selected head framed in red)",
+                        type="numpy",
+                        format="png",
+                        interactive=False,
+                        elem_id="head-grid",
+                        show_label=False,
+                        buttons=["download", "fullscreen"],
+                    )
+                    query = gr.Dropdown(
+                        choices=[],
+                        label="Pick a token: where does it look, layer by layer?",
+                        elem_id="query-token",
+                        allow_custom_value=False,
+                    )
                     links = gr.HTML(label="strongest links", elem_id="links", css_template=TOKEN_CSS)
 
             def translate(text: str, beam_size: int, max_new_tokens: int, request: gr.Request):
@@ -394,7 +490,7 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
                 outputs=[translation, status, source_tokens, target_tokens, attention_state],
                 api_name="translate",
                 api_description="Translate a sentence. Returns the translation, then status, source-token and "
-                                "target-token HTML.",
+                "target-token HTML.",
                 trigger_mode="always_last",
                 concurrency_limit=MAX_BATCH_SENTENCES,  # concurrent translations share one generate() call
             )
@@ -408,23 +504,43 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
             # Every follow-up of a translation is "always_last": with Gradio's default ("once") a follow-up still
             # running when the next translation arrives made Gradio skip the new one, and the view stayed on
             # the older sentence for good.
-            translate_event.then(explore, inputs=explorer_inputs, outputs=explorer_views,
-                                 api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+            translate_event.then(
+                explore,
+                inputs=explorer_inputs,
+                outputs=explorer_views,
+                api_visibility="private",
+                show_progress="hidden",
+                trigger_mode="always_last",
+            )
             for picker in (family, layer, head, query):
-                picker.input(explore, inputs=explorer_inputs, outputs=explorer_views,
-                             api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+                picker.input(
+                    explore,
+                    inputs=explorer_inputs,
+                    outputs=explorer_views,
+                    api_visibility="private",
+                    show_progress="hidden",
+                    trigger_mode="always_last",
+                )
 
-            def attention(text: str, beam_size: int = bundle.default_num_beams,
-                          max_new_tokens: int = bundle.default_max_new_tokens) -> dict:
+            def attention(
+                text: str,
+                beam_size: int = bundle.default_num_beams,
+                max_new_tokens: int = bundle.default_max_new_tokens,
+            ) -> dict:
                 """Translate, then return the tokens and every attention map as JSON:
                 `encoder`/`decoder`/`cross` are [layer][head][query][key]; see `layout` and `shapes`."""
-                return attention_json(bundle, api_args.text("text", text), api_args.whole_number("beam_size", beam_size),
-                                      api_args.whole_number("max_new_tokens", max_new_tokens))
+                return attention_json(
+                    bundle,
+                    api_args.text("text", text),
+                    api_args.whole_number("beam_size", beam_size),
+                    api_args.whole_number("max_new_tokens", max_new_tokens),
+                )
 
             gr.api(attention, api_name="attention", concurrency_limit=MAX_BATCH_SENTENCES)
 
-        shared = SharedUI(bundle, source, translation, beam_size, max_new_tokens, attention_state, translate_event,
-                          views)
+        shared = SharedUI(
+            bundle, source, translation, beam_size, max_new_tokens, attention_state, translate_event, views
+        )
         for module in discover_tabs() if tabs is None else tabs:
             with gr.Tab(getattr(module, "TAB_TITLE", module.__name__)):
                 module.build(bundle, shared)
@@ -464,21 +580,37 @@ def launch(demo: gr.Blocks, patience_s: float = 60.0, **kwargs):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Translate with the original Transformer and explore its attention.")
-    parser.add_argument("--model", default=None,
-                        help="model folder or Hub id (default: $MODEL_ID, else model/ next to app.py)")
-    parser.add_argument("--engine", choices=ENGINES, default=os.environ.get("TRANSLATE_ENGINE", "auto"),
-                        help="what decodes the translations: the model folder's CTranslate2 copy (its ctranslate2/ "
-                             "folder: several times faster, the same translations), PyTorch's generate(), or auto "
-                             "(CTranslate2 where the copy and the package are there; default, or $TRANSLATE_ENGINE). "
-                             "Every analysis runs the PyTorch model")
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                        help="address to listen on (default 127.0.0.1; Spaces set GRADIO_SERVER_NAME=0.0.0.0)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-                        help="port to listen on (default 7860, or $GRADIO_SERVER_PORT)")
+    parser.add_argument(
+        "--model", default=None, help="model folder or Hub id (default: $MODEL_ID, else model/ next to app.py)"
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=os.environ.get("TRANSLATE_ENGINE", "auto"),
+        help="what decodes the translations: the model folder's CTranslate2 copy (its ctranslate2/ "
+        "folder: several times faster, the same translations), PyTorch's generate(), or auto "
+        "(CTranslate2 where the copy and the package are there; default, or $TRANSLATE_ENGINE). "
+        "Every analysis runs the PyTorch model",
+    )
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to listen on (default 127.0.0.1; Spaces set GRADIO_SERVER_NAME=0.0.0.0)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        help="port to listen on (default 7860, or $GRADIO_SERVER_PORT)",
+    )
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads per request (default 1; 0 = torch's choice). This model's matrices "
-                             "are small: one thread is about as fast alone and many times faster on a shared CPU")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads per request (default 1; 0 = torch's choice). This model's matrices "
+        "are small: one thread is about as fast alone and many times faster on a shared CPU",
+    )
     return parser.parse_args(argv)
 
 
@@ -511,8 +643,11 @@ def main(argv=None) -> int:
         launch(demo, server_name=args.host, server_port=args.port, share=args.share)
     except OSError as err:
         if "empty port" in str(err):
-            print(f"space/app.py: port {args.port} on {args.host} is in use (another server?); pick a free one "
-                  f"with --port, e.g. --port {args.port + 1}.", file=sys.stderr)
+            print(
+                f"space/app.py: port {args.port} on {args.host} is in use (another server?); pick a free one "
+                f"with --port, e.g. --port {args.port + 1}.",
+                file=sys.stderr,
+            )
         else:
             print(f"space/app.py: cannot serve on {args.host}:{args.port}: {err}", file=sys.stderr)
         return 2

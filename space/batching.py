@@ -94,6 +94,7 @@ class RequestBatcher:
             for request in group:
                 request.done.set()
 
+
 class GenerateBatcher(RequestBatcher):
     """Decodes with the PyTorch model's `generate()`, the sources padded with `pad_token_id` and masked;
     `generation_config_for(num_beams, max_new_tokens)` gives the decoding of a group."""
@@ -114,11 +115,14 @@ class GenerateBatcher(RequestBatcher):
         ids = torch.full((len(sources), width), self.pad_token_id, dtype=torch.long, device=device)
         mask = torch.zeros((len(sources), width), dtype=torch.long, device=device)
         for row, source in enumerate(sources):
-            ids[row, :len(source)] = torch.tensor(source, dtype=torch.long)
-            mask[row, :len(source)] = 1
+            ids[row, : len(source)] = torch.tensor(source, dtype=torch.long)
+            mask[row, : len(source)] = 1
         with torch.inference_mode():
-            generated = self.model.generate(input_ids=ids, attention_mask=mask,
-                                            generation_config=self.generation_config_for(num_beams, max_new_tokens))
+            generated = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                generation_config=self.generation_config_for(num_beams, max_new_tokens),
+            )
         return generated.tolist()
 
 
@@ -129,8 +133,9 @@ class CTranslate2Batcher(RequestBatcher):
 
     engine = "CTranslate2"
 
-    def __init__(self, translator, tokenizer, generation_config_for, decoder_start_token_id: int,
-                 max_sentences: int = 16):
+    def __init__(
+        self, translator, tokenizer, generation_config_for, decoder_start_token_id: int, max_sentences: int = 16
+    ):
         super().__init__(max_sentences)
         self.translator = translator
         self.tokenizer = tokenizer
@@ -140,10 +145,13 @@ class CTranslate2Batcher(RequestBatcher):
     def decode(self, sources: list[list[int]], num_beams: int, max_new_tokens: int) -> list[list[int]]:
         penalty = self.generation_config_for(num_beams, max_new_tokens).length_penalty
         results = self.translator.translate_batch(
-            [self.tokenizer.convert_ids_to_tokens(ids) for ids in sources], beam_size=num_beams,
+            [self.tokenizer.convert_ids_to_tokens(ids) for ids in sources],
+            beam_size=num_beams,
             # generate()'s length penalty divides by the length with the end token; so does CTranslate2's here
-            length_penalty=1.0 if penalty is None else float(penalty), max_decoding_length=max_new_tokens,
-            return_end_token=True)
+            length_penalty=1.0 if penalty is None else float(penalty),
+            max_decoding_length=max_new_tokens,
+            return_end_token=True,
+        )
         return [[self.decoder_start_token_id, *self.tokenizer.convert_tokens_to_ids(r.hypotheses[0])] for r in results]
 
 

@@ -89,7 +89,11 @@ def card_name(folder: str | None) -> str | None:
     """The model's name from the `model-index` of its card's YAML front matter (`- name: ...`), or None."""
     text = _card_text(folder)
     front = re.match(r"^---\s*\n(.*?)\n---", text, re.S) if text else None
-    match = re.search(r"^model-index:\s*\n\s*-\s*name:\s*['\"]?([^'\"\n]+?)['\"]?\s*$", front.group(1), re.M) if front else None
+    match = (
+        re.search(r"^model-index:\s*\n\s*-\s*name:\s*['\"]?([^'\"\n]+?)['\"]?\s*$", front.group(1), re.M)
+        if front
+        else None
+    )
     return match.group(1).strip() if match else None
 
 
@@ -164,4 +168,3 @@ __all__ = [
     "model_trained_on",
     "weights_sha256",
 ]
-

@@ -70,8 +70,9 @@ def status_html(notices: list[str], timing: str = "") -> str:
     return "".join(parts)
 
 
-def links_html(query_token: str, query_index: int, links: list[list[tuple[int, str, float]]], head_label: str,
-               family_title: str) -> str:
+def links_html(
+    query_token: str, query_index: int, links: list[list[tuple[int, str, float]]], head_label: str, family_title: str
+) -> str:
     """Per layer, the keys one query token attends to most (with a bar for each weight)."""
     rows = []
     for layer, top in enumerate(links):
@@ -85,7 +86,7 @@ def links_html(query_token: str, query_index: int, links: list[list[tuple[int, s
     k = max((len(t) for t in links), default=0)
     header = "".join(f"<th>#{i + 1}</th>" for i in range(k))
     return (
-        f"<div>Strongest links of <span class=\"tok\"><span class=\"idx\">{query_index}</span>"
+        f'<div>Strongest links of <span class="tok"><span class="idx">{query_index}</span>'
         f"<bdi>{escape(query_token)}</bdi></span> · {escape(family_title)} · {escape(head_label)}</div>"
         f'<table class="links"><tr><th>layer</th>{header}</tr>{"".join(rows)}</table>'
     )

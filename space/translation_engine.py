@@ -55,8 +55,9 @@ class ModelSource:
     is_local: bool
 
 
-def resolve_model_source(cli_value: str | None = None, env: dict | None = None,
-                         default_dir: str = DEFAULT_MODEL_DIR) -> ModelSource:
+def resolve_model_source(
+    cli_value: str | None = None, env: dict | None = None, default_dir: str = DEFAULT_MODEL_DIR
+) -> ModelSource:
     """`--model`, else `$MODEL_ID`, else `space/model/`; checks a local folder without importing torch."""
     env = os.environ if env is None else env
     if cli_value:
@@ -107,18 +108,165 @@ LATIN_SCRIPT_LANGS = {"en", "de", "fr", "es", "cs"}
 # Frequent short words of each language, without the ones another of these languages writes the same way
 # as English (in, an, was, man, am, hat, so, also, ...).
 FUNCTION_WORDS = {
-    "en": {"the", "a", "is", "are", "of", "on", "with", "and", "his", "her", "their", "at", "to", "for", "by",
-           "from", "who", "while", "its", "it", "this", "that", "there", "some", "into", "near", "he", "she",
-           "they", "has", "have", "two", "three", "people", "woman", "men", "next", "front", "down", "up"},
-    "de": {"der", "die", "das", "und", "ist", "sind", "ein", "eine", "einem", "einen", "einer", "eines", "mit",
-           "auf", "im", "dem", "den", "des", "sich", "von", "zu", "zum", "zur", "nicht", "zwei", "drei", "bei",
-           "aus", "vor", "für", "über", "unter", "ihr", "ihre", "sein", "seine", "auch", "oder", "wird", "neben"},
-    "fr": {"le", "la", "les", "et", "est", "sont", "un", "une", "des", "du", "dans", "sur", "avec", "au", "aux",
-           "deux", "trois", "qui", "pour", "par", "homme", "femme", "devant", "ses", "son", "sa"},
-    "es": {"el", "los", "las", "y", "es", "está", "están", "un", "una", "con", "del", "por", "en", "dos", "tres",
-           "sobre", "hombre", "mujer", "que", "su", "sus", "para"},
-    "cs": {"je", "jsou", "na", "v", "ve", "se", "s", "z", "ze", "dva", "dvě", "tři", "muž", "žena", "který",
-           "která", "před", "při", "pro", "muži", "ženy"},
+    "en": {
+        "the",
+        "a",
+        "is",
+        "are",
+        "of",
+        "on",
+        "with",
+        "and",
+        "his",
+        "her",
+        "their",
+        "at",
+        "to",
+        "for",
+        "by",
+        "from",
+        "who",
+        "while",
+        "its",
+        "it",
+        "this",
+        "that",
+        "there",
+        "some",
+        "into",
+        "near",
+        "he",
+        "she",
+        "they",
+        "has",
+        "have",
+        "two",
+        "three",
+        "people",
+        "woman",
+        "men",
+        "next",
+        "front",
+        "down",
+        "up",
+    },
+    "de": {
+        "der",
+        "die",
+        "das",
+        "und",
+        "ist",
+        "sind",
+        "ein",
+        "eine",
+        "einem",
+        "einen",
+        "einer",
+        "eines",
+        "mit",
+        "auf",
+        "im",
+        "dem",
+        "den",
+        "des",
+        "sich",
+        "von",
+        "zu",
+        "zum",
+        "zur",
+        "nicht",
+        "zwei",
+        "drei",
+        "bei",
+        "aus",
+        "vor",
+        "für",
+        "über",
+        "unter",
+        "ihr",
+        "ihre",
+        "sein",
+        "seine",
+        "auch",
+        "oder",
+        "wird",
+        "neben",
+    },
+    "fr": {
+        "le",
+        "la",
+        "les",
+        "et",
+        "est",
+        "sont",
+        "un",
+        "une",
+        "des",
+        "du",
+        "dans",
+        "sur",
+        "avec",
+        "au",
+        "aux",
+        "deux",
+        "trois",
+        "qui",
+        "pour",
+        "par",
+        "homme",
+        "femme",
+        "devant",
+        "ses",
+        "son",
+        "sa",
+    },
+    "es": {
+        "el",
+        "los",
+        "las",
+        "y",
+        "es",
+        "está",
+        "están",
+        "un",
+        "una",
+        "con",
+        "del",
+        "por",
+        "en",
+        "dos",
+        "tres",
+        "sobre",
+        "hombre",
+        "mujer",
+        "que",
+        "su",
+        "sus",
+        "para",
+    },
+    "cs": {
+        "je",
+        "jsou",
+        "na",
+        "v",
+        "ve",
+        "se",
+        "s",
+        "z",
+        "ze",
+        "dva",
+        "dvě",
+        "tři",
+        "muž",
+        "žena",
+        "který",
+        "která",
+        "před",
+        "při",
+        "pro",
+        "muži",
+        "ženy",
+    },
 }
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
 
@@ -161,25 +309,30 @@ def out_of_domain_reason(text: str, tokenizer, source_lang: str = "en") -> str |
             return f"most of its letters are in {shown} script, not the Latin alphabet"
     share = _byte_spelled_share(text, tokenizer)
     if share is not None and share > OUT_OF_DOMAIN_BYTE_SHARE:
-        return (f"{share:.0%} of its characters never occurred in the training text (the tokenizer spells them "
-                "byte by byte)")
+        return (
+            f"{share:.0%} of its characters never occurred in the training text (the tokenizer spells them "
+            "byte by byte)"
+        )
     own = FUNCTION_WORDS.get(source_lang)
     if own is not None:
         words = [w.lower() for w in _WORD.findall(text)]
-        counts = {lang: [w for w in words if w in vocab] for lang, vocab in FUNCTION_WORDS.items() if lang != source_lang}
+        counts = {
+            lang: [w for w in words if w in vocab] for lang, vocab in FUNCTION_WORDS.items() if lang != source_lang
+        }
         lang, hits = max(counts.items(), key=lambda item: len(item[1]))
         if len(hits) >= OUT_OF_DOMAIN_MIN_WORDS and len(hits) > sum(w in own for w in words):
             examples = ", ".join(f"“{w}”" for w in dict.fromkeys(hits))
-            return (f"it looks like {language_name(lang)}, not {language_name(source_lang)} "
-                    f"(words such as {examples})")
+            return f"it looks like {language_name(lang)}, not {language_name(source_lang)} (words such as {examples})"
     return None
 
 
 def out_of_domain_note(reason: str, source_lang: str = "en") -> str:
     """The notice shown for an out-of-domain reason."""
-    return (f"This input looks out of domain: {reason}. The model learnt from "
-            f"{language_name(source_lang)} image captions (Multi30k) only, so expect a confident "
-            "but wrong translation.")
+    return (
+        f"This input looks out of domain: {reason}. The model learnt from "
+        f"{language_name(source_lang)} image captions (Multi30k) only, so expect a confident "
+        "but wrong translation."
+    )
 
 
 @dataclass
@@ -229,14 +382,18 @@ class ModelBundle:
         self.target_lang = target_lang or langs[1]
         # The out-of-domain hint is about Multi30k's image captions: only for models that learnt from them.
         self.trained_on = model_trained_on(config, ref)
-        limits = [int(config.max_position_embeddings)] if getattr(config, "position_embedding_type", "") == "learned" else []
+        limits = (
+            [int(config.max_position_embeddings)] if getattr(config, "position_embedding_type", "") == "learned" else []
+        )
         tok_max = getattr(tokenizer, "model_max_length", None)
         if isinstance(tok_max, int) and 0 < tok_max < 100_000:
             limits.append(tok_max)
         self.max_source_tokens = min(limits) if limits else 256
         # The decoder reads <start> + generated tokens; learned positions cap that length.
         self.max_new_tokens_limit = (
-            int(config.max_position_embeddings) - 1 if getattr(config, "position_embedding_type", "") == "learned" else 256
+            int(config.max_position_embeddings) - 1
+            if getattr(config, "position_embedding_type", "") == "learned"
+            else 256
         )
         gen = model.generation_config
         self.default_num_beams = int(getattr(gen, "num_beams", 1) or 1)
@@ -251,8 +408,12 @@ class ModelBundle:
         else:
             default_new = 128
         self.default_max_new_tokens = max(4, min(default_new, self.max_new_tokens_limit))
-        pad_id = next((i for i in (config.pad_token_id, tokenizer.pad_token_id, config.eos_token_id) if i is not None), 0)
-        self.batcher = GenerateBatcher(model, self.generation_config_for, int(pad_id), max_sentences=MAX_BATCH_SENTENCES)
+        pad_id = next(
+            (i for i in (config.pad_token_id, tokenizer.pad_token_id, config.eos_token_id) if i is not None), 0
+        )
+        self.batcher = GenerateBatcher(
+            model, self.generation_config_for, int(pad_id), max_sentences=MAX_BATCH_SENTENCES
+        )
         self.engine_note = ""  # why the translations are not served by CTranslate2 although asked for (auto)
 
     def use_ctranslate2(self, folder: str, threads: int | None = None) -> None:
@@ -261,12 +422,14 @@ class ModelBundle:
         import ctranslate2
         import torch
 
-        translator = ctranslate2.Translator(folder, device="cpu", inter_threads=1,
-                                            intra_threads=threads or torch.get_num_threads())
+        translator = ctranslate2.Translator(
+            folder, device="cpu", inter_threads=1, intra_threads=threads or torch.get_num_threads()
+        )
         start = self.model.generation_config.decoder_start_token_id
         start = self.model.config.decoder_start_token_id if start is None else start
-        self.batcher = CTranslate2Batcher(translator, self.tokenizer, self.generation_config_for, int(start),
-                                          max_sentences=MAX_BATCH_SENTENCES)
+        self.batcher = CTranslate2Batcher(
+            translator, self.tokenizer, self.generation_config_for, int(start), max_sentences=MAX_BATCH_SENTENCES
+        )
 
     @property
     def engine(self) -> str:
@@ -310,12 +473,16 @@ class ModelBundle:
             return None
         notices = []
         if surrogates:
-            notices.append(f"The text held {surrogates} lone surrogate code point{'s' if surrogates > 1 else ''} "
-                           "(not valid Unicode, only possible through the API); each was read as “?”.")
+            notices.append(
+                f"The text held {surrogates} lone surrogate code point{'s' if surrogates > 1 else ''} "
+                "(not valid Unicode, only possible through the API); each was read as “?”."
+            )
         if len(text) > MAX_INPUT_CHARS:
             boxed = f" (the text box keeps at most {BOX_MAX_CHARS:,})" if sent_length >= BOX_MAX_CHARS else ""
-            notices.append(f"The text has {len(text):,} characters{boxed}; only the first {MAX_INPUT_CHARS:,} "
-                           f"were read: the last {len(text) - MAX_INPUT_CHARS:,} were cut.")
+            notices.append(
+                f"The text has {len(text):,} characters{boxed}; only the first {MAX_INPUT_CHARS:,} "
+                f"were read: the last {len(text) - MAX_INPUT_CHARS:,} were cut."
+            )
             text = text[:MAX_INPUT_CHARS]
         reason = out_of_domain_reason(text, self.tokenizer, self.source_lang) if self.trained_on == "Multi30k" else None
         if reason:
@@ -345,12 +512,16 @@ class ModelBundle:
         text = str(translation)
         bad = next((ch for ch in text if "\ud800" <= ch <= "\udfff"), None)
         if bad is not None:
-            raise ValueError(f"The translation contains a lone surrogate (\\u{ord(bad):04x}), which is not valid "
-                             "Unicode text: send it as UTF-8.")
+            raise ValueError(
+                f"The translation contains a lone surrogate (\\u{ord(bad):04x}), which is not valid "
+                "Unicode text: send it as UTF-8."
+            )
         ids = self.tokenizer(text_target=text.strip(), verbose=False)["input_ids"]
         if len(ids) > self.max_new_tokens_limit:
-            raise ValueError(f"The translation is {len(ids)} subword tokens long; this model writes at most "
-                             f"{self.max_new_tokens_limit}.")
+            raise ValueError(
+                f"The translation is {len(ids)} subword tokens long; this model writes at most "
+                f"{self.max_new_tokens_limit}."
+            )
         return list(ids)
 
     # --- attention maps --------------------------------------------------------------------------
@@ -401,8 +572,9 @@ class ModelBundle:
             gen.num_return_sequences = 1
         return gen
 
-    def translate(self, text, num_beams: int | None = None, max_new_tokens: int | None = None,
-                  with_attention: bool = True) -> Translation:
+    def translate(
+        self, text, num_beams: int | None = None, max_new_tokens: int | None = None, with_attention: bool = True
+    ) -> Translation:
         """Translate one sentence; with `with_attention`, also one teacher-forced pass for the attention maps.
 
         Safe to call from many threads at once: their `generate()` calls are served together (`batcher`)."""
@@ -429,16 +601,24 @@ class ModelBundle:
             attention_ms = (time.perf_counter() - t1) * 1000
             self._remember((tuple(source.input_ids), tuple(decoder_ids)), attention)
         return Translation(
-            text=translation, source=source, decoder_ids=decoder_ids, attention=attention, notices=notices,
-            num_beams=num_beams, max_new_tokens=max_new_tokens, generate_ms=generate_ms, attention_ms=attention_ms,
+            text=translation,
+            source=source,
+            decoder_ids=decoder_ids,
+            attention=attention,
+            notices=notices,
+            num_beams=num_beams,
+            max_new_tokens=max_new_tokens,
+            generate_ms=generate_ms,
+            attention_ms=attention_ms,
         )
 
 
 def ctranslate2_problem(folder: str) -> str | None:
     """Why the CTranslate2 copy in `folder`/ctranslate2 cannot serve this model's translations, or None."""
     copy_dir = os.path.join(folder, CTRANSLATE2_FOLDER)
-    remake = (f"make it with `python -m training.export_marian {folder} /tmp/marian --ctranslate2 {copy_dir} "
-              "--overwrite`")
+    remake = (
+        f"make it with `python -m training.export_marian {folder} /tmp/marian --ctranslate2 {copy_dir} --overwrite`"
+    )
     if not os.path.isfile(os.path.join(copy_dir, "model.bin")):
         return f"{folder} has no CTranslate2 copy ({copy_dir}/model.bin); {remake}"
     try:
@@ -453,8 +633,10 @@ def ctranslate2_problem(folder: str) -> str | None:
     if not recorded:
         return f"{copy_dir} does not record which weights it was converted from ({CTRANSLATE2_RECORD}); re{remake}"
     if recorded != weights_sha256(folder):
-        return (f"{copy_dir} was converted from other weights than {folder}/model.safetensors (the model was "
-                f"retrained or replaced since); re{remake}")
+        return (
+            f"{copy_dir} was converted from other weights than {folder}/model.safetensors (the model was "
+            f"retrained or replaced since); re{remake}"
+        )
     return None
 
 
@@ -475,14 +657,18 @@ def load_bundle(source: ModelSource | str | None = None, engine: str = "auto") -
         model = AutoModelForSeq2SeqLM.from_pretrained(source.ref, trust_remote_code=True)
     except (OSError, ValueError, ImportError, KeyError) as err:
         where = (
-            f"the local folder {source.ref}" if source.is_local
+            f"the local folder {source.ref}"
+            if source.is_local
             else f"the Hub repository {source.ref!r} (no local folder {os.path.abspath(source.ref)} exists)"
         )
         raise ModelSourceError(f"Could not load a model from {where} (from {source.origin}): {err}") from None
     bundle = ModelBundle(model, tokenizer, ref=source.ref)
     if engine != "torch":
-        problem = (ctranslate2_problem(source.ref) if source.is_local
-                   else "a Hub model is served by PyTorch (CTranslate2 reads a local model folder's copy)")
+        problem = (
+            ctranslate2_problem(source.ref)
+            if source.is_local
+            else "a Hub model is served by PyTorch (CTranslate2 reads a local model folder's copy)"
+        )
         if problem is None:
             bundle.use_ctranslate2(os.path.join(source.ref, CTRANSLATE2_FOLDER))
         elif engine == "ctranslate2":

@@ -25,6 +25,7 @@ for _p in (ROOT, os.path.join(ROOT, "space")):
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+
 def _find_multi30k():
     """MULTI30K_DIR, else `shared/data/multi30k` beside the checkout (../shared) or beside /work/main."""
     if os.environ.get("MULTI30K_DIR"):
@@ -69,10 +70,23 @@ def run_without_project(code: str, args, tmp, timeout: int = 300, **env_extra) -
     workdir = tmp / "elsewhere"
     workdir.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME")}
-    env.update(PYTHONPATH="", HF_HOME=str(tmp / "hf_home"), HF_MODULES_CACHE=str(tmp / "hf_modules"),
-               HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", **env_extra)
-    result = subprocess.run([sys.executable, "-c", WITHOUT_PROJECT + textwrap.dedent(code), ROOT, *map(str, args)],
-                            cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    env.update(
+        PYTHONPATH="",
+        HF_HOME=str(tmp / "hf_home"),
+        HF_MODULES_CACHE=str(tmp / "hf_modules"),
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        **env_extra,
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PROJECT + textwrap.dedent(code), ROOT, *map(str, args)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     return result
 
@@ -91,8 +105,15 @@ def tiny_config(**overrides):
     from configuration import TransformerConfig
 
     values = dict(
-        vocab_size=99, d_model=16, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+        vocab_size=99,
+        d_model=16,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
     )
     values.update(overrides)
     return TransformerConfig(**values)
@@ -154,8 +175,13 @@ def tiny_model_dir(tmp_path_factory, multi30k_tokenizer):
     tok = multi30k_tokenizer
     torch.manual_seed(0)
     cfg = tiny_config(
-        vocab_size=len(tok), d_model=32, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.bos_token_id, max_position_embeddings=128,
+        vocab_size=len(tok),
+        d_model=32,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.bos_token_id,
+        max_position_embeddings=128,
     )
     model = TransformerForConditionalGeneration(cfg).eval()
     model.generation_config.max_length = 32
@@ -168,8 +194,14 @@ def tiny_model_dir(tmp_path_factory, multi30k_tokenizer):
 # --- the Space's servers and the real browser (tests/test_space_*.py) ------------------------------------
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it); Playwright's own download fails here
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -247,8 +279,15 @@ def serve_space(bundle, tabs=None):
     demo = app.build_demo(bundle, tabs=tabs)
     port = free_port()
     # demo.launch(...) with a patient localhost self-check (see app.launch): busy CI machines are slow.
-    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, share=False,
-               ssr_mode=False)
+    app.launch(
+        demo,
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        share=False,
+        ssr_mode=False,
+    )
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

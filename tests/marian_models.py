@@ -19,8 +19,17 @@ def write_opus_tokenizer(folder, sentences, vocab_size: int):
     the languages."""
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size, model_type="unigram",
-        character_coverage=1.0, unk_id=0, eos_id=1, bos_id=-1, pad_id=-1, hard_vocab_limit=False, minloglevel=2,
+        sentence_iterator=iter(sentences),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        character_coverage=1.0,
+        unk_id=0,
+        eos_id=1,
+        bos_id=-1,
+        pad_id=-1,
+        hard_vocab_limit=False,
+        minloglevel=2,
     )
     processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
     vocab = {"</s>": 0, "<unk>": 1}
@@ -30,7 +39,9 @@ def write_opus_tokenizer(folder, sentences, vocab_size: int):
     (folder / "source.spm").write_bytes(model.getvalue())
     (folder / "target.spm").write_bytes(model.getvalue())
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    (folder / "tokenizer_config.json").write_text(json.dumps({"source_lang": "en", "target_lang": "de", "model_max_length": 512}))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"source_lang": "en", "target_lang": "de", "model_max_length": 512})
+    )
     return folder
 
 
@@ -41,11 +52,25 @@ def make_marian(folder, tokenizer_dir, activation="swish", seed=0, card=True, **
     vocab = len(json.loads((tokenizer_dir / "vocab.json").read_text()))
     pad = vocab - 1
     values = dict(
-        vocab_size=vocab, decoder_vocab_size=vocab, d_model=32, encoder_layers=2, decoder_layers=2,
-        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
-        activation_function=activation, max_position_embeddings=64, scale_embedding=True, pad_token_id=pad,
-        decoder_start_token_id=pad, eos_token_id=0, bos_token_id=0, forced_eos_token_id=0,
-        share_encoder_decoder_embeddings=True, architectures=["MarianMTModel"],
+        vocab_size=vocab,
+        decoder_vocab_size=vocab,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        activation_function=activation,
+        max_position_embeddings=64,
+        scale_embedding=True,
+        pad_token_id=pad,
+        decoder_start_token_id=pad,
+        eos_token_id=0,
+        bos_token_id=0,
+        forced_eos_token_id=0,
+        share_encoder_decoder_embeddings=True,
+        architectures=["MarianMTModel"],
     )
     values.update(config)
     torch.manual_seed(seed)
@@ -57,8 +82,14 @@ def make_marian(folder, tokenizer_dir, activation="swish", seed=0, card=True, **
         model.final_logits_bias.normal_(0.0, 0.5)
     assert model.final_logits_bias.abs().min() > 0
     model.generation_config = GenerationConfig(  # OPUS-MT's generation_config.json, scaled down
-        bad_words_ids=[[pad]], bos_token_id=0, decoder_start_token_id=pad, eos_token_id=0, forced_eos_token_id=0,
-        max_length=24, num_beams=4, pad_token_id=pad,
+        bad_words_ids=[[pad]],
+        bos_token_id=0,
+        decoder_start_token_id=pad,
+        eos_token_id=0,
+        forced_eos_token_id=0,
+        max_length=24,
+        num_beams=4,
+        pad_token_id=pad,
     )
     model.save_pretrained(folder)
     for name in os.listdir(tokenizer_dir):

@@ -19,12 +19,48 @@ EVAL_LIMIT = 16
 # (for its first ~100 steps it tends to end every translation at once: empty outputs would make the BLEU
 # checks hollow).
 TINY_FLAGS = [
-    "--max-steps", str(MAX_STEPS), "--save-steps", str(SAVE_STEPS), "--eval-steps", str(EVAL_STEPS),
-    "--logging-steps", str(LOGGING_STEPS), "--warmup-steps", "8", "--learning-rate", "0.003",
-    "--d-model", "32", "--ffn-dim", "64", "--encoder-layers", "1", "--decoder-layers", "1", "--attention-heads", "2",
-    "--vocab-size", "400", "--max-train-samples", "300", "--batch-size", "16", "--max-length", "40",
-    "--eval-samples", str(EVAL_LIMIT), "--final-eval-limit", str(EVAL_LIMIT), "--average-last", "2",
-    "--keep-checkpoints", "10", "--threads", "1", "--seed", "7",
+    "--max-steps",
+    str(MAX_STEPS),
+    "--save-steps",
+    str(SAVE_STEPS),
+    "--eval-steps",
+    str(EVAL_STEPS),
+    "--logging-steps",
+    str(LOGGING_STEPS),
+    "--warmup-steps",
+    "8",
+    "--learning-rate",
+    "0.003",
+    "--d-model",
+    "32",
+    "--ffn-dim",
+    "64",
+    "--encoder-layers",
+    "1",
+    "--decoder-layers",
+    "1",
+    "--attention-heads",
+    "2",
+    "--vocab-size",
+    "400",
+    "--max-train-samples",
+    "300",
+    "--batch-size",
+    "16",
+    "--max-length",
+    "40",
+    "--eval-samples",
+    str(EVAL_LIMIT),
+    "--final-eval-limit",
+    str(EVAL_LIMIT),
+    "--average-last",
+    "2",
+    "--keep-checkpoints",
+    "10",
+    "--threads",
+    "1",
+    "--seed",
+    "7",
 ]
 CHECKPOINT_STATE_FILES = ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json")
 EMPTY_PAIRS = 3  # pairs with an empty side that the slice below holds; the run must skip and count them
@@ -32,14 +68,30 @@ EMPTY_PAIRS = 3  # pairs with an empty side that the slice below holds; the run 
 
 def child_env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
-               HF_HUB_DISABLE_TELEMETRY="1", PYTHONUNBUFFERED="1", **extra)
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
     return env
 
 
 def train_command(output_dir, data, *extra):
-    return [sys.executable, "-m", "training.train", "--data", str(data), "--output-dir", str(output_dir),
-            *TINY_FLAGS, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "training.train",
+        "--data",
+        str(data),
+        "--output-dir",
+        str(output_dir),
+        *TINY_FLAGS,
+        *extra,
+    ]
 
 
 def run(cmd, timeout=900, **kwargs):
@@ -82,8 +134,10 @@ def make_tiny_data(folder, data_dir):
         with gzip.open(os.path.join(folder, f"train.{lang}.gz"), "wt", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
         for split in ("val", "test_2016_flickr"):
-            os.symlink(os.path.join(os.path.abspath(data_dir), f"{split}.{lang}.gz"),
-                       os.path.join(folder, f"{split}.{lang}.gz"))
+            os.symlink(
+                os.path.join(os.path.abspath(data_dir), f"{split}.{lang}.gz"),
+                os.path.join(folder, f"{split}.{lang}.gz"),
+            )
     os.symlink(os.path.join(os.path.abspath(data_dir), "tok"), os.path.join(folder, "tok"))
     return folder
 
@@ -101,7 +155,12 @@ def shared_tiny_run(tmp_path_factory, data_dir):
         start = time.time()
         result = run(cmd)
         _CACHE["run"] = SimpleNamespace(
-            data=data, out=str(out), model=str(out / "model"), export=str(export), cmd=cmd, result=result,
+            data=data,
+            out=str(out),
+            model=str(out / "model"),
+            export=str(export),
+            cmd=cmd,
+            result=result,
             seconds=time.time() - start,
         )
     r = _CACHE["run"]

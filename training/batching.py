@@ -19,8 +19,10 @@ def token_batches(lengths: list[int], max_tokens: int, seed: int) -> list[list[i
     order) and cut greedily, so each batch holds pairs of nearly the same length and little padding.
     """
     if max_tokens < max(lengths, default=0):
-        raise ValueError(f"max_tokens ({max_tokens}) is smaller than the longest pair ({max(lengths)} tokens): "
-                         "raise max_tokens or lower max_length")
+        raise ValueError(
+            f"max_tokens ({max_tokens}) is smaller than the longest pair ({max(lengths)} tokens): "
+            "raise max_tokens or lower max_length"
+        )
     g = torch.Generator().manual_seed(seed)
     shuffled = torch.randperm(len(lengths), generator=g).tolist()
     order = sorted(shuffled, key=lambda i: lengths[i])  # stable: equal lengths keep the random order

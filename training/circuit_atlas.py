@@ -64,48 +64,78 @@ def _lens():
 
 
 def parse_swap(text: str) -> dict:
-    """"man:woman" or "man:woman=Mann:Frau" -> {"source": (A, B), "target": (X, Y) or None}."""
+    """ "man:woman" or "man:woman=Mann:Frau" -> {"source": (A, B), "target": (X, Y) or None}."""
     source, _, target = text.partition("=")
     a, _, b = source.partition(":")
     if not (WORD.match(a) and WORD.match(b)) or a == b:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected two different words A:B (optionally =X:Y), e.g. "
-                                         "man:woman or man:woman=Mann:Frau")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected two different words A:B (optionally =X:Y), e.g. man:woman or man:woman=Mann:Frau"
+        )
     words = None
     if target:
         x, _, y = target.partition(":")
         if not (WORD.match(x) and WORD.match(y)) or x == y:
-            raise argparse.ArgumentTypeError(f"{text!r}: after '=' expected two different target-side words X:Y, "
-                                             "e.g. man:woman=Mann:Frau")
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: after '=' expected two different target-side words X:Y, e.g. man:woman=Mann:Frau"
+            )
         words = (x, y)
     return {"source": (a, b), "target": words}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        allow_abbrev=False,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("model", help="model folder (one with config.json); the circuit is written into it")
     pairs = parser.add_mutually_exclusive_group(required=True)
     pairs.add_argument("--pairs", help="a TSV file: clean, corrupted[, target, contrast] per line")
-    pairs.add_argument("--swap", type=parse_swap, action="append",
-                       help="A:B or A:B=X:Y: pairs from the split, word A replaced by B (repeatable)")
-    parser.add_argument("--data", default="../shared/data/multi30k",
-                        help="with --swap: a local folder of {split}.{lang}.gz files (the Multi30k layout)")
-    parser.add_argument("--split", default="val", help="with --swap: the split whose sentences are swapped; with "
-                        "--mean-ablation: the split whose first sentences are the references")
+    pairs.add_argument(
+        "--swap",
+        type=parse_swap,
+        action="append",
+        help="A:B or A:B=X:Y: pairs from the split, word A replaced by B (repeatable)",
+    )
+    parser.add_argument(
+        "--data",
+        default="../shared/data/multi30k",
+        help="with --swap: a local folder of {split}.{lang}.gz files (the Multi30k layout)",
+    )
+    parser.add_argument(
+        "--split",
+        default="val",
+        help="with --swap: the split whose sentences are swapped; with "
+        "--mean-ablation: the split whose first sentences are the references",
+    )
     parser.add_argument("--source-lang", default="en", help="source language code, as in the file names")
     parser.add_argument("--target-lang", default="de", help="target language code, as in the file names")
     parser.add_argument("--max-pairs", type=int, default=40, help="at most N pairs, the first ones made (0: all)")
-    parser.add_argument("--mean-ablation", action="store_true",
-                        help="ablate each node to its mean output over the references, not to a corrupted source")
-    parser.add_argument("--references", type=int, default=None,
-                        help="with --mean-ablation: the first N sentences of --split are the references (default 50)")
+    parser.add_argument(
+        "--mean-ablation",
+        action="store_true",
+        help="ablate each node to its mean output over the references, not to a corrupted source",
+    )
+    parser.add_argument(
+        "--references",
+        type=int,
+        default=None,
+        help="with --mean-ablation: the first N sentences of --split are the references (default 50)",
+    )
     parser.add_argument("--method", default="eap-ig", choices=("eap", "eap-ig"), help="edge attribution method")
     parser.add_argument("--steps", type=int, default=5, help="EAP-IG: integration steps")
-    parser.add_argument("--ks", type=int, nargs="+", default=None,
-                        help=f"circuit sizes of the curves (default {' '.join(map(str, DEFAULT_KS))} and every edge)")
+    parser.add_argument(
+        "--ks",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"circuit sizes of the curves (default {' '.join(map(str, DEFAULT_KS))} and every edge)",
+    )
     parser.add_argument("--threshold", type=float, default=0.8, help="the faithfulness a circuit must reach")
-    parser.add_argument("--name", default=None, help="file name in MODEL/circuits/ (default: from --swap or "
-                        "--pairs, e.g. man-woman)")
+    parser.add_argument(
+        "--name", default=None, help="file name in MODEL/circuits/ (default: from --swap or --pairs, e.g. man-woman)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing circuits/NAME.json")
     args = parser.parse_args(argv)
     if args.references is not None and not args.mean_ablation:
@@ -137,8 +167,7 @@ def output_paths(folder: str, name: str, overwrite: bool) -> tuple[str, str]:
     paths = os.path.join(out, f"{name}.json"), os.path.join(out, f"{name}.png")
     existing = [p for p in paths if os.path.exists(p)]
     if existing and not overwrite:
-        raise SystemExit(f"{PROG}: {existing[0]} exists; pass --overwrite to replace it, or --name for another "
-                         "file.")
+        raise SystemExit(f"{PROG}: {existing[0]} exists; pass --overwrite to replace it, or --name for another file.")
     return paths
 
 
@@ -147,8 +176,11 @@ def read_pairs_file(path: str, mean_ablation: bool = False) -> list[dict]:
     """[{"clean", "corrupted", "target", "contrast"}] (target, contrast None where not given) or SystemExit. With
     `mean_ablation` a line may also be clean <TAB> target <TAB> contrast (corrupted None)."""
     fields = (2, 3, 4) if mean_ablation else (2, 4)
-    expected = ("clean <TAB> corrupted [<TAB> target <TAB> contrast] or clean <TAB> target <TAB> contrast"
-                if mean_ablation else "clean <TAB> corrupted [<TAB> target <TAB> contrast]")
+    expected = (
+        "clean <TAB> corrupted [<TAB> target <TAB> contrast] or clean <TAB> target <TAB> contrast"
+        if mean_ablation
+        else "clean <TAB> corrupted [<TAB> target <TAB> contrast]"
+    )
     if not os.path.isfile(path):
         raise SystemExit(f"{PROG}: pairs file {path!r} does not exist ({os.path.abspath(path)}).")
     pairs = []
@@ -161,20 +193,35 @@ def read_pairs_file(path: str, mean_ablation: bool = False) -> list[dict]:
             row = [cell.strip() for cell in row]
             if len(row) not in fields or not all(row):
                 hint = "" if mean_ablation or len(row) != 3 else " (no corrupted column: pass --mean-ablation)"
-                raise SystemExit(f"{PROG}: {path}, line {number}: expected {expected}, all non-empty; got "
-                                 f"{len(row)} field(s) {row!r}{hint}.")
+                raise SystemExit(
+                    f"{PROG}: {path}, line {number}: expected {expected}, all non-empty; got "
+                    f"{len(row)} field(s) {row!r}{hint}."
+                )
             if len(row) == 3:
                 row = [row[0], None, row[1], row[2]]
-            pairs.append({"clean": row[0], "corrupted": row[1], "target": row[2] if len(row) == 4 else None,
-                          "contrast": row[3] if len(row) == 4 else None})
+            pairs.append(
+                {
+                    "clean": row[0],
+                    "corrupted": row[1],
+                    "target": row[2] if len(row) == 4 else None,
+                    "contrast": row[3] if len(row) == 4 else None,
+                }
+            )
     if not pairs:
         raise SystemExit(f"{PROG}: {path} holds no pairs: expected {expected} lines.")
     return pairs
 
 
 def _word_pattern(word: str):
-    return re.compile(r"(?<![\w-])(" + re.escape(word[0].lower()) + "|" + re.escape(word[0].upper()) + ")"
-                      + re.escape(word[1:]) + r"(?![\w-])")
+    return re.compile(
+        r"(?<![\w-])("
+        + re.escape(word[0].lower())
+        + "|"
+        + re.escape(word[0].upper())
+        + ")"
+        + re.escape(word[1:])
+        + r"(?![\w-])"
+    )
 
 
 def swap_word(sentence: str, a: str, b: str) -> str | None:
@@ -191,16 +238,25 @@ def swapped_pairs(sentences: list[str], swaps: list[dict], split: str) -> list[d
     for swap in swaps:
         a = swap["source"][0]
         if not any(_word_pattern(a).search(s) for s in sentences):
-            raise SystemExit(f"{PROG}: unknown word {a!r}: none of the {len(sentences)} {split} sentences has it (as "
-                             "a whole word); pick a word of the split, e.g. man, dog, two.")
+            raise SystemExit(
+                f"{PROG}: unknown word {a!r}: none of the {len(sentences)} {split} sentences has it (as "
+                "a whole word); pick a word of the split, e.g. man, dog, two."
+            )
     pairs = []
     for sentence in sentences:
         for swap in swaps:
             corrupted = swap_word(sentence, *swap["source"])
             if corrupted is not None:
                 target = swap["target"] or (None, None)
-                pairs.append({"clean": sentence, "corrupted": corrupted, "target": target[0],
-                              "contrast": target[1], "swap": ":".join(swap["source"])})
+                pairs.append(
+                    {
+                        "clean": sentence,
+                        "corrupted": corrupted,
+                        "target": target[0],
+                        "contrast": target[1],
+                        "swap": ":".join(swap["source"]),
+                    }
+                )
                 break
     return pairs
 
@@ -212,19 +268,23 @@ def target_pieces(tokenizer, target: str, contrast: str) -> tuple[list[int], int
     for word, ids in ((target, t), (contrast, c)):
         if not ids or (unk is not None and unk in ids):
             pieces = tokenizer.convert_ids_to_tokens(ids)
-            raise SystemExit(f"{PROG}: unknown word {word!r}: the tokenizer gives {pieces} (unknown or empty); pick "
-                             "a target-side word the model knows.")
+            raise SystemExit(
+                f"{PROG}: unknown word {word!r}: the tokenizer gives {pieces} (unknown or empty); pick "
+                "a target-side word the model knows."
+            )
     j = next((i for i, (x, y) in enumerate(zip(t, c)) if x != y), min(len(t), len(c)))
     if j >= len(t) or j >= len(c):
-        raise SystemExit(f"{PROG}: {target!r} {tokenizer.convert_ids_to_tokens(t)} and {contrast!r} "
-                         f"{tokenizer.convert_ids_to_tokens(c)}: one's token pieces begin the other's, so no piece "
-                         "tells them apart; pick other words.")
+        raise SystemExit(
+            f"{PROG}: {target!r} {tokenizer.convert_ids_to_tokens(t)} and {contrast!r} "
+            f"{tokenizer.convert_ids_to_tokens(c)}: one's token pieces begin the other's, so no piece "
+            "tells them apart; pick other words."
+        )
     return t[: j + 1], c[j]
 
 
 def find(sequence: list[int], part: list[int]) -> int | None:
     for i in range(len(sequence) - len(part) + 1):
-        if sequence[i:i + len(part)] == part:
+        if sequence[i : i + len(part)] == part:
             return i
     return None
 
@@ -264,14 +324,26 @@ def make_tasks(model, tokenizer, candidates: list[dict], max_pairs: int, referen
                 skipped["both translations are the same"] += 1
                 continue
             target, contrast = translation[position], other[position]
-        task = circuit_discovery.make_task(model, clean_ids, None if references else corrupted_ids, translation,
-                                           tokenizer=tokenizer, target=target, contrast=contrast, position=position,
-                                           references=references)
+        task = circuit_discovery.make_task(
+            model,
+            clean_ids,
+            None if references else corrupted_ids,
+            translation,
+            tokenizer=tokenizer,
+            target=target,
+            contrast=contrast,
+            position=position,
+            references=references,
+        )
         tasks.append(task)
-        record = {"clean": pair["clean"], "corrupted": pair["corrupted"],
-                  "translation": inputs.decode(tokenizer, translation),
-                  "target": tokenizer.convert_ids_to_tokens(target),
-                  "contrast": tokenizer.convert_ids_to_tokens(contrast), "position": position}
+        record = {
+            "clean": pair["clean"],
+            "corrupted": pair["corrupted"],
+            "translation": inputs.decode(tokenizer, translation),
+            "target": tokenizer.convert_ids_to_tokens(target),
+            "contrast": tokenizer.convert_ids_to_tokens(contrast),
+            "position": position,
+        }
         if other is not None:
             record["corrupted_translation"] = inputs.decode(tokenizer, other)
         records.append(record)
@@ -280,8 +352,10 @@ def make_tasks(model, tokenizer, candidates: list[dict], max_pairs: int, referen
 
 def no_pairs_message(where: str, candidates: int, skipped: collections.Counter) -> str:
     reasons = "; ".join(f"{n} {reason}" for reason, n in skipped.most_common()) or "none"
-    return (f"{PROG}: no pairs made from {where}: {candidates} candidate pair(s), skipped: {reasons}. Pick words of "
-            "the same token length (see the tokenizer) that change the translation.")
+    return (
+        f"{PROG}: no pairs made from {where}: {candidates} candidate pair(s), skipped: {reasons}. Pick words of "
+        "the same token length (see the tokenizer) that change the translation."
+    )
 
 
 # --- the atlas entry -------------------------------------------------------------------------------------------
@@ -293,8 +367,10 @@ def compute(model, tokenizer, tasks, records, args) -> dict:
     ks = sorted(set(k for k in (args.ks or DEFAULT_KS) if k <= n) | ({n} if args.ks is None else set()))
     scores = circuit_discovery.mean_edge_attribution(model, tasks, method=args.method, steps=args.steps)
     start = time.perf_counter()
-    curves = {c: circuit_discovery.faithfulness_curve(model, scores, ks, args.threshold, circuit=c)
-              for c in circuit_discovery.CIRCUITS}
+    curves = {
+        c: circuit_discovery.faithfulness_curve(model, scores, ks, args.threshold, circuit=c)
+        for c in circuit_discovery.CIRCUITS
+    }
     faithfulness_seconds = time.perf_counter() - start
     for record, clean, corrupted in zip(records, scores.clean_metrics, scores.corrupted_metrics):
         record.update(clean_metric=clean, corrupted_metric=corrupted)
@@ -306,36 +382,59 @@ def compute(model, tokenizer, tasks, records, args) -> dict:
         to_logits, from_source = circuit_discovery.on_paths(graph, order)
         nodes = sorted({graph.nodes[i].name for e in order.tolist() for i in graph.edges[e][:2]})
         circuits[kind] = {
-            "circuit": kind, "k": k, "reaches_threshold": curve.smallest_k is not None,
+            "circuit": kind,
+            "k": k,
+            "reaches_threshold": curve.smallest_k is not None,
             "faithfulness": curve.faithfulness[ks.index(k)],
-            "edges_on_a_path_to_the_logits": sum(to_logits), "edges_on_a_path_from_the_source": sum(from_source),
+            "edges_on_a_path_to_the_logits": sum(to_logits),
+            "edges_on_a_path_from_the_source": sum(from_source),
             "edges_on_both": sum(a and b for a, b in zip(to_logits, from_source)),
             "nodes": nodes,
             "edges": [{"edge": graph.edge_label(e), "score": float(scores.scores[e])} for e in order.tolist()],
         }
     return {
-        "name": args.name, "model": args.model, "method": args.method, "steps": scores.steps,
-        "pairs_from": (f"--pairs {args.pairs}" if args.pairs else
-                       f"{args.split} split of {args.data}, --swap " + " --swap ".join(
-                           ":".join(s["source"]) + ("=" + ":".join(s["target"]) if s["target"] else "")
-                           for s in args.swap)),
-        "metric": ("logit[target] - logit[contrast] at the pair's decoder position, teacher-forced on the greedy "
-                   "translation of the clean source; scores and metrics are means over the pairs"),
-        "faithfulness": ("(mean M(circuit) - mean M(corrupted)) / (mean M(clean) - mean M(corrupted)), by edge-level "
-                         "interventions (mask 1 on the circuit's edges, 0 elsewhere) on every pair"),
-        "ablation": (f"mean: each node's mean output over the first {args.references} {args.split} sentences of "
-                     f"{args.data}; M(corrupted) is the graph with every mask 0" if args.mean_ablation else
-                     "corrupted source: each node's output on the pair's corrupted source"),
-        "num_pairs": len(tasks), "num_edges": n, "threshold": args.threshold,
-        "clean_metric": scores.clean_metric, "corrupted_metric": scores.corrupted_metric,
+        "name": args.name,
+        "model": args.model,
+        "method": args.method,
+        "steps": scores.steps,
+        "pairs_from": (
+            f"--pairs {args.pairs}"
+            if args.pairs
+            else f"{args.split} split of {args.data}, --swap "
+            + " --swap ".join(
+                ":".join(s["source"]) + ("=" + ":".join(s["target"]) if s["target"] else "") for s in args.swap
+            )
+        ),
+        "metric": (
+            "logit[target] - logit[contrast] at the pair's decoder position, teacher-forced on the greedy "
+            "translation of the clean source; scores and metrics are means over the pairs"
+        ),
+        "faithfulness": (
+            "(mean M(circuit) - mean M(corrupted)) / (mean M(clean) - mean M(corrupted)), by edge-level "
+            "interventions (mask 1 on the circuit's edges, 0 elsewhere) on every pair"
+        ),
+        "ablation": (
+            f"mean: each node's mean output over the first {args.references} {args.split} sentences of "
+            f"{args.data}; M(corrupted) is the graph with every mask 0"
+            if args.mean_ablation
+            else "corrupted source: each node's output on the pair's corrupted source"
+        ),
+        "num_pairs": len(tasks),
+        "num_edges": n,
+        "threshold": args.threshold,
+        "clean_metric": scores.clean_metric,
+        "corrupted_metric": scores.corrupted_metric,
         "smallest_k": {kind: curve.smallest_k for kind, curve in curves.items()},
         "curves": {kind: curve.to_dict() for kind, curve in curves.items()},
-        "circuit": circuits["connected"], "top_circuit": circuits["top"],
+        "circuit": circuits["connected"],
+        "top_circuit": circuits["top"],
         "edges": scores.to_dict()["edges"],
         "pairs": records,
-        "seconds": {"attribution": round(scores.seconds, 2),
-                    "attribution_per_pair": round(scores.seconds / len(tasks), 3),
-                    "faithfulness": round(faithfulness_seconds, 2)},
+        "seconds": {
+            "attribution": round(scores.seconds, 2),
+            "attribution_per_pair": round(scores.seconds / len(tasks), 3),
+            "faithfulness": round(faithfulness_seconds, 2),
+        },
     }
 
 
@@ -367,8 +466,10 @@ def load_sources(args) -> list[str]:
     from .data import DataError, load_local
 
     if not os.path.isdir(args.data):
-        raise SystemExit(f"{PROG}: data folder {args.data!r} does not exist ({os.path.abspath(args.data)}); "
-                         "pass --data with a folder of the Multi30k layout ({split}.{lang}.gz).")
+        raise SystemExit(
+            f"{PROG}: data folder {args.data!r} does not exist ({os.path.abspath(args.data)}); "
+            "pass --data with a folder of the Multi30k layout ({split}.{lang}.gz)."
+        )
     try:
         return load_local(args.data, args.split, args.source_lang, args.target_lang).source
     except DataError as e:
@@ -384,7 +485,7 @@ def main(argv=None) -> int:
         candidates, where = read_pairs_file(args.pairs, args.mean_ablation), args.pairs
     else:
         candidates, where = swapped_pairs(sentences, args.swap, args.split), f"the {args.split} split"
-    references = sentences[:args.references] if args.mean_ablation else None
+    references = sentences[: args.references] if args.mean_ablation else None
     from .evaluate import load
 
     model, tokenizer = load(folder)
@@ -414,13 +515,17 @@ def main(argv=None) -> int:
         print(f"{PROG}: matplotlib is not installed: no figure (pip install matplotlib, or the `space` extra)")
     else:
         write_file_atomic(png_path, lambda tmp: plot_curves(result, tmp))
-    print(f"{json_path}: {result['num_pairs']} pairs ({sum(skipped.values())} skipped), {result['method']}, "
-          f"{result['num_edges']} edges, {result['seconds']['attribution_per_pair']} s per pair for the scores, "
-          f"{result['seconds']['total']} s in all")
+    print(
+        f"{json_path}: {result['num_pairs']} pairs ({sum(skipped.values())} skipped), {result['method']}, "
+        f"{result['num_edges']} edges, {result['seconds']['attribution_per_pair']} s per pair for the scores, "
+        f"{result['seconds']['total']} s in all"
+    )
     print(f"  mean metric: clean {result['clean_metric']:.3f}, corrupted {result['corrupted_metric']:.3f}")
     for kind, curve in result["curves"].items():
-        print(f"  {kind:9s} smallest k for {result['threshold']:.0%}: {curve['smallest_k']}; "
-              + " ".join(f"{k}:{f:.3f}" for k, f in zip(curve["ks"], curve["faithfulness"])))
+        print(
+            f"  {kind:9s} smallest k for {result['threshold']:.0%}: {curve['smallest_k']}; "
+            + " ".join(f"{k}:{f:.3f}" for k, f in zip(curve["ks"], curve["faithfulness"]))
+        )
     print("  top edges by |mean score|:")
     for edge in result["edges"][:10]:
         print(f"    {edge['score']:+.4f}  {edge['edge']}")

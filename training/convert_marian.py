@@ -43,7 +43,12 @@ from .space_modules import model_metadata
 logger = logging.getLogger("training.convert_marian")
 
 TOLERANCE = 1e-4  # the largest logit difference accepted between MarianMTModel and the converted model
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 # config.json keys of older (BART-era) Marian exports: the variant each value asks for, which MarianMTModel
 # does not implement (it ignores the key), so neither model would run these weights as they were trained.
 LEGACY_VARIANTS = {
@@ -72,7 +77,9 @@ def resolve_source(src: str) -> tuple[str, bool]:
                 "config.json) or a Hub id such as Helsinki-NLP/opus-mt-en-de."
             )
         if not os.path.isdir(path):
-            raise ConversionError(f"source {src!r} is a file, not a model folder; pass the folder that holds config.json.")
+            raise ConversionError(
+                f"source {src!r} is a file, not a model folder; pass the folder that holds config.json."
+            )
         if not os.path.isfile(os.path.join(path, "config.json")):
             raise ConversionError(f"source {src!r} is not a model folder (no config.json in it).")
         return path, False
@@ -170,13 +177,20 @@ def load_marian(folder: str, src: str):
     except Exception as e:  # no weights, a damaged file: one line, not the loader's trace
         raise ConversionError(f"MarianMTModel could not load {src}: {type(e).__name__}: {e}") from e
     unexpected = sorted(info.get("unexpected_keys") or [])
-    missing = sorted(k for k in info.get("missing_keys") or [] if "embed_positions" not in k and k != "final_logits_bias")
+    missing = sorted(
+        k for k in info.get("missing_keys") or [] if "embed_positions" not in k and k != "final_logits_bias"
+    )
     mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or [])
     if unexpected or missing or mismatched:
-        parts = [f"{name}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-                 for name, keys in (("weights MarianMTModel does not use", unexpected),
-                                    ("weights missing from the checkpoint", missing),
-                                    ("weights of the wrong shape", mismatched)) if keys]
+        parts = [
+            f"{name}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+            for name, keys in (
+                ("weights MarianMTModel does not use", unexpected),
+                ("weights missing from the checkpoint", missing),
+                ("weights of the wrong shape", mismatched),
+            )
+            if keys
+        ]
         raise ConversionError(
             f"{src} is not a plain MarianMTModel checkpoint ({'; '.join(parts)}); it cannot be converted exactly."
         )
@@ -188,9 +202,24 @@ def load_marian(folder: str, src: str):
 
 # The settings MarianConfig names as TransformerConfig does, with the same meaning: taken as they are.
 MARIAN_SETTINGS = (
-    "vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
-    "encoder_ffn_dim", "decoder_ffn_dim", "dropout", "attention_dropout", "activation_dropout", "activation_function",
-    "max_position_embeddings", "scale_embedding", "init_std", "pad_token_id", "bos_token_id", "eos_token_id",
+    "vocab_size",
+    "d_model",
+    "encoder_layers",
+    "decoder_layers",
+    "encoder_attention_heads",
+    "decoder_attention_heads",
+    "encoder_ffn_dim",
+    "decoder_ffn_dim",
+    "dropout",
+    "attention_dropout",
+    "activation_dropout",
+    "activation_function",
+    "max_position_embeddings",
+    "scale_embedding",
+    "init_std",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
     "decoder_start_token_id",
 )
 # What MarianMTModel fixes in its code, where TransformerConfig has a setting for it.
@@ -211,8 +240,10 @@ def transformer_config(marian_config):
     from configuration import TransformerConfig
 
     values = {name: getattr(marian_config, name) for name in MARIAN_SETTINGS}
-    values.update({name: float(values[name]) for name in ("dropout", "attention_dropout", "activation_dropout")},
-                  scale_embedding=bool(values["scale_embedding"]))
+    values.update(
+        {name: float(values[name]) for name in ("dropout", "attention_dropout", "activation_dropout")},
+        scale_embedding=bool(values["scale_embedding"]),
+    )
     try:
         return TransformerConfig(**values, **MARIAN_FIXED)
     except ValueError as e:
@@ -272,8 +303,13 @@ def max_logit_difference(marian, model) -> float:
     batch = check_batch(marian.config)
     with torch.no_grad():
         difference = (marian(**batch).logits.float() - model(**batch).logits.float()).abs().max().item()
-        generate = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], num_beams=1,
-                        do_sample=False, max_length=9)
+        generate = dict(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            num_beams=1,
+            do_sample=False,
+            max_length=9,
+        )
         same_greedy = torch.equal(marian.generate(**generate), model.generate(**generate))
     if not difference <= TOLERANCE or not same_greedy:
         raise ConversionError(
@@ -314,8 +350,9 @@ def languages(folder: str, card: dict) -> list[str]:
         return []
 
 
-def model_card(src: str, is_hub: bool, folder: str, model, difference: float, command: str,
-               tokenizer_files: list[str]) -> str:
+def model_card(
+    src: str, is_hub: bool, folder: str, model, difference: float, command: str, tokenizer_files: list[str]
+) -> str:
     from huggingface_hub import ModelCard, ModelCardData
 
     card = source_card(folder)
@@ -324,26 +361,34 @@ def model_card(src: str, is_hub: bool, folder: str, model, difference: float, co
     pair = "->".join(map(model_metadata().language_name, langs)) if len(langs) == 2 else ", ".join(langs)
     link = f"[{src}](https://huggingface.co/{src})" if is_hub else f"`{src}`"
     data = ModelCardData(
-        language=langs or None, license=license_ or "unknown", library_name="transformers", pipeline_tag="translation",
+        language=langs or None,
+        license=license_ or "unknown",
+        library_name="transformers",
+        pipeline_tag="translation",
         tags=["translation", "marian", "opus-mt", "transformer", "vanilla-transformer"],
         base_model=src if is_hub else None,
     )
     c = model.config
     n_params = sum(p.numel() for p in model.parameters())
     if "source.spm" in tokenizer_files:
-        tokenizer = ("tokenizer: the source's files, as they are (MarianTokenizer, SentencePiece: `pip install "
-                     "sentencepiece`); `tokenizer_class` added to tokenizer_config.json where it was missing")
+        tokenizer = (
+            "tokenizer: the source's files, as they are (MarianTokenizer, SentencePiece: `pip install "
+            "sentencepiece`); `tokenizer_class` added to tokenizer_config.json where it was missing"
+        )
     elif tokenizer_files:
         tokenizer = f"tokenizer: the source's files, as they are ({', '.join(tokenizer_files)})"
     else:
         tokenizer = f"tokenizer: none in the source; use {src}'s tokenizer"
-    license_line = (f"The weights are {src}'s, under its license: **{license_}**." if license_ else
-                    f"The source's model card states no license: check {src}'s terms before you use or share these weights.")
+    license_line = (
+        f"The weights are {src}'s, under its license: **{license_}**."
+        if license_
+        else f"The source's model card states no license: check {src}'s terms before you use or share these weights."
+    )
     content = f"""---
 {data.to_yaml()}
 ---
 
-# {os.path.basename(src.rstrip('/'))} in vanilla-transformer{f' ({pair})' if pair else ''}
+# {os.path.basename(src.rstrip("/"))} in vanilla-transformer{f" ({pair})" if pair else ""}
 
 The Marian translation model {link}, converted into the original Transformer of "Attention Is All You Need"
 (Vaswani et al., 2017) as implemented by vanilla-transformer. {license_line}
@@ -400,8 +445,10 @@ def check_out(out: str, overwrite: bool, src: str | None = None) -> str:
     if src is not None and os.path.exists(src):
         source = os.path.abspath(src)
         if os.path.commonpath([out, source]) == out:
-            raise ConversionError(f"output folder {out} is or contains the source {source}; writing it would replace "
-                                  "the model being converted. Name another output folder.")
+            raise ConversionError(
+                f"output folder {out} is or contains the source {source}; writing it would replace "
+                "the model being converted. Name another output folder."
+            )
     if os.path.exists(out):
         if not os.path.isdir(out):
             raise ConversionError(f"output {out} is a file; pass a folder path (it is created).")
@@ -442,19 +489,25 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m training.convert_marian",
         description="Convert a MarianMTModel (e.g. Helsinki-NLP/opus-mt-en-de) into this project's Transformer, exactly.",
     )
-    parser.add_argument("src", help="MarianMTModel folder (with config.json) or Hub id, e.g. Helsinki-NLP/opus-mt-en-de")
+    parser.add_argument(
+        "src", help="MarianMTModel folder (with config.json) or Hub id, e.g. Helsinki-NLP/opus-mt-en-de"
+    )
     parser.add_argument("out", help="output folder: a complete Hub repository of this project's format")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT when it exists and is not empty")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    command = " ".join(["python -m training.convert_marian", args.src, args.out, *(["--overwrite"] if args.overwrite else [])])
+    command = " ".join(
+        ["python -m training.convert_marian", args.src, args.out, *(["--overwrite"] if args.overwrite else [])]
+    )
     try:
         result = convert(args.src, args.out, overwrite=args.overwrite, command=command)
     except ConversionError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {result['out']} (max logit difference to MarianMTModel: {result['max_logit_difference']:.2g}; "
-          f"tokenizer files: {', '.join(result['tokenizer_files']) or 'none in the source'})")
+    print(
+        f"wrote {result['out']} (max logit difference to MarianMTModel: {result['max_logit_difference']:.2g}; "
+        f"tokenizer files: {', '.join(result['tokenizer_files']) or 'none in the source'})"
+    )
     return 0
 
 

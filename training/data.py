@@ -33,8 +33,12 @@ class ParallelCorpus:
 def _split_file(folder: str, split: str, lang: str) -> str:
     plain, packed = (os.path.join(folder, name) for name in (f"{split}.{lang}", f"{split}.{lang}.gz"))
     if os.path.isfile(plain) and os.path.isfile(packed):
-        logger.warning("%s: reading %s; %s beside it is not read (remove one of the two)", folder,
-                       os.path.basename(plain), os.path.basename(packed))
+        logger.warning(
+            "%s: reading %s; %s beside it is not read (remove one of the two)",
+            folder,
+            os.path.basename(plain),
+            os.path.basename(packed),
+        )
     for path in (plain, packed):
         if os.path.isfile(path):
             return path
@@ -107,9 +111,11 @@ def load_hub(dataset_id: str, split: str, source_lang: str, target_lang: str) ->
         ds = datasets.load_dataset(dataset_id, split=split)
     except Exception as e:  # no network, no such dataset or split: datasets raises many types
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise DataError(f"Cannot load the Hub dataset {dataset_id!r}, split {split!r} ({first}). It needs a network "
-                        "(or the Hub cache); without one pass --data with a local folder of the Multi30k layout "
-                        "({split}.{lang}[.gz] files).") from None
+        raise DataError(
+            f"Cannot load the Hub dataset {dataset_id!r}, split {split!r} ({first}). It needs a network "
+            "(or the Hub cache); without one pass --data with a local folder of the Multi30k layout "
+            "({split}.{lang}[.gz] files)."
+        ) from None
     corpus = ParallelCorpus([], [])
     for row in ds:
         pair = row.get("translation", row)

@@ -30,13 +30,17 @@ def local_model_problem(model_id: str) -> str | None:
         return None
     path = os.path.expanduser(model_id)
     if not os.path.exists(path):
-        return (f"model folder {model_id!r} does not exist ({os.path.abspath(path)}); pass a folder written by "
-                "training.train or save_pretrained (a run's model/), or a Hub model id of the form owner/name.")
+        return (
+            f"model folder {model_id!r} does not exist ({os.path.abspath(path)}); pass a folder written by "
+            "training.train or save_pretrained (a run's model/), or a Hub model id of the form owner/name."
+        )
     if not os.path.isdir(path):
         return f"{model_id!r} is a file, not a model folder; pass the folder that holds config.json."
     if not os.path.isfile(os.path.join(path, "config.json")):
-        return (f"{model_id!r} is not a model folder (no config.json in it); pass a folder written by "
-                "training.train or save_pretrained (a run's model/).")
+        return (
+            f"{model_id!r} is not a model folder (no config.json in it); pass a folder written by "
+            "training.train or save_pretrained (a run's model/)."
+        )
     return None
 
 
@@ -57,8 +61,10 @@ def load(model_id: str):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     if os.path.isdir(model_id) and not any(os.path.isfile(os.path.join(model_id, name)) for name in TOKENIZER_FILES):
-        raise SystemExit(f"cannot load a model from {model_id!r}: the folder has no tokenizer (none of "
-                         f"{', '.join(TOKENIZER_FILES)}); save it beside the model: tokenizer.save_pretrained(folder).")
+        raise SystemExit(
+            f"cannot load a model from {model_id!r}: the folder has no tokenizer (none of "
+            f"{', '.join(TOKENIZER_FILES)}); save it beside the model: tokenizer.save_pretrained(folder)."
+        )
     try:
         # trust_remote_code here too: the folder's config.json has an auto_map, and without it transformers asks
         # on stdin whether to run the custom code (a prompt in the middle of `--json` output or a pipe).
@@ -104,8 +110,11 @@ def main(argv=None) -> int:
 
     model, tokenizer = load(model_id)
     metadata = model_metadata()
-    card_src, card_tgt = (metadata.config_languages(model.config) or card_languages(model_id)  # config.json, else card
-                          or metadata.DEFAULT_LANGS)
+    card_src, card_tgt = (
+        metadata.config_languages(model.config)
+        or card_languages(model_id)  # config.json, else card
+        or metadata.DEFAULT_LANGS
+    )
     src_lang, tgt_lang = args.source_lang or card_src, args.target_lang or card_tgt
     try:
         corpus = load_corpus(args.data, args.split, src_lang, tgt_lang)
@@ -122,14 +131,20 @@ def main(argv=None) -> int:
     start = time.time()
     hyps = translate_batch(model, tokenizer, src, batch_size=args.batch_size, **gen)
     result = score(hyps, ref, tgt_lang, data_folder=args.data if os.path.isdir(args.data) else None, split=args.split)
-    result.update(model=args.model, split=args.split, seconds=round(time.time() - start, 1),
-                  num_beams=gen.get("num_beams", model.generation_config.num_beams),
-                  length_penalty=gen.get("length_penalty", model.generation_config.length_penalty))
+    result.update(
+        model=args.model,
+        split=args.split,
+        seconds=round(time.time() - start, 1),
+        num_beams=gen.get("num_beams", model.generation_config.num_beams),
+        length_penalty=gen.get("length_penalty", model.generation_config.length_penalty),
+    )
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{args.model} on {args.split} ({result['sentences']} sentences, beam {result['num_beams']}, "
-              f"{result['seconds']} s)")
+        print(
+            f"{args.model} on {args.split} ({result['sentences']} sentences, beam {result['num_beams']}, "
+            f"{result['seconds']} s)"
+        )
         print(f"  BLEU (lowercased, Moses-tokenised, Multi30k convention): {result['bleu_lc_tok']}")
         print(f"  sacreBLEU (cased, detokenised): {result['bleu']}   {result['bleu_signature']}")
         print(f"  chrF: {result['chrf']}   {result['chrf_signature']}")

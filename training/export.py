@@ -22,15 +22,23 @@ from .space_modules import model_metadata
 
 logger = logging.getLogger("training")
 
-PIPELINE = {"translation": {"impl": "pipeline_translation.TranslationPipeline", "pt": ["AutoModelForSeq2SeqLM"], "type": "text"}}
+PIPELINE = {
+    "translation": {"impl": "pipeline_translation.TranslationPipeline", "pt": ["AutoModelForSeq2SeqLM"], "type": "text"}
+}
 
 
 # A tokenizer's files as save_pretrained writes them: its settings, with Marian's SentencePiece files (OPUS-MT) or
 # the `tokenizers` library's tokenizer.json (this project's BPE).
 TOKENIZER_SETTINGS_FILES = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 FAST_TOKENIZER_FILES = ("tokenizer.json", *TOKENIZER_SETTINGS_FILES)
-TOKENIZER_FILES = ("source.spm", "target.spm", "vocab.json", "target_vocab.json", *TOKENIZER_SETTINGS_FILES,
-                   "tokenizer.json")
+TOKENIZER_FILES = (
+    "source.spm",
+    "target.spm",
+    "vocab.json",
+    "target_vocab.json",
+    *TOKENIZER_SETTINGS_FILES,
+    "tokenizer.json",
+)
 TOKENIZER_FILE = "|".join(re.escape(name) for name in TOKENIZER_FILES)  # any of them, as a regular expression
 
 # What a model folder of this project holds (save_hub_folder, convert_marian, head_atlas, circuit_atlas's circuits/):
@@ -62,8 +70,10 @@ def replace_problem(path: str, what: str) -> str | None:
     foreign = [name for name in names if not MODEL_FOLDER_FILE.fullmatch(name)]
     if model_type != "transformer" or foreign:
         shown = ", ".join((foreign or names)[:8]) + (", ..." if len(foreign or names) > 8 else "")
-        return (f"{what} {path} holds {shown}, which is not a model folder this project wrote; only such a folder is "
-                "ever replaced. Name a new or empty folder.")
+        return (
+            f"{what} {path} holds {shown}, which is not a model folder this project wrote; only such a folder is "
+            "ever replaced. Name a new or empty folder."
+        )
     return None
 
 
@@ -111,8 +121,14 @@ def describe_model(model_cfg, source_lang: str, target_lang: str, trained_on: st
     model_cfg.source_lang, model_cfg.target_lang, model_cfg.trained_on = source_lang, target_lang, trained_on
 
 
-def save_hub_folder(model, tokenizer, folder: str, card: str | None = None, results: dict | None = None,
-                    translations: dict | None = None) -> str:
+def save_hub_folder(
+    model,
+    tokenizer,
+    folder: str,
+    card: str | None = None,
+    results: dict | None = None,
+    translations: dict | None = None,
+) -> str:
     """Write `model` + `tokenizer` as a complete, flat Hub repository, atomically (FOLDER.partial, then a rename);
     an earlier export there is kept as FOLDER.previous-DATE, never overwritten in place. `translations`:
     {file name: lines}, the system outputs behind `results`, written one sentence per line into translations/
@@ -121,11 +137,19 @@ def save_hub_folder(model, tokenizer, folder: str, card: str | None = None, resu
 
     import modeling  # noqa: F401  (register_for_auto_class: remote code + auto_map)
 
-    not_finite = next((name for name, value in model.state_dict().items()
-                       if value.is_floating_point() and not bool(torch.isfinite(value).all())), None)
+    not_finite = next(
+        (
+            name
+            for name, value in model.state_dict().items()
+            if value.is_floating_point() and not bool(torch.isfinite(value).all())
+        ),
+        None,
+    )
     if not_finite:  # the last guard: nothing non-finite is ever exported
-        raise SystemExit(f"training: the model has weights that are not finite (NaN or inf, first in {not_finite}); "
-                         f"nothing was written to {folder}.")
+        raise SystemExit(
+            f"training: the model has weights that are not finite (NaN or inf, first in {not_finite}); "
+            f"nothing was written to {folder}."
+        )
     folder = os.path.abspath(folder)
     model.config.custom_pipelines = PIPELINE
     # FOLDER.partial, not a new name each time: a run's output folder may hold it (train.RUN_ENTRIES)
@@ -151,7 +175,9 @@ def save_hub_folder(model, tokenizer, folder: str, card: str | None = None, resu
     return folder
 
 
-def evaluate_model(model, tokenizer, config: TrainConfig, split: str, num_beams: int, length_penalty: float, limit: int = 0) -> dict:
+def evaluate_model(
+    model, tokenizer, config: TrainConfig, split: str, num_beams: int, length_penalty: float, limit: int = 0
+) -> dict:
     from .data import load_corpus
     from .metrics import score
     from .translate_utils import translate_batch
@@ -164,11 +190,15 @@ def evaluate_model(model, tokenizer, config: TrainConfig, split: str, num_beams:
         length_penalty = None  # greedy search has no length penalty
     beam = {"length_penalty": length_penalty} if num_beams > 1 else {}
     start = time.time()
-    hyps = translate_batch(model, tokenizer, src, batch_size=64, num_beams=num_beams, max_length=config.max_length,
-                           **beam)
-    result = score(hyps, ref, config.target_lang, data_folder=config.data if os.path.isdir(config.data) else None,
-                   split=split)
-    result.update(split=split, num_beams=num_beams, length_penalty=length_penalty, seconds=round(time.time() - start, 1))
+    hyps = translate_batch(
+        model, tokenizer, src, batch_size=64, num_beams=num_beams, max_length=config.max_length, **beam
+    )
+    result = score(
+        hyps, ref, config.target_lang, data_folder=config.data if os.path.isdir(config.data) else None, split=split
+    )
+    result.update(
+        split=split, num_beams=num_beams, length_penalty=length_penalty, seconds=round(time.time() - start, 1)
+    )
     result["hypotheses"] = hyps  # the system output as scored; finalize writes the chosen model's into its folder
     return result
 
@@ -224,8 +254,15 @@ translator = pipeline("translation", model="<this repo>", trust_remote_code=True
 """
 
 
-def model_card(config: TrainConfig, results: dict, chosen: str, train_seconds: float, command: str, n_params: int,
-               history: dict | None = None) -> str:
+def model_card(
+    config: TrainConfig,
+    results: dict,
+    chosen: str,
+    train_seconds: float,
+    command: str,
+    n_params: int,
+    history: dict | None = None,
+) -> str:
     """The README.md of the model repository, with metadata `huggingface_hub` validates. `history`: what
     `initial_model_history` found for a fine-tuned model (read here when not given)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -235,33 +272,57 @@ def model_card(config: TrainConfig, results: dict, chosen: str, train_seconds: f
     pair = f"{language_name(src)}->{language_name(tgt)}"
     eval_results = []
     for split, r in results.items():
-        for metric, key, name in (("bleu", "bleu_lc_tok", "BLEU (lowercased, Moses-tokenised)"),
-                                  ("sacrebleu", "bleu", "sacreBLEU (cased, detokenised)"),
-                                  ("chrf", "chrf", "chrF")):
-            eval_results.append(EvalResult(
-                task_type="translation", task_name=f"Translation {pair}", dataset_type="multi30k",
-                dataset_name=f"Multi30k ({split})", dataset_split=split, dataset_config=f"{src}-{tgt}",
-                metric_type=metric, metric_name=name, metric_value=r[key],
-            ))
+        for metric, key, name in (
+            ("bleu", "bleu_lc_tok", "BLEU (lowercased, Moses-tokenised)"),
+            ("sacrebleu", "bleu", "sacreBLEU (cased, detokenised)"),
+            ("chrf", "chrf", "chrF"),
+        ):
+            eval_results.append(
+                EvalResult(
+                    task_type="translation",
+                    task_name=f"Translation {pair}",
+                    dataset_type="multi30k",
+                    dataset_name=f"Multi30k ({split})",
+                    dataset_split=split,
+                    dataset_config=f"{src}-{tgt}",
+                    metric_type=metric,
+                    metric_name=name,
+                    metric_value=r[key],
+                )
+            )
     data = ModelCardData(
-        language=[src, tgt], license="apache-2.0", library_name="transformers", pipeline_tag="translation",
+        language=[src, tgt],
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="translation",
         tags=["translation", "transformer", "attention-is-all-you-need", "vanilla-transformer"],
-        datasets=["bentrevett/multi30k"], metrics=["bleu", "chrf"],
-        model_name=f"vanilla-transformer-multi30k-{src}-{tgt}", eval_results=eval_results,
+        datasets=["bentrevett/multi30k"],
+        metrics=["bleu", "chrf"],
+        model_name=f"vanilla-transformer-multi30k-{src}-{tgt}",
+        eval_results=eval_results,
     )
     rows = "\n".join(
-        f"| {split} | {r['bleu_lc_tok']} | {r['bleu']} | {r['chrf']} | {r['sentences']} |" for split, r in results.items()
+        f"| {split} | {r['bleu_lc_tok']} | {r['bleu']} | {r['chrf']} | {r['sentences']} |"
+        for split, r in results.items()
     )
     signature = next(iter(results.values()))["bleu_signature"]
     hours = train_seconds / 3600
     tried = sorted({float(v) for v in config.length_penalty_candidates} | {config.length_penalty})
     tried = f"; chosen on {config.valid_split} among {', '.join(f'{v:g}' for v in tried)}" if len(tried) > 1 else ""
-    decoding = (f"beam {config.num_beams}, length penalty {config.length_penalty} (transformers' `length ** alpha` "
-                f"form{tried})" if config.num_beams > 1 else "greedy")
+    decoding = (
+        f"beam {config.num_beams}, length penalty {config.length_penalty} (transformers' `length ** alpha` form{tried})"
+        if config.num_beams > 1
+        else "greedy"
+    )
     cooldown_steps = config.cooldown_steps
-    cooldown = (f" (learning rate falling linearly to zero over the last {cooldown_steps} steps)" if cooldown_steps else "")
-    decay = ("a linear decay to zero" if cooldown_steps and config.warmup_steps + cooldown_steps >= config.max_steps
-             else "inverse-square-root decay")
+    cooldown = (
+        f" (learning rate falling linearly to zero over the last {cooldown_steps} steps)" if cooldown_steps else ""
+    )
+    decay = (
+        "a linear decay to zero"
+        if cooldown_steps and config.warmup_steps + cooldown_steps >= config.max_steps
+        else "inverse-square-root decay"
+    )
     origin = f"fine-tuned from `{config.init_from}`" if config.init_from else "trained from scratch"
     if history is None:
         history = initial_model_history(config.init_from)
@@ -270,8 +331,11 @@ def model_card(config: TrainConfig, results: dict, chosen: str, train_seconds: f
         total = (history["train_seconds"] + train_seconds) / 3600
         before = f" (after the initial model's {history['train_seconds'] / 3600:.2f} h: {total:.2f} h in all)"
     commands = [*history.get("commands", []), command]
-    batches = (f"batches of up to {config.max_tokens} tokens (pairs x longest side)" if config.max_tokens
-               else f"{config.batch_size} sentence pairs")
+    batches = (
+        f"batches of up to {config.max_tokens} tokens (pairs x longest side)"
+        if config.max_tokens
+        else f"{config.batch_size} sentence pairs"
+    )
     precision = "bf16 mixed precision (autocast; fp32 weights)" if config.bf16 else "fp32"
     content = f"""---
 {data.to_yaml()}
@@ -301,7 +365,7 @@ The first BLEU column is the Multi30k convention (output lowercased, punctuation
 Moses-tokenised, against the official tokenised references); sacreBLEU signature: `{signature}`.
 The translations scored are in `translations/` (SPLIT.{config.target_lang}, one sentence per line), to rescore.
 
-{use_section('A man is riding a bike.', 'print(translator("Two dogs play in the snow.", num_beams=4))')}
+{use_section("A man is riding a bike.", 'print(translator("Two dogs play in the snow.", num_beams=4))')}
 ## Reproduce
 
 ```
@@ -334,15 +398,15 @@ def choose_length_penalty(model, tokenizer, config: TrainConfig, val_result: dic
         lp = float(lp)
         if lp in scores:
             continue
-        r = evaluate_model(model, tokenizer, config, config.valid_split, config.num_beams, lp,
-                           limit=final_eval_limit(config))
+        r = evaluate_model(
+            model, tokenizer, config, config.valid_split, config.num_beams, lp, limit=final_eval_limit(config)
+        )
         logger.info("validation, length penalty %g: BLEU %.2f (lc-tok %.2f)", lp, r["bleu"], r["bleu_lc_tok"])
         scores[lp] = r
         if _rank(r) > _rank(best):
             best_lp, best = lp, r
     if len(scores) > 1:
-        logger.info("length penalty chosen on validation: %g (tried %s)", best_lp,
-                    ", ".join(f"{v:g}" for v in scores))
+        logger.info("length penalty chosen on validation: %g (tried %s)", best_lp, ", ".join(f"{v:g}" for v in scores))
     return best_lp, best, scores
 
 
@@ -395,8 +459,15 @@ def choose_weights(config: TrainConfig, tokenizer) -> tuple[str, object, dict, d
     scored = []
     for name, paths in final_candidates(checkpoints, best, config.average_last):
         model = load_candidate(paths).eval()
-        r = evaluate_model(model, tokenizer, config, config.valid_split, config.num_beams, config.length_penalty,
-                           limit=final_eval_limit(config))
+        r = evaluate_model(
+            model,
+            tokenizer,
+            config,
+            config.valid_split,
+            config.num_beams,
+            config.length_penalty,
+            limit=final_eval_limit(config),
+        )
         logger.info("validation, %s: BLEU %.2f (lc-tok %.2f)", name, r["bleu"], r["bleu_lc_tok"])
         scored.append((name, model, r))
     # Lowercased-tokenised BLEU, then cased BLEU, then chrF: so that a tie at BLEU 0 (an early model) goes to the
@@ -411,10 +482,16 @@ def evaluate_test_splits(model, tokenizer, config: TrainConfig) -> dict:
     results = {}
     for split in config.test_splits:
         try:
-            results[split] = evaluate_model(model, tokenizer, config, split, config.num_beams, config.length_penalty,
-                                            limit=final_eval_limit(config))
-            logger.info("%s: BLEU %.2f (lc-tok %.2f), chrF %.2f", split, results[split]["bleu"],
-                        results[split]["bleu_lc_tok"], results[split]["chrf"])
+            results[split] = evaluate_model(
+                model, tokenizer, config, split, config.num_beams, config.length_penalty, limit=final_eval_limit(config)
+            )
+            logger.info(
+                "%s: BLEU %.2f (lc-tok %.2f), chrF %.2f",
+                split,
+                results[split]["bleu"],
+                results[split]["bleu_lc_tok"],
+                results[split]["chrf"],
+            )
         except Exception as e:  # a missing test split must not lose the trained model
             logger.warning("could not evaluate on %s: %s", split, e)
     return results
@@ -428,7 +505,9 @@ def reproducing_command(argv) -> str:
     return " ".join(["python", "-m", "training.train", *args])
 
 
-def finalize(config: TrainConfig, trainer, tokenizer, train_seconds: float, push_to_hub: str | None = None, argv=None) -> str:
+def finalize(
+    config: TrainConfig, trainer, tokenizer, train_seconds: float, push_to_hub: str | None = None, argv=None
+) -> str:
     """Keep whichever of (average of the last checkpoints, best, last) scores highest on validation, choose its
     length penalty there, evaluate it on the test splits, write `output_dir/model` (and `export_dir`), optionally
     push. (`trainer`, the one that wrote the checkpoints, is not needed any more; the argument stays for callers.)"""
@@ -448,10 +527,14 @@ def finalize(config: TrainConfig, trainer, tokenizer, train_seconds: float, push
     history = initial_model_history(config.init_from)
     card = model_card(config, results, chosen, train_seconds, command, n_params, history)
     describe_model(model.config, config.source_lang, config.target_lang, "Multi30k")
-    record = {"chosen": chosen, "train_seconds": round(train_seconds),
-              "total_train_seconds": round(train_seconds + history.get("train_seconds", 0)),
-              "commands": [*history.get("commands", []), command], "results": results,
-              "candidates_on_validation": on_validation}
+    record = {
+        "chosen": chosen,
+        "train_seconds": round(train_seconds),
+        "total_train_seconds": round(train_seconds + history.get("train_seconds", 0)),
+        "commands": [*history.get("commands", []), command],
+        "results": results,
+        "candidates_on_validation": on_validation,
+    }
     if len(lp_scores) > 1:
         record["length_penalty_on_validation"] = {f"{lp:g}": r["bleu_lc_tok"] for lp, r in lp_scores.items()}
     out = save_hub_folder(model, tokenizer, os.path.join(config.output_dir, "model"), card, record, translations)
@@ -484,6 +567,7 @@ def push_folder(folder: str, repo_id: str) -> None:
 
     api = HfApi()
     api.create_repo(repo_id, repo_type="model", exist_ok=True)
-    api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type="model",
-                      commit_message="Upload vanilla-transformer model")
+    api.upload_folder(
+        folder_path=folder, repo_id=repo_id, repo_type="model", commit_message="Upload vanilla-transformer model"
+    )
     logger.info("pushed %s to https://huggingface.co/%s", folder, repo_id)

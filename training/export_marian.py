@@ -120,8 +120,10 @@ def load_config(folder: str, src: str):
     except (OSError, ValueError, AttributeError) as e:
         raise ExportError(f"cannot read {src}/config.json: {e}") from None
     if model_type != "transformer":
-        raise ExportError(f"{src} is a {model_type!r} model (config.json model_type), not one of this project's "
-                          "('transformer'); only those are exported.")
+        raise ExportError(
+            f"{src} is a {model_type!r} model (config.json model_type), not one of this project's "
+            "('transformer'); only those are exported."
+        )
     try:
         return TransformerConfig.from_pretrained(folder)
     except ValueError as e:
@@ -134,25 +136,35 @@ def refusals(config) -> list[str]:
 
     found = []
     if config.position_embedding_type != "sinusoidal":
-        found.append(f"{config.position_embedding_type} positions (position_embedding_type): MarianMTModel's "
-                     "positions are always sinusoids it computes; MarianConfig has no learned positions.")
+        found.append(
+            f"{config.position_embedding_type} positions (position_embedding_type): MarianMTModel's "
+            "positions are always sinusoids it computes; MarianConfig has no learned positions."
+        )
     if config.normalize_before:
-        found.append("pre-LN residual blocks with a final LayerNorm on each stack (normalize_before=true): "
-                     "MarianMTModel is post-LN, LayerNorm(x + Sublayer(x)), with no final LayerNorm, and "
-                     "MarianConfig has no setting for either.")
+        found.append(
+            "pre-LN residual blocks with a final LayerNorm on each stack (normalize_before=true): "
+            "MarianMTModel is post-LN, LayerNorm(x + Sublayer(x)), with no final LayerNorm, and "
+            "MarianConfig has no setting for either."
+        )
     if config.layer_norm_eps != MARIAN_LAYER_NORM_EPS:
-        found.append(f"LayerNorm epsilon {config.layer_norm_eps:g} (layer_norm_eps): MarianMTModel's LayerNorms use "
-                     f"{MARIAN_LAYER_NORM_EPS:g} and MarianConfig has no setting for it.")
+        found.append(
+            f"LayerNorm epsilon {config.layer_norm_eps:g} (layer_norm_eps): MarianMTModel's LayerNorms use "
+            f"{MARIAN_LAYER_NORM_EPS:g} and MarianConfig has no setting for it."
+        )
     if config.activation_function not in ACT2FN:
-        found.append(f"the activation {config.activation_function!r}: MarianConfig's activation_function takes "
-                     "transformers' ACT2FN names.")
+        found.append(
+            f"the activation {config.activation_function!r}: MarianConfig's activation_function takes "
+            "transformers' ACT2FN names."
+        )
     return found
 
 
 def check_exportable(config, src: str) -> None:
     if found := refusals(config):
-        raise ExportError(f"{src} cannot be exported exactly to MarianMTModel: it has {' It has '.join(found)} "
-                          "Keep this model in this project's format; only what Marian represents exactly is exported.")
+        raise ExportError(
+            f"{src} cannot be exported exactly to MarianMTModel: it has {' It has '.join(found)} "
+            "Keep this model in this project's format; only what Marian represents exactly is exported."
+        )
 
 
 def load_model(folder: str, src: str):
@@ -166,8 +178,10 @@ def load_model(folder: str, src: str):
         raise ExportError(f"could not load {src}: {type(e).__name__}: {e}") from None
     gaps = sorted(info.get("missing_keys") or []) + sorted(info.get("unexpected_keys") or [])
     if gaps or info.get("mismatched_keys"):
-        raise ExportError(f"{src} is not a complete checkpoint (missing, unused or misshapen weights: "
-                          f"{', '.join(map(str, gaps[:5])) or info.get('mismatched_keys')}); it cannot be exported.")
+        raise ExportError(
+            f"{src} is not a complete checkpoint (missing, unused or misshapen weights: "
+            f"{', '.join(map(str, gaps[:5])) or info.get('mismatched_keys')}); it cannot be exported."
+        )
     return model.eval()
 
 
@@ -175,8 +189,10 @@ def load_tokenizer(folder: str, src: str):
     from transformers import AutoTokenizer
 
     if not any(os.path.isfile(os.path.join(folder, name)) for name in ("tokenizer.json", "source.spm")):
-        raise ExportError(f"{src} has no tokenizer (tokenizer.json, or Marian's source.spm); a Marian folder needs "
-                          "one. Save the model's tokenizer into the folder first.")
+        raise ExportError(
+            f"{src} has no tokenizer (tokenizer.json, or Marian's source.spm); a Marian folder needs "
+            "one. Save the model's tokenizer into the folder first."
+        )
     try:
         return AutoTokenizer.from_pretrained(folder)
     except Exception as e:
@@ -208,8 +224,10 @@ def residual_axis(name: str) -> int | None:
         return 1
     if re.search(r"\.(q_proj|k_proj|v_proj|fc1)\.bias$", name) or name == "lm_head.bias":
         return None
-    raise ExportError(f"no rule for the weight {name}: it is not known whether it touches the residual stream, "
-                      "so the model cannot be permuted safely. Nothing was written.")
+    raise ExportError(
+        f"no rule for the weight {name}: it is not known whether it touches the residual stream, "
+        "so the model cannot be permuted safely. Nothing was written."
+    )
 
 
 def permute_residual(state: dict, permutation) -> dict:
@@ -243,20 +261,31 @@ def marian_config(config):
 
     c = config
     return MarianConfig(
-        vocab_size=c.vocab_size, decoder_vocab_size=c.vocab_size, d_model=c.d_model,
-        encoder_layers=c.encoder_layers, decoder_layers=c.decoder_layers,
-        encoder_attention_heads=c.encoder_attention_heads, decoder_attention_heads=c.decoder_attention_heads,
-        encoder_ffn_dim=c.encoder_ffn_dim, decoder_ffn_dim=c.decoder_ffn_dim,
-        activation_function=c.activation_function, max_position_embeddings=c.max_position_embeddings,
-        dropout=float(c.dropout), attention_dropout=float(c.attention_dropout),
+        vocab_size=c.vocab_size,
+        decoder_vocab_size=c.vocab_size,
+        d_model=c.d_model,
+        encoder_layers=c.encoder_layers,
+        decoder_layers=c.decoder_layers,
+        encoder_attention_heads=c.encoder_attention_heads,
+        decoder_attention_heads=c.decoder_attention_heads,
+        encoder_ffn_dim=c.encoder_ffn_dim,
+        decoder_ffn_dim=c.decoder_ffn_dim,
+        activation_function=c.activation_function,
+        max_position_embeddings=c.max_position_embeddings,
+        dropout=float(c.dropout),
+        attention_dropout=float(c.attention_dropout),
         activation_dropout=float(c.activation_dropout),
-        init_std=float(c.init_std if c.init_std is not None else c.d_model ** -0.5),
+        init_std=float(c.init_std if c.init_std is not None else c.d_model**-0.5),
         scale_embedding=bool(c.scale_embedding),
-        share_encoder_decoder_embeddings=bool(c.tie_word_embeddings), tie_word_embeddings=bool(c.tie_word_embeddings),
-        pad_token_id=c.pad_token_id, bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id,
+        share_encoder_decoder_embeddings=bool(c.tie_word_embeddings),
+        tie_word_embeddings=bool(c.tie_word_embeddings),
+        pad_token_id=c.pad_token_id,
+        bos_token_id=c.bos_token_id,
+        eos_token_id=c.eos_token_id,
         decoder_start_token_id=c.decoder_start_token_id,
         forced_eos_token_id=None,  # MarianConfig's default (0) would force a token this model never forces
-        use_cache=True, architectures=["MarianMTModel"],
+        use_cache=True,
+        architectures=["MarianMTModel"],
     )
 
 
@@ -269,8 +298,9 @@ def to_marian(model):
     result = marian.load_state_dict(weights, strict=False)
     left = [k for k in result.missing_keys if "embed_positions" not in k and k != "final_logits_bias"]
     if left or result.unexpected_keys:  # a mapping gap: never save a half-random model
-        raise ExportError(f"weights left unmapped: missing {left[:5]}, unexpected {result.unexpected_keys[:5]}; "
-                          "nothing was written.")
+        raise ExportError(
+            f"weights left unmapped: missing {left[:5]}, unexpected {result.unexpected_keys[:5]}; nothing was written."
+        )
     marian.tie_weights()
     marian.generation_config = copy.deepcopy(model.generation_config)  # decoding as the source decodes
     return marian.eval()
@@ -295,8 +325,10 @@ def decode_both(source, exported, batch: dict, **settings) -> tuple:
     import torch
 
     with torch.no_grad():
-        return (source.generate(**batch, do_sample=False, **settings),
-                exported.generate(**batch, do_sample=False, **settings))
+        return (
+            source.generate(**batch, do_sample=False, **settings),
+            exported.generate(**batch, do_sample=False, **settings),
+        )
 
 
 def max_logit_difference(source, exported, batch: dict, decoder_input_ids) -> float:
@@ -304,8 +336,9 @@ def max_logit_difference(source, exported, batch: dict, decoder_input_ids) -> fl
     (the padding after it is never decoded from)."""
     import torch
 
-    inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                  decoder_input_ids=decoder_input_ids)
+    inputs = dict(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=decoder_input_ids
+    )
     is_end = (decoder_input_ids == source.config.eos_token_id).int()
     decoded = (is_end.cumsum(1) - is_end) == 0  # no end token before this position
     with torch.no_grad():
@@ -325,11 +358,17 @@ def compare(source, exported, tokenizer) -> dict:
     beam = decode_both(source, exported, batch, max_length=length, **beam_settings(source.generation_config))
     random_batch = check_batch(source.config)
     shifted = source.prepare_decoder_input_ids_from_labels(random_batch["labels"])
-    difference = max(max_logit_difference(source, exported, batch, greedy[0]),
-                     max_logit_difference(source, exported, batch, beam[0]),
-                     max_logit_difference(source, exported, random_batch, shifted))
-    return {"max_logit_difference": difference, "same_greedy": same_tokens(*greedy), "same_beam": same_tokens(*beam),
-            "sentences": len(CHECK_SENTENCES)}
+    difference = max(
+        max_logit_difference(source, exported, batch, greedy[0]),
+        max_logit_difference(source, exported, batch, beam[0]),
+        max_logit_difference(source, exported, random_batch, shifted),
+    )
+    return {
+        "max_logit_difference": difference,
+        "same_greedy": same_tokens(*greedy),
+        "same_beam": same_tokens(*beam),
+        "sentences": len(CHECK_SENTENCES),
+    }
 
 
 def same_tokens(a, b) -> bool:
@@ -353,10 +392,13 @@ def check_tokenizer(source_tokenizer, folder: str) -> str:
     try:
         loaded = AutoTokenizer.from_pretrained(folder)
     except Exception as e:
-        raise ExportError(f"AutoTokenizer cannot load the exported tokenizer: {type(e).__name__}: {e}; nothing was "
-                          "written.") from None
-    if (loaded(CHECK_SENTENCES)["input_ids"] != source_tokenizer(CHECK_SENTENCES)["input_ids"]
-            or loaded.get_vocab() != source_tokenizer.get_vocab()):
+        raise ExportError(
+            f"AutoTokenizer cannot load the exported tokenizer: {type(e).__name__}: {e}; nothing was written."
+        ) from None
+    if (
+        loaded(CHECK_SENTENCES)["input_ids"] != source_tokenizer(CHECK_SENTENCES)["input_ids"]
+        or loaded.get_vocab() != source_tokenizer.get_vocab()
+    ):
         raise ExportError("the exported tokenizer does not tokenize as the model's own; nothing was written.")
     return type(loaded).__name__
 
@@ -402,28 +444,38 @@ def model_card(src: str, is_hub: bool, folder: str, config, found: dict, tokeniz
 
     license_, langs = source_license(folder)
     link = f"[{src}](https://huggingface.co/{src})" if is_hub else f"`{src}`"
-    data = ModelCardData(language=langs or None, license=license_ or "unknown", library_name="transformers",
-                         pipeline_tag="translation", tags=["translation", "marian", "vanilla-transformer"],
-                         base_model=src if is_hub else None)
-    layout = ("already in Marian's layout (`sinusoidal_layout=\"concatenated\"`), so the weights are copied unpermuted"
-              if config.sinusoidal_layout == "concatenated" else
-              "interleaved there (sin in dimension 2i, cos in 2i + 1) and concatenated in Marian (all sines, then all "
-              "cosines); the export permutes the model dimension of every weight that reads or writes the residual "
-              "stream accordingly")
-    license_line = (f"The weights are {src}'s, under its license: **{license_}**." if license_ else
-                    f"The source's model card states no license: check {src}'s terms before you use or share it.")
+    data = ModelCardData(
+        language=langs or None,
+        license=license_ or "unknown",
+        library_name="transformers",
+        pipeline_tag="translation",
+        tags=["translation", "marian", "vanilla-transformer"],
+        base_model=src if is_hub else None,
+    )
+    layout = (
+        'already in Marian\'s layout (`sinusoidal_layout="concatenated"`), so the weights are copied unpermuted'
+        if config.sinusoidal_layout == "concatenated"
+        else "interleaved there (sin in dimension 2i, cos in 2i + 1) and concatenated in Marian (all sines, then all "
+        "cosines); the export permutes the model dimension of every weight that reads or writes the residual "
+        "stream accordingly"
+    )
+    license_line = (
+        f"The weights are {src}'s, under its license: **{license_}**."
+        if license_
+        else f"The source's model card states no license: check {src}'s terms before you use or share it."
+    )
     content = f"""---
 {data.to_yaml()}
 ---
 
-# {os.path.basename(src.rstrip('/'))} as a MarianMTModel
+# {os.path.basename(src.rstrip("/"))} as a MarianMTModel
 
 {link}, a model of vanilla-transformer (the Transformer of "Attention Is All You Need"), exported to
 transformers' `MarianMTModel`: no remote code is needed. {license_line}
 
 - the only difference between the two architectures is the sinusoid layout: {layout}
-- exact: on {found['sentences']} real sentences and a padded batch over the vocabulary the logits differ from the
-  source's by at most {found['max_logit_difference']:.1e}, and greedy and beam-search outputs are the same tokens
+- exact: on {found["sentences"]} real sentences and a padded batch over the vocabulary the logits differ from the
+  source's by at most {found["max_logit_difference"]:.1e}, and greedy and beam-search outputs are the same tokens
 - tokenizer: loaded by `AutoTokenizer` as `{tokenizer_class}`
 - Marian computes positions only up to `max_position_embeddings` ({config.max_position_embeddings}); the source
   extends its sinusoids to any length
@@ -462,8 +514,11 @@ def is_model_folder(path: str, model_type: str, names_rule) -> bool:
             found = json.load(fh)
     except (OSError, ValueError):
         return False
-    return (all(names_rule.fullmatch(n) for n in names) and isinstance(found, dict)
-            and (model_type is None or found.get("model_type") == model_type))
+    return (
+        all(names_rule.fullmatch(n) for n in names)
+        and isinstance(found, dict)
+        and (model_type is None or found.get("model_type") == model_type)
+    )
 
 
 def out_problem(out: str, overwrite: bool, kind: str) -> str | None:
@@ -480,18 +535,25 @@ def out_problem(out: str, overwrite: bool, kind: str) -> str | None:
         return f"output folder {out} exists and is not empty; pass --overwrite to replace it."
     if kind == "marian" and is_model_folder(out, "marian", MODEL_FOLDER_FILE):
         return None
-    if (kind == "ctranslate2" and os.path.isfile(os.path.join(out, "model.bin"))
-            and is_model_folder(out, None, CT2_FOLDER_FILE)):
+    if (
+        kind == "ctranslate2"
+        and os.path.isfile(os.path.join(out, "model.bin"))
+        and is_model_folder(out, None, CT2_FOLDER_FILE)
+    ):
         return None
-    if (kind == "onnx" and all(os.path.isfile(os.path.join(out, name)) for name in ONNX_GRAPHS)
-            and is_model_folder(out, "marian", ONNX_FOLDER_FILE)):
+    if (
+        kind == "onnx"
+        and all(os.path.isfile(os.path.join(out, name)) for name in ONNX_GRAPHS)
+        and is_model_folder(out, "marian", ONNX_FOLDER_FILE)
+    ):
         return None
     problem = replace_problem(out, "output folder")
     return None if problem is None else f"--overwrite refused: {problem}"
 
 
-def check_paths(src: str, out: str, ct2_out: str | None, overwrite: bool,
-                onnx_out: str | None = None) -> tuple[str, str | None, str | None]:
+def check_paths(
+    src: str, out: str, ct2_out: str | None, overwrite: bool, onnx_out: str | None = None
+) -> tuple[str, str | None, str | None]:
     """OUT, CT2_OUT and ONNX_OUT as absolute paths, refused when one may not be written, would replace the source
     or overlaps another."""
     out = os.path.abspath(os.path.expanduser(out))
@@ -500,14 +562,17 @@ def check_paths(src: str, out: str, ct2_out: str | None, overwrite: bool,
     source = os.path.abspath(os.path.expanduser(src)) if os.path.exists(os.path.expanduser(src)) else None
     for path in filter(None, (out, ct2_out, onnx_out)):
         if source and os.path.commonpath([path, source]) == path:
-            raise ExportError(f"output folder {path} is or contains the model {source}; writing it would replace the "
-                              "model being exported. Name another output folder.")
+            raise ExportError(
+                f"output folder {path} is or contains the model {source}; writing it would replace the "
+                "model being exported. Name another output folder."
+            )
     named = [(path, what) for path, what in ((out, "Marian"), (ct2_out, "CTranslate2"), (onnx_out, "ONNX")) if path]
     for i, (a, a_name) in enumerate(named):
-        for b, b_name in named[i + 1:]:
+        for b, b_name in named[i + 1 :]:
             if os.path.commonpath([a, b]) in (a, b):
-                raise ExportError(f"the {b_name} folder {b} and the {a_name} folder {a} overlap; name separate "
-                                  "folders.")
+                raise ExportError(
+                    f"the {b_name} folder {b} and the {a_name} folder {a} overlap; name separate folders."
+                )
     for path, kind in ((out, "marian"), (ct2_out, "ctranslate2"), (onnx_out, "onnx")):
         if path and (problem := out_problem(path, overwrite, kind)):
             raise ExportError(problem)
@@ -525,8 +590,15 @@ def write_marian(model, tokenizer, folder: str, tmp: str) -> tuple[dict, str]:
     return compare(model, exported, tokenizer), tokenizer_class
 
 
-def export(src: str, out: str, overwrite: bool = False, command: str | None = None, ct2_out: str | None = None,
-           quantization: str = "float32", onnx_out: str | None = None) -> dict:
+def export(
+    src: str,
+    out: str,
+    overwrite: bool = False,
+    command: str | None = None,
+    ct2_out: str | None = None,
+    quantization: str = "float32",
+    onnx_out: str | None = None,
+) -> dict:
     """Export MODEL `src` to the MarianMTModel folder `out` (and CTranslate2 `ct2_out`, ONNX `onnx_out`); returns
     what was checked."""
     # before any download: a refused OUT costs nothing
@@ -562,8 +634,9 @@ def ctranslate2_module():
     try:
         import ctranslate2
     except ImportError:
-        raise ExportError("--ctranslate2 needs the ctranslate2 package, which is not installed: "
-                          "pip install ctranslate2") from None
+        raise ExportError(
+            "--ctranslate2 needs the ctranslate2 package, which is not installed: pip install ctranslate2"
+        ) from None
     return ctranslate2
 
 
@@ -571,9 +644,11 @@ def check_ctranslate2_activation(activation: str) -> None:
     from ctranslate2.converters.transformers import _SUPPORTED_ACTIVATIONS
 
     if activation not in _SUPPORTED_ACTIVATIONS:
-        raise ExportError(f"CTranslate2 has no {activation!r} activation (it has "
-                          f"{', '.join(sorted(_SUPPORTED_ACTIVATIONS))}); this model cannot be converted to it. "
-                          "Nothing was written.")
+        raise ExportError(
+            f"CTranslate2 has no {activation!r} activation (it has "
+            f"{', '.join(sorted(_SUPPORTED_ACTIVATIONS))}); this model cannot be converted to it. "
+            "Nothing was written."
+        )
 
 
 def exact_marian_loader():
@@ -606,13 +681,19 @@ def ctranslate2_converter(marian, tokenizer):
     return MarianConverter()
 
 
-def ctranslate2_translate(translator, tokenizer, sentences: list[str], beam_size: int, length_penalty: float,
-                          max_length: int) -> list[list[int]]:
+def ctranslate2_translate(
+    translator, tokenizer, sentences: list[str], beam_size: int, length_penalty: float, max_length: int
+) -> list[list[int]]:
     """Token ids of CTranslate2's translations, decoded as transformers' generate() decodes: the length that the
     penalty divides by counts the end token, and max_length counts the start token."""
     tokens = [tokenizer.convert_ids_to_tokens(ids) for ids in tokenizer(sentences)["input_ids"]]
-    results = translator.translate_batch(tokens, beam_size=beam_size, length_penalty=length_penalty,
-                                         max_decoding_length=max_length - 1, return_end_token=True)
+    results = translator.translate_batch(
+        tokens,
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+        max_decoding_length=max_length - 1,
+        return_end_token=True,
+    )
     return [tokenizer.convert_tokens_to_ids(r.hypotheses[0]) for r in results]
 
 
@@ -641,14 +722,20 @@ def ctranslate2_agreement(model, tokenizer, folder: str) -> dict:
     agree = {}
     for name, settings in (("greedy", {"num_beams": 1}), ("beam", beam)):
         ours = torch_translate(model, tokenizer, CHECK_SENTENCES, max_length=length, **settings)
-        theirs = ctranslate2_translate(translator, tokenizer, CHECK_SENTENCES, settings["num_beams"],
-                                       beam["length_penalty"], length)
+        theirs = ctranslate2_translate(
+            translator, tokenizer, CHECK_SENTENCES, settings["num_beams"], beam["length_penalty"], length
+        )
         agree[name] = sum(a == b for a, b in zip(ours, theirs))
     return {**agree, "sentences": len(CHECK_SENTENCES)}
 
 
-def to_ctranslate2(marian_folder: str, ct2_out: str, quantization: str = "float32", overwrite: bool = False,
-                   source: tuple[str, str] | None = None) -> dict:
+def to_ctranslate2(
+    marian_folder: str,
+    ct2_out: str,
+    quantization: str = "float32",
+    overwrite: bool = False,
+    source: tuple[str, str] | None = None,
+) -> dict:
     """Convert the MarianMTModel folder `marian_folder` to a CTranslate2 model in `ct2_out` (its tokenizer files
     copied beside), atomically. float32 must translate CHECK_SENTENCES as MarianMTModel does (greedy and beam);
     other quantizations are written with their agreement reported. `source`: (MODEL as given, its folder), recorded
@@ -696,8 +783,10 @@ def copy_tokenizer(marian_folder: str, out: str) -> None:
 def check_ctranslate2_agreement(agree: dict, ct2_out: str) -> None:
     n = agree["sentences"]
     if agree["greedy"] < n or agree["beam"] < n:
-        raise ExportError(f"CTranslate2 (float32) translates differently from MarianMTModel (greedy {agree['greedy']}/"
-                          f"{n}, beam {agree['beam']}/{n} sentences equal); {ct2_out} was not written.")
+        raise ExportError(
+            f"CTranslate2 (float32) translates differently from MarianMTModel (greedy {agree['greedy']}/"
+            f"{n}, beam {agree['beam']}/{n} sentences equal); {ct2_out} was not written."
+        )
 
 
 # ------------------------------------------------------------------------------------------- ONNX Runtime
@@ -708,14 +797,17 @@ def onnx_modules(export: bool = True) -> None:
     onnxscript) and onnxruntime for its check; running the graphs needs onnxruntime only."""
     try:
         import onnxruntime  # noqa: F401
+
         if export:
             import onnx  # noqa: F401
             import onnxscript  # noqa: F401  (torch.onnx.export(dynamo=True) builds the graphs with it)
     except ImportError as e:
         needed = "onnx, onnxscript and onnxruntime" if export else "onnxruntime"
-        raise ExportError(f"{'--onnx' if export else 'running an ONNX folder'} needs {needed} ({e.name} is not "
-                          f"installed): pip install {needed.replace(' and', '').replace(',', '')}, or "
-                          "pip install -e '.[deploy]'") from None
+        raise ExportError(
+            f"{'--onnx' if export else 'running an ONNX folder'} needs {needed} ({e.name} is not "
+            f"installed): pip install {needed.replace(' and', '').replace(',', '')}, or "
+            "pip install -e '.[deploy]'"
+        ) from None
 
 
 def onnx_graphs(marian):
@@ -762,8 +854,10 @@ def onnx_graphs(marian):
             out = []
             for layer in self.layers:
                 attention = layer.encoder_attn
-                out += [heads(attention.k_proj(encoder_hidden_states), attention),
-                        heads(attention.v_proj(encoder_hidden_states), attention)]
+                out += [
+                    heads(attention.k_proj(encoder_hidden_states), attention),
+                    heads(attention.v_proj(encoder_hidden_states), attention),
+                ]
             return tuple(out)
 
     class DecoderStep(nn.Module):
@@ -784,8 +878,9 @@ def onnx_graphs(marian):
                 present += [key, value]
                 keys, values = torch.cat([past[2 * i], key], 2), torch.cat([past[2 * i + 1], value], 2)
                 h = layer.self_attn_layer_norm(h + attend(attention, h, keys, values))
-                h = layer.encoder_attn_layer_norm(h + attend(layer.encoder_attn, h, cross[2 * i], cross[2 * i + 1],
-                                                             mask))
+                h = layer.encoder_attn_layer_norm(
+                    h + attend(layer.encoder_attn, h, cross[2 * i], cross[2 * i + 1], mask)
+                )
                 h = layer.final_layer_norm(h + layer.fc2(layer.activation_fn(layer.fc1(h))))
             logits = self.lm_head(h[:, 0]) + self.final_logits_bias[0]
             return (logits, *present)
@@ -820,20 +915,40 @@ def export_onnx_graphs(marian, out: str) -> None:
     kv = lambda n: torch.zeros((b, config.decoder_attention_heads, n, head_dim))  # noqa: E731
     names = lambda kind: [f"{kind}.{i}.{x}" for i in range(layers) for x in ("key", "value")]  # noqa: E731
     exports = [
-        (encoder, (ids, mask), ["input_ids", "attention_mask"], ["encoder_hidden_states"],
-         {"input_ids": {0: batch, 1: source}, "attention_mask": {0: batch, 1: source}}),
-        (cross, (hidden,), ["encoder_hidden_states"], names("cross"),
-         {"encoder_hidden_states": {0: batch, 1: source}}),
-        (step, (ids[:, :1], mask, [kv(t) for _ in range(2 * layers)], [kv(s) for _ in range(2 * layers)]),
-         ["input_ids", "encoder_attention_mask", *names("past"), *names("cross")], ["logits", *names("present")],
-         {"input_ids": {0: batch}, "encoder_attention_mask": {0: batch, 1: source},
-          "past": [{0: batch, 2: past}] * (2 * layers), "cross": [{0: batch, 2: source}] * (2 * layers)}),
+        (
+            encoder,
+            (ids, mask),
+            ["input_ids", "attention_mask"],
+            ["encoder_hidden_states"],
+            {"input_ids": {0: batch, 1: source}, "attention_mask": {0: batch, 1: source}},
+        ),
+        (cross, (hidden,), ["encoder_hidden_states"], names("cross"), {"encoder_hidden_states": {0: batch, 1: source}}),
+        (
+            step,
+            (ids[:, :1], mask, [kv(t) for _ in range(2 * layers)], [kv(s) for _ in range(2 * layers)]),
+            ["input_ids", "encoder_attention_mask", *names("past"), *names("cross")],
+            ["logits", *names("present")],
+            {
+                "input_ids": {0: batch},
+                "encoder_attention_mask": {0: batch, 1: source},
+                "past": [{0: batch, 2: past}] * (2 * layers),
+                "cross": [{0: batch, 2: source}] * (2 * layers),
+            },
+        ),
     ]
     for (module, args, inputs, outputs, shapes), name in zip(exports, ONNX_GRAPHS):
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(module, args, dynamo=True, input_names=inputs, output_names=outputs,
-                                        dynamic_shapes=shapes, verbose=False, report=False)
+            program = torch.onnx.export(
+                module,
+                args,
+                dynamo=True,
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_shapes=shapes,
+                verbose=False,
+                report=False,
+            )
         program.save(os.path.join(out, name), external_data=False)
 
 
@@ -896,8 +1011,16 @@ def load_onnx_model(folder: str, threads: int | None = None):
         def get_encoder(self, *args, **kwargs):
             return self.encoder
 
-        def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, encoder_outputs=None,
-                    cache=None, use_cache=None, **kwargs):
+        def forward(
+            self,
+            input_ids=None,
+            attention_mask=None,
+            decoder_input_ids=None,
+            encoder_outputs=None,
+            cache=None,
+            use_cache=None,
+            **kwargs,
+        ):
             """Logits of every token of decoder_input_ids (the tokens after those already in `cache`)."""
             if encoder_outputs is None:
                 encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
@@ -911,19 +1034,26 @@ def load_onnx_model(folder: str, threads: int | None = None):
                 cross = run("cross_attention.onnx", {"encoder_hidden_states": hidden})
                 for i in range(layers):
                     cross_cache.update(torch.from_numpy(cross[2 * i]), torch.from_numpy(cross[2 * i + 1]), i)
-            cross = {f"cross.{i}.{x}": getattr(cross_cache.layers[i], x + "s")
-                     for i in range(layers) for x in ("key", "value")}
+            cross = {
+                f"cross.{i}.{x}": getattr(cross_cache.layers[i], x + "s")
+                for i in range(layers)
+                for x in ("key", "value")
+            }
             all_logits = []
             for column in decoder_input_ids.long().unbind(1):
                 if self_cache.get_seq_length() == 0:
                     empty = torch.zeros((hidden.shape[0], heads, 0, head_dim))
                     past = {f"past.{i}.{x}": empty for i in range(layers) for x in ("key", "value")}
                 else:
-                    past = {f"past.{i}.{x}": getattr(self_cache.layers[i], x + "s")
-                            for i in range(layers) for x in ("key", "value")}
-                logits, *present = run("decoder.onnx", {"input_ids": column[:, None],
-                                                        "encoder_attention_mask": attention_mask.long(),
-                                                        **past, **cross})
+                    past = {
+                        f"past.{i}.{x}": getattr(self_cache.layers[i], x + "s")
+                        for i in range(layers)
+                        for x in ("key", "value")
+                    }
+                logits, *present = run(
+                    "decoder.onnx",
+                    {"input_ids": column[:, None], "encoder_attention_mask": attention_mask.long(), **past, **cross},
+                )
                 for i in range(layers):
                     self_cache.update(torch.from_numpy(present[2 * i]), torch.from_numpy(present[2 * i + 1]), i)
                 all_logits.append(torch.from_numpy(logits))
@@ -962,7 +1092,8 @@ def to_onnx(marian_folder: str, onnx_out: str, overwrite: bool = False) -> dict:
             raise ExportError(
                 f"ONNX Runtime does not reproduce MarianMTModel (max logit difference {difference:.3g}, greedy outputs "
                 f"{'equal' if found['same_greedy'] else 'different'}, beam outputs "
-                f"{'equal' if found['same_beam'] else 'different'}); {onnx_out} was not written.")
+                f"{'equal' if found['same_beam'] else 'different'}); {onnx_out} was not written."
+            )
     return {"out": onnx_out, **found}
 
 
@@ -970,16 +1101,22 @@ def to_onnx(marian_folder: str, onnx_out: str, overwrite: bool = False) -> dict:
 
 
 def summary(result: dict) -> str:
-    lines = [f"wrote {result['out']} (MarianMTModel; max logit difference to the source: "
-             f"{result['max_logit_difference']:.2g}; greedy and beam outputs equal on {result['sentences']} sentences; "
-             f"tokenizer: {result['tokenizer_class']})"]
+    lines = [
+        f"wrote {result['out']} (MarianMTModel; max logit difference to the source: "
+        f"{result['max_logit_difference']:.2g}; greedy and beam outputs equal on {result['sentences']} sentences; "
+        f"tokenizer: {result['tokenizer_class']})"
+    ]
     if ct2 := result.get("ctranslate2"):
-        lines.append(f"wrote {ct2['out']} (CTranslate2, {ct2['quantization']}; translations equal to MarianMTModel's: "
-                     f"greedy {ct2['greedy']}/{ct2['sentences']}, beam {ct2['beam']}/{ct2['sentences']})")
+        lines.append(
+            f"wrote {ct2['out']} (CTranslate2, {ct2['quantization']}; translations equal to MarianMTModel's: "
+            f"greedy {ct2['greedy']}/{ct2['sentences']}, beam {ct2['beam']}/{ct2['sentences']})"
+        )
     if onnx := result.get("onnx"):
-        lines.append(f"wrote {onnx['out']} (ONNX, for ONNX Runtime; max logit difference to MarianMTModel: "
-                     f"{onnx['max_logit_difference']:.2g}; greedy and beam outputs equal on {onnx['sentences']} "
-                     "sentences)")
+        lines.append(
+            f"wrote {onnx['out']} (ONNX, for ONNX Runtime; max logit difference to MarianMTModel: "
+            f"{onnx['max_logit_difference']:.2g}; greedy and beam outputs equal on {onnx['sentences']} "
+            "sentences)"
+        )
     return "\n".join(lines)
 
 
@@ -991,21 +1128,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="a model folder this project wrote, or its Hub id")
     parser.add_argument("out", help="output folder: a complete MarianMTModel folder")
     parser.add_argument("--ctranslate2", metavar="CT2_OUT", help="also write a CTranslate2 model of OUT here")
-    parser.add_argument("--quantization", default="float32", choices=QUANTIZATIONS,
-                        help="CTranslate2 weight type (default float32)")
+    parser.add_argument(
+        "--quantization", default="float32", choices=QUANTIZATIONS, help="CTranslate2 weight type (default float32)"
+    )
     parser.add_argument("--onnx", metavar="ONNX_OUT", help="also write an ONNX model of OUT here (ONNX Runtime)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace OUT (and CT2_OUT, ONNX_OUT) when not empty")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT (and CT2_OUT, ONNX_OUT) when not empty")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    command = " ".join(["python -m training.export_marian", args.model, args.out,
-                        *(["--ctranslate2", args.ctranslate2, "--quantization", args.quantization]
-                          if args.ctranslate2 else []),
-                        *(["--onnx", args.onnx] if args.onnx else []),
-                        *(["--overwrite"] if args.overwrite else [])])
+    command = " ".join(
+        [
+            "python -m training.export_marian",
+            args.model,
+            args.out,
+            *(["--ctranslate2", args.ctranslate2, "--quantization", args.quantization] if args.ctranslate2 else []),
+            *(["--onnx", args.onnx] if args.onnx else []),
+            *(["--overwrite"] if args.overwrite else []),
+        ]
+    )
     try:
-        result = export(args.model, args.out, overwrite=args.overwrite, command=command, ct2_out=args.ctranslate2,
-                        quantization=args.quantization, onnx_out=args.onnx)
+        result = export(
+            args.model,
+            args.out,
+            overwrite=args.overwrite,
+            command=command,
+            ct2_out=args.ctranslate2,
+            quantization=args.quantization,
+            onnx_out=args.onnx,
+        )
     except ExportError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2

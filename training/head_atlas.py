@@ -27,8 +27,12 @@ from .space_modules import use_space_modules
 
 PROG = "python -m training.head_atlas"
 GROUPS = ("encoder", "decoder", "cross", "all")
-GROUP_TITLES = {"encoder": "encoder self-attention", "decoder": "decoder self-attention",
-                "cross": "cross-attention", "all": "all heads"}
+GROUP_TITLES = {
+    "encoder": "encoder self-attention",
+    "decoder": "decoder self-attention",
+    "cross": "cross-attention",
+    "all": "all heads",
+}
 ROLE_TAGS = {"positional": "pos", "rare-word": "rare", "sink": "sink", "diagonal": "diag"}
 
 
@@ -41,12 +45,23 @@ def _lens():
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        allow_abbrev=False,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("model", help="model folder (one with config.json); the atlas is written into it")
-    parser.add_argument("--data", default="../shared/data/multi30k", help="a local folder of {split}.{lang}.gz files (the Multi30k layout)")
-    parser.add_argument("--split", default="val", help="the split the atlas is measured on (choices about the model "
-                        "are made on val only)")
+    parser.add_argument(
+        "--data",
+        default="../shared/data/multi30k",
+        help="a local folder of {split}.{lang}.gz files (the Multi30k layout)",
+    )
+    parser.add_argument(
+        "--split",
+        default="val",
+        help="the split the atlas is measured on (choices about the model are made on val only)",
+    )
     parser.add_argument("--train-split", default="train", help="the split whose token counts define 'rare'")
     parser.add_argument("--source-lang", default="en", help="source language code, as in the file names")
     parser.add_argument("--target-lang", default="de", help="target language code, as in the file names")
@@ -68,11 +83,15 @@ def check_model_folder(path: str, prog: str = PROG) -> str:
     command in the message (the atlas commands write into the folder)."""
     path = os.path.expanduser(path)
     if not os.path.isdir(path):
-        raise SystemExit(f"{prog}: model folder {path!r} does not exist ({os.path.abspath(path)}); pass a folder "
-                         "written by training.train or save_pretrained, e.g. space/model.")
+        raise SystemExit(
+            f"{prog}: model folder {path!r} does not exist ({os.path.abspath(path)}); pass a folder "
+            "written by training.train or save_pretrained, e.g. space/model."
+        )
     if not os.path.isfile(os.path.join(path, "config.json")):
-        raise SystemExit(f"{prog}: {path!r} is not a model folder (no config.json in it); pass a folder written by "
-                         "training.train or save_pretrained, e.g. space/model.")
+        raise SystemExit(
+            f"{prog}: {path!r} is not a model folder (no config.json in it); pass a folder written by "
+            "training.train or save_pretrained, e.g. space/model."
+        )
     return path
 
 
@@ -82,8 +101,10 @@ def load_data(args):
     from .metrics import tokenized_references
 
     if not os.path.isdir(args.data):
-        raise SystemExit(f"{PROG}: data folder {args.data!r} does not exist ({os.path.abspath(args.data)}); pass "
-                         "--data with a folder of the Multi30k layout ({split}.{lang}.gz, one sentence per line).")
+        raise SystemExit(
+            f"{PROG}: data folder {args.data!r} does not exist ({os.path.abspath(args.data)}); pass "
+            "--data with a folder of the Multi30k layout ({split}.{lang}.gz, one sentence per line)."
+        )
     try:
         corpus = load_local(args.data, args.split, args.source_lang, args.target_lang)
         train = load_local(args.data, args.train_split, args.source_lang, args.target_lang)
@@ -125,23 +146,43 @@ def compute(model, tokenizer, args, data) -> dict:
     seconds["roles"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
-    pruning = atlas.pruning_curves(model, tokenizer, sources, tok_refs, importance, bleu_function(args.target_lang),
-                                   steps=args.steps, batch_size=args.batch_size)
+    pruning = atlas.pruning_curves(
+        model,
+        tokenizer,
+        sources,
+        tok_refs,
+        importance,
+        bleu_function(args.target_lang),
+        steps=args.steps,
+        batch_size=args.batch_size,
+    )
     seconds["pruning"] = round(time.perf_counter() - start, 1)
     max_length = model.generation_config.max_length
     return atlas.head_atlas(
-        model, roles, importance, pruning, raw_importance=raw,
-        model=args.model, split=args.split, sentences=len(sources),
+        model,
+        roles,
+        importance,
+        pruning,
+        raw_importance=raw,
+        model=args.model,
+        split=args.split,
+        sentences=len(sources),
         decoding=f"greedy (num_beams=1, max_length={max_length}), heads switched off by zeroing their output",
-        metric=("sacreBLEU (tokenize=none) of the lowercased, punctuation-normalised, Moses-tokenised output "
-                f"(sacremoses) against {tok_source}: the Multi30k convention of eval_results.json's bleu_lc_tok"),
-        importance=("Michel et al. 2019: E_x |dL(x)/d xi_h| over the split, L the summed NLL of the reference "
-                    "(teacher-forced); `importance` is divided by its layer's l2 norm (their section 4.1), "
-                    "`importance_raw` is not; pruning goes least important first by `importance`"),
-        roles=("Voita et al. 2019, teacher-forced on the references; shares are over query positions (the "
-               "decoder's first, which sees only itself, not counted); rare-word uses token counts of the "
-               f"{args.train_split} split's both sides ({sum(counts.values())} tokens); syntactic roles are not "
-               "measured"),
+        metric=(
+            "sacreBLEU (tokenize=none) of the lowercased, punctuation-normalised, Moses-tokenised output "
+            f"(sacremoses) against {tok_source}: the Multi30k convention of eval_results.json's bleu_lc_tok"
+        ),
+        importance=(
+            "Michel et al. 2019: E_x |dL(x)/d xi_h| over the split, L the summed NLL of the reference "
+            "(teacher-forced); `importance` is divided by its layer's l2 norm (their section 4.1), "
+            "`importance_raw` is not; pruning goes least important first by `importance`"
+        ),
+        roles=(
+            "Voita et al. 2019, teacher-forced on the references; shares are over query positions (the "
+            "decoder's first, which sees only itself, not counted); rare-word uses token counts of the "
+            f"{args.train_split} split's both sides ({sum(counts.values())} tokens); syntactic roles are not "
+            "measured"
+        ),
         seconds=seconds,
     )
 
@@ -158,12 +199,19 @@ def plot_pruning(result: dict, path: str) -> None:
     ax = fig.add_subplot(1, 1, 1)
     for group, marker in zip(GROUPS, "osD^"):
         points = result["pruning"][group]
-        ax.plot([100 * p["fraction"] for p in points], [p["bleu"] for p in points], marker=marker, markersize=4,
-                label=f"{GROUP_TITLES[group]} ({points[-1]['heads_pruned']} heads)")
+        ax.plot(
+            [100 * p["fraction"] for p in points],
+            [p["bleu"] for p in points],
+            marker=marker,
+            markersize=4,
+            label=f"{GROUP_TITLES[group]} ({points[-1]['heads_pruned']} heads)",
+        )
     ax.set_xlabel("heads pruned, least important first (% of the group)")
     ax.set_ylabel("BLEU (greedy, lowercased tokenised)")
-    ax.set_title(f"Pruning heads by importance (Michel et al. 2019): {result['split']}, {result['sentences']} sentences",
-                 fontsize=10)
+    ax.set_title(
+        f"Pruning heads by importance (Michel et al. 2019): {result['split']}, {result['sentences']} sentences",
+        fontsize=10,
+    )
     ax.set_xlim(0, 100)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -194,18 +242,23 @@ def plot_roles(result: dict, path: str) -> None:
         for h in heads:
             if h["family"] != family:
                 continue
-            tags = [ROLE_TAGS[r] + (f" {h['shares']['positional_offset']:+d}" if r == "positional" else "")
-                    for r in h["roles"]]
+            tags = [
+                ROLE_TAGS[r] + (f" {h['shares']['positional_offset']:+d}" if r == "positional" else "")
+                for r in h["roles"]
+            ]
             text = f"#{h['importance_rank']}\n" + ("\n".join(tags) if tags else "–")
             dark = h["importance"] > 0.6 * vmax
-            ax.text(h["head"], h["layer"], text, ha="center", va="center", fontsize=7,
-                    color="white" if dark else "black")
+            ax.text(
+                h["head"], h["layer"], text, ha="center", va="center", fontsize=7, color="white" if dark else "black"
+            )
         ax.set_xticks(range(n_heads), [f"H{j + 1}" for j in range(n_heads)])
         ax.set_yticks(range(n_layers), [f"L{j + 1}" for j in range(n_layers)])
         ax.set_title(GROUP_TITLES[family], fontsize=10)
     fig.colorbar(image, ax=fig.axes, shrink=0.8, label="importance (per-layer normalised)")
-    fig.suptitle("Head atlas: importance rank (#1 most important) and roles "
-                 "(pos ±k: positional at offset k; rare; sink; diag)", fontsize=9)
+    fig.suptitle(
+        "Head atlas: importance rank (#1 most important) and roles (pos ±k: positional at offset k; rare; sink; diag)",
+        fontsize=9,
+    )
     fig.savefig(path)
 
 
@@ -226,8 +279,10 @@ def main(argv=None) -> int:
     plot_pruning(result, os.path.join(folder, "head_atlas_pruning.png"))
     plot_roles(result, os.path.join(folder, "head_atlas_roles.png"))
     unpruned = result["pruning"]["all"][0]["bleu"]
-    print(f"{json_path}: {result['sentences']} sentences, unpruned greedy BLEU {unpruned}, "
-          f"{result['seconds']['total']} s ({result['seconds']})")
+    print(
+        f"{json_path}: {result['sentences']} sentences, unpruned greedy BLEU {unpruned}, "
+        f"{result['seconds']['total']} s ({result['seconds']})"
+    )
     for group in GROUPS:
         print(f"  {group:8s} " + " ".join(f"{100 * p['fraction']:.0f}%:{p['bleu']}" for p in result["pruning"][group]))
     return 0

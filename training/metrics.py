@@ -44,7 +44,9 @@ def tokenized_references(data_folder: str | None, split: str, lang: str, raw_ref
     return moses_lc_tokenize(raw_refs, lang), "raw references, lowercased + normalised + Moses-tokenised here"
 
 
-def score(hypotheses: list[str], references: list[str], lang: str, data_folder: str | None = None, split: str | None = None) -> dict:
+def score(
+    hypotheses: list[str], references: list[str], lang: str, data_folder: str | None = None, split: str | None = None
+) -> dict:
     """All reported metrics for one system output."""
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references.")
@@ -52,8 +54,11 @@ def score(hypotheses: list[str], references: list[str], lang: str, data_folder: 
     cased = bleu.corpus_score(hypotheses, [references])
     chrf_metric = sacrebleu.metrics.CHRF()
     chrf = chrf_metric.corpus_score(hypotheses, [references])
-    tok_refs, tok_source = tokenized_references(data_folder, split, lang, references) if split else (
-        moses_lc_tokenize(references, lang), "raw references, lowercased + normalised + Moses-tokenised here")
+    tok_refs, tok_source = (
+        tokenized_references(data_folder, split, lang, references)
+        if split
+        else (moses_lc_tokenize(references, lang), "raw references, lowercased + normalised + Moses-tokenised here")
+    )
     tok_bleu = sacrebleu.metrics.BLEU(tokenize="none", force=True).corpus_score(
         moses_lc_tokenize(hypotheses, lang), [tok_refs]
     )

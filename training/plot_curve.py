@@ -41,8 +41,9 @@ def minutes_to_reach(minutes: list[float], bleu: list[float], target: float) -> 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.plot_curve", description=__doc__.split("\n\n")[0],
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.plot_curve", description=__doc__.split("\n\n")[0], allow_abbrev=False
+    )
     parser.add_argument("logs", nargs="+", help="log.jsonl files of training runs (one curve each)")
     parser.add_argument("--labels", nargs="*", help="a legend label per log (default: the run folder's name)")
     parser.add_argument("--out", required=True, help="the PNG file to write")
@@ -55,8 +56,9 @@ def main(argv=None) -> int:
         matplotlib.use("Agg")
         from matplotlib.figure import Figure
     except ImportError:
-        raise SystemExit("plot_curve: needs matplotlib (pip install matplotlib, "
-                         "or the project's [space] extra)") from None
+        raise SystemExit(
+            "plot_curve: needs matplotlib (pip install matplotlib, or the project's [space] extra)"
+        ) from None
 
     fig = Figure(figsize=(7, 4.2), dpi=120)
     ax = fig.add_subplot()
@@ -66,12 +68,20 @@ def main(argv=None) -> int:
         label = args.labels[i] if args.labels else os.path.basename(os.path.dirname(os.path.abspath(path)))
         ax.plot(minutes, bleu, "-", marker=".", label=label)
         reached = minutes_to_reach(minutes, bleu, GOAL_BLEU)
-        print(f"{label}: best {max(bleu):.2f} BLEU; {GOAL_BLEU} reached "
-              + (f"after {reached:.1f} min" if reached is not None else "never"))
+        print(
+            f"{label}: best {max(bleu):.2f} BLEU; {GOAL_BLEU} reached "
+            + (f"after {reached:.1f} min" if reached is not None else "never")
+        )
     ax.axhline(GOAL_BLEU, color="grey", linewidth=0.6)
     ax.axvline(GOAL_MINUTES, color="grey", linewidth=0.6, linestyle=":")
-    ax.annotate(f"goal: {GOAL_BLEU} within {GOAL_MINUTES} min", (GOAL_MINUTES, GOAL_BLEU), textcoords="offset points",
-                xytext=(4, -12), fontsize=8, color="dimgrey")
+    ax.annotate(
+        f"goal: {GOAL_BLEU} within {GOAL_MINUTES} min",
+        (GOAL_MINUTES, GOAL_BLEU),
+        textcoords="offset points",
+        xytext=(4, -12),
+        fontsize=8,
+        color="dimgrey",
+    )
     ax.set_xlabel("wall-clock training minutes (2-core CPU)")
     ax.set_ylabel("greedy BLEU, first 300 val sentences")
     ax.set_ylim(0, None)

@@ -43,14 +43,18 @@ def _is_finite(value) -> bool:
 POSITIVE = (lambda v: _is_int(v) and v > 0, "a positive integer")
 NON_NEGATIVE = (lambda v: _is_int(v) and v >= 0, "an integer >= 0")
 FRACTION = (lambda v: _is_finite(v) and 0 <= v < 1, "in [0, 1)")
-VOCABULARY = (lambda v: _is_int(v) and v >= MIN_VOCAB_SIZE,
-              f"an integer >= {MIN_VOCAB_SIZE} (the tokenizer's 4 special and 256 byte tokens, and at least 100 "
-              "learned subwords)")
+VOCABULARY = (
+    lambda v: _is_int(v) and v >= MIN_VOCAB_SIZE,
+    f"an integer >= {MIN_VOCAB_SIZE} (the tokenizer's 4 special and 256 byte tokens, and at least 100 "
+    "learned subwords)",
+)
 LEARNING_RATE = (lambda v: _is_finite(v) and 0 < v < 1, "in (0, 1)")
 EPSILON = (lambda v: _is_finite(v) and v > 0, "> 0 and finite")
 GRADIENT_NORM = (lambda v: _is_finite(v) and v >= 0, "> 0, or 0 for no gradient clipping (a finite number)")
-EVAL_LIMIT = (lambda v: v is None or (_is_int(v) and v >= 0),
-              "an integer >= 0 (0 = the whole split), or null for the default")
+EVAL_LIMIT = (
+    lambda v: v is None or (_is_int(v) and v >= 0),
+    "an integer >= 0 (0 = the whole split), or null for the default",
+)
 FINITE_NUMBERS = (lambda v: isinstance(v, list) and all(map(_is_finite, v)), "a list of numbers, all finite")
 SPLIT_NAMES = (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of split names")
 
@@ -73,117 +77,202 @@ class TrainConfig:
     """Every setting of a training run; a JSON config file and command-line flags fill it (flags win)."""
 
     # data
-    data: str = setting("../shared/data/multi30k",
-                        "the parallel text: a local folder of {split}.{lang}[.gz] files, one sentence per line (the "
-                        "Multi30k layout: train.en.gz, val.de.gz, ...), or a Hub dataset id such as bentrevett/multi30k",
-                        metavar="PATH_OR_ID")
-    source_lang: str = setting("en", "source language code, as in the file names (Multi30k: en, de, fr, cs)",
-                               metavar="LANG")
+    data: str = setting(
+        "../shared/data/multi30k",
+        "the parallel text: a local folder of {split}.{lang}[.gz] files, one sentence per line (the "
+        "Multi30k layout: train.en.gz, val.de.gz, ...), or a Hub dataset id such as bentrevett/multi30k",
+        metavar="PATH_OR_ID",
+    )
+    source_lang: str = setting(
+        "en", "source language code, as in the file names (Multi30k: en, de, fr, cs)", metavar="LANG"
+    )
     target_lang: str = setting("de", "target language code, different from --source-lang", metavar="LANG")
-    output_dir: str = setting("runs/en-de", "the run's folder: tokenizer/, checkpoints/, train_config.json, log.jsonl "
-                                            "and, at the end, model/ (a complete Hub repository)", metavar="DIR")
+    output_dir: str = setting(
+        "runs/en-de",
+        "the run's folder: tokenizer/, checkpoints/, train_config.json, log.jsonl "
+        "and, at the end, model/ (a complete Hub repository)",
+        metavar="DIR",
+    )
     train_split: str = setting("train", "the training split", metavar="SPLIT")
-    valid_split: str = setting("val", "the validation split: periodic BLEU, and the choice of the final weights "
-                                      "(bentrevett/multi30k calls it validation)", metavar="SPLIT")
-    test_splits: list = setting(["test_2016_flickr"], "splits scored at the end with the chosen weights; the flag "
-                                                      "alone (no values) scores none", metavar="SPLIT",
-                                must=SPLIT_NAMES)
+    valid_split: str = setting(
+        "val",
+        "the validation split: periodic BLEU, and the choice of the final weights "
+        "(bentrevett/multi30k calls it validation)",
+        metavar="SPLIT",
+    )
+    test_splits: list = setting(
+        ["test_2016_flickr"],
+        "splits scored at the end with the chosen weights; the flag alone (no values) scores none",
+        metavar="SPLIT",
+        must=SPLIT_NAMES,
+    )
     max_train_samples: int = setting(0, "train on the first N pairs only; 0 = all", must=NON_NEGATIVE)
     # Fine-tune: start from this model's weights (a folder written by this command or save_pretrained, or a Hub
     # id) and keep its tokenizer and architecture; the vocabulary and size settings below are then taken from it.
-    init_from: str = setting("", "fine-tune this model (a folder written by this command or save_pretrained, or a Hub "
-                                 "model id): its weights, tokenizer and architecture, so the vocabulary and size "
-                                 "settings are taken from it; empty = train from scratch", metavar="PATH_OR_ID")
+    init_from: str = setting(
+        "",
+        "fine-tune this model (a folder written by this command or save_pretrained, or a Hub "
+        "model id): its weights, tokenizer and architecture, so the vocabulary and size "
+        "settings are taken from it; empty = train from scratch",
+        metavar="PATH_OR_ID",
+    )
     # tokenizer
-    vocab_size: int = setting(8000, f"size of the joint source+target subword vocabulary, at least {MIN_VOCAB_SIZE} "
-                                    "(the 4 special and 256 byte tokens and 100 learned subwords)",
-                              must=VOCABULARY, model="vocab_size")
+    vocab_size: int = setting(
+        8000,
+        f"size of the joint source+target subword vocabulary, at least {MIN_VOCAB_SIZE} "
+        "(the 4 special and 256 byte tokens and 100 learned subwords)",
+        must=VOCABULARY,
+        model="vocab_size",
+    )
     tokenizer_type: str = setting("bpe", "subword model: bpe or unigram", choices=("bpe", "unigram"))
-    max_length: int = setting(128, "subword tokens per side, positive; longer sentences are truncated (and counted)",
-                              must=POSITIVE)
+    max_length: int = setting(
+        128, "subword tokens per side, positive; longer sentences are truncated (and counted)", must=POSITIVE
+    )
     # model (paper's base is 512/2048/8/6+6; this default is sized for a laptop CPU)
-    d_model: int = setting(256, "model width, a multiple of --attention-heads (the paper's base model: 512)",
-                           must=POSITIVE, model="d_model")
+    d_model: int = setting(
+        256,
+        "model width, a multiple of --attention-heads (the paper's base model: 512)",
+        must=POSITIVE,
+        model="d_model",
+    )
     encoder_layers: int = setting(3, "encoder layers, positive (paper: 6)", must=POSITIVE, model="encoder_layers")
     decoder_layers: int = setting(3, "decoder layers, positive (paper: 6)", must=POSITIVE, model="decoder_layers")
-    attention_heads: int = setting(4, "attention heads per layer, positive, dividing --d-model (paper: 8)",
-                                   must=POSITIVE, model=("encoder_attention_heads", "decoder_attention_heads"))
-    ffn_dim: int = setting(1024, "inner size of the feed-forward blocks, positive (paper: 2048)",
-                           must=POSITIVE, model=("encoder_ffn_dim", "decoder_ffn_dim"))
-    dropout: float = setting(0.1, "residual dropout, in [0, 1) (section 5.4: 0.1)",
-                             must=FRACTION, model="dropout", regularisation=True)
-    attention_dropout: float = setting(0.0, "dropout on the attention weights, in [0, 1) (not in the paper)",
-                                       must=FRACTION, model="attention_dropout", regularisation=True)
-    label_smoothing: float = setting(0.1, "label smoothing, in [0, 1) (section 5.4: 0.1)",
-                                     must=FRACTION, model="label_smoothing", regularisation=True)
-    position_embedding_type: str = setting("sinusoidal", "sinusoidal (section 3.5) or learned (Table 3, row E)",
-                                           choices=("sinusoidal", "learned"), model="position_embedding_type")
-    normalize_before: bool = setting(False, "pre-LN residual blocks instead of the paper's post-LN",
-                                     model="normalize_before")
+    attention_heads: int = setting(
+        4,
+        "attention heads per layer, positive, dividing --d-model (paper: 8)",
+        must=POSITIVE,
+        model=("encoder_attention_heads", "decoder_attention_heads"),
+    )
+    ffn_dim: int = setting(
+        1024,
+        "inner size of the feed-forward blocks, positive (paper: 2048)",
+        must=POSITIVE,
+        model=("encoder_ffn_dim", "decoder_ffn_dim"),
+    )
+    dropout: float = setting(
+        0.1, "residual dropout, in [0, 1) (section 5.4: 0.1)", must=FRACTION, model="dropout", regularisation=True
+    )
+    attention_dropout: float = setting(
+        0.0,
+        "dropout on the attention weights, in [0, 1) (not in the paper)",
+        must=FRACTION,
+        model="attention_dropout",
+        regularisation=True,
+    )
+    label_smoothing: float = setting(
+        0.1,
+        "label smoothing, in [0, 1) (section 5.4: 0.1)",
+        must=FRACTION,
+        model="label_smoothing",
+        regularisation=True,
+    )
+    position_embedding_type: str = setting(
+        "sinusoidal",
+        "sinusoidal (section 3.5) or learned (Table 3, row E)",
+        choices=("sinusoidal", "learned"),
+        model="position_embedding_type",
+    )
+    normalize_before: bool = setting(
+        False, "pre-LN residual blocks instead of the paper's post-LN", model="normalize_before"
+    )
     # optimisation (section 5.3)
-    learning_rate: float = setting(1e-3, "peak learning rate, reached at the end of the warm-up, in (0, 1)",
-                                   must=LEARNING_RATE)
-    warmup_steps: int = setting(1000, "steps of linear warm-up before the inverse-square-root decay, >= 0 "
-                                      "(section 5.3: 4000)", must=NON_NEGATIVE)
+    learning_rate: float = setting(
+        1e-3, "peak learning rate, reached at the end of the warm-up, in (0, 1)", must=LEARNING_RATE
+    )
+    warmup_steps: int = setting(
+        1000,
+        "steps of linear warm-up before the inverse-square-root decay, >= 0 (section 5.3: 4000)",
+        must=NON_NEGATIVE,
+    )
     # Linear decay of the learning rate to zero over the last N steps (0 = the paper's schedule unchanged).
     # The inverse-square-root schedule never lets the rate fall far (still 0.24x its peak after 18 warm-ups'
     # worth of steps), so the weights keep wandering; a short cool-down at the end settles them, much as
     # checkpoint averaging does (section 6.1). Until max_steps - cooldown_steps the rate is exactly eq. 3, so
     # a run resumed with a longer max_steps and a cool-down equals one that planned it from the start.
-    cooldown_steps: int = setting(0, "let the learning rate fall linearly to zero over the last N steps (until then "
-                                     "it is exactly eq. 3, so a resumed run may add one); 0 = none, the paper's "
-                                     "schedule; at most --max-steps minus --warmup-steps", must=NON_NEGATIVE)
+    cooldown_steps: int = setting(
+        0,
+        "let the learning rate fall linearly to zero over the last N steps (until then "
+        "it is exactly eq. 3, so a resumed run may add one); 0 = none, the paper's "
+        "schedule; at most --max-steps minus --warmup-steps",
+        must=NON_NEGATIVE,
+    )
     adam_beta1: float = setting(0.9, "Adam beta1, in [0, 1) (paper: 0.9)", must=FRACTION)
     adam_beta2: float = setting(0.98, "Adam beta2, in [0, 1) (paper: 0.98)", must=FRACTION)
     adam_epsilon: float = setting(1e-9, "Adam epsilon, > 0 (paper: 1e-9)", must=EPSILON)
     weight_decay: float = setting(0.0, "AdamW weight decay, in [0, 1) (not in the paper)", must=FRACTION)
-    max_grad_norm: float = setting(1.0, "clip the gradient norm to this value, > 0; 0 = no clipping (the paper does "
-                                        "not say)", must=GRADIENT_NORM)
+    max_grad_norm: float = setting(
+        1.0, "clip the gradient norm to this value, > 0; 0 = no clipping (the paper does not say)", must=GRADIENT_NORM
+    )
     batch_size: int = setting(64, "sentence pairs per batch (per process), unless --max-tokens is set", must=POSITIVE)
     # Batches by size instead (fairseq's --max-tokens, section 5.1): pairs of similar length, as many per batch as
     # keep pairs x longest side <= max_tokens. 0 = batches of batch_size pairs.
-    max_tokens: int = setting(0, "batches by size instead (section 5.1): pairs of similar length, as many as keep "
-                                 "pairs x longest side <= N; at least --max-length; 0 = batches of --batch-size pairs",
-                              must=NON_NEGATIVE)
+    max_tokens: int = setting(
+        0,
+        "batches by size instead (section 5.1): pairs of similar length, as many as keep "
+        "pairs x longest side <= N; at least --max-length; 0 = batches of --batch-size pairs",
+        must=NON_NEGATIVE,
+    )
     # Mixed precision: the Trainer's bf16 autocast (matmuls in bfloat16; fp32 master weights, optimizer state and
     # saved weights). Refused on hardware without native bf16 matmuls (CPU: AVX512-BF16 or AMX; CUDA: Ampere or
     # newer), where it is slower than fp32 rather than faster.
-    bf16: bool = setting(False, "bf16 mixed precision (autocast; fp32 weights, optimizer state and saved weights); "
-                                "refused without native bf16 matmuls (CPU: AVX512-BF16 or AMX; CUDA: Ampere or newer)")
+    bf16: bool = setting(
+        False,
+        "bf16 mixed precision (autocast; fp32 weights, optimizer state and saved weights); "
+        "refused without native bf16 matmuls (CPU: AVX512-BF16 or AMX; CUDA: Ampere or newer)",
+    )
     gradient_accumulation_steps: int = setting(1, "batches per optimizer step, positive", must=POSITIVE)
     max_steps: int = setting(12000, "optimizer steps in all, positive", must=POSITIVE)
     # evaluation, checkpoints, decoding
     eval_steps: int = setting(1000, "greedy validation BLEU every N steps, a multiple of --save-steps", must=POSITIVE)
     eval_samples: int = setting(300, "validation sentences for the periodic (greedy) BLEU; 0 = all", must=NON_NEGATIVE)
-    save_steps: int = setting(500, "a checkpoint (weights, optimizer, scheduler, RNG state) every N steps, positive",
-                              must=POSITIVE)
+    save_steps: int = setting(
+        500, "a checkpoint (weights, optimizer, scheduler, RNG state) every N steps, positive", must=POSITIVE
+    )
     keep_checkpoints: int = setting(6, "checkpoints kept on disk (older ones are deleted), positive", must=POSITIVE)
-    average_last: int = setting(5, "section 6.1: at the end, average the last N checkpoints, positive (1 = none)",
-                                must=POSITIVE)
+    average_last: int = setting(
+        5, "section 6.1: at the end, average the last N checkpoints, positive (1 = none)", must=POSITIVE
+    )
     # A tiny run's model is not worth minutes of beam search over whole splits: by default runs shorter than
     # SHORT_RUN_STEPS evaluate their final candidates on the first SHORT_RUN_EVAL_SENTENCES sentences only.
     final_eval_limit: int | None = setting(
-        None, "evaluate the final candidates on the first N sentences of each split only; 0 = the whole split",
-        type=int, default_help=f"{SHORT_RUN_EVAL_SENTENCES} for runs of fewer than {SHORT_RUN_STEPS:,} steps, else 0",
-        must=EVAL_LIMIT)
-    num_beams: int = setting(4, "beam size of the final evaluation and the saved model; 1 = greedy (paper: 4)",
-                             must=POSITIVE)
-    length_penalty: float = setting(0.6, "beam search's length penalty alpha, transformers' length ** alpha, a finite "
-                                         "number (paper: 0.6); unused by greedy decoding")
+        None,
+        "evaluate the final candidates on the first N sentences of each split only; 0 = the whole split",
+        type=int,
+        default_help=f"{SHORT_RUN_EVAL_SENTENCES} for runs of fewer than {SHORT_RUN_STEPS:,} steps, else 0",
+        must=EVAL_LIMIT,
+    )
+    num_beams: int = setting(
+        4, "beam size of the final evaluation and the saved model; 1 = greedy (paper: 4)", must=POSITIVE
+    )
+    length_penalty: float = setting(
+        0.6,
+        "beam search's length penalty alpha, transformers' length ** alpha, a finite "
+        "number (paper: 0.6); unused by greedy decoding",
+    )
     # More length penalties to try at the end on the validation split, for the chosen weights; the best is kept
     # in generation_config.json (section 6.1: beam size and alpha "chosen after experimentation on the
     # development set"). Empty: only `length_penalty`.
-    length_penalty_candidates: list = setting([], "more length penalties to try at the end on the validation split "
-                                                  "(section 6.1); the best is kept; none = only --length-penalty",
-                                              item_type=float, must=FINITE_NUMBERS)
-    logging_steps: int = setting(50, "a log.jsonl line (loss, learning rate, elapsed time) every N steps, positive",
-                                 must=POSITIVE)
+    length_penalty_candidates: list = setting(
+        [],
+        "more length penalties to try at the end on the validation split "
+        "(section 6.1); the best is kept; none = only --length-penalty",
+        item_type=float,
+        must=FINITE_NUMBERS,
+    )
+    logging_steps: int = setting(
+        50, "a log.jsonl line (loss, learning rate, elapsed time) every N steps, positive", must=POSITIVE
+    )
     seed: int = setting(42, "seed of the initial weights, data order and dropout")
     threads: int = setting(0, "torch threads; 0 = torch's default", must=NON_NEGATIVE)
-    overwrite_output_dir: bool = setting(False, "start over in an --output-dir that holds an earlier run of this "
-                                                "command")
-    export_dir: str = setting("", "also copy the final model folder here (e.g. space/model); an earlier folder "
-                                  "there is kept as NAME.previous-DATE unless --overwrite-output-dir", metavar="DIR")
+    overwrite_output_dir: bool = setting(
+        False, "start over in an --output-dir that holds an earlier run of this command"
+    )
+    export_dir: str = setting(
+        "",
+        "also copy the final model folder here (e.g. space/model); an earlier folder "
+        "there is kept as NAME.previous-DATE unless --overwrite-output-dir",
+        metavar="DIR",
+    )
 
     def validate(self) -> None:
         """Refuse bad values before any work starts, naming each one and what is allowed (all at once)."""
@@ -199,30 +288,42 @@ class TrainConfig:
 
     def _combination_problems(self, bad: set) -> list[str]:
         """Settings that are fine alone but not together (only among those that passed their own check)."""
+
         def good(*names):
             return not bad.intersection(names)
 
         problems = []
         if good("d_model", "attention_heads") and self.d_model % self.attention_heads:
             problems.append(f"d_model ({self.d_model}) must be divisible by attention_heads ({self.attention_heads})")
-        if good("warmup_steps", "cooldown_steps", "max_steps") and self.cooldown_steps > 0 \
-                and self.warmup_steps + self.cooldown_steps > self.max_steps:
-            problems.append(f"warmup_steps ({self.warmup_steps}) + cooldown_steps ({self.cooldown_steps}) must not "
-                            f"exceed max_steps ({self.max_steps})")
+        if (
+            good("warmup_steps", "cooldown_steps", "max_steps")
+            and self.cooldown_steps > 0
+            and self.warmup_steps + self.cooldown_steps > self.max_steps
+        ):
+            problems.append(
+                f"warmup_steps ({self.warmup_steps}) + cooldown_steps ({self.cooldown_steps}) must not "
+                f"exceed max_steps ({self.max_steps})"
+            )
         if good("source_lang", "target_lang") and self.source_lang == self.target_lang:
             problems.append(f"source_lang and target_lang are both {self.source_lang!r}")
         if good("eval_steps", "save_steps") and self.eval_steps % self.save_steps:
-            problems.append(f"eval_steps ({self.eval_steps}) must be a multiple of save_steps ({self.save_steps}) "
-                            "so the best checkpoint is one that was evaluated")
+            problems.append(
+                f"eval_steps ({self.eval_steps}) must be a multiple of save_steps ({self.save_steps}) "
+                "so the best checkpoint is one that was evaluated"
+            )
         if good("max_tokens", "max_length") and 0 < self.max_tokens < self.max_length:
-            problems.append(f"max_tokens ({self.max_tokens}) must be 0 or at least max_length ({self.max_length}), "
-                            "so that the longest pair fits in a batch")
+            problems.append(
+                f"max_tokens ({self.max_tokens}) must be 0 or at least max_length ({self.max_length}), "
+                "so that the longest pair fits in a batch"
+            )
         size = ("vocab_size", "d_model", "ffn_dim", "encoder_layers", "decoder_layers")
         if not self.init_from and good(*size) and (need := self.training_bytes()) > (have := physical_memory()) > 0:
-            problems.append(f"the model would have {self.parameter_count():,} parameters: training needs about "
-                            f"{need / 2**30:,.1f} GiB for its weights, gradients and Adam's two moments alone, more "
-                            f"than this machine's {have / 2**30:,.1f} GiB; choose a smaller --d-model, --ffn-dim, "
-                            "--vocab-size or fewer layers")
+            problems.append(
+                f"the model would have {self.parameter_count():,} parameters: training needs about "
+                f"{need / 2**30:,.1f} GiB for its weights, gradients and Adam's two moments alone, more "
+                f"than this machine's {have / 2**30:,.1f} GiB; choose a smaller --d-model, --ffn-dim, "
+                "--vocab-size or fewer layers"
+            )
         return problems
 
     def parameter_count(self) -> int:
@@ -253,8 +354,11 @@ REGULARISATION = tuple(f.name for f in _MODEL_FIELDS if f.metadata.get("regulari
 
 def model_arguments(config: TrainConfig, settings=None) -> dict:
     """The TransformerConfig arguments that the run's model settings give (those of `settings`; None: all)."""
-    return {argument: getattr(config, name) for name in (MODEL_SETTINGS if settings is None else settings)
-            for argument in MODEL_SETTINGS[name]}
+    return {
+        argument: getattr(config, name)
+        for name in (MODEL_SETTINGS if settings is None else settings)
+        for argument in MODEL_SETTINGS[name]
+    }
 
 
 def architecture_of(model_config) -> dict:
@@ -323,12 +427,19 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line: --config, --resume, --push-to-hub, and one flag per TrainConfig field, with its help."""
     # No abbreviations: a typo such as --max-step must be an error, not silently taken for --max-steps.
     parser = argparse.ArgumentParser(
-        prog="python -m training.train", description=DESCRIPTION, allow_abbrev=False,
-        usage="%(prog)s [--config FILE] [--resume] [--push-to-hub REPO_ID] [--SETTING VALUE ...]")
-    parser.add_argument("--config", metavar="FILE", help="JSON file with any of the settings below, named as the flags "
-                                                         "with _ for - (flags override it)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its newest "
-                                                              "loadable checkpoint")
+        prog="python -m training.train",
+        description=DESCRIPTION,
+        allow_abbrev=False,
+        usage="%(prog)s [--config FILE] [--resume] [--push-to-hub REPO_ID] [--SETTING VALUE ...]",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="JSON file with any of the settings below, named as the flags with _ for - (flags override it)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --output-dir from its newest loadable checkpoint"
+    )
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the final model folder to this Hub repository")
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
@@ -349,11 +460,28 @@ def build_parser() -> argparse.ArgumentParser:
 # Settings a resumed run may change: how long it goes on, how often it logs, saves and evaluates, how it ends
 # and where its data and folders are. Everything else (the model, its tokenizer, the optimisation so far) is the
 # run's own, read from its train_config.json.
-RESUMABLE = frozenset({
-    "output_dir", "data", "max_steps", "cooldown_steps", "eval_steps", "eval_samples", "save_steps",
-    "keep_checkpoints", "average_last", "final_eval_limit", "num_beams", "length_penalty",
-    "length_penalty_candidates", "test_splits", "logging_steps", "threads", "export_dir", "overwrite_output_dir",
-})
+RESUMABLE = frozenset(
+    {
+        "output_dir",
+        "data",
+        "max_steps",
+        "cooldown_steps",
+        "eval_steps",
+        "eval_samples",
+        "save_steps",
+        "keep_checkpoints",
+        "average_last",
+        "final_eval_limit",
+        "num_beams",
+        "length_penalty",
+        "length_penalty_candidates",
+        "test_splits",
+        "logging_steps",
+        "threads",
+        "export_dir",
+        "overwrite_output_dir",
+    }
+)
 
 
 def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
@@ -385,26 +513,34 @@ def resumed_settings(given: dict) -> dict:
         if not isinstance(saved, dict):
             raise ValueError(f"it holds {_json_kind(saved)}, not an object of settings")
     except (OSError, ValueError) as e:
-        raise SystemExit(f"training: --resume: the run's settings file {path} is damaged ({e}). Restore it (a JSON "
-                         "object of the run's settings, as --config takes), or start a new run in another "
-                         "--output-dir.") from None
+        raise SystemExit(
+            f"training: --resume: the run's settings file {path} is damaged ({e}). Restore it (a JSON "
+            "object of the run's settings, as --config takes), or start a new run in another "
+            "--output-dir."
+        ) from None
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     saved = {name: value for name, value in saved.items() if name in names}
-    contradicted = [name for name, value in given.items()
-                    if name not in RESUMABLE and name in saved and value != saved[name]]
+    contradicted = [
+        name for name, value in given.items() if name not in RESUMABLE and name in saved and value != saved[name]
+    ]
     if contradicted:
-        listed = "; ".join(f"--{name.replace('_', '-')} {given[name]!r} (the run has {saved[name]!r})"
-                           for name in contradicted)
-        raise SystemExit(f"training: --resume: {listed}. A resumed run keeps its settings from {path}; drop these "
-                         "flags, or start a new run in another --output-dir. Only these may change on resume: "
-                         f"{', '.join('--' + n.replace('_', '-') for n in sorted(RESUMABLE))}.")
+        listed = "; ".join(
+            f"--{name.replace('_', '-')} {given[name]!r} (the run has {saved[name]!r})" for name in contradicted
+        )
+        raise SystemExit(
+            f"training: --resume: {listed}. A resumed run keeps its settings from {path}; drop these "
+            "flags, or start a new run in another --output-dir. Only these may change on resume: "
+            f"{', '.join('--' + n.replace('_', '-') for n in sorted(RESUMABLE))}."
+        )
     return {**saved, **given}
 
 
 def _json_kind(value) -> str:
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
-    return {list: "an array", str: "a string", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return {list: "an array", str: "a string", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def read_config_file(path: str) -> dict:
@@ -415,8 +551,10 @@ def read_config_file(path: str) -> dict:
     except (OSError, json.JSONDecodeError) as e:
         raise SystemExit(f"training: cannot read config file {path}: {e}") from None
     if not isinstance(values, dict):
-        raise SystemExit(f"training: config file {path} must hold a JSON object of settings, such as "
-                         f'{{"max_steps": 1000, "dropout": 0.3}}; it holds {_json_kind(values)}')
+        raise SystemExit(
+            f"training: config file {path} must hold a JSON object of settings, such as "
+            f'{{"max_steps": 1000, "dropout": 0.3}}; it holds {_json_kind(values)}'
+        )
     unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise SystemExit(f"training: unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
@@ -494,8 +632,10 @@ def checkpoint_problem(path: str, weights_only: bool = False) -> str | None:
 
     try:  # every tensor is read: weights that are NaN or infinite (a diverged run) are as unusable as a cut file
         with safe_open(os.path.join(path, "model.safetensors"), "pt") as weights:
-            not_finite = next((name for name in sorted(weights.keys())
-                               if not bool(torch.isfinite(weights.get_tensor(name)).all())), None)
+            not_finite = next(
+                (name for name in sorted(weights.keys()) if not bool(torch.isfinite(weights.get_tensor(name)).all())),
+                None,
+            )
     except Exception as e:  # safetensors raises its own error type for a cut or corrupt file
         return f"model.safetensors cannot be read ({short_reason(e)})"
     if not_finite:

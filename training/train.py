@@ -28,10 +28,18 @@ import tempfile
 import time
 
 from .export import finalize, generation_config, replace_problem
+
 # TrainConfig, parse_args and complete_checkpoints are also imported from here (training.train) by their users.
 from .run_config import (
-    REGULARISATION, TrainConfig, architecture_of, checkpoint_problem, complete_checkpoints, model_arguments,
-    parse_args, scan_checkpoints, short_reason,
+    REGULARISATION,
+    TrainConfig,
+    architecture_of,
+    checkpoint_problem,
+    complete_checkpoints,
+    model_arguments,
+    parse_args,
+    scan_checkpoints,
+    short_reason,
 )
 
 logger = logging.getLogger("training")
@@ -58,6 +66,7 @@ def learning_rate_factor(step: int, *, warmup_steps: int, max_steps: int, cooldo
     min(step / warmup, sqrt(warmup / step)). With `cooldown_steps`, the rate then falls linearly from its value
     at max_steps - cooldown_steps to zero at max_steps.
     """
+
     def inverse_sqrt(s: int) -> float:
         if s < warmup_steps:
             return s / warmup_steps
@@ -80,11 +89,15 @@ def bf16_unsupported_reason(use_cpu: bool) -> str | None:
     if not use_cpu:
         if torch.cuda.is_bf16_supported(including_emulation=False):
             return None
-        return f"the GPU ({torch.cuda.get_device_name(0)}) has no native bf16 support (it needs compute capability 8.0+)"
+        return (
+            f"the GPU ({torch.cuda.get_device_name(0)}) has no native bf16 support (it needs compute capability 8.0+)"
+        )
     if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported():
         return None
-    return (f"this CPU has no AVX512-BF16 or AMX instructions (torch sees {torch.backends.cpu.get_cpu_capability()}), "
-            "where bf16 matmuls are emulated and about 100x slower than fp32")
+    return (
+        f"this CPU has no AVX512-BF16 or AMX instructions (torch sees {torch.backends.cpu.get_cpu_capability()}), "
+        "where bf16 matmuls are emulated and about 100x slower than fp32"
+    )
 
 
 def build_tokenizer(config: TrainConfig, train_corpus):
@@ -99,18 +112,28 @@ def build_tokenizer(config: TrainConfig, train_corpus):
         try:
             return AutoTokenizer.from_pretrained(path)
         except Exception as e:  # tokenizers and json raise their own types for a damaged file
-            raise SystemExit(f"training: the run's tokenizer in {path} cannot be read ({short_reason(e)}). "
-                             f"{_tokenizer_copy_hint(config.output_dir)}") from None
+            raise SystemExit(
+                f"training: the run's tokenizer in {path} cannot be read ({short_reason(e)}). "
+                f"{_tokenizer_copy_hint(config.output_dir)}"
+            ) from None
     if config.init_from:  # fine-tuning keeps the vocabulary the weights were trained with
         logger.info("using the tokenizer of %s", config.init_from)
         tok = AutoTokenizer.from_pretrained(config.init_from, trust_remote_code=True)
         tok.save_pretrained(path + ".tmp")
         os.replace(path + ".tmp", path)
         return tok
-    logger.info("training a %d-token joint %s vocabulary on %d sentence pairs", config.vocab_size,
-                config.tokenizer_type, len(train_corpus))
-    tok = train_tokenizer(train_corpus.source + train_corpus.target, config.vocab_size, config.tokenizer_type,
-                          model_max_length=config.max_length)
+    logger.info(
+        "training a %d-token joint %s vocabulary on %d sentence pairs",
+        config.vocab_size,
+        config.tokenizer_type,
+        len(train_corpus),
+    )
+    tok = train_tokenizer(
+        train_corpus.source + train_corpus.target,
+        config.vocab_size,
+        config.tokenizer_type,
+        model_max_length=config.max_length,
+    )
     tmp = path + ".tmp"
     tok.save_pretrained(tmp)
     os.replace(tmp, path)  # atomic: a half-written tokenizer is never picked up
@@ -119,13 +142,15 @@ def build_tokenizer(config: TrainConfig, train_corpus):
 
 def _tokenizer_copy_hint(output_dir: str) -> str:
     """What to do about a damaged run tokenizer: every checkpoint (and the exported model) holds a copy."""
-    copies = [os.path.join(p, "tokenizer.json") for p in reversed(complete_checkpoints(os.path.join(output_dir, "checkpoints")))]
+    copies = [
+        os.path.join(p, "tokenizer.json")
+        for p in reversed(complete_checkpoints(os.path.join(output_dir, "checkpoints")))
+    ]
     copies.append(os.path.join(output_dir, "model", "tokenizer.json"))
     copy = next((c for c in copies if os.path.isfile(c)), None)
     if copy is None:
         return "No copy is left in the run: start over with --overwrite-output-dir."
-    return (f"A copy is in {copy}: copy it over {os.path.join(output_dir, 'tokenizer', 'tokenizer.json')}, "
-            "then resume.")
+    return f"A copy is in {copy}: copy it over {os.path.join(output_dir, 'tokenizer', 'tokenizer.json')}, then resume."
 
 
 def encode(tokenizer, corpus, max_length: int):
@@ -145,15 +170,17 @@ def model_config(config: TrainConfig, tokenizer):
     and special tokens, and room for positions a little beyond --max-length."""
     from configuration import TransformerConfig
 
-    return TransformerConfig(**{
-        **model_arguments(config),
-        "vocab_size": len(tokenizer),  # the tokenizer's size: its vocabulary is the model's
-        "max_position_embeddings": max(512, config.max_length + 8),
-        "pad_token_id": tokenizer.pad_token_id,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "decoder_start_token_id": tokenizer.bos_token_id,
-    })
+    return TransformerConfig(
+        **{
+            **model_arguments(config),
+            "vocab_size": len(tokenizer),  # the tokenizer's size: its vocabulary is the model's
+            "max_position_embeddings": max(512, config.max_length + 8),
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "decoder_start_token_id": tokenizer.bos_token_id,
+        }
+    )
 
 
 def load_initial_model(config: TrainConfig, tokenizer):
@@ -162,18 +189,28 @@ def load_initial_model(config: TrainConfig, tokenizer):
 
     try:
         model = TransformerForConditionalGeneration.from_pretrained(
-            config.init_from, **model_arguments(config, REGULARISATION))
+            config.init_from, **model_arguments(config, REGULARISATION)
+        )
     except (OSError, ValueError) as e:
         raise SystemExit(f"training: cannot load --init-from {config.init_from}: {e}") from None
     if model.config.vocab_size != len(tokenizer):
-        raise SystemExit(f"training: --init-from {config.init_from} has a vocabulary of {model.config.vocab_size} but "
-                         f"its tokenizer has {len(tokenizer)} tokens; export the model and tokenizer together.")
+        raise SystemExit(
+            f"training: --init-from {config.init_from} has a vocabulary of {model.config.vocab_size} but "
+            f"its tokenizer has {len(tokenizer)} tokens; export the model and tokenizer together."
+        )
     ignored = {k: (getattr(config, k), v) for k, v in architecture_of(model.config).items() if getattr(config, k) != v}
     if ignored:
-        logger.warning("--init-from: the size settings come from %s; ignoring %s", config.init_from,
-                       ", ".join(f"{k}={mine!r} (it has {theirs!r})" for k, (mine, theirs) in ignored.items()))
-    logger.info("fine-tuning %s: its weights, tokenizer and architecture; dropout %g, label smoothing %g",
-                config.init_from, config.dropout, config.label_smoothing)
+        logger.warning(
+            "--init-from: the size settings come from %s; ignoring %s",
+            config.init_from,
+            ", ".join(f"{k}={mine!r} (it has {theirs!r})" for k, (mine, theirs) in ignored.items()),
+        )
+    logger.info(
+        "fine-tuning %s: its weights, tokenizer and architecture; dropout %g, label smoothing %g",
+        config.init_from,
+        config.dropout,
+        config.label_smoothing,
+    )
     return model
 
 
@@ -181,9 +218,11 @@ class TrainingDiverged(RuntimeError):
     """The loss of a training step is NaN or infinite: the run stops before that step's update is saved."""
 
     def __init__(self, step: int, loss: float, learning_rate: float):
-        super().__init__(f"the loss is {loss} at step {step} (learning rate {learning_rate:.3g}): training diverged "
-                         "and stopped, and nothing was exported. Lower --learning-rate, lengthen --warmup-steps or "
-                         "clip gradients (--max-grad-norm), then start over (--overwrite-output-dir).")
+        super().__init__(
+            f"the loss is {loss} at step {step} (learning rate {learning_rate:.3g}): training diverged "
+            "and stopped, and nothing was exported. Lower --learning-rate, lengthen --warmup-steps or "
+            "clip gradients (--max-grad-norm), then start over (--overwrite-output-dir)."
+        )
         self.step = step
 
 
@@ -236,8 +275,9 @@ def make_trainer_class():
 
                 # A partial of a module-level function: the saved scheduler state stays small and loads back
                 # into a scheduler rebuilt from the config (so a resumed run may add a cool-down).
-                self.lr_scheduler = LambdaLR(optimizer or self.optimizer,
-                                             functools.partial(learning_rate_factor, **self.schedule))
+                self.lr_scheduler = LambdaLR(
+                    optimizer or self.optimizer, functools.partial(learning_rate_factor, **self.schedule)
+                )
                 self._created_lr_scheduler = True
             return super().create_scheduler(num_training_steps, optimizer)
 
@@ -253,8 +293,14 @@ def make_trainer_class():
             # Under several processes accelerate deals the batches out in turn (every process builds the same order).
             dataset = self._remove_unused_columns(self.train_dataset, description="Training")
             sampler = TokenBatchSampler(**self.token_batches)
-            return self.accelerator.prepare(DataLoader(dataset, batch_sampler=sampler, collate_fn=self.data_collator,
-                                                       num_workers=self.args.dataloader_num_workers))
+            return self.accelerator.prepare(
+                DataLoader(
+                    dataset,
+                    batch_sampler=sampler,
+                    collate_fn=self.data_collator,
+                    num_workers=self.args.dataloader_num_workers,
+                )
+            )
 
         def _get_train_sampler(self, train_dataset=None):
             dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -264,8 +310,7 @@ def make_trainer_class():
             # Under several processes accelerate shards the resulting batches: every process builds the same
             # seeded order and takes its own batches, each still of similar lengths.
             batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return LengthGroupedBatchSampler(lengths, batch, self.args.seed,
-                                             lambda: self.state.epoch or 0)
+            return LengthGroupedBatchSampler(lengths, batch, self.args.seed, lambda: self.state.epoch or 0)
 
     return TransformerTrainer
 
@@ -292,14 +337,25 @@ def unwritable_problem(folder: str, flag: str, path: str) -> str | None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        return (f"{flag} {path} cannot be written: creating a file in {folder} failed ({err.strerror or err}). "
-                f"Choose a {flag} on a writable disk, or make {folder} writable.")
+        return (
+            f"{flag} {path} cannot be written: creating a file in {folder} failed ({err.strerror or err}). "
+            f"Choose a {flag} on a writable disk, or make {folder} writable."
+        )
     return None
 
 
 # Everything a run writes into its output folder: --overwrite-output-dir removes these and nothing else.
-RUN_ENTRIES = ("checkpoints", "tokenizer", "tokenizer.tmp", "log.jsonl", "log.jsonl.tmp", "model", "model.partial",
-               "train_config.json", "train_config.json.tmp")
+RUN_ENTRIES = (
+    "checkpoints",
+    "tokenizer",
+    "tokenizer.tmp",
+    "log.jsonl",
+    "log.jsonl.tmp",
+    "model",
+    "model.partial",
+    "train_config.json",
+    "train_config.json.tmp",
+)
 _PREVIOUS_EXPORT = re.compile(r"^model\.previous-[\d-]+$")  # an earlier export of the run, kept aside by export.py
 
 
@@ -313,12 +369,16 @@ def not_a_run_problem(output_dir: str) -> str | None:
         return None
     names = sorted(os.listdir(output_dir))
     if "train_config.json" not in names:
-        return (f"{output_dir} does not look like a run of this command (no train_config.json); it holds "
-                f"{', '.join(names[:10])}{', ...' if len(names) > 10 else ''}. Choose another --output-dir.")
+        return (
+            f"{output_dir} does not look like a run of this command (no train_config.json); it holds "
+            f"{', '.join(names[:10])}{', ...' if len(names) > 10 else ''}. Choose another --output-dir."
+        )
     foreign = [name for name in names if not _is_run_entry(name)]
     if foreign:
-        return (f"{output_dir} holds a run but also {', '.join(foreign)}, which this command did not write. Move "
-                "them away or choose another --output-dir.")
+        return (
+            f"{output_dir} holds a run but also {', '.join(foreign)}, which this command did not write. Move "
+            "them away or choose another --output-dir."
+        )
     return None
 
 
@@ -328,8 +388,10 @@ def clear_previous_run(output_dir: str) -> None:
     clears it again."""
     import shutil
 
-    names = sorted((name for name in os.listdir(output_dir) if _is_run_entry(name)),
-                   key=lambda name: (name == "train_config.json", name))
+    names = sorted(
+        (name for name in os.listdir(output_dir) if _is_run_entry(name)),
+        key=lambda name: (name == "train_config.json", name),
+    )
     for name in names:
         path = os.path.join(output_dir, name)
         if os.path.isdir(path) and not os.path.islink(path):
@@ -345,12 +407,16 @@ def export_dir_problem(config: TrainConfig) -> str | None:
     it must not hold or be part of the run, and may only replace a model folder this project wrote."""
     export_dir, output_dir = os.path.abspath(config.export_dir), os.path.abspath(config.output_dir)
     if os.path.commonpath([export_dir, output_dir]) == export_dir:
-        return (f"--export-dir {config.export_dir} is or contains the run's --output-dir {config.output_dir}: copying "
-                "the model there would replace the run. Name another folder.")
+        return (
+            f"--export-dir {config.export_dir} is or contains the run's --output-dir {config.output_dir}: copying "
+            "the model there would replace the run. Name another folder."
+        )
     inside = os.path.relpath(export_dir, output_dir).split(os.sep)[0]
     if os.path.commonpath([export_dir, output_dir]) == output_dir and _is_run_entry(inside):
-        return (f"--export-dir {config.export_dir} is part of the run in {config.output_dir} ({inside}); the run's "
-                "model is written to its model/ folder anyway. Name a folder outside the run.")
+        return (
+            f"--export-dir {config.export_dir} is part of the run in {config.output_dir} ({inside}); the run's "
+            "model is written to its model/ folder anyway. Name a folder outside the run."
+        )
     if problem := replace_problem(config.export_dir, "--export-dir"):
         return problem
     parent = os.path.dirname(export_dir)  # the model is staged beside the export folder, then swapped in
@@ -367,7 +433,11 @@ def refuse_before_any_work(config: TrainConfig, args) -> None:
     ckpt_dir = os.path.join(config.output_dir, "checkpoints")
     if config.overwrite_output_dir and not args.resume and (problem := not_a_run_problem(config.output_dir)):
         raise SystemExit(f"training: --overwrite-output-dir refused: {problem}")
-    if os.path.isdir(config.output_dir) and os.listdir(config.output_dir) and not (args.resume or config.overwrite_output_dir):
+    if (
+        os.path.isdir(config.output_dir)
+        and os.listdir(config.output_dir)
+        and not (args.resume or config.overwrite_output_dir)
+    ):
         raise SystemExit(
             f"training: {config.output_dir} already holds a run ({len(complete_checkpoints(ckpt_dir))} checkpoints). "
             "Pass --resume to continue it, choose another --output-dir, or pass --overwrite-output-dir to start "
@@ -375,13 +445,23 @@ def refuse_before_any_work(config: TrainConfig, args) -> None:
         )
     if config.export_dir and (problem := export_dir_problem(config)):
         raise SystemExit(f"training: {problem}")
-    if config.init_from and os.path.exists(config.init_from) and not os.path.isfile(
-            os.path.join(config.init_from, "config.json")):
-        raise SystemExit(f"training: --init-from {config.init_from} is not a model folder (no config.json in it); "
-                         "name a folder written by this command or save_pretrained, or a Hub model id.")
-    if config.init_from and not os.path.exists(config.init_from) and not re.fullmatch(
-            r"[\w.-]+(/[\w.-]+)?", config.init_from):
-        raise SystemExit(f"training: --init-from {config.init_from}: no such folder, and not a Hub model id; train or download that model first.")
+    if (
+        config.init_from
+        and os.path.exists(config.init_from)
+        and not os.path.isfile(os.path.join(config.init_from, "config.json"))
+    ):
+        raise SystemExit(
+            f"training: --init-from {config.init_from} is not a model folder (no config.json in it); "
+            "name a folder written by this command or save_pretrained, or a Hub model id."
+        )
+    if (
+        config.init_from
+        and not os.path.exists(config.init_from)
+        and not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", config.init_from)
+    ):
+        raise SystemExit(
+            f"training: --init-from {config.init_from}: no such folder, and not a Hub model id; train or download that model first."
+        )
 
 
 def start_processes(config: TrainConfig):
@@ -395,7 +475,7 @@ def start_processes(config: TrainConfig):
     # this, every process believes it is the main one before the Trainer sets up (all train the tokenizer at once).
     use_cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     if config.bf16 and (reason := bf16_unsupported_reason(use_cpu)):
-        raise SystemExit(f"training: --bf16 refused: {reason}. Train in fp32 (drop --bf16 / set \"bf16\": false).")
+        raise SystemExit(f'training: --bf16 refused: {reason}. Train in fp32 (drop --bf16 / set "bf16": false).')
     return PartialState(cpu=use_cpu), use_cpu
 
 
@@ -442,10 +522,16 @@ def prepare_datasets(config: TrainConfig, state, train_corpus, valid_corpus):
         tokenizer = build_tokenizer(config, train_corpus)
     train_ds, truncated = encode(tokenizer, train_corpus, config.max_length)
     n_eval = min(config.eval_samples or len(valid_corpus), len(valid_corpus))
-    eval_ds, _ = encode(tokenizer, type(valid_corpus)(valid_corpus.source[:n_eval], valid_corpus.target[:n_eval]),
-                        config.max_length)
-    logger.info("train: %d pairs (%d empty skipped, %d truncated); periodic validation on %d pairs",
-                len(train_ds), train_corpus.skipped_empty, truncated, n_eval)
+    eval_ds, _ = encode(
+        tokenizer, type(valid_corpus)(valid_corpus.source[:n_eval], valid_corpus.target[:n_eval]), config.max_length
+    )
+    logger.info(
+        "train: %d pairs (%d empty skipped, %d truncated); periodic validation on %d pairs",
+        len(train_ds),
+        train_corpus.skipped_empty,
+        truncated,
+        n_eval,
+    )
     return tokenizer, train_ds, eval_ds
 
 
@@ -466,9 +552,16 @@ def build_model(config: TrainConfig, tokenizer, state):
     model.generation_config = generation_config(config, model_cfg)
     model.fused_loss = True  # the cheaper backward of an eager step (its loss has no path through the logits)
     n_params = sum(p.numel() for p in model.parameters())
-    logger.info("model: %.2fM parameters (d_model %d, %d+%d layers, %d heads, FFN %d, vocab %d)", n_params / 1e6,
-                config.d_model, config.encoder_layers, config.decoder_layers, config.attention_heads, config.ffn_dim,
-                model_cfg.vocab_size)
+    logger.info(
+        "model: %.2fM parameters (d_model %d, %d+%d layers, %d heads, FFN %d, vocab %d)",
+        n_params / 1e6,
+        config.d_model,
+        config.encoder_layers,
+        config.decoder_layers,
+        config.attention_heads,
+        config.ffn_dim,
+        model_cfg.vocab_size,
+    )
     return config, model
 
 
@@ -502,8 +595,10 @@ def json_log(log_path: str):
         def on_log(self, args_, state_, control, logs=None, **kwargs):
             if state_.is_world_process_zero and logs:
                 with open(log_path, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps({"step": state_.global_step, "time_s": round(time.time() - self.start, 1),
-                                         **logs}) + "\n")
+                    fh.write(
+                        json.dumps({"step": state_.global_step, "time_s": round(time.time() - self.start, 1), **logs})
+                        + "\n"
+                    )
 
     return JsonLog()
 
@@ -563,9 +658,12 @@ def build_trainer(config: TrainConfig, model, tokenizer, train_ds, eval_ds, eval
     if config.max_tokens:
         trainer.token_batches = dict(
             lengths=[max(len(s), len(t)) for s, t in zip(train_ds["input_ids"], train_ds["labels"])],
-            max_tokens=config.max_tokens, seed=config.seed)
-    trainer.schedule = dict(warmup_steps=config.warmup_steps, max_steps=config.max_steps,
-                            cooldown_steps=config.cooldown_steps)
+            max_tokens=config.max_tokens,
+            seed=config.seed,
+        )
+    trainer.schedule = dict(
+        warmup_steps=config.warmup_steps, max_steps=config.max_steps, cooldown_steps=config.cooldown_steps
+    )
     return trainer
 
 
@@ -581,8 +679,10 @@ def resume_checkpoint(config: TrainConfig, args, state) -> str | None:
     else:
         logger.info("resuming from %s", chosen)
         if not glob.glob(os.path.join(chosen, "rng_state*.pth")) and state.is_main_process:
-            logger.warning("--resume: %s has no rng_state.pth: the dropout draws will differ from those of an "
-                           "uninterrupted run", chosen)
+            logger.warning(
+                "--resume: %s has no rng_state.pth: the dropout draws will differ from those of an uninterrupted run",
+                chosen,
+            )
     if state.is_main_process:
         trim_log(os.path.join(config.output_dir, "log.jsonl"), checkpoint_step(chosen) if chosen else 0)
     return chosen
@@ -619,8 +719,11 @@ def trim_log(log_path: str, step: int) -> None:
         lines = fh.readlines()
     for number, line in enumerate(lines, 1):
         if _log_step(line) is None and (number < len(lines) or line.endswith("\n")):  # the last may be a kill's
-            logger.warning("log.jsonl: line %d is damaged (not a JSON object with a step): dropped. The log is a "
-                           "record only; training goes on.", number)
+            logger.warning(
+                "log.jsonl: line %d is damaged (not a JSON object with a step): dropped. The log is a "
+                "record only; training goes on.",
+                number,
+            )
     kept = [line for line in lines if _log_step(line) is not None and _log_step(line) <= step]
     if len(kept) == len(lines):
         return
@@ -652,8 +755,7 @@ def run_training(trainer, config: TrainConfig, resume_from: str | None) -> float
 def main(argv=None) -> int:
     config, args = parse_args(argv)
     refuse_before_any_work(config, args)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
-                        stream=sys.stdout)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO, stream=sys.stdout)
     state, use_cpu = start_processes(config)
     train_corpus, valid_corpus = load_data(config)
     prepare_output_dir(config, args, state)
@@ -668,13 +770,21 @@ def main(argv=None) -> int:
     try:
         train_seconds = run_training(trainer, config, resume_from)
     except TrainingDiverged as e:
-        raise SystemExit(f"training: {e} The checkpoints before step {e.step} are in "
-                         f"{os.path.join(config.output_dir, 'checkpoints')}.") from None
+        raise SystemExit(
+            f"training: {e} The checkpoints before step {e.step} are in "
+            f"{os.path.join(config.output_dir, 'checkpoints')}."
+        ) from None
 
     state.wait_for_everyone()
     if state.is_main_process:
-        finalize(config, trainer, tokenizer, train_seconds=train_seconds, push_to_hub=args.push_to_hub,
-                 argv=["python", "-m", "training.train", *(sys.argv[1:] if argv is None else argv)])
+        finalize(
+            config,
+            trainer,
+            tokenizer,
+            train_seconds=train_seconds,
+            push_to_hub=args.push_to_hub,
+            argv=["python", "-m", "training.train", *(sys.argv[1:] if argv is None else argv)],
+        )
     return 0
 
 

@@ -46,8 +46,9 @@ def translate_ctranslate2(folder: str, sentences: list[str], batch_size: int, ge
     translator = ctranslate2.Translator(folder, device="cpu")
     out = []
     for start in range(0, len(sentences), batch_size):
-        ids = ctranslate2_translate(translator, tokenizer, sentences[start:start + batch_size], beams, penalty,
-                                    max_length)
+        ids = ctranslate2_translate(
+            translator, tokenizer, sentences[start : start + batch_size], beams, penalty, max_length
+        )
         out += [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
     return out
 
@@ -76,10 +77,14 @@ def main(argv=None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--force", action="store_true", help="overwrite --output if it exists")
-    parser.add_argument("--engine", choices=("torch", "ctranslate2", "onnxruntime"), default="torch",
-                        help="torch: the model's generate(); ctranslate2: a CTranslate2 model folder "
-                             "(python -m training.export_marian MODEL OUT --ctranslate2 DIR); onnxruntime: an ONNX "
-                             "folder (python -m training.export_marian MODEL OUT --onnx DIR)")
+    parser.add_argument(
+        "--engine",
+        choices=("torch", "ctranslate2", "onnxruntime"),
+        default="torch",
+        help="torch: the model's generate(); ctranslate2: a CTranslate2 model folder "
+        "(python -m training.export_marian MODEL OUT --ctranslate2 DIR); onnxruntime: an ONNX "
+        "folder (python -m training.export_marian MODEL OUT --onnx DIR)",
+    )
     args = parser.parse_args(argv)
 
     import os
@@ -88,15 +93,19 @@ def main(argv=None) -> int:
 
     if args.engine == "ctranslate2":
         if not os.path.isfile(os.path.join(args.model, "model.bin")):
-            raise SystemExit(f"translate: {args.model} is not a CTranslate2 model folder (no model.bin); write one "
-                             "with python -m training.export_marian MODEL OUT --ctranslate2 DIR.")
+            raise SystemExit(
+                f"translate: {args.model} is not a CTranslate2 model folder (no model.bin); write one "
+                "with python -m training.export_marian MODEL OUT --ctranslate2 DIR."
+            )
         model_id = args.model
     elif args.engine == "onnxruntime":
         from .export_marian import ONNX_GRAPHS
 
         if not all(os.path.isfile(os.path.join(args.model, name)) for name in ONNX_GRAPHS):
-            raise SystemExit(f"translate: {args.model} is not an ONNX model folder (no {', '.join(ONNX_GRAPHS)}); "
-                             "write one with python -m training.export_marian MODEL OUT --onnx DIR.")
+            raise SystemExit(
+                f"translate: {args.model} is not an ONNX model folder (no {', '.join(ONNX_GRAPHS)}); "
+                "write one with python -m training.export_marian MODEL OUT --onnx DIR."
+            )
         model_id = args.model
     else:
         model_id = resolve_model(args.model, "translate")  # a missing folder fails here, before stdin is read
@@ -109,19 +118,22 @@ def main(argv=None) -> int:
         except OSError as e:
             raise SystemExit(f"translate: cannot read {args.input}: {e}") from None
         except UnicodeDecodeError as e:
-            raise SystemExit(f"translate: {args.input} is not UTF-8 text ({e}); convert it first, e.g. "
-                             "iconv -f latin1 -t utf-8.") from None
+            raise SystemExit(
+                f"translate: {args.input} is not UTF-8 text ({e}); convert it first, e.g. iconv -f latin1 -t utf-8."
+            ) from None
     else:
         try:
             lines = sys.stdin.buffer.read().decode("utf-8").splitlines()
         except UnicodeDecodeError as e:
-            raise SystemExit(f"translate: the input is not UTF-8 text ({e}); convert it first, e.g. "
-                             "iconv -f latin1 -t utf-8.") from None
+            raise SystemExit(
+                f"translate: the input is not UTF-8 text ({e}); convert it first, e.g. iconv -f latin1 -t utf-8."
+            ) from None
     gen = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if v is not None}
     todo = [i for i, line in enumerate(lines) if line.strip()]
     out = [""] * len(lines)  # empty lines stay empty, so line N of the output matches line N of the input
-    translate = {"ctranslate2": translate_ctranslate2, "onnxruntime": translate_onnxruntime}.get(args.engine,
-                                                                                              translate_torch)
+    translate = {"ctranslate2": translate_ctranslate2, "onnxruntime": translate_onnxruntime}.get(
+        args.engine, translate_torch
+    )
     for i, text in zip(todo, translate(model_id, [lines[i] for i in todo], args.batch_size, gen)):
         out[i] = text
     text = "\n".join(out) + ("\n" if out else "")

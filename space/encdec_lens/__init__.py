@@ -27,8 +27,17 @@ them "enc L1 H2", "dec-self L3 H1", "cross L2 H4" (`head_label`). Each family is
 
 from .ablation import ablate_heads, gradient_importance, head_importance, run_ablation
 from .attribution import logit_attribution
-from .circuit_discovery import (EdgeGraph, EdgeScores, FaithfulnessCurve, GraphForward, MeanEdgeScores,
-                                edge_attribution, faithfulness_curve, make_task, mean_edge_attribution)
+from .circuit_discovery import (
+    EdgeGraph,
+    EdgeScores,
+    FaithfulnessCurve,
+    GraphForward,
+    MeanEdgeScores,
+    edge_attribution,
+    faithfulness_curve,
+    make_task,
+    mean_edge_attribution,
+)
 from .heads import FAMILIES, FAMILY_RECORDS, FAMILY_TITLES, Family, all_heads, head_label, parse_head, parse_head_label
 from .hooks import ActivationCache, HookedModel, attention_site, site_name
 from .inputs import Example, make_example
@@ -37,10 +46,37 @@ from .lens import logit_lens, residual_stream
 from .patching import activation_patching
 
 __all__ = [
-    "ActivationCache", "HookedModel", "site_name", "attention_site", "FAMILIES", "FAMILY_RECORDS", "FAMILY_TITLES",
-    "Family", "all_heads", "head_label", "parse_head", "parse_head_label", "Example", "make_example", "Intervention",
-    "run_interventions", "ablate_heads", "run_ablation", "head_importance",
-    "gradient_importance", "logit_lens", "residual_stream", "logit_attribution", "activation_patching",
-    "EdgeGraph", "EdgeScores", "FaithfulnessCurve", "GraphForward", "edge_attribution", "faithfulness_curve",
-    "make_task", "MeanEdgeScores", "mean_edge_attribution",
+    "ActivationCache",
+    "HookedModel",
+    "site_name",
+    "attention_site",
+    "FAMILIES",
+    "FAMILY_RECORDS",
+    "FAMILY_TITLES",
+    "Family",
+    "all_heads",
+    "head_label",
+    "parse_head",
+    "parse_head_label",
+    "Example",
+    "make_example",
+    "Intervention",
+    "run_interventions",
+    "ablate_heads",
+    "run_ablation",
+    "head_importance",
+    "gradient_importance",
+    "logit_lens",
+    "residual_stream",
+    "logit_attribution",
+    "activation_patching",
+    "EdgeGraph",
+    "EdgeScores",
+    "FaithfulnessCurve",
+    "GraphForward",
+    "edge_attribution",
+    "faithfulness_curve",
+    "make_task",
+    "MeanEdgeScores",
+    "mean_edge_attribution",
 ]

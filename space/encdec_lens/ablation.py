@@ -19,11 +19,33 @@ from typing import Iterable, Sequence
 
 import torch
 
-from .heads import (FAMILIES, FAMILY_TITLES, all_heads, attention_module, check_family, core_model, grid_shape,
-                    head_label, normalize_heads)
+from .heads import (
+    FAMILIES,
+    FAMILY_TITLES,
+    all_heads,
+    attention_module,
+    check_family,
+    core_model,
+    grid_shape,
+    head_label,
+    normalize_heads,
+)
 from .hooks import HookedModel
-from .inputs import (Example, Result, TranslationResult, completed, decode, device_of, generate_ids, logprobs_of,
-                     make_example, source_ids, source_text, token_logprobs, tokens_of)
+from .inputs import (
+    Example,
+    Result,
+    TranslationResult,
+    completed,
+    decode,
+    device_of,
+    generate_ids,
+    logprobs_of,
+    make_example,
+    source_ids,
+    source_text,
+    token_logprobs,
+    tokens_of,
+)
 
 
 def _scale_heads(mask: torch.Tensor):
@@ -42,7 +64,9 @@ def _scale_heads(mask: torch.Tensor):
 def head_masks(model, masks: dict):
     """Multiply heads' outputs by masks {(family, layer): tensor (h,) or (B, h)} inside the block."""
     hooked = HookedModel(model)
-    fwd_hooks = [(hooked.attention_site(family, layer, "z"), _scale_heads(mask)) for (family, layer), mask in masks.items()]
+    fwd_hooks = [
+        (hooked.attention_site(family, layer, "z"), _scale_heads(mask)) for (family, layer), mask in masks.items()
+    ]
     with hooked.hooks(fwd_hooks):
         yield
 
@@ -148,8 +172,12 @@ def _empty_grids(model, families: Sequence[str], *fields: str) -> dict:
     for family in FAMILIES:
         if family in families:
             n_layers, n_heads = grid_shape(model, family)
-            grids[family] = {"label": FAMILY_TITLES[family], "layers": n_layers, "heads": n_heads,
-                             **{f: [[0.0] * n_heads for _ in range(n_layers)] for f in fields}}
+            grids[family] = {
+                "label": FAMILY_TITLES[family],
+                "layers": n_layers,
+                "heads": n_heads,
+                **{f: [[0.0] * n_heads for _ in range(n_layers)] for f in fields},
+            }
     return grids
 
 
@@ -239,8 +267,9 @@ def _padded(model, examples: Sequence[Example], device):
     return input_ids, attention_mask, decoder_input_ids, labels
 
 
-def gradient_importance(model, examples: Sequence[Example], families: Sequence[str] = FAMILIES,
-                        batch_size: int = 32) -> dict:
+def gradient_importance(
+    model, examples: Sequence[Example], families: Sequence[str] = FAMILIES, batch_size: int = 32
+) -> dict:
     """Michel et al.'s head importance: {(family, layer): tensor (h,)} of E_x |∂L(x)/∂ξ_h| over `examples`.
 
     Each batch row gets its own gates (B, h), all 1, so one backward pass of the summed loss gives every
@@ -265,10 +294,15 @@ def gradient_importance(model, examples: Sequence[Example], families: Sequence[s
                 for layer in range(n_layers):
                     gates[(family, layer)] = torch.ones(len(chunk), n_heads, device=device, requires_grad=True)
             with torch.enable_grad(), head_masks(model, gates):
-                logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                               decoder_input_ids=decoder_input_ids, use_cache=False).logits
-                nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100,
-                                                        reduction="sum")
+                logits = model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    decoder_input_ids=decoder_input_ids,
+                    use_cache=False,
+                ).logits
+                nll = torch.nn.functional.cross_entropy(
+                    logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="sum"
+                )
                 grads = torch.autograd.grad(nll, list(gates.values()))
             for key, grad in zip(gates, grads):
                 totals[key] = totals.get(key, 0) + grad.abs().sum(0).detach()
@@ -277,8 +311,15 @@ def gradient_importance(model, examples: Sequence[Example], families: Sequence[s
     return {key: value / len(examples) for key, value in totals.items()}
 
 
-def head_importance(model, tokenizer, source, translation=None, families: Sequence[str] = FAMILIES,
-                    batch_size: int = 64, **generate_kwargs) -> HeadImportance:
+def head_importance(
+    model,
+    tokenizer,
+    source,
+    translation=None,
+    families: Sequence[str] = FAMILIES,
+    batch_size: int = 64,
+    **generate_kwargs,
+) -> HeadImportance:
     """For every head: how much the translation's log-prob drops when that head alone is switched off
     (drop = log p(translation) - log p(translation | head off); large positive drop = important head), and
     its gradient importance |∂L/∂ξ_h| (Michel et al. 2019), with the rank correlation of the two.
@@ -303,12 +344,28 @@ def head_importance(model, tokenizer, source, translation=None, families: Sequen
         grids[family]["drop"][layer][h] = base - value
         grids[family]["ablated_logprob"][layer][h] = value
         grids[family]["gradient"][layer][h] = gradient
-        entries.append((order, {"family": family, "layer": layer, "head": h, "name": head_label(*head),
-                                "drop": base - value, "ablated_logprob": value, "gradient": gradient}))
+        entries.append(
+            (
+                order,
+                {
+                    "family": family,
+                    "layer": layer,
+                    "head": h,
+                    "name": head_label(*head),
+                    "drop": base - value,
+                    "ablated_logprob": value,
+                    "gradient": gradient,
+                },
+            )
+        )
     gradient_ranks = _ranks([e["gradient"] for _, e in entries])
     for (_, entry), rank in zip(entries, gradient_ranks):
         entry["gradient_rank"] = rank
-    rho = rank_correlation([e["drop"] for _, e in entries], [e["gradient"] for _, e in entries]) if len(entries) > 1 else 1.0
+    rho = (
+        rank_correlation([e["drop"] for _, e in entries], [e["gradient"] for _, e in entries])
+        if len(entries) > 1
+        else 1.0
+    )
     entries.sort(key=lambda e: (-e[1]["drop"], e[0]))
     return HeadImportance(
         **TranslationResult.header(tokenizer, source, example),

@@ -83,8 +83,15 @@ def _is_punctuation(token: str) -> bool:
 
 def sink_token_ids(model, tokenizer) -> set[int]:
     """`<s>` (the decoder's start), `</s>` and every vocabulary entry made of punctuation only."""
-    ids = {int(i) for i in (model.config.eos_token_id, model.config.decoder_start_token_id,
-                            getattr(model.config, "bos_token_id", None)) if i is not None}
+    ids = {
+        int(i)
+        for i in (
+            model.config.eos_token_id,
+            model.config.decoder_start_token_id,
+            getattr(model.config, "bos_token_id", None),
+        )
+        if i is not None
+    }
     if tokenizer is not None:
         vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         ids |= {i for i, token in enumerate(vocab) if token is not None and _is_punctuation(token)}
@@ -94,8 +101,11 @@ def sink_token_ids(model, tokenizer) -> set[int]:
 def special_token_ids(model, tokenizer) -> set[int]:
     """Ids that never count as the rarest token of a sentence (pad, start, end and the tokenizer's specials)."""
     cfg = model.config
-    ids = {int(i) for i in (cfg.pad_token_id, cfg.eos_token_id, cfg.decoder_start_token_id,
-                            getattr(cfg, "bos_token_id", None)) if i is not None}
+    ids = {
+        int(i)
+        for i in (cfg.pad_token_id, cfg.eos_token_id, cfg.decoder_start_token_id, getattr(cfg, "bos_token_id", None))
+        if i is not None
+    }
     if tokenizer is not None:
         ids |= {int(i) for i in tokenizer.all_special_ids}
     return ids
@@ -104,8 +114,15 @@ def special_token_ids(model, tokenizer) -> set[int]:
 # --- one sentence, one attention array: what each query does ----------------------------------------------
 
 
-def query_stats(pattern: np.ndarray, family: str, query_ids: Sequence[int], key_ids: Sequence[int],
-                token_counts, special_ids: set, sink_ids: set) -> dict:
+def query_stats(
+    pattern: np.ndarray,
+    family: str,
+    query_ids: Sequence[int],
+    key_ids: Sequence[int],
+    token_counts,
+    special_ids: set,
+    sink_ids: set,
+) -> dict:
     """Per head and query position, from one sentence's attention probabilities `pattern` (h, T_q, T_k).
 
     Returns arrays of shape (h, n) over the counted queries:
@@ -121,8 +138,10 @@ def query_stats(pattern: np.ndarray, family: str, query_ids: Sequence[int], key_
     """
     pattern = np.asarray(pattern, dtype=np.float64)
     if pattern.ndim != 3 or pattern.shape[1:] != (len(query_ids), len(key_ids)):
-        raise ValueError(f"query_stats: pattern of shape {pattern.shape} does not fit {len(query_ids)} queries and "
-                         f"{len(key_ids)} keys; expected (heads, {len(query_ids)}, {len(key_ids)}).")
+        raise ValueError(
+            f"query_stats: pattern of shape {pattern.shape} does not fit {len(query_ids)} queries and "
+            f"{len(key_ids)} keys; expected (heads, {len(query_ids)}, {len(key_ids)})."
+        )
     n_q, n_k = pattern.shape[1:]
     causal = family_record(family).causal
     queries = np.arange(1 if causal else 0, n_q)
@@ -131,8 +150,9 @@ def query_stats(pattern: np.ndarray, family: str, query_ids: Sequence[int], key_
 
     rarest = np.full(argmax.shape, np.nan)
     rare_chance = np.full(len(queries), np.nan)
-    counts = np.array([np.inf if int(k) in special_ids else (token_counts or {}).get(int(k), 0) for k in key_ids],
-                      dtype=np.float64)  # specials are never "rare"
+    counts = np.array(
+        [np.inf if int(k) in special_ids else (token_counts or {}).get(int(k), 0) for k in key_ids], dtype=np.float64
+    )  # specials are never "rare"
     for j, n_vis in enumerate(visible if token_counts is not None else ()):
         least = counts[:n_vis].min()
         if np.isfinite(least):
@@ -181,8 +201,11 @@ def diagonal_shares(src: np.ndarray, tgt: np.ndarray, tolerance: float = DIAGONA
         return {"diagonal": 0.0, "diagonal_distance": float("nan"), "diagonal_correlation": float("nan")}
     distance = np.abs(src - tgt)
     correlation = float(np.corrcoef(src, tgt)[0, 1]) if src.std() > 0 and tgt.std() > 0 else 0.0
-    return {"diagonal": float(np.mean(distance <= tolerance + 1e-12)), "diagonal_distance": float(distance.mean()),
-            "diagonal_correlation": correlation}
+    return {
+        "diagonal": float(np.mean(distance <= tolerance + 1e-12)),
+        "diagonal_distance": float(distance.mean()),
+        "diagonal_correlation": correlation,
+    }
 
 
 def shares_of(stats: dict, family: str) -> dict:
@@ -193,8 +216,12 @@ def shares_of(stats: dict, family: str) -> dict:
     else:
         offset, share = positional_share(stats["offset"])
         shares.update(positional=share, positional_offset=offset)
-    shares.update(rare_word=_mean(stats["rarest"]), rare_word_chance=_mean(stats["rare_chance"]),
-                  sink=_mean(stats["sink"]), sink_chance=_mean(stats["sink_chance"]))
+    shares.update(
+        rare_word=_mean(stats["rarest"]),
+        rare_word_chance=_mean(stats["rare_chance"]),
+        sink=_mean(stats["sink"]),
+        sink_chance=_mean(stats["sink_chance"]),
+    )
     return shares
 
 
@@ -212,9 +239,15 @@ def roles_of(shares: dict) -> list[str]:
     return roles
 
 
-def roles_from_patterns(family: str, patterns: Sequence[np.ndarray], query_ids: Sequence[Sequence[int]],
-                        key_ids: Sequence[Sequence[int]], token_counts=None, special_ids: set = frozenset(),
-                        sink_ids: set = frozenset()) -> list[dict]:
+def roles_from_patterns(
+    family: str,
+    patterns: Sequence[np.ndarray],
+    query_ids: Sequence[Sequence[int]],
+    key_ids: Sequence[Sequence[int]],
+    token_counts=None,
+    special_ids: set = frozenset(),
+    sink_ids: set = frozenset(),
+) -> list[dict]:
     """Shares and roles of every head of one layer from its attention arrays over many sentences.
 
     `patterns[i]` is sentence i's (h, T_q, T_k) array, `query_ids[i]` and `key_ids[i]` its row and column
@@ -240,8 +273,11 @@ def roles_from_patterns(family: str, patterns: Sequence[np.ndarray], query_ids: 
 
 def _pattern_sites(model) -> dict:
     """{(family, layer): pattern site name} for every attention layer."""
-    return {(family, layer): attention_site(family, layer, "pattern")
-            for family in FAMILIES for layer in range(grid_shape(model, family)[0])}
+    return {
+        (family, layer): attention_site(family, layer, "pattern")
+        for family in FAMILIES
+        for layer in range(grid_shape(model, family)[0])
+    }
 
 
 def _encode_pairs(model, tokenizer, pairs: Sequence[tuple[str, str]]):
@@ -265,8 +301,12 @@ def _padded_batch(model, encoded, device):
         attention_mask[i, : len(s)] = 1
         decoder_input_ids[i, : len(d)] = torch.tensor(d)
         decoder_attention_mask[i, : len(d)] = 1
-    return dict(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
-                decoder_attention_mask=decoder_attention_mask)
+    return dict(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        decoder_input_ids=decoder_input_ids,
+        decoder_attention_mask=decoder_attention_mask,
+    )
 
 
 @torch.inference_mode()
@@ -308,8 +348,9 @@ def head_roles(model, tokenizer, pairs: Sequence[tuple[str, str]], token_counts,
     for (family, layer), (patterns, queries, keys) in collected.items():
         per_head = roles_from_patterns(family, patterns, queries, keys, token_counts, special, sinks)
         for head, result in enumerate(per_head):
-            records.append({"name": head_label(family, layer, head), "family": family, "layer": layer,
-                            "head": head, **result})
+            records.append(
+                {"name": head_label(family, layer, head), "family": family, "layer": layer, "head": head, **result}
+            )
     return records
 
 
@@ -317,8 +358,9 @@ def head_roles(model, tokenizer, pairs: Sequence[tuple[str, str]], token_counts,
 
 
 @torch.inference_mode()
-def translate_greedy(model, tokenizer, sources: Sequence[str], heads: Iterable = (), batch_size: int = 64,
-                     max_length: int | None = None) -> list[str]:
+def translate_greedy(
+    model, tokenizer, sources: Sequence[str], heads: Iterable = (), batch_size: int = 64, max_length: int | None = None
+) -> list[str]:
     """Greedy translations of `sources` with `heads` switched off (zero ablation), in length-sorted batches."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1.")
@@ -363,9 +405,18 @@ def pruning_counts(n_heads: int, steps: int = 10) -> list[int]:
     return counts + [n_heads]
 
 
-def pruning_curves(model, tokenizer, sources: Sequence[str], references: Sequence[str], importance: dict,
-                   bleu_fn: Callable[[list, list], float], steps: int = 10, batch_size: int = 64,
-                   max_length: int | None = None, groups: Sequence[str] = ("encoder", "decoder", "cross", "all")) -> dict:
+def pruning_curves(
+    model,
+    tokenizer,
+    sources: Sequence[str],
+    references: Sequence[str],
+    importance: dict,
+    bleu_fn: Callable[[list, list], float],
+    steps: int = 10,
+    batch_size: int = 64,
+    max_length: int | None = None,
+    groups: Sequence[str] = ("encoder", "decoder", "cross", "all"),
+) -> dict:
     """Michel et al. (2019)'s pruning experiment: BLEU as heads are switched off, least important first.
 
     For each group (each family, and all heads together) the heads are ordered by `importance` ({(family,
@@ -392,8 +443,14 @@ def pruning_curves(model, tokenizer, sources: Sequence[str], references: Sequenc
             if key not in scores:
                 hypotheses = translate_greedy(model, tokenizer, sources, pruned, batch_size, max_length)
                 scores[key] = float(bleu_fn(hypotheses, list(references)))
-            points.append({"fraction": count / len(order), "heads_pruned": count, "bleu": scores[key],
-                           "pruned": [head_label(*h) for h in pruned]})
+            points.append(
+                {
+                    "fraction": count / len(order),
+                    "heads_pruned": count,
+                    "bleu": scores[key],
+                    "pruned": [head_label(*h) for h in pruned],
+                }
+            )
         curves[group] = points
     return curves
 
@@ -411,8 +468,9 @@ def normalize_per_layer(importance: dict) -> dict:
     norms: dict = {}
     for (family, layer, _), value in per_head.items():
         norms[(family, layer)] = norms.get((family, layer), 0.0) + value * value
-    return {head: (value / math.sqrt(norms[head[:2]]) if norms[head[:2]] > 0 else 0.0)
-            for head, value in per_head.items()}
+    return {
+        head: (value / math.sqrt(norms[head[:2]]) if norms[head[:2]] > 0 else 0.0) for head, value in per_head.items()
+    }
 
 
 def _per_head(importance: dict) -> dict:
@@ -451,8 +509,14 @@ def head_records(model, roles: Sequence[dict], importance: dict, raw_importance:
     for head in heads:
         family, layer, h = head
         role = role_of.get(head, {"roles": [], "shares": {}})
-        record = {"name": head_label(*head), "family": family, "layer": layer, "head": h,
-                  "importance": importance[head], "importance_rank": rank[head]}
+        record = {
+            "name": head_label(*head),
+            "family": family,
+            "layer": layer,
+            "head": h,
+            "importance": importance[head],
+            "importance_rank": rank[head],
+        }
         if raw is not None:
             record["importance_raw"] = raw[head]
         record["pruning_order"] = {"family": orders[family][head], "all": orders["all"][head]}
@@ -462,9 +526,14 @@ def head_records(model, roles: Sequence[dict], importance: dict, raw_importance:
     return records
 
 
-def head_atlas(model, roles: Sequence[dict], importance: dict, pruning: dict, /, raw_importance: dict | None = None,
-               **metadata) -> dict:
+def head_atlas(
+    model, roles: Sequence[dict], importance: dict, pruning: dict, /, raw_importance: dict | None = None, **metadata
+) -> dict:
     """The atlas as a JSON-ready dict: `metadata` (split, sentences, decoding, metric, ...), the thresholds,
     `pruning` (as `pruning_curves` returns it) and `heads` (`head_records`)."""
-    return {**metadata, "thresholds": dict(THRESHOLDS), "pruning": pruning,
-            "heads": head_records(model, roles, importance, raw_importance)}
+    return {
+        **metadata,
+        "thresholds": dict(THRESHOLDS),
+        "pruning": pruning,
+        "heads": head_records(model, roles, importance, raw_importance),
+    }

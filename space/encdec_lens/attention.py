@@ -65,14 +65,14 @@ class AttentionData:
                         f"{q_side} tokens (rows) and {want_k} {k_side} tokens (columns): expected "
                         f"(heads, {want_q}, {want_k}). Build the token lists from the ids of the forward pass."
                     )
-        for name, ids, tokens in (("source", self.source_ids, self.source_tokens),
-                                  ("target", self.target_ids, self.target_tokens)):
+        for name, ids, tokens in (
+            ("source", self.source_ids, self.source_tokens),
+            ("target", self.target_ids, self.target_tokens),
+        ):
             if ids and len(ids) != len(tokens):
                 raise ValueError(f"AttentionData: {len(ids)} {name} ids but {len(tokens)} {name} tokens.")
         if self.predicted_tokens and len(self.predicted_tokens) != n_tgt:
-            raise ValueError(
-                f"AttentionData: {len(self.predicted_tokens)} predicted tokens but {n_tgt} target tokens."
-            )
+            raise ValueError(f"AttentionData: {len(self.predicted_tokens)} predicted tokens but {n_tgt} target tokens.")
 
     # --- reading ---------------------------------------------------------------------------------
     def layers(self, family: str) -> list[np.ndarray]:
@@ -175,7 +175,9 @@ def _as_single_row(ids, name: str):
     return tensor.long()
 
 
-def build_attention_data(model, tokenizer, input_ids, decoder_input_ids, eos_token_id: int | None = None) -> AttentionData:
+def build_attention_data(
+    model, tokenizer, input_ids, decoder_input_ids, eos_token_id: int | None = None
+) -> AttentionData:
     """Run one teacher-forced forward pass and collect every attention map of every layer and head.
 
     `input_ids`: the source ids as the encoder read them (with `</s>`), shape (S,) or (1, S).
@@ -188,8 +190,10 @@ def build_attention_data(model, tokenizer, input_ids, decoder_input_ids, eos_tok
     tgt = _as_single_row(decoder_input_ids, "decoder_input_ids")
     device = next(model.parameters()).device
     hooked = HookedModel(model)
-    sites = {family: [hooked.attention_site(family, layer, "pattern") for layer in range(grid_shape(model, family)[0])]
-             for family in FAMILIES}
+    sites = {
+        family: [hooked.attention_site(family, layer, "pattern") for layer in range(grid_shape(model, family)[0])]
+        for family in FAMILIES
+    }
     with torch.inference_mode():
         _, cache = hooked.run_with_cache(
             names=[name for names in sites.values() for name in names],

@@ -85,8 +85,17 @@ def _heads(stream: _Stream, attn, z: torch.Tensor, family: str, layer: int) -> N
 
 
 # The decoder sites a layer's components are read from.
-_LAYER_SITES = ("resid_pre", "self_attn.z", "self_attn.out", "resid_after_self_attn", "encoder_attn.z",
-                "encoder_attn.out", "resid_after_encoder_attn", "ffn.out", "resid_post")
+_LAYER_SITES = (
+    "resid_pre",
+    "self_attn.z",
+    "self_attn.out",
+    "resid_after_self_attn",
+    "encoder_attn.z",
+    "encoder_attn.out",
+    "resid_after_encoder_attn",
+    "ffn.out",
+    "resid_post",
+)
 
 
 def _decoder_stream(model, cache, t: int) -> _Stream:
@@ -121,8 +130,9 @@ def _decoder_stream(model, cache, t: int) -> _Stream:
 
 
 @torch.inference_mode()
-def logit_attribution(model, tokenizer, source, translation=None, position: int = -1,
-                      **generate_kwargs) -> LogitAttribution:
+def logit_attribution(
+    model, tokenizer, source, translation=None, position: int = -1, **generate_kwargs
+) -> LogitAttribution:
     """Split the logit of the target token at decoder `position` (it predicts labels[position]; -1 = the last,
     normally </s>) into the contributions of: "token embedding", "positional encoding", every decoder
     self-attention head ("dec-self L1 H1", ...), every cross-attention head ("cross L1 H1", ...), every
@@ -137,16 +147,19 @@ def logit_attribution(model, tokenizer, source, translation=None, position: int 
     example = make_example(model, tokenizer, source, translation, **generate_kwargs)
     n = len(example.labels)
     if not -n <= position < n:
-        raise ValueError(f"position {position} does not exist: the translation has {n} target positions "
-                         f"(0..{n - 1}, or -1 for the last).")
+        raise ValueError(
+            f"position {position} does not exist: the translation has {n} target positions "
+            f"(0..{n - 1}, or -1 for the last)."
+        )
     t = position % n
     token_id = int(example.labels[t])
 
     names = [site_name("decoder", "embed_positions")]
     names += [site_name("decoder", what, l) for l in range(len(model.get_decoder().layers)) for what in _LAYER_SITES]
     input_ids, decoder_input_ids, _ = example.tensors(device_of(model))
-    out, cache = HookedModel(model).run_with_cache(names, input_ids=input_ids, decoder_input_ids=decoder_input_ids,
-                                                   use_cache=False)
+    out, cache = HookedModel(model).run_with_cache(
+        names, input_ids=input_ids, decoder_input_ids=decoder_input_ids, use_cache=False
+    )
     logits = out.logits[0, t].float()
     stream = _decoder_stream(model, cache, t)
 

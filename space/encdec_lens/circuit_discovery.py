@@ -181,9 +181,11 @@ class EdgeGraph:
         self.groups: list[_Group] = []
         self.embed = {stack: self._add(Node(f"{STACK_TAGS[stack]} emb", "embed", stack)) for stack in self.blocks}
         self._build_encoder(model)
-        cross = [self._add(Node(head_label("cross", l, h), "head", "decoder", "cross", l, h))
-                 for l in range(len(stack_layers(model, "decoder")))
-                 for h in range(core.decoder.layers[l].encoder_attn.num_heads)]
+        cross = [
+            self._add(Node(head_label("cross", l, h), "head", "decoder", "cross", l, h))
+            for l in range(len(stack_layers(model, "decoder")))
+            for h in range(core.decoder.layers[l].encoder_attn.num_heads)
+        ]
         self._group("kv", "encoder", len(self.blocks["encoder"]), None, cross, core.encoder.layer_norm)
         self._build_decoder(model, cross)
         self.logits = self._add(Node("logits", "logits", "decoder"))
@@ -204,8 +206,10 @@ class EdgeGraph:
 
     def _heads(self, family, layer, attn):
         stack = family_record(family).stack
-        return [self._add(Node(head_label(family, layer, h), "head", stack, family, layer, h))
-                for h in range(attn.num_heads)]
+        return [
+            self._add(Node(head_label(family, layer, h), "head", stack, family, layer, h))
+            for h in range(attn.num_heads)
+        ]
 
     def _ffn(self, stack, layer):
         return self._add(Node(f"{layer_label(STACK_TAGS[stack], layer)} FFN", "ffn", stack, None, layer))
@@ -237,7 +241,7 @@ class EdgeGraph:
         return len(self.edges)
 
     def edge_label(self, index: int) -> str:
-        """"enc L1 H2 -> cross L3 H1 (kv)"; the input is named only for cross heads."""
+        """ "enc L1 H2 -> cross L3 H1 (kv)"; the input is named only for cross heads."""
         up, down, port = self.edges[index]
         suffix = f" ({port})" if port != "in" else ""
         return f"{self.nodes[up].name} -> {self.nodes[down].name}{suffix}"
@@ -298,12 +302,25 @@ def token_id(tokenizer, token, what: str = "token") -> int:
     vocab = tokenizer.get_vocab()
     if text in vocab:
         return int(vocab[text])
-    raise ValueError(f"the {what} {text!r} is {len(ids)} tokens {tokens_of(tokenizer, ids)}; it must be one: a word "
-                     "the model reads as one token, or a token of its vocabulary as the translations show it.")
+    raise ValueError(
+        f"the {what} {text!r} is {len(ids)} tokens {tokens_of(tokenizer, ids)}; it must be one: a word "
+        "the model reads as one token, or a token of its vocabulary as the translations show it."
+    )
 
 
-def make_task(model, clean, corrupted=None, translation=None, *, tokenizer=None, target=None, contrast=None,
-              position: int = -1, references: Sequence | None = None, **generate_kwargs) -> CircuitTask:
+def make_task(
+    model,
+    clean,
+    corrupted=None,
+    translation=None,
+    *,
+    tokenizer=None,
+    target=None,
+    contrast=None,
+    position: int = -1,
+    references: Sequence | None = None,
+    **generate_kwargs,
+) -> CircuitTask:
     """Sources (texts or ids) and a metric -> `CircuitTask`. With `target` and `contrast` (ids, or one-token texts)
     the metric is their logit difference at decoder `position` (negative: counted from the end), else
     log p(translation | source). `translation`: text or ids; None is the model's translation of `clean`.
@@ -312,8 +329,10 @@ def make_task(model, clean, corrupted=None, translation=None, *, tokenizer=None,
     if corrupted is not None and references is not None:
         raise ValueError("pass either a corrupted source or `references` (mean ablation), not both.")
     if corrupted is None and references is None:
-        raise ValueError("no corrupted source: pass one of the clean one's token length, or `references`, sources "
-                         "whose mean node outputs ablate the nodes (mean ablation).")
+        raise ValueError(
+            "no corrupted source: pass one of the clean one's token length, or `references`, sources "
+            "whose mean node outputs ablate the nodes (mean ablation)."
+        )
     clean_ids = source_ids(model, tokenizer, clean)
     corrupted_ids = reference_ids = None
     if references is not None:
@@ -331,10 +350,10 @@ def make_task(model, clean, corrupted=None, translation=None, *, tokenizer=None,
             f"corrupted outputs are mixed position by position, but the clean one has {len(clean_ids)} "
             f"{tokens_of(tokenizer, clean_ids)} and the corrupted one {len(corrupted_ids)} "
             f"{tokens_of(tokenizer, corrupted_ids)}. Pick a corrupted sentence that differs in words of the same "
-            "token length (e.g. 'man' -> 'woman' if both are one token), or use mean ablation (`references`).")
+            "token length (e.g. 'man' -> 'woman' if both are one token), or use mean ablation (`references`)."
+        )
     example = make_example(model, tokenizer, clean_ids, translation, **generate_kwargs)
-    task = CircuitTask(clean_ids, corrupted_ids, example.decoder_input_ids, example.labels,
-                       reference_ids=reference_ids)
+    task = CircuitTask(clean_ids, corrupted_ids, example.decoder_input_ids, example.labels, reference_ids=reference_ids)
     if (target is None) != (contrast is None):
         raise ValueError("a logit difference needs both `target` and `contrast`; pass neither for log p(translation).")
     if target is not None:
@@ -398,8 +417,9 @@ class GraphForward:
         width = max(len(r) for r in references)
         pad = self.core.config.pad_token_id or 0
         ids = [r + [pad] * (width - len(r)) for r in references]
-        real = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in references],
-                            device=self.decoder_input.device)  # (B, S)
+        real = torch.tensor(
+            [[1] * len(r) + [0] * (width - len(r)) for r in references], device=self.decoder_input.device
+        )  # (B, S)
         outputs = self._run(ids, real)[2]  # node -> (B, S or T, d)
         means = {}
         for node, out in outputs.items():
@@ -424,8 +444,12 @@ class GraphForward:
                 names.append(site_name(node.stack, "ffn.out", node.layer))
         input_ids = torch.tensor(ids, device=self.decoder_input.device)
         out, cache = HookedModel(self.model).run_with_cache(
-            names, input_ids=input_ids, attention_mask=attention_mask,
-            decoder_input_ids=self.decoder_input.expand(len(ids), -1), use_cache=False)
+            names,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=self.decoder_input.expand(len(ids), -1),
+            use_cache=False,
+        )
         outputs = {graph.embed[s]: cache[site_name(s, "resid_pre", 0)] for s in STACKS}
         embed = dict(outputs)
         for i, node in enumerate(graph.nodes):
@@ -441,13 +465,13 @@ class GraphForward:
     def _streams(self, group: _Group, masks: torch.Tensor, current: dict) -> torch.Tensor:
         """The private input stream of each reader of `group`: (N, R, L, d)."""
         n, U, R = masks.shape[0], len(group.upstream), len(group.readers)
-        m = masks[:, group.start:group.start + U * R].view(n, U, R)  # upstream-major, as in graph.edges
+        m = masks[:, group.start : group.start + U * R].view(n, U, R)  # upstream-major, as in graph.edges
         mixed = {}
         for i, u in enumerate(group.upstream):
             corrupted = self.corrupted[u][:, None]  # (1, 1, L, d)
             mixed[u] = corrupted + m[:, i, :, None, None] * (current[u][:, None] - corrupted)  # (N, R, L, d)
         x = mixed[self.graph.embed[group.stack]]
-        for block in self.graph.blocks[group.stack][:group.k]:
+        for block in self.graph.blocks[group.stack][: group.k]:
             x = x + sum(mixed[u] for u in block.nodes)
             if block.const is not None:
                 x = x + block.const
@@ -576,9 +600,16 @@ class EdgeScores(_Ranked):
 
     def to_dict(self, k: int | None = None) -> dict:
         edges = [{"edge": label, "score": score} for label, score in self.top(len(self.scores) if k is None else k)]
-        return {"method": self.method, "steps": self.steps, "metric": self.task.metric_name,
-                "ablation": self.task.ablation, "clean_metric": self.clean_metric, "corrupted_metric": self.corrupted_metric,
-                "num_edges": len(self.scores), "edges": edges}
+        return {
+            "method": self.method,
+            "steps": self.steps,
+            "metric": self.task.metric_name,
+            "ablation": self.task.ablation,
+            "clean_metric": self.clean_metric,
+            "corrupted_metric": self.corrupted_metric,
+            "num_edges": len(self.scores),
+            "edges": edges,
+        }
 
     def to_json(self, k: int | None = None) -> str:
         return json.dumps(self.to_dict(k))
@@ -601,19 +632,45 @@ def _task_scores(model, task: CircuitTask, alphas: list[float]):
     with torch.enable_grad():
         forward.metric(masks).sum().backward()  # rows are independent: each row's gradient is its own
     scores = masks.grad.mean(0).detach()  # (E,), times the mask span 1
-    return (scores, forward.graph, float(task.metric(forward.clean_logits)[0]),
-            float(task.metric(forward.corrupted_logits)[0]))
+    return (
+        scores,
+        forward.graph,
+        float(task.metric(forward.clean_logits)[0]),
+        float(task.metric(forward.corrupted_logits)[0]),
+    )
 
 
-def edge_attribution(model, clean, corrupted=None, translation=None, *, tokenizer=None, target=None,
-                     contrast=None, position: int = -1, method: str = "eap", steps: int = 5,
-                     references: Sequence | None = None, **generate_kwargs) -> EdgeScores:
+def edge_attribution(
+    model,
+    clean,
+    corrupted=None,
+    translation=None,
+    *,
+    tokenizer=None,
+    target=None,
+    contrast=None,
+    position: int = -1,
+    method: str = "eap",
+    steps: int = 5,
+    references: Sequence | None = None,
+    **generate_kwargs,
+) -> EdgeScores:
     """Score every edge: EAP (the gradient of the metric w.r.t. the edge masks at the clean run) or EAP-IG (the
     gradient averaged over masks j/steps, j = 1..steps, one batch row each). Arguments as `make_task` (a corrupted
     source, or `references` for mean ablation)."""
     alphas = _alphas(method, steps)
-    task = make_task(model, clean, corrupted, translation, tokenizer=tokenizer, target=target, contrast=contrast,
-                     position=position, references=references, **generate_kwargs)
+    task = make_task(
+        model,
+        clean,
+        corrupted,
+        translation,
+        tokenizer=tokenizer,
+        target=target,
+        contrast=contrast,
+        position=position,
+        references=references,
+        **generate_kwargs,
+    )
     scores, graph, clean_metric, corrupted_metric = _task_scores(model, task, alphas)
     return EdgeScores(graph, scores, method, len(alphas), task, clean_metric, corrupted_metric)
 
@@ -642,13 +699,20 @@ class MeanEdgeScores(_Ranked):
 
     def to_dict(self, k: int | None = None) -> dict:
         edges = [{"edge": label, "score": score} for label, score in self.top(len(self.scores) if k is None else k)]
-        return {"method": self.method, "steps": self.steps, "pairs": len(self.tasks),
-                "clean_metric": self.clean_metric, "corrupted_metric": self.corrupted_metric,
-                "num_edges": len(self.scores), "edges": edges}
+        return {
+            "method": self.method,
+            "steps": self.steps,
+            "pairs": len(self.tasks),
+            "clean_metric": self.clean_metric,
+            "corrupted_metric": self.corrupted_metric,
+            "num_edges": len(self.scores),
+            "edges": edges,
+        }
 
 
-def mean_edge_attribution(model, tasks: Sequence[CircuitTask], *, method: str = "eap",
-                          steps: int = 5) -> MeanEdgeScores:
+def mean_edge_attribution(
+    model, tasks: Sequence[CircuitTask], *, method: str = "eap", steps: int = 5
+) -> MeanEdgeScores:
     """Score every edge on each task (as `edge_attribution`, one backward pass per task) and average the scores."""
     alphas = _alphas(method, steps)
     tasks = list(tasks)
@@ -662,8 +726,9 @@ def mean_edge_attribution(model, tasks: Sequence[CircuitTask], *, method: str = 
         clean.append(c)
         corrupted.append(x)
     per_pair = torch.stack(rows)
-    return MeanEdgeScores(graph, per_pair.mean(0), method, len(alphas), tasks, clean, corrupted, per_pair,
-                          time.perf_counter() - start)
+    return MeanEdgeScores(
+        graph, per_pair.mean(0), method, len(alphas), tasks, clean, corrupted, per_pair, time.perf_counter() - start
+    )
 
 
 # --- circuits --------------------------------------------------------------------------------------------------
@@ -681,10 +746,18 @@ class FaithfulnessCurve:
     circuit_metrics: list[float] | None = None  # M(circuit_k) (mean over the pairs), one per k
 
     def to_dict(self) -> dict:
-        return {"ks": self.ks, "faithfulness": self.faithfulness, "clean_metric": self.clean_metric,
-                "corrupted_metric": self.corrupted_metric, "threshold": self.threshold, "smallest_k": self.smallest_k,
-                "circuit": self.circuit, "pairs": self.pairs, "circuit_metrics": self.circuit_metrics,
-                "per_pair": self.per_pair}
+        return {
+            "ks": self.ks,
+            "faithfulness": self.faithfulness,
+            "clean_metric": self.clean_metric,
+            "corrupted_metric": self.corrupted_metric,
+            "threshold": self.threshold,
+            "smallest_k": self.smallest_k,
+            "circuit": self.circuit,
+            "pairs": self.pairs,
+            "circuit_metrics": self.circuit_metrics,
+            "per_pair": self.per_pair,
+        }
 
 
 def circuit_masks(scores, ks: Sequence[int], circuit: str = "top") -> torch.Tensor:
@@ -700,22 +773,26 @@ def circuit_masks(scores, ks: Sequence[int], circuit: str = "top") -> torch.Tens
 
 def _normalised(m: list[float], clean: float, corrupted: float, what: str) -> list[float]:
     if abs(clean - corrupted) < 1e-6:
-        raise ValueError(f"the metric is the same on both sources{what} ({clean:.6g} and {corrupted:.6g}): there "
-                         "is nothing to explain. Pick a corrupted source that changes it.")
+        raise ValueError(
+            f"the metric is the same on both sources{what} ({clean:.6g} and {corrupted:.6g}): there "
+            "is nothing to explain. Pick a corrupted source that changes it."
+        )
     return [(v - corrupted) / (clean - corrupted) + 0.0 for v in m]  # + 0.0: no -0.0 in the JSON
 
 
 @torch.no_grad()
-def faithfulness_curve(model, scores, ks: Sequence[int], threshold: float = 0.8,
-                       circuit: str = "top") -> FaithfulnessCurve:
+def faithfulness_curve(
+    model, scores, ks: Sequence[int], threshold: float = 0.8, circuit: str = "top"
+) -> FaithfulnessCurve:
     """Faithfulness of the circuit of k edges (`circuit`: "top" or "connected", section 4) for every k in `ks`:
     one batched graph forward per task, one row per k, plus the full and the empty graph (the two ends, from the
     same pass, so that they are exactly 1 and 0). `scores`: EdgeScores (one task) or MeanEdgeScores (the means
     over its tasks are normalised, section 5)."""
     ks = [int(k) for k in ks]
     circuit = _check_circuit(circuit)
-    rows = torch.cat([circuit_masks(scores, ks, circuit), torch.ones(1, len(scores.scores)),
-                      torch.zeros(1, len(scores.scores))])
+    rows = torch.cat(
+        [circuit_masks(scores, ks, circuit), torch.ones(1, len(scores.scores)), torch.zeros(1, len(scores.scores))]
+    )
     tasks = scores.tasks if isinstance(scores, MeanEdgeScores) else [scores.task]
     values = []  # (P, len(ks) + 2)
     for task in tasks:
@@ -727,6 +804,8 @@ def faithfulness_curve(model, scores, ks: Sequence[int], threshold: float = 0.8,
     smallest = min((k for k, f in zip(ks, faithful) if f >= threshold), default=None)
     per_pair = None
     if isinstance(scores, MeanEdgeScores):
-        per_pair = [[(v - row[-1]) / (row[-2] - row[-1]) + 0.0 if abs(row[-2] - row[-1]) >= 1e-6 else None
-                     for v in row[:-2]] for row in values]
+        per_pair = [
+            [(v - row[-1]) / (row[-2] - row[-1]) + 0.0 if abs(row[-2] - row[-1]) >= 1e-6 else None for v in row[:-2]]
+            for row in values
+        ]
     return FaithfulnessCurve(ks, faithful, clean, corrupted, threshold, smallest, circuit, len(tasks), per_pair, m)

@@ -41,12 +41,34 @@ class Family:
         return f"{self.attention}_layer_norm"
 
 
-FAMILY_RECORDS = MappingProxyType({f.name: f for f in (
-    Family("encoder", "enc", "Encoder self-attention", "encoder", "self_attn", "source", "source", False),
-    Family("decoder", "dec-self", "Decoder self-attention (masked)", "decoder", "self_attn", "target", "target", True),
-    Family("cross", "cross", "Cross-attention (decoder → encoder)", "decoder", "encoder_attn", "target", "source",
-           False),
-)})
+FAMILY_RECORDS = MappingProxyType(
+    {
+        f.name: f
+        for f in (
+            Family("encoder", "enc", "Encoder self-attention", "encoder", "self_attn", "source", "source", False),
+            Family(
+                "decoder",
+                "dec-self",
+                "Decoder self-attention (masked)",
+                "decoder",
+                "self_attn",
+                "target",
+                "target",
+                True,
+            ),
+            Family(
+                "cross",
+                "cross",
+                "Cross-attention (decoder → encoder)",
+                "decoder",
+                "encoder_attn",
+                "target",
+                "source",
+                False,
+            ),
+        )
+    }
+)
 FAMILIES = tuple(FAMILY_RECORDS)
 STACKS = ("encoder", "decoder")
 FAMILY_TITLES = {name: f.title for name, f in FAMILY_RECORDS.items()}
@@ -163,7 +185,7 @@ def head_label(family: str, layer: int, head: int) -> str:
 
 
 def parse_head_label(label: str) -> Head:
-    """"cross L1 H2" -> ("cross", 0, 1). Not checked against a model (`normalize_heads` does that)."""
+    """ "cross L1 H2" -> ("cross", 0, 1). Not checked against a model (`normalize_heads` does that)."""
     match = _LABEL.match(str(label))
     if match is None:
         raise ValueError(

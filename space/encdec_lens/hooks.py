@@ -77,8 +77,13 @@ class _Site:
 def _check_architecture(model) -> None:
     """Refuse, with what is missing, a model without this architecture's HF module names."""
     core = core_model(model)
-    needed = ["config.normalize_before", "encoder.embed_positions", "encoder.layers", "decoder.embed_positions",
-              "decoder.layers"]
+    needed = [
+        "config.normalize_before",
+        "encoder.embed_positions",
+        "encoder.layers",
+        "decoder.embed_positions",
+        "decoder.layers",
+    ]
     for path in needed:
         target = core
         for part in path.split("."):
@@ -86,7 +91,8 @@ def _check_architecture(model) -> None:
         if target is None:
             raise TypeError(
                 f"HookedModel works on this project's encoder-decoder (TransformerForConditionalGeneration, loaded "
-                f"with trust_remote_code=True, or converted from Marian): {type(model).__name__} has no `{path}`.")
+                f"with trust_remote_code=True, or converted from Marian): {type(model).__name__} has no `{path}`."
+            )
 
 
 def _sites(model) -> list[_Site]:
@@ -127,8 +133,11 @@ class ActivationCache(dict):
     def __getitem__(self, name: str) -> torch.Tensor:
         if name not in self:
             near = difflib.get_close_matches(name, list(self), n=3)
-            raise KeyError(f"{name!r} was not cached" + (f"; cached names like it: {near}" if near else "") +
-                           ". Pass it in `names` to run_with_cache.")
+            raise KeyError(
+                f"{name!r} was not cached"
+                + (f"; cached names like it: {near}" if near else "")
+                + ". Pass it in `names` to run_with_cache."
+            )
         return super().__getitem__(name)
 
 
@@ -158,8 +167,9 @@ class HookedModel:
 
     def _install(self, model) -> None:
         self._model = weakref.ref(model)
-        self._active: contextvars.ContextVar = contextvars.ContextVar(f"encdec_lens_hooks_{id(self)}",
-                                                                      default=MappingProxyType({}))  # read-only
+        self._active: contextvars.ContextVar = contextvars.ContextVar(
+            f"encdec_lens_hooks_{id(self)}", default=MappingProxyType({})
+        )  # read-only
         self._sites = {site.name: site for site in _sites(model)}
         for site in self._sites.values():
             if site.kind == "input" or site.kind == "heads":
@@ -175,8 +185,11 @@ class HookedModel:
     def check_name(self, name: str) -> str:
         if name not in self._sites:
             near = difflib.get_close_matches(str(name), self.hook_names, n=3)
-            raise ValueError(f"{name!r} is not a hook site of this model" + (f"; did you mean {near}?" if near else "")
-                             + " `HookedModel(model).hook_names` lists them all.")
+            raise ValueError(
+                f"{name!r} is not a hook site of this model"
+                + (f"; did you mean {near}?" if near else "")
+                + " `HookedModel(model).hook_names` lists them all."
+            )
         return name
 
     attention_site = staticmethod(attention_site)
@@ -195,8 +208,10 @@ class HookedModel:
             if not site.writable:
                 raise RuntimeError(f"hook site {site.name!r} is read-only: its hook function must return None.")
             if not isinstance(result, torch.Tensor) or result.shape != value.shape:
-                raise ValueError(f"a hook on {site.name!r} returned {getattr(result, 'shape', type(result).__name__)};"
-                                 f" it must return a tensor of shape {tuple(value.shape)} or None.")
+                raise ValueError(
+                    f"a hook on {site.name!r} returned {getattr(result, 'shape', type(result).__name__)};"
+                    f" it must return a tensor of shape {tuple(value.shape)} or None."
+                )
             changed = result
         return changed
 
@@ -271,8 +286,12 @@ class HookedModel:
         with self.hooks(fwd_hooks):
             return self.model(**model_inputs)
 
-    def run_with_cache(self, names: Iterable[str] | Callable[[str], bool] | None = None,
-                       fwd_hooks: Iterable[tuple[str, HookFn]] = (), **model_inputs):
+    def run_with_cache(
+        self,
+        names: Iterable[str] | Callable[[str], bool] | None = None,
+        fwd_hooks: Iterable[tuple[str, HookFn]] = (),
+        **model_inputs,
+    ):
         """`(model(**model_inputs), ActivationCache)`: the activations at `names` (None: every site).
 
         Attention patterns are requested from the model when a `pattern` site is among the names.

@@ -167,5 +167,9 @@ class TranslationResult(Result):
     @staticmethod
     def header(tokenizer, source, example: Example) -> dict:
         """The header's fields for `example`: `LogitLens(**TranslationResult.header(...), ...)`."""
-        return {"source": source_text(tokenizer, source, example), "translation": decode(tokenizer, example.labels),
-                "translation_ids": list(example.labels), "source_tokens": tokens_of(tokenizer, example.input_ids)}
+        return {
+            "source": source_text(tokenizer, source, example),
+            "translation": decode(tokenizer, example.labels),
+            "translation_ids": list(example.labels),
+            "source_tokens": tokens_of(tokenizer, example.input_ids),
+        }

@@ -54,12 +54,15 @@ def _write_rows(changes: list[tuple[int, Intervention]]):
 
 def _repeated(model_inputs: dict, rows: int) -> dict:
     """Model inputs of batch size 1 repeated to `rows` rows (views, no copies); other arguments as they are."""
-    return {key: value.expand(rows, *value.shape[1:]) if torch.is_tensor(value) and value.dim() > 0 else value
-            for key, value in model_inputs.items()}
+    return {
+        key: value.expand(rows, *value.shape[1:]) if torch.is_tensor(value) and value.dim() > 0 else value
+        for key, value in model_inputs.items()
+    }
 
 
-def run_interventions(model, rows: Sequence[Sequence[Intervention]], metric: Callable[[torch.Tensor], torch.Tensor],
-                      **model_inputs) -> torch.Tensor:
+def run_interventions(
+    model, rows: Sequence[Sequence[Intervention]], metric: Callable[[torch.Tensor], torch.Tensor], **model_inputs
+) -> torch.Tensor:
     """`metric(logits)` (one value per row, (N,)) of one forward pass on `model_inputs` (tensors of batch size 1,
     repeated once per row), row i with the interventions `rows[i]`."""
     by_site: dict = {}

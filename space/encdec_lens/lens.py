@@ -29,8 +29,9 @@ def logit_lens_probs(model, example: Example, heads: Iterable = ()) -> tuple[tor
     input_ids, decoder_input_ids, _ = example.tensors(device_of(model))
     names = [site_name("decoder", "resid_post", i) for i in range(len(decoder.layers))]
     with ablate_heads(model, heads):
-        out, cache = hooked.run_with_cache(names, input_ids=input_ids, decoder_input_ids=decoder_input_ids,
-                                           use_cache=False)
+        out, cache = hooked.run_with_cache(
+            names, input_ids=input_ids, decoder_input_ids=decoder_input_ids, use_cache=False
+        )
     lens = []
     for name in names:
         hidden = cache[name]
@@ -60,17 +61,19 @@ def _lens_positions(tokenizer, probs: torch.Tensor, example: Example, top_k: int
     out = []
     for t in range(probs.shape[0]):
         ids = top.indices[t].tolist()
-        out.append({
-            "position": t,
-            "input": inputs[t],
-            "target": targets[t],
-            "top": [
-                {"token": tok, "id": i, "prob": p}
-                for tok, i, p in zip(tokens_of(tokenizer, ids), ids, top.values[t].tolist())
-            ],
-            "target_prob": float(target_probs[t]),
-            "target_rank": int(target_ranks[t]),
-        })
+        out.append(
+            {
+                "position": t,
+                "input": inputs[t],
+                "target": targets[t],
+                "top": [
+                    {"token": tok, "id": i, "prob": p}
+                    for tok, i, p in zip(tokens_of(tokenizer, ids), ids, top.values[t].tolist())
+                ],
+                "target_prob": float(target_probs[t]),
+                "target_rank": int(target_ranks[t]),
+            }
+        )
     return out
 
 
@@ -99,9 +102,16 @@ def logit_lens(
 
 # The sites of what each sub-layer writes (and of the stream entering and leaving the layer), by their keys in
 # `sublayer_writes`.
-_WRITES = {"encoder": {"input": "resid_pre", "self_attn": "self_attn.out", "ffn": "ffn.out", "output": "resid_post"},
-           "decoder": {"input": "resid_pre", "self_attn": "self_attn.out", "cross_attn": "encoder_attn.out",
-                       "ffn": "ffn.out", "output": "resid_post"}}
+_WRITES = {
+    "encoder": {"input": "resid_pre", "self_attn": "self_attn.out", "ffn": "ffn.out", "output": "resid_post"},
+    "decoder": {
+        "input": "resid_pre",
+        "self_attn": "self_attn.out",
+        "cross_attn": "encoder_attn.out",
+        "ffn": "ffn.out",
+        "output": "resid_post",
+    },
+}
 
 
 @torch.inference_mode()
@@ -115,14 +125,24 @@ def sublayer_writes(model, example: Example, heads: Iterable = ()) -> dict:
     """
     model.eval()
     input_ids, decoder_input_ids, _ = example.tensors(device_of(model))
-    sites = {stack: [{key: site_name(stack, what, i) for key, what in _WRITES[stack].items()}
-                     for i in range(len(stack_layers(model, stack)))] for stack in STACKS}
+    sites = {
+        stack: [
+            {key: site_name(stack, what, i) for key, what in _WRITES[stack].items()}
+            for i in range(len(stack_layers(model, stack)))
+        ]
+        for stack in STACKS
+    }
     with ablate_heads(model, heads):
         _, cache = HookedModel(model).run_with_cache(
             [name for layers in sites.values() for layer in layers for name in layer.values()],
-            input_ids=input_ids, decoder_input_ids=decoder_input_ids, use_cache=False)
-    return {stack: [{key: cache[name][0] for key, name in layer.items()} for layer in layers]
-            for stack, layers in sites.items()}
+            input_ids=input_ids,
+            decoder_input_ids=decoder_input_ids,
+            use_cache=False,
+        )
+    return {
+        stack: [{key: cache[name][0] for key, name in layer.items()} for layer in layers]
+        for stack, layers in sites.items()
+    }
 
 
 @dataclass

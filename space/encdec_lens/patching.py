@@ -73,8 +73,11 @@ def _patched(model) -> tuple[list, list, list]:
     layers = [(stack, l) for stack in STACKS for l in range(len(stack_layers(model, stack)))]
     head_entries = [{"name": head_label(*h), "family": h[0], "layer": h[1], "head": h[2]} for h in heads]
     layer_entries = [{"name": layer_label(stack, l), "site": site_name(stack, "resid_post", l)} for stack, l in layers]
-    patches = ([(ENCODER_OUTPUT, None)] + [(attention_site(f, l, "z"), h) for f, l, h in heads]
-               + [(entry["site"], None) for entry in layer_entries])
+    patches = (
+        [(ENCODER_OUTPUT, None)]
+        + [(attention_site(f, l, "z"), h) for f, l, h in heads]
+        + [(entry["site"], None) for entry in layer_entries]
+    )
     return patches, head_entries, layer_entries
 
 
@@ -114,12 +117,21 @@ def activation_patching(model, tokenizer, clean, corrupted, translation=None, **
         return logprobs_of(logits, labels.expand(logits.shape[0], -1)).sum(-1)
 
     _, clean_cache = HookedModel(model).run_with_cache(  # the clean run, cached once
-        sorted({site for site, _ in patches}), input_ids=torch.tensor([clean_ids], device=device),
-        decoder_input_ids=decoder_input_ids, use_cache=False)
+        sorted({site for site, _ in patches}),
+        input_ids=torch.tensor([clean_ids], device=device),
+        decoder_input_ids=decoder_input_ids,
+        use_cache=False,
+    )
     start = time.perf_counter()
     rows = [[]] + [[patch(clean_cache, site, head)] for site, head in patches]  # row 0: nothing patched
-    m = run_interventions(model, rows, score, input_ids=torch.tensor([corrupted_ids], device=device),
-                          decoder_input_ids=decoder_input_ids, use_cache=False).tolist()
+    m = run_interventions(
+        model,
+        rows,
+        score,
+        input_ids=torch.tensor([corrupted_ids], device=device),
+        decoder_input_ids=decoder_input_ids,
+        use_cache=False,
+    ).tolist()
     seconds = time.perf_counter() - start
 
     # Both ends come from the same batched pass: row 0 is the corrupted run, and row 1 (the whole encoder output

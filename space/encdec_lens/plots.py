@@ -61,20 +61,29 @@ def _close(fig: Figure) -> None:
     plt.close(fig)
 
 
-def heatmap_image(matrix: np.ndarray, row_labels: list[str], col_labels: list[str], title: str,
-                  row_axis: str = "query", col_axis: str = "key") -> np.ndarray:
+def heatmap_image(
+    matrix: np.ndarray,
+    row_labels: list[str],
+    col_labels: list[str],
+    title: str,
+    row_axis: str = "query",
+    col_axis: str = "key",
+) -> np.ndarray:
     """One (q, k) attention matrix with every token labelled on both axes."""
     matrix = np.asarray(matrix, dtype=np.float32)
     if matrix.shape != (len(row_labels), len(col_labels)):
-        raise ValueError(f"matrix {matrix.shape} does not match {len(row_labels)} row and {len(col_labels)} column labels")
+        raise ValueError(
+            f"matrix {matrix.shape} does not match {len(row_labels)} row and {len(col_labels)} column labels"
+        )
     n_rows, n_cols = matrix.shape
     width = float(np.clip(2.4 + 0.28 * n_cols, 4.5, 18.0))
     height = float(np.clip(1.9 + 0.26 * n_rows, 3.5, 16.0))
     fontsize = 9 if max(n_rows, n_cols) <= 40 else 7
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    image = ax.imshow(matrix, cmap=CMAP, vmin=0.0, vmax=max(float(matrix.max()), 1e-6), aspect="auto",
-                      interpolation="nearest")
+    image = ax.imshow(
+        matrix, cmap=CMAP, vmin=0.0, vmax=max(float(matrix.max()), 1e-6), aspect="auto", interpolation="nearest"
+    )
     ax.set_xticks(range(n_cols), [plot_label(t) for t in col_labels], rotation=90, fontsize=fontsize)
     ax.set_yticks(range(n_rows), [plot_label(t) for t in row_labels], fontsize=fontsize)
     ax.set_xlabel(f"{col_axis} (attended to)", fontsize=9)
@@ -113,7 +122,9 @@ def wrap_title(title: str, max_chars: int) -> list[str]:
     return lines
 
 
-def head_grid_image(stack: np.ndarray, title: str, selected: int | None = None, columns: int | None = None) -> np.ndarray:
+def head_grid_image(
+    stack: np.ndarray, title: str, selected: int | None = None, columns: int | None = None
+) -> np.ndarray:
     """All heads of one layer, (h, q, k), as small multiples; the selected head (0-based) is framed in red.
 
     The title sits at the top left, wrapped to the left `TITLE_WIDTH` of the picture, above a band of at least
@@ -139,8 +150,14 @@ def head_grid_image(stack: np.ndarray, title: str, selected: int | None = None, 
         if index >= heads:
             ax.set_axis_off()
             continue
-        ax.imshow(stack[index], cmap=CMAP, vmin=0.0, vmax=max(float(stack[index].max()), 1e-6), aspect="auto",
-                  interpolation="nearest")
+        ax.imshow(
+            stack[index],
+            cmap=CMAP,
+            vmin=0.0,
+            vmax=max(float(stack[index].max()), 1e-6),
+            aspect="auto",
+            interpolation="nearest",
+        )
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"head {index + 1}", fontsize=9, color="crimson" if index == selected else "black")
@@ -151,8 +168,16 @@ def head_grid_image(stack: np.ndarray, title: str, selected: int | None = None, 
     return figure_to_rgb(fig)
 
 
-__all__ = ["ICON_BAND_PX", "TITLE_WIDTH", "figure_to_rgb", "heatmap_image", "head_grid_image", "plot_label",
-           "plot_label_title", "wrap_title"]
+__all__ = [
+    "ICON_BAND_PX",
+    "TITLE_WIDTH",
+    "figure_to_rgb",
+    "heatmap_image",
+    "head_grid_image",
+    "plot_label",
+    "plot_label_title",
+    "wrap_title",
+]
 
 
 def head_values_image(values: dict, titles: dict, colorbar_label: str, title: str) -> np.ndarray:
@@ -164,15 +189,23 @@ def head_values_image(values: dict, titles: dict, colorbar_label: str, title: st
     n_layers = max(a.shape[0] for a in arrays.values())
     n_heads = max(a.shape[1] for a in arrays.values())
     # Small enough to be shown at about its natural size beside a table (cells of ~0.45 inch).
-    fig = Figure(figsize=(len(families) * (0.45 + 0.45 * n_heads) + 1.0, 1.1 + 0.45 * n_layers), dpi=DPI,
-                 layout="constrained")
+    fig = Figure(
+        figsize=(len(families) * (0.45 + 0.45 * n_heads) + 1.0, 1.1 + 0.45 * n_layers), dpi=DPI, layout="constrained"
+    )
     axes = fig.subplots(1, len(families), squeeze=False)[0]
     for ax, family in zip(axes, families):
         grid = arrays[family]
         image = ax.imshow(grid, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto", interpolation="nearest")
         for (layer, head), value in np.ndenumerate(grid):
-            ax.text(head, layer, f"{value:.2f}", ha="center", va="center", fontsize=7.5,
-                    color="white" if abs(value) > 0.6 * scale else "black")
+            ax.text(
+                head,
+                layer,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7.5,
+                color="white" if abs(value) > 0.6 * scale else "black",
+            )
         ax.set_xticks(range(grid.shape[1]), [f"H{h + 1}" for h in range(grid.shape[1])], fontsize=8)
         ax.set_yticks(range(grid.shape[0]), [f"L{layer + 1}" for layer in range(grid.shape[0])], fontsize=8)
         ax.set_title(titles.get(family, family), fontsize=9)

@@ -40,8 +40,20 @@ from .inputs import Example, decode, device_of, make_example, source_ids, source
 DEFAULT_SENTENCE = "The animal didn't cross the street because it was too tired."
 DEFAULT_TOKEN = "it"
 WORD_START = ("▁", "Ġ")  # SentencePiece / byte-level BPE markers of a word's first piece
-STEP_IDS = ("embedding", "positional_table", "layer_input", "qkv", "scores", "scaled_scores", "softmax",
-            "weighted_values", "multi_head", "residual_layer_norm", "rest_of_layer", "output")
+STEP_IDS = (
+    "embedding",
+    "positional_table",
+    "layer_input",
+    "qkv",
+    "scores",
+    "scaled_scores",
+    "softmax",
+    "weighted_values",
+    "multi_head",
+    "residual_layer_norm",
+    "rest_of_layer",
+    "output",
+)
 
 
 # --------------------------------------------------------------------------------------------- tokens
@@ -190,11 +202,16 @@ def _site_names(kind: str, layer: int) -> dict:
     """The hook sites the walkthrough reads, by its own short names."""
     stack = family_record(kind).stack
     names = {
-        "positions": site_name(stack, "embed_positions"), "first_input": site_name(stack, "resid_pre", 0),
-        "layer_input": site_name(stack, "resid_pre", layer), "pattern": attention_site(kind, layer, "pattern"),
-        "z": attention_site(kind, layer, "z"), "attention_output": attention_site(kind, layer, "out"),
-        "ffn": site_name(stack, "ffn.out", layer), "layer_output": site_name(stack, "resid_post", layer),
-        "encoder_output": site_name("encoder", "output"), "decoder_output": site_name("decoder", "output"),
+        "positions": site_name(stack, "embed_positions"),
+        "first_input": site_name(stack, "resid_pre", 0),
+        "layer_input": site_name(stack, "resid_pre", layer),
+        "pattern": attention_site(kind, layer, "pattern"),
+        "z": attention_site(kind, layer, "z"),
+        "attention_output": attention_site(kind, layer, "out"),
+        "ffn": site_name(stack, "ffn.out", layer),
+        "layer_output": site_name(stack, "resid_post", layer),
+        "encoder_output": site_name("encoder", "output"),
+        "decoder_output": site_name("decoder", "output"),
     }
     if kind != "encoder":
         names["cross_attn"] = attention_site("cross", layer, "out")
@@ -255,8 +272,8 @@ def _run(model, example: Example, kind: str, layer: int) -> tuple[dict, torch.Te
     names = _site_names(kind, layer)
     input_ids, decoder_input_ids, _ = example.tensors(device_of(model))
     out, cache = HookedModel(model).run_with_cache(
-        list(dict.fromkeys(names.values())), input_ids=input_ids, decoder_input_ids=decoder_input_ids,
-        use_cache=False)
+        list(dict.fromkeys(names.values())), input_ids=input_ids, decoder_input_ids=decoder_input_ids, use_cache=False
+    )
     acts = {short: cache[name][0] for short, name in names.items() if short != "positions"}
     positions = cache[names["positions"]]
     acts["positions"] = positions[0] if positions.dim() == 3 else positions  # (1, T, d) or (T, d)
@@ -274,11 +291,20 @@ def embedding_step(p: _Pass) -> Step:
     pe = p.acts["positions"][p.pos].to(emb.dtype)
     x0 = emb * scale + pe
     p.checks["embedding_sum"] = _max_diff(x0, p.acts["first_input"][p.pos])
-    return Step("embedding", {
-        "token": p.query_tokens[p.pos], "token_id": token_id, "position": p.pos, "embedding": p.vec(emb),
-        "scale": scale, "scaled_embedding": p.vec(emb * scale), "positional_encoding": p.vec(pe), "sum": p.vec(x0),
-        "position_embedding_type": p.model.config.position_embedding_type,
-    })
+    return Step(
+        "embedding",
+        {
+            "token": p.query_tokens[p.pos],
+            "token_id": token_id,
+            "position": p.pos,
+            "embedding": p.vec(emb),
+            "scale": scale,
+            "scaled_embedding": p.vec(emb * scale),
+            "positional_encoding": p.vec(pe),
+            "sum": p.vec(x0),
+            "position_embedding_type": p.model.config.position_embedding_type,
+        },
+    )
 
 
 def positional_table_step(p: _Pass, table_positions: int) -> Step:
@@ -287,10 +313,15 @@ def positional_table_step(p: _Pass, table_positions: int) -> Step:
     if p.model.config.position_embedding_type == "learned":
         n_table = min(n_table, p.stack.embed_positions.num_embeddings)
     table = p.stack.embed_positions(n_table).float()
-    return Step("positional_table", {
-        "positions": n_table, "d_model": p.attn.embed_dim,
-        "table": [[round(v, 4) for v in row] for row in table.tolist()], "highlight": p.pos,
-    })
+    return Step(
+        "positional_table",
+        {
+            "positions": n_table,
+            "d_model": p.attn.embed_dim,
+            "table": [[round(v, 4) for v in row] for row in table.tolist()],
+            "highlight": p.pos,
+        },
+    )
 
 
 def layer_input_step(p: _Pass) -> tuple[Step, torch.Tensor, torch.Tensor]:
@@ -298,8 +329,10 @@ def layer_input_step(p: _Pass) -> tuple[Step, torch.Tensor, torch.Tensor]:
     Returns the step and both, for every position."""
     block_input = p.acts["block_input" if p.kind == "cross" else "layer_input"]
     attn_input = p.norm(block_input) if p.pre_ln else block_input
-    step = Step("layer_input", {"residual": p.vec(block_input[p.pos]), "attention_input": p.vec(attn_input[p.pos]),
-                                "pre_ln": p.pre_ln})
+    step = Step(
+        "layer_input",
+        {"residual": p.vec(block_input[p.pos]), "attention_input": p.vec(attn_input[p.pos]), "pre_ln": p.pre_ln},
+    )
     return step, block_input, attn_input
 
 
@@ -311,14 +344,23 @@ def qkv_step(p: _Pass, attn_input: torch.Tensor) -> tuple[Step, torch.Tensor, to
     hs, d_model, d_k = p.head_slice, p.attn.embed_dim, p.attn.head_dim
     k_all, v_all = K[:, hs], V[:, hs]
     own = p.kind != "cross"
-    step = Step("qkv", {
-        "query": p.vec(Q[p.pos, hs]),
-        "key": p.vec(k_all[p.pos]) if own else None,
-        "value": p.vec(v_all[p.pos]) if own else None,
-        "key_norms": k_all.float().norm(dim=-1).tolist(), "value_norms": v_all.float().norm(dim=-1).tolist(),
-        "shapes": {"W_Q": [d_model, d_model], "W_Q_head": [d_model, d_k], "q": [d_k],
-                   "K": [K.shape[0], d_k], "V": [V.shape[0], d_k]},
-    })
+    step = Step(
+        "qkv",
+        {
+            "query": p.vec(Q[p.pos, hs]),
+            "key": p.vec(k_all[p.pos]) if own else None,
+            "value": p.vec(v_all[p.pos]) if own else None,
+            "key_norms": k_all.float().norm(dim=-1).tolist(),
+            "value_norms": v_all.float().norm(dim=-1).tolist(),
+            "shapes": {
+                "W_Q": [d_model, d_model],
+                "W_Q_head": [d_model, d_k],
+                "q": [d_k],
+                "K": [K.shape[0], d_k],
+                "V": [V.shape[0], d_k],
+            },
+        },
+    )
     return step, Q, K, V
 
 
@@ -344,10 +386,14 @@ def score_steps(p: _Pass, Q: torch.Tensor, K: torch.Tensor) -> tuple[list[Step],
     tokens = p.key_tokens
     return [
         Step("scores", {"tokens": tokens, "raw_scores": raw.tolist(), "masked": masked}),
-        Step("scaled_scores", {"tokens": tokens, "scaled_scores": scaled.tolist(), "sqrt_d_k": math.sqrt(d_k),
-                               "masked": masked}),
-        Step("softmax", {"tokens": tokens, "weights": weights.tolist(), "masked": masked,
-                         "argmax": int(weights.argmax())}),
+        Step(
+            "scaled_scores",
+            {"tokens": tokens, "scaled_scores": scaled.tolist(), "sqrt_d_k": math.sqrt(d_k), "masked": masked},
+        ),
+        Step(
+            "softmax",
+            {"tokens": tokens, "weights": weights.tolist(), "masked": masked, "argmax": int(weights.argmax())},
+        ),
     ], weights
 
 
@@ -358,8 +404,16 @@ def weighted_values_step(p: _Pass, V: torch.Tensor, weights: torch.Tensor) -> tu
     z = weighted.sum(0)
     p.checks["z"] = _max_diff(z, p.acts["z"][p.pos, p.head])
     masked = _mask(p, V.shape[0])
-    rows = [{"token": p.key_tokens[j], "weight": float(weights[j]), "masked": masked[j],
-             "value": p.vec(v_all[j]), "weighted": p.vec(weighted[j])} for j in range(V.shape[0])]
+    rows = [
+        {
+            "token": p.key_tokens[j],
+            "weight": float(weights[j]),
+            "masked": masked[j],
+            "value": p.vec(v_all[j]),
+            "weighted": p.vec(weighted[j]),
+        }
+        for j in range(V.shape[0])
+    ]
     return Step("weighted_values", {"tokens": p.key_tokens, "rows": rows, "z": p.vec(z, full=True)}), z
 
 
@@ -377,26 +431,48 @@ def multi_head_step(p: _Pass, Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor)
     p.checks["concat"] = _max_diff(concat, p.acts["z"][p.pos].reshape(d_model))
     p.checks["attention_output"] = _max_diff(attn_out, p.acts["attention_output"][p.pos])
     n_q, n_k = len(p.query_ids), K.shape[0]
-    return Step("multi_head", {
-        "heads": [{"head": i, "z": p.vec(z_all[i]), "top_token": p.key_tokens[int(w_all[i].argmax())],
-                   "top_weight": float(w_all[i].max())} for i in range(n_heads)],
-        "concat": p.vec(concat), "output": p.vec(attn_out),
-        "shapes": {
-            "X": [n_q, d_model], "Q_per_head": [n_heads, n_q, d_k], "K_V_per_head": [n_heads, n_k, d_k],
-            "weights": [n_heads, n_q, n_k], "Z_per_head": [n_heads, n_q, d_k], "concat": [n_q, n_heads * d_k],
-            "W_O": [d_model, d_model], "output": [n_q, d_model],
+    return Step(
+        "multi_head",
+        {
+            "heads": [
+                {
+                    "head": i,
+                    "z": p.vec(z_all[i]),
+                    "top_token": p.key_tokens[int(w_all[i].argmax())],
+                    "top_weight": float(w_all[i].max()),
+                }
+                for i in range(n_heads)
+            ],
+            "concat": p.vec(concat),
+            "output": p.vec(attn_out),
+            "shapes": {
+                "X": [n_q, d_model],
+                "Q_per_head": [n_heads, n_q, d_k],
+                "K_V_per_head": [n_heads, n_k, d_k],
+                "weights": [n_heads, n_q, n_k],
+                "Z_per_head": [n_heads, n_q, d_k],
+                "concat": [n_q, n_heads * d_k],
+                "W_O": [d_model, d_model],
+                "output": [n_q, d_model],
+            },
         },
-    }), attn_out
+    ), attn_out
 
 
 def residual_step(p: _Pass, block_input: torch.Tensor, attn_out: torch.Tensor) -> Step:
     """9. The residual add, and (post-LN) the layer norm: the attention block's output at the query position."""
     summed = block_input[p.pos] + attn_out
     block_output = summed if p.pre_ln else p.norm(summed)
-    return Step("residual_layer_norm", {
-        "residual": p.vec(block_input[p.pos]), "attention_output": p.vec(attn_out), "sum": p.vec(summed),
-        "output": p.vec(block_output), "pre_ln": p.pre_ln,
-    })
+    return Step(
+        "residual_layer_norm",
+        {
+            "residual": p.vec(block_input[p.pos]),
+            "attention_output": p.vec(attn_out),
+            "sum": p.vec(summed),
+            "output": p.vec(block_output),
+            "pre_ln": p.pre_ln,
+        },
+    )
 
 
 def rest_of_layer_step(p: _Pass) -> Step:
@@ -405,12 +481,25 @@ def rest_of_layer_step(p: _Pass) -> Step:
     d_model, d_ff = p.attn.embed_dim, p.block.ffn.fc1.out_features
     rest = []
     if p.kind == "decoder":
-        rest.append({"sublayer": "cross_attn", "label": "encoder-decoder attention",
-                     "shapes": {"queries": [len(p.example.decoder_input_ids), d_model],
-                                "keys_values": [len(p.example.input_ids), d_model]},
-                     "write": p.vec(p.acts["cross_attn"][p.pos])})
-    rest.append({"sublayer": "ffn", "label": "feed-forward network",
-                 "shapes": {"W_1": [d_model, d_ff], "W_2": [d_ff, d_model]}, "write": p.vec(p.acts["ffn"][p.pos])})
+        rest.append(
+            {
+                "sublayer": "cross_attn",
+                "label": "encoder-decoder attention",
+                "shapes": {
+                    "queries": [len(p.example.decoder_input_ids), d_model],
+                    "keys_values": [len(p.example.input_ids), d_model],
+                },
+                "write": p.vec(p.acts["cross_attn"][p.pos]),
+            }
+        )
+    rest.append(
+        {
+            "sublayer": "ffn",
+            "label": "feed-forward network",
+            "shapes": {"W_1": [d_model, d_ff], "W_2": [d_ff, d_model]},
+            "write": p.vec(p.acts["ffn"][p.pos]),
+        }
+    )
     return Step("rest_of_layer", {"sublayers": rest, "layer_output": p.vec(p.acts["layer_output"][p.pos])})
 
 
@@ -424,24 +513,41 @@ def output_step(p: _Pass, tokenizer, top_k: int) -> tuple[Step, torch.Tensor, in
     top = probs.topk(min(top_k, probs.numel()))
     top_ids = top.indices.tolist()
     vocab = int(model.config.vocab_size)
-    return Step("output", {
-        "position": out_pos, "input_token": tokens_of(tokenizer, example.decoder_input_ids)[out_pos],
-        "top": [{"token": t, "id": i, "prob": q}
-                for t, i, q in zip(tokens_of(tokenizer, top_ids), top_ids, top.values.tolist())],
-        "next_token": tokens_of(tokenizer, example.labels)[out_pos],
-        "next_token_prob": float(probs[example.labels[out_pos]]),
-        "shapes": {"hidden": [p.attn.embed_dim], "W_vocab": [p.attn.embed_dim, vocab], "logits": [vocab]},
-    }), probs, out_pos
+    return (
+        Step(
+            "output",
+            {
+                "position": out_pos,
+                "input_token": tokens_of(tokenizer, example.decoder_input_ids)[out_pos],
+                "top": [
+                    {"token": t, "id": i, "prob": q}
+                    for t, i, q in zip(tokens_of(tokenizer, top_ids), top_ids, top.values.tolist())
+                ],
+                "next_token": tokens_of(tokenizer, example.labels)[out_pos],
+                "next_token_prob": float(probs[example.labels[out_pos]]),
+                "shapes": {"hidden": [p.attn.embed_dim], "W_vocab": [p.attn.embed_dim, vocab], "logits": [vocab]},
+            },
+        ),
+        probs,
+        out_pos,
+    )
 
 
 def _sizes(p: _Pass) -> dict:
     core, cfg = core_model(p.model), p.model.config
     return {
-        "d_model": p.attn.embed_dim, "heads": p.attn.num_heads, "d_k": p.attn.head_dim,
-        "d_ff": p.block.ffn.fc1.out_features, "vocab": int(cfg.vocab_size), "encoder_layers": len(core.encoder.layers),
-        "decoder_layers": len(core.decoder.layers), "normalize_before": p.pre_ln, "embed_scale": float(p.stack.embed_scale),
+        "d_model": p.attn.embed_dim,
+        "heads": p.attn.num_heads,
+        "d_k": p.attn.head_dim,
+        "d_ff": p.block.ffn.fc1.out_features,
+        "vocab": int(cfg.vocab_size),
+        "encoder_layers": len(core.encoder.layers),
+        "decoder_layers": len(core.decoder.layers),
+        "normalize_before": p.pre_ln,
+        "embed_scale": float(p.stack.embed_scale),
         "position_embedding_type": cfg.position_embedding_type,
-        "sinusoidal_layout": getattr(cfg, "sinusoidal_layout", "interleaved"), "source_length": len(p.example.input_ids),
+        "sinusoidal_layout": getattr(cfg, "sinusoidal_layout", "interleaved"),
+        "source_length": len(p.example.input_ids),
         "target_length": len(p.example.decoder_input_ids),
     }
 
@@ -481,8 +587,20 @@ def walkthrough(
     query_tokens = src_tokens if kind == "encoder" else dec_tokens
     pos = _query_position(query_tokens, kind, position, token)
     acts, logits = _run(model, example, kind, layer)
-    p = _Pass(model, kind, layer, head, pos, example, attn, acts, logits, query_tokens,
-              dec_tokens if kind == "decoder" else src_tokens, n_first)
+    p = _Pass(
+        model,
+        kind,
+        layer,
+        head,
+        pos,
+        example,
+        attn,
+        acts,
+        logits,
+        query_tokens,
+        dec_tokens if kind == "decoder" else src_tokens,
+        n_first,
+    )
 
     steps = [embedding_step(p), positional_table_step(p, table_positions)]
     layer_input, block_input, attn_input = layer_input_step(p)
@@ -491,13 +609,32 @@ def walkthrough(
     weighted, z = weighted_values_step(p, V, weights)
     multi_head, attn_out = multi_head_step(p, Q, K, V)
     output, probs, out_pos = output_step(p, tokenizer, top_k)
-    steps += [layer_input, qkv, *scores, weighted, multi_head, residual_step(p, block_input, attn_out),
-              rest_of_layer_step(p), output]
+    steps += [
+        layer_input,
+        qkv,
+        *scores,
+        weighted,
+        multi_head,
+        residual_step(p, block_input, attn_out),
+        rest_of_layer_step(p),
+        output,
+    ]
     return Walkthrough(
-        sentence=source_text(tokenizer, sentence, example), translation=decode(tokenizer, example.labels),
-        kind=kind, layer=layer, head=head, position=pos, token=query_tokens[pos], query_tokens=query_tokens,
-        key_tokens=p.key_tokens, source_tokens=src_tokens, decoder_tokens=dec_tokens,
-        target_tokens=tokens_of(tokenizer, example.labels), sizes=_sizes(p), steps=steps, checks=p.checks,
+        sentence=source_text(tokenizer, sentence, example),
+        translation=decode(tokenizer, example.labels),
+        kind=kind,
+        layer=layer,
+        head=head,
+        position=pos,
+        token=query_tokens[pos],
+        query_tokens=query_tokens,
+        key_tokens=p.key_tokens,
+        source_tokens=src_tokens,
+        decoder_tokens=dec_tokens,
+        target_tokens=tokens_of(tokenizer, example.labels),
+        sizes=_sizes(p),
+        steps=steps,
+        checks=p.checks,
         tied_embeddings=bool(model.config.tie_word_embeddings),
         tensors={"weights": weights, "z": z, "probs": probs, "output_position": out_pos, "attention_output": attn_out},
     )

@@ -144,17 +144,30 @@ class TransformerConfig(PretrainedConfig):
             return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
         for name in (
-            "normalize_before", "scale_embedding", "tie_word_embeddings", "add_final_logits_bias", "use_cache",
+            "normalize_before",
+            "scale_embedding",
+            "tie_word_embeddings",
+            "add_final_logits_bias",
+            "use_cache",
             "is_encoder_decoder",
-            "output_attentions", "output_hidden_states", "return_dict",
+            "output_attentions",
+            "output_hidden_states",
+            "return_dict",
         ):
             value = getattr(self, name)
             if not isinstance(value, bool):  # "false" would count as true
                 raise ValueError(f"TransformerConfig: `{name}` must be True or False, got {value!r}.")
 
         for name in (
-            "vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads",
-            "decoder_attention_heads", "encoder_ffn_dim", "decoder_ffn_dim", "max_position_embeddings",
+            "vocab_size",
+            "d_model",
+            "encoder_layers",
+            "decoder_layers",
+            "encoder_attention_heads",
+            "decoder_attention_heads",
+            "encoder_ffn_dim",
+            "decoder_ffn_dim",
+            "max_position_embeddings",
         ):
             positive_int(name)
         for side in ("encoder", "decoder"):
@@ -170,9 +183,7 @@ class TransformerConfig(PretrainedConfig):
             if not is_number(value) or not 0.0 <= value < 1.0:
                 raise ValueError(f"TransformerConfig: `{name}` must be a probability in [0, 1), got {value!r}.")
         if not is_number(self.label_smoothing) or not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(
-                f"TransformerConfig: `label_smoothing` must be in [0, 1), got {self.label_smoothing!r}."
-            )
+            raise ValueError(f"TransformerConfig: `label_smoothing` must be in [0, 1), got {self.label_smoothing!r}.")
         if self.activation_function not in ACTIVATIONS:
             raise ValueError(
                 f"TransformerConfig: unknown `activation_function` {self.activation_function!r}; "
@@ -210,9 +221,11 @@ class TransformerConfig(PretrainedConfig):
         if self.pad_token_id is None:
             raise ValueError("TransformerConfig: `pad_token_id` is required (padding masks and the loss use it).")
         if self.decoder_start_token_id is None:
-            raise ValueError("TransformerConfig: `decoder_start_token_id` is required (the decoder's first input, "
-                             "which the labels are shifted behind); it defaults to `bos_token_id`, which is None "
-                             "here: set either.")
+            raise ValueError(
+                "TransformerConfig: `decoder_start_token_id` is required (the decoder's first input, "
+                "which the labels are shifted behind); it defaults to `bos_token_id`, which is None "
+                "here: set either."
+            )
 
 
 __all__ = ["TransformerConfig"]

@@ -21,7 +21,9 @@ class TranslationPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = True
 
-    def _sanitize_parameters(self, truncation=True, max_length=None, clean_up_tokenization_spaces=False, **generate_kwargs):
+    def _sanitize_parameters(
+        self, truncation=True, max_length=None, clean_up_tokenization_spaces=False, **generate_kwargs
+    ):
         preprocess = {"truncation": truncation}
         if max_length is not None:
             preprocess["max_length"] = max_length
@@ -50,7 +52,8 @@ class TranslationPipeline(Pipeline):
 
     def postprocess(self, model_outputs, clean_up_tokenization_spaces=False):
         texts = self.tokenizer.batch_decode(
-            model_outputs["output_ids"], skip_special_tokens=True,
+            model_outputs["output_ids"],
+            skip_special_tokens=True,
             clean_up_tokenization_spaces=clean_up_tokenization_spaces,
         )
         return [{"translation_text": t.strip()} for t in texts]

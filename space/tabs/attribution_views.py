@@ -16,8 +16,20 @@ from encdec_lens.inputs import labels_from_ids
 from encdec_lens.patching import ActivationPatching, activation_patching
 from encdec_lens.plots import head_values_image
 from safe_html import escape
-from tabs.pair_views import (CIRCUITS_CSS, PLOT_TITLES, CircuitsInputError, Pair, bar, chip, message_html,
-                              pair_from_api, pair_on_screen, target_position, whole_number, with_notices)
+from tabs.pair_views import (
+    CIRCUITS_CSS,
+    PLOT_TITLES,
+    CircuitsInputError,
+    Pair,
+    bar,
+    chip,
+    message_html,
+    pair_from_api,
+    pair_on_screen,
+    target_position,
+    whole_number,
+    with_notices,
+)
 from translation_engine import EMPTY_MESSAGE, ModelBundle
 
 COMPONENTS_SHOWN = 12  # rows of the attribution table (the API returns every component)
@@ -56,8 +68,7 @@ def patching(bundle: ModelBundle, pair: Pair, corrupted) -> ActivationPatching:
     if prepared is None:
         raise CircuitsInputError("Type the corrupted sentence: the first tab's sentence with one word changed.")
     try:
-        return activation_patching(bundle.model, bundle.tokenizer, pair.source_ids, prepared.input_ids,
-                                   pair.target_ids)
+        return activation_patching(bundle.model, bundle.tokenizer, pair.source_ids, prepared.input_ids, pair.target_ids)
     except ValueError as err:
         raise CircuitsInputError(str(err)) from None
 
@@ -69,7 +80,7 @@ def attribution_html(result: LogitAttribution, shown: int = COMPONENTS_SHOWN) ->
     scale = max([abs(c["value"]) for c in ranked] + [1e-9])
     rows = "".join(
         f'<tr><td>{chip(c["name"])}</td><td class="num" data-value="{c["value"]!r}">{c["value"]:+.3f}</td>'
-        f'<td>{bar(c["value"], scale)}</td></tr>'
+        f"<td>{bar(c['value'], scale)}</td></tr>"
         for c in ranked[:shown]
     )
     tokens = " ".join(
@@ -93,22 +104,27 @@ def patching_image(result: ActivationPatching) -> np.ndarray:
     for entry in result.heads:
         rows = grids.setdefault(entry["family"], {})
         rows.setdefault(entry["layer"], {})[entry["head"]] = entry["restored"]
-    values = {family: [[heads[h] for h in sorted(heads)] for _, heads in sorted(layers.items())]
-              for family, layers in grids.items()}
-    return head_values_image(values, PLOT_TITLES, "share restored",
-                             f"log p(translation): clean {result.clean_logprob:.2f}, corrupted "
-                             f"{result.corrupted_logprob:.2f}")
+    values = {
+        family: [[heads[h] for h in sorted(heads)] for _, heads in sorted(layers.items())]
+        for family, layers in grids.items()
+    }
+    return head_values_image(
+        values,
+        PLOT_TITLES,
+        "share restored",
+        f"log p(translation): clean {result.clean_logprob:.2f}, corrupted {result.corrupted_logprob:.2f}",
+    )
 
 
 def patching_html(result: ActivationPatching) -> str:
     """The two ends, every layer's residual stream, and the heads that restore the most."""
     layer_rows = "".join(
         f'<tr><td>{escape(entry["name"])}</td><td class="num" data-restored="{entry["restored"]!r}">'
-        f'{entry["restored"]:.3f}</td><td>{bar(entry["restored"], 1.0)}</td></tr>'
+        f"{entry['restored']:.3f}</td><td>{bar(entry['restored'], 1.0)}</td></tr>"
         for entry in result.layers
     )
     top = sorted(result.heads, key=lambda e: -e["restored"])[:5]
-    heads = ", ".join(f'{chip(e["name"])} {e["restored"]:.2f}' for e in top)
+    heads = ", ".join(f"{chip(e['name'])} {e['restored']:.2f}" for e in top)
     return (
         f"<div>Clean <b>{escape(result.clean)}</b> → corrupted <b>{escape(result.corrupted)}</b></div>"
         '<table class="circuits" id="patch-layers"><tr><th>patched</th><th>restored</th><th></th></tr>'
@@ -128,8 +144,10 @@ def attribution_outputs(bundle: ModelBundle, source, state, position) -> str:
         pair = pair_on_screen(bundle, source, state)
         count = len(labels_from_ids(bundle.model, pair.target_ids))  # the translation's tokens and </s>
         if not -count <= target_position(position) < count:
-            raise CircuitsInputError(f"Position {position} does not exist: the translation has {count} tokens "
-                                     f"(1..{count} with the final </s>; -1 is the last).")
+            raise CircuitsInputError(
+                f"Position {position} does not exist: the translation has {count} tokens "
+                f"(1..{count} with the final </s>; -1 is the last)."
+            )
         return attribution_html(attribution(bundle, pair, target_position(position)))
     except CircuitsInputError as err:
         return message_html(str(err))
@@ -172,21 +190,36 @@ def build(bundle: ModelBundle, shared) -> None:
     gr.Markdown("### 5 · Direct logit attribution")
     gr.Markdown(ATTRIBUTION_HELP)
     with gr.Row():
-        position = gr.Number(value=1, precision=0, label="Target token (1 = the first of the translation, -1 = the "
-                             "last)", elem_id="dla-position")
+        position = gr.Number(
+            value=1,
+            precision=0,
+            label="Target token (1 = the first of the translation, -1 = the last)",
+            elem_id="dla-position",
+        )
         attribute_button = gr.Button("Split its logit into parts", variant="primary", elem_id="dla-btn")
     attribution_view = gr.HTML(elem_id="dla-view", css_template=CIRCUITS_CSS)
 
     gr.Markdown("### 6 · Activation patching")
     gr.Markdown(PATCHING_HELP)
     with gr.Row():
-        corrupted = gr.Textbox(label="Corrupted sentence (one word changed)", placeholder=PATCH_EXAMPLE,
-                               elem_id="patch-corrupted", max_lines=1)
+        corrupted = gr.Textbox(
+            label="Corrupted sentence (one word changed)",
+            placeholder=PATCH_EXAMPLE,
+            elem_id="patch-corrupted",
+            max_lines=1,
+        )
         patch_button = gr.Button("Patch clean into corrupted", variant="primary", elem_id="patch-btn")
     with gr.Row():
         with gr.Column(scale=3):
-            patch_grid = gr.Image(label="Share restored by each head", type="numpy", format="png", interactive=False,
-                                  elem_id="patch-grid", show_label=False, buttons=["download", "fullscreen"])
+            patch_grid = gr.Image(
+                label="Share restored by each head",
+                type="numpy",
+                format="png",
+                interactive=False,
+                elem_id="patch-grid",
+                show_label=False,
+                buttons=["download", "fullscreen"],
+            )
         with gr.Column(scale=2):
             patch_view = gr.HTML(elem_id="patch-summary", css_template=CIRCUITS_CSS)
 
@@ -202,22 +235,31 @@ def build(bundle: ModelBundle, shared) -> None:
 
     attribute_button.click(attribute, inputs=on_screen + [position], outputs=attribution_view, **private)
     patch_button.click(patch, inputs=on_screen + [corrupted], outputs=[patch_grid, patch_view], **private)
-    shared.translate_event.then(lambda: ("", None, ""), outputs=[attribution_view, patch_grid, patch_view],
-                                show_progress="hidden", **private)
+    shared.translate_event.then(
+        lambda: ("", None, ""), outputs=[attribution_view, patch_grid, patch_view], show_progress="hidden", **private
+    )
 
     def logit_attribution(sentence: str, translation: str = "", position: int = -1) -> dict:
         """The logit of the target token at `position` (counted from 0, -1 = the last) split into `components`
         ({"name", "value"}: token embedding, positional encoding, every decoder self-attention and cross-attention
         head, every feed-forward block, the biases); they add up to `logit`."""
-        return attribution_json(bundle, api_args.text("sentence", sentence), api_args.text("translation", translation),
-                                api_args.whole_number("position", position, "a whole number (0-based, -1 = the last)"))
+        return attribution_json(
+            bundle,
+            api_args.text("sentence", sentence),
+            api_args.text("translation", translation),
+            api_args.whole_number("position", position, "a whole number (0-based, -1 = the last)"),
+        )
 
     def activation_patching(clean: str, corrupted: str, translation: str = "") -> dict:
         """Patch the clean run's activations into the corrupted run (sources of the same token length), one head
         or one layer's residual stream at a time: `heads` and `layers` give the share of the difference in
         log p(translation) each restores (`nothing_patched` = 0, `encoder_output_patched` = 1)."""
-        return patching_json(bundle, api_args.text("clean", clean), api_args.text("corrupted", corrupted),
-                             api_args.text("translation", translation))
+        return patching_json(
+            bundle,
+            api_args.text("clean", clean),
+            api_args.text("corrupted", corrupted),
+            api_args.text("translation", translation),
+        )
 
     for fn in (logit_attribution, activation_patching):
         gr.api(fn, api_name=fn.__name__)

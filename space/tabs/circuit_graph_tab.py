@@ -31,8 +31,16 @@ from encdec_lens import circuit_discovery as cd
 from encdec_lens.heads import FAMILIES, FAMILY_TAGS
 from encdec_lens.inputs import generate_ids, labels_from_ids
 from safe_html import escape
-from tabs.pair_views import (CIRCUITS_CSS, CircuitsInputError, chip, generation_config, message_html, pair_from_api,
-                             target_position, whole_number)
+from tabs.pair_views import (
+    CIRCUITS_CSS,
+    CircuitsInputError,
+    chip,
+    generation_config,
+    message_html,
+    pair_from_api,
+    target_position,
+    whole_number,
+)
 from translation_engine import ModelBundle
 
 TAB_TITLE = "Circuit graph"
@@ -49,8 +57,11 @@ FAMILY_COLOURS = {"encoder": "#0d9488", "decoder": "#d97706", "cross": "#7c3aed"
 FFN_COLOUR = "#64748b"
 END_COLOUR = "#334155"  # the embeddings and the logits
 POSITIVE, NEGATIVE = "#2563eb", "#dc2626"
-LEGEND = {"encoder": "encoder self-attention head", "decoder": "decoder self-attention head (masked)",
-          "cross": "cross-attention head"}
+LEGEND = {
+    "encoder": "encoder self-attention head",
+    "decoder": "decoder self-attention head (masked)",
+    "cross": "cross-attention head",
+}
 
 INTRO = """\
 **Which paths through the model carry the difference between two sentences?** Type a sentence (clean) and the
@@ -65,7 +76,9 @@ edges clean and all others corrupted, and 1 means it recovers the full clean-vs-
 of it.
 """
 
-GRAPH_CSS = CIRCUITS_CSS + """
+GRAPH_CSS = (
+    CIRCUITS_CSS
+    + """
 .cg-wrap { overflow-x: auto; }
 .cg-wrap svg { max-width: 980px; width: 100%; height: auto; }
 .cg-wrap [data-info], .cg-wrap path.edge { cursor: pointer; }
@@ -75,6 +88,7 @@ GRAPH_CSS = CIRCUITS_CSS + """
 .cg-detail { min-height: 1.4em; font-family: ui-monospace, monospace; font-size: 0.88em; margin: 4px 0; }
 .cg-readout .faith { font-size: 1.25em; font-weight: 700; font-family: ui-monospace, monospace; }
 """
+)
 
 # A click on an edge or a node shows its numbers below the picture; a node's click also dims every edge that
 # does not touch it. A click elsewhere clears both.
@@ -130,8 +144,17 @@ def k_grid(num_edges: int, points: int = GRID_POINTS) -> list[int]:
 
 
 # --- the analysis ----------------------------------------------------------------------------------------------
-def analyse(bundle: ModelBundle, clean, corrupted, target="", contrast="", position=None, method="eap-ig",
-            steps=5, counted_from: int = 0) -> dict:
+def analyse(
+    bundle: ModelBundle,
+    clean,
+    corrupted,
+    target="",
+    contrast="",
+    position=None,
+    method="eap-ig",
+    steps=5,
+    counted_from: int = 0,
+) -> dict:
     """Score every edge for the pair and measure the faithfulness curve. `position`: 0-based target position in
     the clean translation (negative: from the end), None for the first where the two translations differ;
     `counted_from`: how the caller counts positions (1 in the tab), for the messages. Raises CircuitsInputError
@@ -145,8 +168,9 @@ def analyse(bundle: ModelBundle, clean, corrupted, target="", contrast="", posit
     pair = pair_from_api(bundle, clean)  # the clean sentence and the model's translation (Translate's decoding)
     prepared = bundle.prepare(corrupted)
     if prepared is None:
-        raise CircuitsInputError("Type the corrupted sentence: the clean sentence with one word changed (the same "
-                                 "number of tokens).")
+        raise CircuitsInputError(
+            "Type the corrupted sentence: the clean sentence with one word changed (the same number of tokens)."
+        )
     model, tokenizer = bundle.model, bundle.tokenizer
     try:  # the same-length check, with circuit_discovery's own message (what it needs and what to do)
         cd.make_task(model, pair.source_ids, prepared.input_ids, pair.target_ids, tokenizer=tokenizer)
@@ -164,13 +188,16 @@ def analyse(bundle: ModelBundle, clean, corrupted, target="", contrast="", posit
                 "The model translates both sentences the same way "
                 f"(“{tokenizer.decode(labels, skip_special_tokens=True)}”), "
                 "so there is no first difference to explain: change a word that changes the translation, or pick "
-                "a target position and type a target and a contrast token.")
+                "a target position and type a target and a contrast token."
+            )
         position = 0 if position is None else position
     count = len(labels)
     if not -count <= position < count:
         shown = position + counted_from if position >= 0 else position
-        raise CircuitsInputError(f"Position {shown} does not exist: the clean translation has {count} tokens "
-                                 f"({counted_from}..{count - 1 + counted_from} with the final </s>; -1 is the last).")
+        raise CircuitsInputError(
+            f"Position {shown} does not exist: the clean translation has {count} tokens "
+            f"({counted_from}..{count - 1 + counted_from} with the final </s>; -1 is the last)."
+        )
     position %= count
     target_id = token_id(bundle, target, "target") if str(target or "").strip() else labels[position]
     if str(contrast or "").strip():
@@ -180,16 +207,28 @@ def analyse(bundle: ModelBundle, clean, corrupted, target="", contrast="", posit
     else:
         raise CircuitsInputError(
             f"The corrupted translation has no other token at position {position + counted_from} (its tokens: "
-            f"{' '.join(corrupted_tokens)}): type a contrast token, the one the target should beat.")
+            f"{' '.join(corrupted_tokens)}): type a contrast token, the one the target should beat."
+        )
     if contrast_id == target_id:
-        raise CircuitsInputError("The target and the contrast are the same token: their logit difference is 0 "
-                                 "whatever the sentence. Pick two different tokens.")
+        raise CircuitsInputError(
+            "The target and the contrast are the same token: their logit difference is 0 "
+            "whatever the sentence. Pick two different tokens."
+        )
 
     started = time.perf_counter()
     try:
-        scores = cd.edge_attribution(model, pair.source_ids, prepared.input_ids, pair.target_ids, tokenizer=tokenizer,
-                                     target=target_id, contrast=contrast_id, position=position, method=method,
-                                     steps=steps)
+        scores = cd.edge_attribution(
+            model,
+            pair.source_ids,
+            prepared.input_ids,
+            pair.target_ids,
+            tokenizer=tokenizer,
+            target=target_id,
+            contrast=contrast_id,
+            position=position,
+            method=method,
+            steps=steps,
+        )
         attributed = time.perf_counter()
         ks = k_grid(len(scores.scores))
         curve = cd.faithfulness_curve(model, scores, ks)
@@ -203,12 +242,27 @@ def analyse(bundle: ModelBundle, clean, corrupted, target="", contrast="", posit
     edges = []
     for e in order:
         up, down, port = graph.edges[e]
-        edges.append({"edge": graph.edge_label(e), "upstream": graph.nodes[up].name,
-                      "downstream": graph.nodes[down].name, "input": port, "score": float(scores.scores[e]),
-                      "rank": rank[e]})
-    nodes = [{"name": n.name, "kind": n.kind, "stack": n.stack, "family": n.family,
-              "layer": None if n.layer is None else n.layer + 1, "head": None if n.head is None else n.head + 1}
-             for n in graph.nodes]
+        edges.append(
+            {
+                "edge": graph.edge_label(e),
+                "upstream": graph.nodes[up].name,
+                "downstream": graph.nodes[down].name,
+                "input": port,
+                "score": float(scores.scores[e]),
+                "rank": rank[e],
+            }
+        )
+    nodes = [
+        {
+            "name": n.name,
+            "kind": n.kind,
+            "stack": n.stack,
+            "family": n.family,
+            "layer": None if n.layer is None else n.layer + 1,
+            "head": None if n.head is None else n.head + 1,
+        }
+        for n in graph.nodes
+    ]
     return {
         "clean": tokenizer.decode(pair.source_ids, skip_special_tokens=True).strip(),
         "corrupted": tokenizer.decode(prepared.input_ids, skip_special_tokens=True).strip(),
@@ -302,8 +356,9 @@ def _edge_path(layout: Layout, edge: dict) -> str:
     (x1, y1), (x2, y2) = layout.pos[edge["upstream"]], layout.pos[edge["downstream"]]
     if edge["input"] == "kv":  # from the encoder across to the decoder: leave right, arrive from the left
         bend = max(40.0, (x2 - x1) / 2)
-        return (f"M{_fmt(x1)},{_fmt(y1)} C{_fmt(x1 + bend)},{_fmt(y1)} {_fmt(x2 - bend)},{_fmt(y2)} "
-                f"{_fmt(x2)},{_fmt(y2)}")
+        return (
+            f"M{_fmt(x1)},{_fmt(y1)} C{_fmt(x1 + bend)},{_fmt(y1)} {_fmt(x2 - bend)},{_fmt(y2)} {_fmt(x2)},{_fmt(y2)}"
+        )
     bend = max(18.0, (y1 - y2) / 2)  # upwards: leave at the top, arrive from below
     return f"M{_fmt(x1)},{_fmt(y1)} C{_fmt(x1)},{_fmt(y1 - bend)} {_fmt(x2)},{_fmt(y2 + bend)} {_fmt(x2)},{_fmt(y2)}"
 
@@ -327,26 +382,34 @@ def _node_numbers(result: dict, k: int) -> dict:
 def _node_svg(layout: Layout, node: dict, numbers: tuple, n_nodes: int) -> str:
     total, kept_in, kept_out, rank = numbers
     x, y = layout.pos[node["name"]]
-    info = (f"{node['name']}: |score| of its edges {total:.4g} (node rank {rank} of {n_nodes}); in this circuit "
-            f"{kept_in} edge{'s' if kept_in != 1 else ''} in, {kept_out} out")
+    info = (
+        f"{node['name']}: |score| of its edges {total:.4g} (node rank {rank} of {n_nodes}); in this circuit "
+        f"{kept_in} edge{'s' if kept_in != 1 else ''} in, {kept_out} out"
+    )
     active = kept_in + kept_out > 0 or node["kind"] == "logits"
     opacity = "1" if active else "0.28"
     family = node["family"] or node["kind"]
-    common = (f'class="node fam-{escape(family)}{" in-circuit" if active else ""}" data-node="{escape(node["name"])}" '
-              f'data-info="{escape(info)}" opacity="{opacity}"')
+    common = (
+        f'class="node fam-{escape(family)}{" in-circuit" if active else ""}" data-node="{escape(node["name"])}" '
+        f'data-info="{escape(info)}" opacity="{opacity}"'
+    )
     title = f"<title>{escape(info)}</title>"
     if node["kind"] == "head":
         colour = FAMILY_COLOURS[node["family"]]
-        return (f'<g {common}>{title}<circle cx="{_fmt(x)}" cy="{_fmt(y)}" r="{R}" fill="{colour}" stroke="white" '
-                f'stroke-width="1"/><text x="{_fmt(x)}" y="{_fmt(y + 3)}" text-anchor="middle" font-size="9" '
-                f'fill="white" pointer-events="none">{node["head"]}</text></g>')
+        return (
+            f'<g {common}>{title}<circle cx="{_fmt(x)}" cy="{_fmt(y)}" r="{R}" fill="{colour}" stroke="white" '
+            f'stroke-width="1"/><text x="{_fmt(x)}" y="{_fmt(y + 3)}" text-anchor="middle" font-size="9" '
+            f'fill="white" pointer-events="none">{node["head"]}</text></g>'
+        )
     if node["kind"] == "ffn":
         w, h, colour, label = 30, 16, FFN_COLOUR, "FFN"
     else:
         w, h, colour, label = 58, 18, END_COLOUR, node["name"]
-    return (f'<g {common}>{title}<rect x="{_fmt(x - w / 2)}" y="{_fmt(y - h / 2)}" width="{w}" height="{h}" rx="4" '
-            f'fill="{colour}"/><text x="{_fmt(x)}" y="{_fmt(y + 3.5)}" text-anchor="middle" font-size="9.5" '
-            f'fill="white" pointer-events="none">{escape(label)}</text></g>')
+    return (
+        f'<g {common}>{title}<rect x="{_fmt(x - w / 2)}" y="{_fmt(y - h / 2)}" width="{w}" height="{h}" rx="4" '
+        f'fill="{colour}"/><text x="{_fmt(x)}" y="{_fmt(y + 3.5)}" text-anchor="middle" font-size="9.5" '
+        f'fill="white" pointer-events="none">{escape(label)}</text></g>'
+    )
 
 
 def graph_svg(result: dict, k: int) -> str:
@@ -365,40 +428,58 @@ def graph_svg(result: dict, k: int) -> str:
             f'<path class="edge {"pos" if edge["score"] >= 0 else "neg"} port-{escape(edge["input"])}" '
             f'd="{_edge_path(layout, edge)}" stroke="{colour}" stroke-width="{0.6 + 5.4 * rel:.1f}" '
             f'stroke-opacity="{0.25 + 0.65 * rel:.2f}"{dash} data-up="{escape(edge["upstream"])}" '
-            f'data-down="{escape(edge["downstream"])}" data-rank="{edge["rank"]}"><title>{escape(info)}</title></path>')
+            f'data-down="{escape(edge["downstream"])}" data-rank="{edge["rank"]}"><title>{escape(info)}</title></path>'
+        )
     numbers = _node_numbers(result, k)
     nodes = "".join(_node_svg(layout, n, numbers[n["name"]], len(result["nodes"])) for n in result["nodes"])
     labels = []
     for layer in range(1, layout.layers + 1):
         y = layout.row_y(layer)
-        labels.append(f'<text x="{layout.enc_x - 34}" y="{_fmt(y + 3)}" font-size="10" fill="currentColor" '
-                      f'opacity="0.6">L{layer}</text>')
-        labels.append(f'<text x="{_fmt(layout.dec_x + layout.dec_width + 8)}" y="{_fmt(y + 3)}" font-size="10" '
-                      f'fill="currentColor" opacity="0.6">L{layer}</text>')
-    heads = [(layout.enc_x + layout.enc_width / 2 - DX / 2, "Encoder (reads the source)"),
-             (layout.dec_x + layout.dec_width / 2, "Decoder (writes the translation)")]
+        labels.append(
+            f'<text x="{layout.enc_x - 34}" y="{_fmt(y + 3)}" font-size="10" fill="currentColor" '
+            f'opacity="0.6">L{layer}</text>'
+        )
+        labels.append(
+            f'<text x="{_fmt(layout.dec_x + layout.dec_width + 8)}" y="{_fmt(y + 3)}" font-size="10" '
+            f'fill="currentColor" opacity="0.6">L{layer}</text>'
+        )
+    heads = [
+        (layout.enc_x + layout.enc_width / 2 - DX / 2, "Encoder (reads the source)"),
+        (layout.dec_x + layout.dec_width / 2, "Decoder (writes the translation)"),
+    ]
     for x, text in heads:
-        labels.append(f'<text x="{_fmt(x)}" y="22" text-anchor="middle" font-size="12" font-weight="600" '
-                      f'fill="currentColor">{escape(text)}</text>')
+        labels.append(
+            f'<text x="{_fmt(x)}" y="22" text-anchor="middle" font-size="12" font-weight="600" '
+            f'fill="currentColor">{escape(text)}</text>'
+        )
     legend_y = layout.height - 14
     legend, x = [], 10
     for family in FAMILIES:
-        legend.append(f'<circle cx="{x + 6}" cy="{legend_y - 4}" r="6" fill="{FAMILY_COLOURS[family]}"/>'
-                      f'<text x="{x + 16}" y="{legend_y}" font-size="10" fill="currentColor">'
-                      f"{FAMILY_TAGS[family]}</text>")
+        legend.append(
+            f'<circle cx="{x + 6}" cy="{legend_y - 4}" r="6" fill="{FAMILY_COLOURS[family]}"/>'
+            f'<text x="{x + 16}" y="{legend_y}" font-size="10" fill="currentColor">'
+            f"{FAMILY_TAGS[family]}</text>"
+        )
         x += 30 + 7 * len(FAMILY_TAGS[family])
-    for colour, text, dash in ((POSITIVE, "score > 0", ""), (NEGATIVE, "score < 0", ""),
-                               ("currentColor", "kv (from the encoder)", ' stroke-dasharray="5 3"')):
-        legend.append(f'<line x1="{x}" y1="{legend_y - 4}" x2="{x + 22}" y2="{legend_y - 4}" stroke="{colour}" '
-                      f'stroke-width="3"{dash}/><text x="{x + 27}" y="{legend_y}" font-size="10" '
-                      f'fill="currentColor">{escape(text)}</text>')
+    for colour, text, dash in (
+        (POSITIVE, "score > 0", ""),
+        (NEGATIVE, "score < 0", ""),
+        ("currentColor", "kv (from the encoder)", ' stroke-dasharray="5 3"'),
+    ):
+        legend.append(
+            f'<line x1="{x}" y1="{legend_y - 4}" x2="{x + 22}" y2="{legend_y - 4}" stroke="{colour}" '
+            f'stroke-width="3"{dash}/><text x="{x + 27}" y="{legend_y}" font-size="10" '
+            f'fill="currentColor">{escape(text)}</text>'
+        )
         x += 40 + 6 * len(text)
     width = max(layout.width, x + 10)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" id="cg-svg" viewBox="0 0 {_fmt(width)} {_fmt(layout.height)}" '
-            f'role="img" aria-label="circuit graph, {len(edges)} of {n_edges} edges" data-k="{k}">'
-            f'{"".join(labels)}<g class="edges" fill="none" stroke-linecap="round">{"".join(parts)}</g>'
-            f'<g class="nodes">{nodes}</g>'
-            f'{"".join(legend)}</svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" id="cg-svg" viewBox="0 0 {_fmt(width)} {_fmt(layout.height)}" '
+        f'role="img" aria-label="circuit graph, {len(edges)} of {n_edges} edges" data-k="{k}">'
+        f'{"".join(labels)}<g class="edges" fill="none" stroke-linecap="round">{"".join(parts)}</g>'
+        f'<g class="nodes">{nodes}</g>'
+        f"{''.join(legend)}</svg>"
+    )
 
 
 def curve_svg(curve: dict, step: int) -> str:
@@ -409,30 +490,34 @@ def curve_svg(curve: dict, step: int) -> str:
     span_k = math.log(ks[-1]) if ks[-1] > 1 else 1.0
 
     def xy(k, f):
-        return (left + (w - left - pad) * (math.log(k) / span_k if ks[-1] > 1 else 1.0),
-                h - 22 - (h - 22 - pad) * (f - lo) / (hi - lo))
+        return (
+            left + (w - left - pad) * (math.log(k) / span_k if ks[-1] > 1 else 1.0),
+            h - 22 - (h - 22 - pad) * (f - lo) / (hi - lo),
+        )
 
     points = " ".join(f"{_fmt(x)},{_fmt(y)}" for x, y in (xy(k, f) for k, f in zip(ks, values)))
     _, y_threshold = xy(1, curve["threshold"])
     _, y_one = xy(1, 1.0)
     _, y_zero = xy(1, 0.0)
     cx, cy = xy(ks[step - 1], values[step - 1])
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" id="cg-curve">'
-            f'<line x1="{left}" y1="{_fmt(y_one)}" x2="{w - pad}" y2="{_fmt(y_one)}" stroke="currentColor" '
-            'opacity="0.25"/>'
-            f'<line x1="{left}" y1="{_fmt(y_zero)}" x2="{w - pad}" y2="{_fmt(y_zero)}" stroke="currentColor" '
-            'opacity="0.25"/>'
-            f'<line x1="{left}" y1="{_fmt(y_threshold)}" x2="{w - pad}" y2="{_fmt(y_threshold)}" stroke="#16a34a" '
-            f'stroke-dasharray="3 3" opacity="0.8"/>'
-            f'<text x="{left - 4}" y="{_fmt(y_one + 3)}" font-size="9" text-anchor="end" fill="currentColor">1</text>'
-            f'<text x="{left - 4}" y="{_fmt(y_zero + 3)}" font-size="9" text-anchor="end" fill="currentColor">0</text>'
-            f'<text x="{left - 4}" y="{_fmt(y_threshold + 3)}" font-size="9" text-anchor="end" fill="#16a34a">'
-            f'{curve["threshold"]:g}</text>'
-            f'<polyline points="{points}" fill="none" stroke="currentColor" stroke-width="1.5"/>'
-            f'<circle cx="{_fmt(cx)}" cy="{_fmt(cy)}" r="4.5" fill="#f97316"/>'
-            f'<text x="{left}" y="{h - 6}" font-size="9" fill="currentColor">1</text>'
-            f'<text x="{w - pad}" y="{h - 6}" font-size="9" text-anchor="end" fill="currentColor">{ks[-1]} edges '
-            f'(log scale)</text></svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" id="cg-curve">'
+        f'<line x1="{left}" y1="{_fmt(y_one)}" x2="{w - pad}" y2="{_fmt(y_one)}" stroke="currentColor" '
+        'opacity="0.25"/>'
+        f'<line x1="{left}" y1="{_fmt(y_zero)}" x2="{w - pad}" y2="{_fmt(y_zero)}" stroke="currentColor" '
+        'opacity="0.25"/>'
+        f'<line x1="{left}" y1="{_fmt(y_threshold)}" x2="{w - pad}" y2="{_fmt(y_threshold)}" stroke="#16a34a" '
+        f'stroke-dasharray="3 3" opacity="0.8"/>'
+        f'<text x="{left - 4}" y="{_fmt(y_one + 3)}" font-size="9" text-anchor="end" fill="currentColor">1</text>'
+        f'<text x="{left - 4}" y="{_fmt(y_zero + 3)}" font-size="9" text-anchor="end" fill="currentColor">0</text>'
+        f'<text x="{left - 4}" y="{_fmt(y_threshold + 3)}" font-size="9" text-anchor="end" fill="#16a34a">'
+        f"{curve['threshold']:g}</text>"
+        f'<polyline points="{points}" fill="none" stroke="currentColor" stroke-width="1.5"/>'
+        f'<circle cx="{_fmt(cx)}" cy="{_fmt(cy)}" r="4.5" fill="#f97316"/>'
+        f'<text x="{left}" y="{h - 6}" font-size="9" fill="currentColor">1</text>'
+        f'<text x="{w - pad}" y="{h - 6}" font-size="9" text-anchor="end" fill="currentColor">{ks[-1]} edges '
+        f"(log scale)</text></svg>"
+    )
 
 
 def readout_html(result: dict, step: int) -> str:
@@ -440,12 +525,17 @@ def readout_html(result: dict, step: int) -> str:
     curve = result["curve"]
     k, f = curve["ks"][step - 1], curve["faithfulness"][step - 1]
     smallest = result["smallest_k"]
-    reach = (f"the smallest circuit of the grid with faithfulness ≥ {curve['threshold']:g} has "
-             f"<b id=\"cg-smallest\">{smallest}</b> edges" if smallest is not None
-             else f"no circuit of the grid reaches faithfulness {curve['threshold']:g}")
-    return (f'<div class="cg-readout"><div>Circuit of <b id="cg-k-value">{k}</b> of {result["num_edges"]} edges: '
-            f'faithfulness <span class="faith" id="cg-faith" data-faithfulness="{f!r}">{f:.3f}</span></div>'
-            f'<div class="small">{reach}; the full graph is 1, the empty one 0.</div>{curve_svg(curve, step)}</div>')
+    reach = (
+        f"the smallest circuit of the grid with faithfulness ≥ {curve['threshold']:g} has "
+        f'<b id="cg-smallest">{smallest}</b> edges'
+        if smallest is not None
+        else f"no circuit of the grid reaches faithfulness {curve['threshold']:g}"
+    )
+    return (
+        f'<div class="cg-readout"><div>Circuit of <b id="cg-k-value">{k}</b> of {result["num_edges"]} edges: '
+        f'faithfulness <span class="faith" id="cg-faith" data-faithfulness="{f!r}">{f:.3f}</span></div>'
+        f'<div class="small">{reach}; the full graph is 1, the empty one 0.</div>{curve_svg(curve, step)}</div>'
+    )
 
 
 def summary_html(result: dict) -> str:
@@ -453,8 +543,10 @@ def summary_html(result: dict) -> str:
     position = result["position"]
 
     def tokens(items: list[str]) -> str:
-        return " ".join(f'<span class="cand{" hit" if t == position else ""}"><bdi>{escape(tok)}</bdi></span>'
-                        for t, tok in enumerate(items))
+        return " ".join(
+            f'<span class="cand{" hit" if t == position else ""}"><bdi>{escape(tok)}</bdi></span>'
+            for t, tok in enumerate(items)
+        )
 
     seconds = result["seconds"]
     method = "EAP-IG, " + f"{result['steps']} steps" if result["method"] == "eap-ig" else "EAP"
@@ -464,17 +556,19 @@ def summary_html(result: dict) -> str:
         f"<div>clean translation: {tokens(result['clean_translation_tokens'])}</div>"
         f"<div>corrupted translation: {tokens(result['corrupted_translation_tokens'])}</div>"
         f"<div>Metric: logit[{chip(result['target']['token'])}] − logit[{chip(result['contrast']['token'])}] at "
-        f"token <b id=\"cg-at\">{position + 1}</b> of the clean translation (highlighted): clean "
+        f'token <b id="cg-at">{position + 1}</b> of the clean translation (highlighted): clean '
         f"<b>{result['clean_metric']:.3f}</b>, corrupted <b>{result['corrupted_metric']:.3f}</b>.</div>"
         f'<div class="small">{result["num_edges"]} edges scored with {method} in {seconds["attribution"]:.2f} s; '
-        f'{len(result["curve"]["ks"])} circuits measured in {seconds["faithfulness"]:.2f} s.</div>'
+        f"{len(result['curve']['ks'])} circuits measured in {seconds['faithfulness']:.2f} s.</div>"
     )
 
 
 def graph_html(result: dict, step: int) -> str:
     k = result["curve"]["ks"][step - 1]
-    return (f'<div class="cg-wrap">{graph_svg(result, k)}</div>'
-            f'<div class="cg-detail" id="cg-detail" data-hint="{escape(DETAIL_HINT)}">{escape(DETAIL_HINT)}</div>')
+    return (
+        f'<div class="cg-wrap">{graph_svg(result, k)}</div>'
+        f'<div class="cg-detail" id="cg-detail" data-hint="{escape(DETAIL_HINT)}">{escape(DETAIL_HINT)}</div>'
+    )
 
 
 # --- UI handlers (plain functions: testable without a server) ---------------------------------------------------
@@ -509,8 +603,9 @@ def slider_outputs(result: dict | None, value):
 
 
 # --- API ---------------------------------------------------------------------------------------------------
-def graph_json(bundle: ModelBundle, clean, corrupted, target="", contrast="", position=None, method="eap-ig",
-               steps=5) -> dict:
+def graph_json(
+    bundle: ModelBundle, clean, corrupted, target="", contrast="", position=None, method="eap-ig", steps=5
+) -> dict:
     """`analyse`, or gr.Error with its message (one line in the server's log, no traceback)."""
     try:
         return analyse(bundle, clean, corrupted, target, contrast, position, method, steps)
@@ -525,15 +620,26 @@ def build(bundle: ModelBundle, shared) -> None:
     gr.Markdown(INTRO)
     with gr.Row():
         clean = gr.Textbox(value=CLEAN_EXAMPLE, label="Clean sentence", elem_id="cg-clean", max_lines=2)
-        corrupted = gr.Textbox(value=CORRUPTED_EXAMPLE, label="Corrupted sentence (one word changed, same token "
-                               "length)", elem_id="cg-corrupted", max_lines=2)
+        corrupted = gr.Textbox(
+            value=CORRUPTED_EXAMPLE,
+            label="Corrupted sentence (one word changed, same token length)",
+            elem_id="cg-corrupted",
+            max_lines=2,
+        )
     with gr.Row():
-        target = gr.Textbox(label="Target token (empty: the clean translation's token)", elem_id="cg-target",
-                            max_lines=1)
-        contrast = gr.Textbox(label="Contrast token (empty: the corrupted translation's token)",
-                              elem_id="cg-contrast", max_lines=1)
-        position = gr.Number(value=0, precision=0, label="Target position (1 = the first token of the translation, "
-                             "-1 = the last; 0: where the two translations first differ)", elem_id="cg-position")
+        target = gr.Textbox(
+            label="Target token (empty: the clean translation's token)", elem_id="cg-target", max_lines=1
+        )
+        contrast = gr.Textbox(
+            label="Contrast token (empty: the corrupted translation's token)", elem_id="cg-contrast", max_lines=1
+        )
+        position = gr.Number(
+            value=0,
+            precision=0,
+            label="Target position (1 = the first token of the translation, "
+            "-1 = the last; 0: where the two translations first differ)",
+            elem_id="cg-position",
+        )
     with gr.Row():
         method = gr.Radio(METHOD_CHOICES, value="eap-ig", label="Edge scores", elem_id="cg-method")
         steps = gr.Slider(1, MAX_STEPS, value=5, step=1, label="EAP-IG steps", elem_id="cg-steps")
@@ -541,8 +647,15 @@ def build(bundle: ModelBundle, shared) -> None:
     summary = gr.HTML(elem_id="cg-summary", css_template=GRAPH_CSS)
     with gr.Row():
         with gr.Column(scale=1):
-            size = gr.Slider(1, GRID_POINTS, value=GRID_POINTS, step=1, interactive=False, elem_id="cg-k",
-                             label="Circuit size: a point of the measured grid, from one edge to all (its k below)")
+            size = gr.Slider(
+                1,
+                GRID_POINTS,
+                value=GRID_POINTS,
+                step=1,
+                interactive=False,
+                elem_id="cg-k",
+                label="Circuit size: a point of the measured grid, from one edge to all (its k below)",
+            )
             readout = gr.HTML(elem_id="cg-readout", css_template=GRAPH_CSS)
         with gr.Column(scale=3):
             graph = gr.HTML(elem_id="cg-graph", css_template=GRAPH_CSS, js_on_load=CLICK_JS)
@@ -552,28 +665,64 @@ def build(bundle: ModelBundle, shared) -> None:
     def run(clean_, corrupted_, target_, contrast_, position_, method_, steps_):
         return analysis_outputs(bundle, clean_, corrupted_, target_, contrast_, position_, method_, steps_)
 
-    button.click(run, inputs=[clean, corrupted, target, contrast, position, method, steps],
-                 outputs=[summary, size, readout, graph, result], **private)
-    size.input(slider_outputs, inputs=[result, size], outputs=[readout, graph], show_progress="hidden",
-               trigger_mode="always_last", **private)
+    button.click(
+        run,
+        inputs=[clean, corrupted, target, contrast, position, method, steps],
+        outputs=[summary, size, readout, graph, result],
+        **private,
+    )
+    size.input(
+        slider_outputs,
+        inputs=[result, size],
+        outputs=[readout, graph],
+        show_progress="hidden",
+        trigger_mode="always_last",
+        **private,
+    )
 
-    def circuit_graph(clean: str, corrupted: str, target: str = "", contrast: str = "", position: int | None = None,
-                      method: str = "eap-ig", steps: int = 5) -> dict:
+    def circuit_graph(
+        clean: str,
+        corrupted: str,
+        target: str = "",
+        contrast: str = "",
+        position: int | None = None,
+        method: str = "eap-ig",
+        steps: int = 5,
+    ) -> dict:
         """Edge attribution (EAP-IG or EAP) for a clean and a corrupted sentence of the same token length, on the
         logit difference logit[target] - logit[contrast] at `position` (counted from 0 in the model's translation
         of `clean`; null: the first where the two translations differ; empty target/contrast: the clean and the
         corrupted translation's tokens there). `edges`: every edge with its `score` and `rank` (largest |score|
         first); `curve`: faithfulness of the top-k circuit for a grid of k (`ks`); `smallest_k`: the smallest k
         of the grid reaching faithfulness 0.8."""
-        position_ = None if position is None else api_args.whole_number(
-            "position", position, "a whole number (0-based, -1 = the last) or null")
-        return graph_json(bundle, api_args.text("clean", clean), api_args.text("corrupted", corrupted),
-                          api_args.text("target", target), api_args.text("contrast", contrast), position_,
-                          api_args.text("method", method),
-                          api_args.whole_number("steps", steps, f"a whole number from 1 to {MAX_STEPS}"))
+        position_ = (
+            None
+            if position is None
+            else api_args.whole_number("position", position, "a whole number (0-based, -1 = the last) or null")
+        )
+        return graph_json(
+            bundle,
+            api_args.text("clean", clean),
+            api_args.text("corrupted", corrupted),
+            api_args.text("target", target),
+            api_args.text("contrast", contrast),
+            position_,
+            api_args.text("method", method),
+            api_args.whole_number("steps", steps, f"a whole number from 1 to {MAX_STEPS}"),
+        )
 
     gr.api(circuit_graph, api_name="circuit_graph")
 
 
-__all__ = ["TAB_TITLE", "analyse", "analysis_outputs", "build", "first_difference", "graph_json", "graph_svg",
-           "k_grid", "slider_outputs", "token_id"]
+__all__ = [
+    "TAB_TITLE",
+    "analyse",
+    "analysis_outputs",
+    "build",
+    "first_difference",
+    "graph_json",
+    "graph_svg",
+    "k_grid",
+    "slider_outputs",
+    "token_id",
+]

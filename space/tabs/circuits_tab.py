@@ -34,13 +34,35 @@ from matplotlib.figure import Figure
 
 import api_args
 from encdec_lens.ablation import AblationResult, HeadImportance, head_importance, run_ablation
-from encdec_lens.heads import FAMILIES, FAMILY_RECORDS, FAMILY_TAGS, all_heads, grid_shape, head_label, normalize_heads, parse_head_label
+from encdec_lens.heads import (
+    FAMILIES,
+    FAMILY_RECORDS,
+    FAMILY_TAGS,
+    all_heads,
+    grid_shape,
+    head_label,
+    normalize_heads,
+    parse_head_label,
+)
 from encdec_lens.lens import LogitLens, ResidualStream, logit_lens, residual_stream
 from encdec_lens.plots import CMAP, DPI, figure_to_rgb, head_values_image, plot_label
 from safe_html import escape
-from tabs.pair_views import (CIRCUITS_CSS, PLOT_TITLES, CircuitsInputError, Pair, bar, chip, generation_config,
-                              NOT_TRANSLATED, message_html, pair_from_api, pair_from_state, pair_on_screen,
-                              whole_number, with_notices)
+from tabs.pair_views import (
+    CIRCUITS_CSS,
+    PLOT_TITLES,
+    CircuitsInputError,
+    Pair,
+    bar,
+    chip,
+    generation_config,
+    NOT_TRANSLATED,
+    message_html,
+    pair_from_api,
+    pair_from_state,
+    pair_on_screen,
+    whole_number,
+    with_notices,
+)
 from translation_engine import ModelBundle
 
 TAB_TITLE = "Circuits"
@@ -84,11 +106,13 @@ before it is added to the stream. Large writes change the stream a lot; near-zer
 leaves that position alone.
 """
 
+
 # --- head labels -----------------------------------------------------------------------------------------
 def head_choices(model, family: str) -> list[tuple[str, str]]:
     """(shown text, label) of every head of one family, for a CheckboxGroup: ("L1 H2", "enc L1 H2")."""
-    return [(f"L{layer + 1} H{head + 1}", head_label(family, layer, head))
-            for _, layer, head in all_heads(model, (family,))]
+    return [
+        (f"L{layer + 1} H{head + 1}", head_label(family, layer, head)) for _, layer, head in all_heads(model, (family,))
+    ]
 
 
 def parse_head_labels(model, labels) -> list[tuple[str, int, int]]:
@@ -117,8 +141,14 @@ def parse_head_labels(model, labels) -> list[tuple[str, int, int]]:
 def ablation(bundle: ModelBundle, pair: Pair, heads, beam_size=None, max_new_tokens=None) -> AblationResult:
     """`run_ablation` on the pair, re-translating with the Space's decoding settings."""
     parsed = parse_head_labels(bundle.model, heads)
-    return run_ablation(bundle.model, bundle.tokenizer, pair.source_ids, parsed, translation=pair.target_ids,
-                        generation_config=generation_config(bundle, beam_size, max_new_tokens))
+    return run_ablation(
+        bundle.model,
+        bundle.tokenizer,
+        pair.source_ids,
+        parsed,
+        translation=pair.target_ids,
+        generation_config=generation_config(bundle, beam_size, max_new_tokens),
+    )
 
 
 def importance(bundle: ModelBundle, pair: Pair) -> HeadImportance:
@@ -139,31 +169,54 @@ def stream(bundle: ModelBundle, pair: Pair) -> ResidualStream:
 
 def importance_image(result: HeadImportance) -> np.ndarray:
     """One layer x head grid per family, coloured by the drop (shared scale centred on 0), values printed."""
-    return head_values_image({family: grid["drop"] for family, grid in result.grids.items()}, PLOT_TITLES,
-                             "drop in log p", f"log p(translation) = {result.logprob:.2f} with every head on")
+    return head_values_image(
+        {family: grid["drop"] for family, grid in result.grids.items()},
+        PLOT_TITLES,
+        "drop in log p",
+        f"log p(translation) = {result.logprob:.2f} with every head on",
+    )
 
 
 def residual_image(result: ResidualStream) -> np.ndarray:
     """Two heatmaps (encoder, decoder): rows = sub-layers, columns = positions, colour = norm of the write."""
-    sides = [("Encoder", result.source_tokens, result.encoder, (("self_attn", "self-attn"), ("ffn", "FFN"))),
-             ("Decoder", result.input_tokens, result.decoder,
-              (("self_attn", "self-attn"), ("cross_attn", "cross-attn"), ("ffn", "FFN")))]
+    sides = [
+        ("Encoder", result.source_tokens, result.encoder, (("self_attn", "self-attn"), ("ffn", "FFN"))),
+        (
+            "Decoder",
+            result.input_tokens,
+            result.decoder,
+            (("self_attn", "self-attn"), ("cross_attn", "cross-attn"), ("ffn", "FFN")),
+        ),
+    ]
     columns = max(len(result.source_tokens), len(result.input_tokens))
     rows = [len(layers) * len(names) for _, _, layers, names in sides]
-    fig = Figure(figsize=(float(np.clip(2.6 + 0.42 * columns, 7.0, 18.0)), 2.2 + 0.3 * sum(rows)), dpi=DPI,
-                 layout="constrained")
+    fig = Figure(
+        figsize=(float(np.clip(2.6 + 0.42 * columns, 7.0, 18.0)), 2.2 + 0.3 * sum(rows)), dpi=DPI, layout="constrained"
+    )
     axes = fig.subplots(2, 1, height_ratios=rows)
     for ax, (side, tokens, layers, names) in zip(axes, sides):
         labels = [f"L{layer['layer'] + 1} {shown}" for layer in layers for _, shown in names]
         norms = np.asarray([layer[key] for layer in layers for key, _ in names], dtype=np.float32)
         # Square-root colour scale: a few very large writes (often at </s> or <s>) would leave the rest dark.
-        image = ax.imshow(norms, cmap=CMAP, norm=PowerNorm(0.5, vmin=0.0, vmax=max(float(norms.max()), 1e-6)),
-                          aspect="auto", interpolation="nearest")
+        image = ax.imshow(
+            norms,
+            cmap=CMAP,
+            norm=PowerNorm(0.5, vmin=0.0, vmax=max(float(norms.max()), 1e-6)),
+            aspect="auto",
+            interpolation="nearest",
+        )
         if len(tokens) <= ANNOTATE_MAX_COLUMNS:
             top = float(norms.max())
             for (row, col), value in np.ndenumerate(norms):
-                ax.text(col, row, f"{value:.1f}" if value < 10 else f"{value:.0f}", ha="center", va="center",
-                        fontsize=7, color="black" if value > 0.35 * top else "white")
+                ax.text(
+                    col,
+                    row,
+                    f"{value:.1f}" if value < 10 else f"{value:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if value > 0.35 * top else "white",
+                )
         ax.set_xticks(range(len(tokens)), [plot_label(t) for t in tokens], rotation=90, fontsize=8)
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         reads = "source token" if side == "Encoder" else "token the decoder reads"
@@ -185,10 +238,16 @@ def context_html(bundle: ModelBundle, pair: Pair) -> str:
 def ablation_html(result: AblationResult) -> tuple[str, str]:
     """The summary (which heads, the log-prob before and after, the change) and the per-token table."""
     heads = [head_label(*h) for h in result.heads]
-    switched = (f"Switched off {len(heads)} head{'s' if len(heads) != 1 else ''}: " + " ".join(map(chip, heads))
-                if heads else "No head switched off: this is the normal model.")
-    changed = ('<div class="changed">The translation changed.</div>' if result.changed
-               else '<div class="ok">The translation did not change.</div>')
+    switched = (
+        f"Switched off {len(heads)} head{'s' if len(heads) != 1 else ''}: " + " ".join(map(chip, heads))
+        if heads
+        else "No head switched off: this is the normal model."
+    )
+    changed = (
+        '<div class="changed">The translation changed.</div>'
+        if result.changed
+        else '<div class="ok">The translation did not change.</div>'
+    )
     summary = (
         f"<div>{switched}</div>{changed}"
         '<table class="circuits">'
@@ -205,11 +264,14 @@ def ablation_html(result: AblationResult) -> tuple[str, str]:
         f'<tr><td class="num">{t}</td><td>{chip(token)}</td><td class="num">{on:.2f}</td>'
         f'<td class="num">{off:.2f}</td><td class="num">{d:+.2f}</td><td>{bar(d, scale)}</td></tr>'
         for t, (token, on, off, d) in enumerate(
-            zip(result.translation_tokens, result.token_logprobs, result.ablated_token_logprobs, deltas))
+            zip(result.translation_tokens, result.token_logprobs, result.ablated_token_logprobs, deltas)
+        )
     )
-    per_token = ('<div><b>Per token</b> (log p of each token of the original translation)</div>'
-                 '<table class="circuits"><tr><th>#</th><th>token</th><th>heads on</th><th>off</th><th>change</th>'
-                 f"<th></th></tr>{rows}</table>")
+    per_token = (
+        "<div><b>Per token</b> (log p of each token of the original translation)</div>"
+        '<table class="circuits"><tr><th>#</th><th>token</th><th>heads on</th><th>off</th><th>change</th>'
+        f"<th></th></tr>{rows}</table>"
+    )
     return summary, per_token
 
 
@@ -232,7 +294,7 @@ def ranking_html(result: HeadImportance, shown: int = RANKED_SHOWN) -> str:
         "<th>|∂L/∂ξ|</th><th>its rank</th></tr>"
         f"{rows}</table>"
         f'<div class="small">Gradient importance (Michel et al. 2019): |∂L/∂ξ| for a gate ξ = 1 on each head, '
-        f'all heads in one backward pass. Rank correlation with the ablation drops: Spearman ρ = '
+        f"all heads in one backward pass. Rank correlation with the ablation drops: Spearman ρ = "
         f'<span id="importance-rho" data-rho="{result.rank_correlation!r}">{result.rank_correlation:+.2f}</span>.'
         f"</div>"
         f'<div class="small">{len(result.ranking)} ablations in {result.seconds:.2f} s</div>'
@@ -242,8 +304,10 @@ def ranking_html(result: HeadImportance, shown: int = RANKED_SHOWN) -> str:
 def lens_html(result: LogitLens) -> str:
     """Rows: target positions; columns: decoder layers; each cell the top tokens, the correct one marked."""
     n = len(result.layers)
-    header = "".join(f"<th>after layer {layer['layer'] + 1}{' (= output)' if i == n - 1 else ''}</th>"
-                     for i, layer in enumerate(result.layers))
+    header = "".join(
+        f"<th>after layer {layer['layer'] + 1}{' (= output)' if i == n - 1 else ''}</th>"
+        for i, layer in enumerate(result.layers)
+    )
     rows = []
     for t in range(len(result.target_tokens)):
         cells = []
@@ -254,12 +318,18 @@ def lens_html(result: LogitLens) -> str:
                 f"</bdi> {c['prob']:.2g}</div>"
                 for c in position["top"]
             )
-            cells.append(f'<td>{candidates}<div class="small">correct: p = {position["target_prob"]:.2g}, '
-                         f'rank {position["target_rank"]}</div></td>')
-        rows.append(f'<tr><td class="num">{t}</td><td>{chip(result.input_tokens[t])}</td>'
-                    f'<td>{chip(result.target_tokens[t])}</td>{"".join(cells)}</tr>')
-    return ('<div class="lens-wrap"><table class="circuits" id="lens-table"><tr><th>#</th><th>reads</th>'
-            f'<th>should predict</th>{header}</tr>{"".join(rows)}</table></div>')
+            cells.append(
+                f'<td>{candidates}<div class="small">correct: p = {position["target_prob"]:.2g}, '
+                f"rank {position['target_rank']}</div></td>"
+            )
+        rows.append(
+            f'<tr><td class="num">{t}</td><td>{chip(result.input_tokens[t])}</td>'
+            f"<td>{chip(result.target_tokens[t])}</td>{''.join(cells)}</tr>"
+        )
+    return (
+        '<div class="lens-wrap"><table class="circuits" id="lens-table"><tr><th>#</th><th>reads</th>'
+        f"<th>should predict</th>{header}</tr>{''.join(rows)}</table></div>"
+    )
 
 
 def residual_caption(result: ResidualStream) -> str:
@@ -393,8 +463,12 @@ def build(bundle: ModelBundle, shared) -> None:
     gr.Markdown(ABLATION_HELP)
     with gr.Row():
         pickers = [
-            gr.CheckboxGroup(head_choices(model, family), label=FAMILY_NAMES[family], show_select_all=True,
-                             elem_id=f"ablate-{FAMILY_TAGS[family]}")
+            gr.CheckboxGroup(
+                head_choices(model, family),
+                label=FAMILY_NAMES[family],
+                show_select_all=True,
+                elem_id=f"ablate-{FAMILY_TAGS[family]}",
+            )
             for family in FAMILIES
         ]
     ablate_button = gr.Button("Switch these heads off and re-translate", variant="primary", elem_id="ablate-btn")
@@ -413,9 +487,15 @@ def build(bundle: ModelBundle, shared) -> None:
         top_button = gr.Button("Switch off the top heads (ablation above)", elem_id="ablate-top-btn")
     with gr.Row():
         with gr.Column(scale=3):
-            grid = gr.Image(label="Drop in log p when each head alone is off", type="numpy", format="png",
-                            interactive=False, elem_id="importance-grid", show_label=False,
-                            buttons=["download", "fullscreen"])
+            grid = gr.Image(
+                label="Drop in log p when each head alone is off",
+                type="numpy",
+                format="png",
+                interactive=False,
+                elem_id="importance-grid",
+                show_label=False,
+                buttons=["download", "fullscreen"],
+            )
         with gr.Column(scale=2):
             ranking = gr.HTML(elem_id="importance-ranking", css_template=CIRCUITS_CSS)
 
@@ -426,8 +506,15 @@ def build(bundle: ModelBundle, shared) -> None:
 
     gr.Markdown("### 4 · Residual stream")
     gr.Markdown(RESIDUAL_HELP)
-    residual = gr.Image(label="Size of what each sub-layer writes", type="numpy", format="png", interactive=False,
-                        elem_id="residual-stream", show_label=False, buttons=["download", "fullscreen"])
+    residual = gr.Image(
+        label="Size of what each sub-layer writes",
+        type="numpy",
+        format="png",
+        interactive=False,
+        elem_id="residual-stream",
+        show_label=False,
+        buttons=["download", "fullscreen"],
+    )
     residual_note = gr.HTML(elem_id="residual-caption", css_template=CIRCUITS_CSS)
 
     on_screen = [shared.source, shared.attention_state]
@@ -456,24 +543,51 @@ def build(bundle: ModelBundle, shared) -> None:
     ablation_views = [original, ablated, summary, per_token]
     ablate_button.click(run_ablation, inputs=ablation_inputs, outputs=ablation_views, **private)
     importance_button.click(rank_heads, inputs=on_screen, outputs=[grid, ranking, ranked], **private)
-    top_button.click(lambda ranked_, count: top_heads_selection(bundle, ranked_, count), inputs=[ranked, top_count],
-                     outputs=pickers, **private).then(
-        run_ablation, inputs=ablation_inputs, outputs=ablation_views, **private)
+    top_button.click(
+        lambda ranked_, count: top_heads_selection(bundle, ranked_, count),
+        inputs=[ranked, top_count],
+        outputs=pickers,
+        **private,
+    ).then(run_ablation, inputs=ablation_inputs, outputs=ablation_views, **private)
     top_k.input(relens, inputs=on_screen + [top_k], outputs=lens_view, trigger_mode="always_last", **private)
     shared.translate_event.then(
-        refresh, inputs=[shared.attention_state, top_k],
-        outputs=[context, lens_view, residual, residual_note, original, ablated, summary, per_token, grid, ranking,
-                 ranked],
-        show_progress="hidden", trigger_mode="always_last", **private,
+        refresh,
+        inputs=[shared.attention_state, top_k],
+        outputs=[
+            context,
+            lens_view,
+            residual,
+            residual_note,
+            original,
+            ablated,
+            summary,
+            per_token,
+            grid,
+            ranking,
+            ranked,
+        ],
+        show_progress="hidden",
+        trigger_mode="always_last",
+        **private,
     )
 
-    def ablate(source: str, heads: list[str], translation: str = "", beam_size: int = bundle.default_num_beams,
-               max_new_tokens: int = bundle.default_max_new_tokens) -> dict:
+    def ablate(
+        source: str,
+        heads: list[str],
+        translation: str = "",
+        beam_size: int = bundle.default_num_beams,
+        max_new_tokens: int = bundle.default_max_new_tokens,
+    ) -> dict:
         """Switch heads off (labels like "cross L1 H2", counted from 1) and re-translate. Scores `translation`
         (default: the model's own) with and without them: `delta` is the change of its log-probability."""
-        return ablation_json(bundle, api_args.text("source", source), api_args.labels("heads", heads, "cross L1 H2"),
-                             api_args.text("translation", translation), api_args.whole_number("beam_size", beam_size),
-                             api_args.whole_number("max_new_tokens", max_new_tokens))
+        return ablation_json(
+            bundle,
+            api_args.text("source", source),
+            api_args.labels("heads", heads, "cross L1 H2"),
+            api_args.text("translation", translation),
+            api_args.whole_number("beam_size", beam_size),
+            api_args.whole_number("max_new_tokens", max_new_tokens),
+        )
 
     def head_importance(source: str, translation: str = "") -> dict:
         """Every head switched off alone: `grids[family]["drop"][layer][head]` (0-based indices) and `ranking`
@@ -483,8 +597,12 @@ def build(bundle: ModelBundle, shared) -> None:
     def logit_lens(source: str, translation: str = "", top_k: int = 5) -> dict:
         """Top tokens and probabilities per target position read from the residual stream after each decoder
         layer (`layers`), and the model's real output (`final`)."""
-        return lens_json(bundle, api_args.text("source", source), api_args.text("translation", translation),
-                         api_args.whole_number("top_k", top_k, "a whole number from 1 to 10"))
+        return lens_json(
+            bundle,
+            api_args.text("source", source),
+            api_args.text("translation", translation),
+            api_args.whole_number("top_k", top_k, "a whole number from 1 to 10"),
+        )
 
     def residual_stream(source: str, translation: str = "") -> dict:
         """Per layer and position, the L2 norm of what each sub-layer writes into the residual stream."""

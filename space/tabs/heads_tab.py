@@ -88,18 +88,27 @@ def load_atlas(bundle: ModelBundle) -> dict | None:
         return None
     atlas = _read(path, os.path.getmtime(path))
     names = {record.get("name") for record in atlas.get("heads", [])}
-    missing = [head_label(f, layer, h) for f in FAMILIES for layer in range(grid_shape(bundle.model, f)[0])
-               for h in range(grid_shape(bundle.model, f)[1]) if head_label(f, layer, h) not in names]
+    missing = [
+        head_label(f, layer, h)
+        for f in FAMILIES
+        for layer in range(grid_shape(bundle.model, f)[0])
+        for h in range(grid_shape(bundle.model, f)[1])
+        if head_label(f, layer, h) not in names
+    ]
     if missing:
-        raise ValueError(f"{path} does not describe this model: it has no record for {', '.join(missing[:4])}. "
-                         "Compute it again with `python -m training.head_atlas` on this model folder.")
+        raise ValueError(
+            f"{path} does not describe this model: it has no record for {', '.join(missing[:4])}. "
+            "Compute it again with `python -m training.head_atlas` on this model folder."
+        )
     return atlas
 
 
 def no_atlas_message(bundle: ModelBundle) -> str:
     where = bundle.ref or "the model folder"
-    return (f"This model has no head atlas. Compute it with `python -m training.head_atlas {where}` (it writes "
-            f"{ATLAS_FILE} into the folder), then restart the Space.")
+    return (
+        f"This model has no head atlas. Compute it with `python -m training.head_atlas {where}` (it writes "
+        f"{ATLAS_FILE} into the folder), then restart the Space."
+    )
 
 
 def _records(atlas: dict) -> dict:
@@ -113,7 +122,7 @@ def importance_level(atlas: dict, record: dict) -> int:
 
 
 def role_codes(record: dict) -> str:
-    """"P S": the codes of the head's roles ("–" for none)."""
+    """ "P S": the codes of the head's roles ("–" for none)."""
     return " ".join(ROLE_CODES[role] for role in record["roles"] if role in ROLE_CODES) or "–"
 
 
@@ -132,10 +141,13 @@ def grid_html(bundle: ModelBundle, atlas: dict) -> str:
                 cells.append(
                     f'<td class="head imp-{importance_level(atlas, record)}" data-head="{escape(record["name"])}" '
                     f'title="{escape(record["name"])}: importance rank {record["importance_rank"]}">'
-                    f"{escape(role_codes(record))}<br><span class='rank'>#{record['importance_rank']}</span></td>")
+                    f"{escape(role_codes(record))}<br><span class='rank'>#{record['importance_rank']}</span></td>"
+                )
             rows.append(f"<tr><th>L{layer + 1}</th>{''.join(cells)}</tr>")
-        tables.append(f"<div><b>{escape(FAMILY_TITLES[family])}</b><table class='atlas-grid'><tr><th></th>{header}"
-                      f"</tr>{''.join(rows)}</table></div>")
+        tables.append(
+            f"<div><b>{escape(FAMILY_TITLES[family])}</b><table class='atlas-grid'><tr><th></th>{header}"
+            f"</tr>{''.join(rows)}</table></div>"
+        )
     return f'<div class="families">{"".join(tables)}</div>'
 
 
@@ -150,17 +162,34 @@ def _share_rows(record: dict, thresholds: dict) -> str:
 
     if "positional" in shares:
         offset = shares.get("positional_offset")
-        where = "the same position" if offset == 0 else f"{abs(offset)} position{'s' if abs(offset) != 1 else ''} " \
-            f"{'before' if offset < 0 else 'after'}" if offset is not None else ""
-        row("positional: strongest weight on one relative position", shares["positional"],
-            f"{where}; role from {thresholds.get('positional', 0.9):.0%}")
+        where = (
+            "the same position"
+            if offset == 0
+            else f"{abs(offset)} position{'s' if abs(offset) != 1 else ''} {'before' if offset < 0 else 'after'}"
+            if offset is not None
+            else ""
+        )
+        row(
+            "positional: strongest weight on one relative position",
+            shares["positional"],
+            f"{where}; role from {thresholds.get('positional', 0.9):.0%}",
+        )
     if "diagonal" in shares:
-        row("diagonal: source position follows the target position", shares["diagonal"],
-            f"role from {thresholds.get('diagonal', 0.5):.0%}")
-    row("rare-word: strongest weight on the rarest token", shares.get("rare_word"),
-        f"chance {shares.get('rare_word_chance') or 0:.1%}; role from {thresholds.get('rare-word', 0.5):.0%}")
-    row("sink: weight on </s> or punctuation", shares.get("sink"),
-        f"chance {shares.get('sink_chance') or 0:.1%}; role from {thresholds.get('sink', 0.5):.0%}")
+        row(
+            "diagonal: source position follows the target position",
+            shares["diagonal"],
+            f"role from {thresholds.get('diagonal', 0.5):.0%}",
+        )
+    row(
+        "rare-word: strongest weight on the rarest token",
+        shares.get("rare_word"),
+        f"chance {shares.get('rare_word_chance') or 0:.1%}; role from {thresholds.get('rare-word', 0.5):.0%}",
+    )
+    row(
+        "sink: weight on </s> or punctuation",
+        shares.get("sink"),
+        f"chance {shares.get('sink_chance') or 0:.1%}; role from {thresholds.get('sink', 0.5):.0%}",
+    )
     return "".join(rows)
 
 
@@ -184,8 +213,10 @@ def pruning_caption(atlas: dict) -> str:
     full recipe (settings, tokenisation, the reference file's path on the machine that made it)."""
     decoding = str(atlas.get("decoding", "greedy")).split("(")[0].split(",")[0].strip() or "greedy"
     metric = str(atlas.get("metric", "BLEU")).split("(")[0].split()[0] if atlas.get("metric") else "BLEU"
-    return (f"**Pruning heads**: the least important first, switched off by zeroing their output; {decoding} "
-            f"decoding, {metric} on {atlas.get('sentences', '?')} sentences of the {atlas.get('split', 'val')} split")
+    return (
+        f"**Pruning heads**: the least important first, switched off by zeroing their output; {decoding} "
+        f"decoding, {metric} on {atlas.get('sentences', '?')} sentences of the {atlas.get('split', 'val')} split"
+    )
 
 
 def card_html(atlas: dict, name: str) -> str:
@@ -197,10 +228,12 @@ def card_html(atlas: dict, name: str) -> str:
     family_share = pruned_at(atlas, record, record["family"])
     all_share = pruned_at(atlas, record, "all")
     order = record["pruning_order"]
-    pruning = (f"pruned {ordinal(order['family'])} in its family (at {family_share:.0%} of it) and "
-               f"{ordinal(order['all'])} of all {n} heads (at {all_share:.0%})"
-               if family_share is not None and all_share is not None else
-               f"pruned {ordinal(order['family'])} in its family, {ordinal(order['all'])} of all {n} heads")
+    pruning = (
+        f"pruned {ordinal(order['family'])} in its family (at {family_share:.0%} of it) and "
+        f"{ordinal(order['all'])} of all {n} heads (at {all_share:.0%})"
+        if family_share is not None and all_share is not None
+        else f"pruned {ordinal(order['family'])} in its family, {ordinal(order['all'])} of all {n} heads"
+    )
     return (
         f'<div id="head-card" data-name="{escape(name)}"><h3>{escape(name)} · '
         f"{escape(FAMILY_TITLES[record['family']])}, layer {record['layer'] + 1}, head {record['head'] + 1}</h3>"
@@ -227,9 +260,14 @@ def example_map(bundle: ModelBundle, atlas: dict, name: str):
     data = _example_attention(bundle)
     family = record["family"]
     rows, columns = FAMILY_SIDES[family]
-    return heatmap_image(data.matrix(family, record["layer"], record["head"]), data.query_tokens(family),
-                         data.key_tokens(family), f"{name} on an example sentence",
-                         row_axis=f"{rows} token", col_axis=f"{columns} token")
+    return heatmap_image(
+        data.matrix(family, record["layer"], record["head"]),
+        data.query_tokens(family),
+        data.key_tokens(family),
+        f"{name} on an example sentence",
+        row_axis=f"{rows} token",
+        col_axis=f"{columns} token",
+    )
 
 
 def head_outputs(bundle: ModelBundle, name: str):
@@ -248,20 +286,38 @@ def build(bundle: ModelBundle, shared) -> None:
     if atlas is None:
         gr.HTML(status_html([no_atlas_message(bundle)]), elem_id="atlas-missing")
         return
-    grid = gr.HTML("", html_template="${grid}", css_template=HEADS_CSS, js_on_load=PICK_HEAD_JS,
-                   grid=grid_html(bundle, atlas), elem_id="atlas-grid")
+    grid = gr.HTML(
+        "",
+        html_template="${grid}",
+        css_template=HEADS_CSS,
+        js_on_load=PICK_HEAD_JS,
+        grid=grid_html(bundle, atlas),
+        elem_id="atlas-grid",
+    )
     with gr.Row():
         with gr.Column(scale=2):
-            card = gr.HTML(status_html(["Click a head for its card."]), elem_id="head-card-view",
-                           css_template=HEADS_CSS)
+            card = gr.HTML(
+                status_html(["Click a head for its card."]), elem_id="head-card-view", css_template=HEADS_CSS
+            )
         with gr.Column(scale=3):
-            example = gr.Image(label="Where it attends on an example sentence", type="numpy", format="png",
-                               interactive=False, elem_id="head-example", show_label=False,
-                               buttons=["download", "fullscreen"])
+            example = gr.Image(
+                label="Where it attends on an example sentence",
+                type="numpy",
+                format="png",
+                interactive=False,
+                elem_id="head-example",
+                show_label=False,
+                buttons=["download", "fullscreen"],
+            )
     figure = os.path.join(bundle.ref, PRUNING_FIGURE)
     if os.path.isfile(figure):
         gr.Markdown(escape(pruning_caption(atlas)), elem_id="atlas-pruning-caption")
-        gr.Image(figure, type="filepath", interactive=False, show_label=False, elem_id="atlas-pruning",
-                 buttons=["download", "fullscreen"])
-    grid.click(lambda name: head_outputs(bundle, name), inputs=grid, outputs=[card, example],
-               api_visibility="private")
+        gr.Image(
+            figure,
+            type="filepath",
+            interactive=False,
+            show_label=False,
+            elem_id="atlas-pruning",
+            buttons=["download", "fullscreen"],
+        )
+    grid.click(lambda name: head_outputs(bundle, name), inputs=grid, outputs=[card, example], api_visibility="private")

@@ -12,10 +12,14 @@ from translation_engine import EMPTY_MESSAGE, ModelBundle
 
 PLOT_TITLES = {"encoder": "enc (encoder self)", "decoder": "dec-self (masked)", "cross": "cross (dec → enc)"}
 
-NOT_TRANSLATED = ("Nothing translated yet: translate a sentence on the “Translate & attention” tab; this tab "
-                  "works on that translation.")
+NOT_TRANSLATED = (
+    "Nothing translated yet: translate a sentence on the “Translate & attention” tab; this tab "
+    "works on that translation."
+)
 STALE = "The source sentence has changed since it was translated: press Translate again."
-CIRCUITS_CSS = TOKEN_CSS + """
+CIRCUITS_CSS = (
+    TOKEN_CSS
+    + """
 table.circuits { border-collapse: collapse; font-size: 0.88em; }
 table.circuits td, table.circuits th { padding: 3px 8px; border-bottom: 1px solid rgba(148, 163, 184, 0.35);
        text-align: left; vertical-align: top; }
@@ -30,6 +34,7 @@ table.circuits td.num { text-align: right; font-family: ui-monospace, monospace;
 .cand.hit { background: rgba(34, 197, 94, 0.25); border-radius: 3px; font-weight: 700; }
 .small { opacity: 0.7; font-size: 0.85em; }
 """
+)
 
 
 class CircuitsInputError(ValueError):
@@ -89,8 +94,9 @@ def pair_from_api(bundle: ModelBundle, source, translation="", beam_size=None, m
         raise CircuitsInputError(EMPTY_MESSAGE)
     text = str(translation or "")
     if not text.strip():
-        ids = generate_ids(bundle.model, prepared.input_ids,
-                           generation_config=generation_config(bundle, beam_size, max_new_tokens))
+        ids = generate_ids(
+            bundle.model, prepared.input_ids, generation_config=generation_config(bundle, beam_size, max_new_tokens)
+        )
         return Pair(prepared.input_ids, ids, prepared.notices)
     try:
         ids = bundle.target_ids(text)  # valid text, at most the model's output length

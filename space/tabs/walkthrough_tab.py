@@ -52,7 +52,9 @@ of values, then the heads put back together. Every number is the model's own, fr
 sentence and its translation. The tab follows the sentence you translate on the first tab, or type one here.
 """
 
-WALKTHROUGH_CSS = TOKEN_CSS + """
+WALKTHROUGH_CSS = (
+    TOKEN_CSS
+    + """
 .wt-step { border: 1px solid rgba(148, 163, 184, 0.45); border-radius: 8px; padding: 8px 12px; margin: 8px 0; }
 .wt-step h3 { margin: 2px 0 6px; font-size: 1.05em; }
 .wt-step p { margin: 4px 0 8px; max-width: 75em; }
@@ -75,6 +77,7 @@ ul.wt-texts { list-style: none; padding-left: 0; }  /* the titles carry the step
 .wt-error { padding: 6px 10px; border-radius: 6px; background: rgba(239, 68, 68, 0.12);
        border: 1px solid rgba(239, 68, 68, 0.5); margin: 4px 0; }
 """
+)
 
 
 # --- the sentence pair ------------------------------------------------------------------------------------
@@ -94,13 +97,21 @@ def make_pair(bundle: ModelBundle, sentence, translation=None) -> dict:
     translation = "" if translation is None else str(translation)
     if translation.strip():
         target = bundle.target_ids(translation)
-        return {"source_ids": source.input_ids, "target": target, "translation": translation.strip(),
-                "notices": source.notices}
+        return {
+            "source_ids": source.input_ids,
+            "target": target,
+            "translation": translation.strip(),
+            "notices": source.notices,
+        }
     result = bundle.translate(source.text, with_attention=False)
     # The cleaned text is translated, so the notices about cleaning it come from `source`.
     notices = source.notices + [n for n in result.notices if n not in source.notices]
-    return {"source_ids": source.input_ids, "target": result.decoder_ids, "translation": result.text,
-            "notices": notices}
+    return {
+        "source_ids": source.input_ids,
+        "target": result.decoder_ids,
+        "translation": result.text,
+        "notices": notices,
+    }
 
 
 def pair_from_main_tab(translation, attention_state) -> dict | None:
@@ -112,18 +123,39 @@ def pair_from_main_tab(translation, attention_state) -> dict | None:
     """
     if not attention_state:
         return None
-    return {"source_ids": list(attention_state["source_ids"]), "target": list(attention_state["decoder_ids"]),
-            "translation": attention_state.get("translation", translation or ""),
-            "sentence": attention_state.get("source"), "notices": list(attention_state.get("notices", [])),
-            "key": attention_state.get("key")}
+    return {
+        "source_ids": list(attention_state["source_ids"]),
+        "target": list(attention_state["decoder_ids"]),
+        "translation": attention_state.get("translation", translation or ""),
+        "sentence": attention_state.get("source"),
+        "notices": list(attention_state.get("notices", [])),
+        "key": attention_state.get("key"),
+    }
 
 
-def run_walkthrough(bundle: ModelBundle, pair: dict, kind: str, layer: int, head: int,
-                    position: int | None = None, token: str | None = None) -> wt.Walkthrough:
+def run_walkthrough(
+    bundle: ModelBundle,
+    pair: dict,
+    kind: str,
+    layer: int,
+    head: int,
+    position: int | None = None,
+    token: str | None = None,
+) -> wt.Walkthrough:
     """`encdec_lens.walkthrough.walkthrough` on the bundle's model for a pair from `make_pair` (0-based layer
     and head): the numbers; `walkthrough_text.explain` adds the words."""
-    return wt.walkthrough(bundle.model, bundle.tokenizer, pair["source_ids"], pair["target"], kind=kind,
-                          layer=layer, head=head, position=position, token=token, n_first=N_FIRST)
+    return wt.walkthrough(
+        bundle.model,
+        bundle.tokenizer,
+        pair["source_ids"],
+        pair["target"],
+        kind=kind,
+        layer=layer,
+        head=head,
+        position=position,
+        token=token,
+        n_first=N_FIRST,
+    )
 
 
 # --- HTML of the steps ------------------------------------------------------------------------------------
@@ -154,8 +186,10 @@ def _bar(weight: float, masked: bool = False, width: int = 160) -> str:
 
 
 def _card(step: TitledStep, body: str, title: str | None = None) -> str:
-    return (f'<section class="wt-step" id="wt-step-{step.id}"><h3>{escape(title or step.title)}</h3>'
-            f"<p>{escape(step.text)}</p>{body}</section>")
+    return (
+        f'<section class="wt-step" id="wt-step-{step.id}"><h3>{escape(title or step.title)}</h3>'
+        f"<p>{escape(step.text)}</p>{body}</section>"
+    )
 
 
 def _shape(dims) -> str:
@@ -173,8 +207,8 @@ def summary_html(told: Explanation, notices=()) -> str:
         f"layer {result.layer + 1} of {s['encoder_layers'] if result.kind == 'encoder' else s['decoder_layers']} · "
         f"head {result.head + 1} of {s['heads']}</div>"
         f'<div class="wt-dim">This model: d_model = {s["d_model"]}, h = {s["heads"]} heads of d_k = {s["d_k"]}, '
-        f'd_ff = {s["d_ff"]}, {s["encoder_layers"]} encoder + {s["decoder_layers"]} decoder layers, vocabulary '
-        f'{s["vocab"]:,}, {norm}. Source: {s["source_length"]} tokens; translation: {s["target_length"]} tokens '
+        f"d_ff = {s['d_ff']}, {s['encoder_layers']} encoder + {s['decoder_layers']} decoder layers, vocabulary "
+        f"{s['vocab']:,}, {norm}. Source: {s['source_length']} tokens; translation: {s['target_length']} tokens "
         "as the decoder reads them.</div>"
     )
     return "".join(parts)
@@ -208,22 +242,28 @@ def attention_table_html(told: Explanation) -> str:
     for j, row in enumerate(weighted.data["rows"]):
         cls = "masked" if row["masked"] else ("top" if j == top else "")
         if row["masked"]:
-            cells = (f'<td class="num">{raw[j]:.3f}</td><td class="num">−∞ (masked)</td>'
-                     f'<td class="num w">0 (masked)</td><td>{_bar(0.0, masked=True)}</td><td></td>')
+            cells = (
+                f'<td class="num">{raw[j]:.3f}</td><td class="num">−∞ (masked)</td>'
+                f'<td class="num w">0 (masked)</td><td>{_bar(0.0, masked=True)}</td><td></td>'
+            )
         else:
-            cells = (f'<td class="num">{raw[j]:.3f}</td><td class="num">{sc[j]:.3f}</td>'
-                     f'<td class="num w">{row["weight"]:.4f}</td><td>{_bar(row["weight"])}</td>'
-                     f'<td>{_vector(row["weighted"])}</td>')
+            cells = (
+                f'<td class="num">{raw[j]:.3f}</td><td class="num">{sc[j]:.3f}</td>'
+                f'<td class="num w">{row["weight"]:.4f}</td><td>{_bar(row["weight"])}</td>'
+                f"<td>{_vector(row['weighted'])}</td>"
+            )
         rows.append(f'<tr class="{cls}"><td>{_tok(row["token"], j)}</td>{cells}</tr>')
-    header = ("<tr><th>key token</th><th>4. q · k</th><th>5. ÷ √d_k</th><th>6. softmax</th><th></th>"
-              "<th>7. weight × value</th></tr>")
+    header = (
+        "<tr><th>key token</th><th>4. q · k</th><th>5. ÷ √d_k</th><th>6. softmax</th><th></th>"
+        "<th>7. weight × value</th></tr>"
+    )
     texts = "".join(f"<li><b>{escape(s.title)}.</b> {escape(s.text)}</li>" for s in (scores, scaled, softmax))
     z = weighted.data["z"]
     return (
         f'<section class="wt-step" id="wt-step-attention"><h3>4–7. Scores, softmax, weighted values, z</h3>'
-        f"<ul class=\"wt-texts\">{texts}<li><b>{escape(weighted.title)}.</b> {escape(weighted.text)}</li></ul>"
+        f'<ul class="wt-texts">{texts}<li><b>{escape(weighted.title)}.</b> {escape(weighted.text)}</li></ul>'
         f'<table class="wt" id="wt-weights">{header}{"".join(rows)}</table>'
-        f'<p><b>z</b> = Σ weight × value = {_vector(z)}</p></section>'
+        f"<p><b>z</b> = Σ weight × value = {_vector(z)}</p></section>"
     )
 
 
@@ -244,7 +284,7 @@ def multi_head_html(told: Explanation) -> str:
     )
     body = (
         f'<table class="wt"><tr><th>head</th><th>attends most to</th><th>weight</th><th>z (this token)</th></tr>'
-        f"{rows}</table><p class=\"wt-num\">{escape(shapes)}</p>"
+        f'{rows}</table><p class="wt-num">{escape(shapes)}</p>'
         + _vector_rows([("concatenated heads", d["concat"]), ("× W^O = attention output", d["output"])])
     )
     return _card(step, body)
@@ -254,8 +294,11 @@ def residual_html(told: Explanation) -> str:
     """Step 9: residual add, then layer norm (post-LN), or the sum going on as it is (pre-LN)."""
     step = told.step("residual_layer_norm")
     d = step.data
-    rows = [("x (entering the block)", d["residual"]), ("+ attention output", d["attention_output"]),
-            ("= sum", d["sum"])]
+    rows = [
+        ("x (entering the block)", d["residual"]),
+        ("+ attention output", d["attention_output"]),
+        ("= sum", d["sum"]),
+    ]
     if not d["pre_ln"]:
         rows.append(("LayerNorm(sum): the block's output", d["output"]))
     return _card(step, _vector_rows(rows))
@@ -299,19 +342,25 @@ def steps_html(told: Explanation) -> str:
         qkv_note = ""
     else:
         qkv_rows = [("q = x W^Q", q["query"])]
-        qkv_note = (f"<p>Keys and values: one of each per source token, from the encoder's output "
-                    f"({_shape(q['shapes']['K'])} each; their norms are "
-                    + ", ".join(f"{n:.2f}" for n in q["key_norms"]) + " and "
-                    + ", ".join(f"{n:.2f}" for n in q["value_norms"]) + ").</p>")
-    return "".join([
-        _card(layer_input, _vector_rows(inputs)),
-        _card(qkv, _vector_rows(qkv_rows) + qkv_note),
-        attention_table_html(told),
-        multi_head_html(told),
-        residual_html(told),
-        rest_html(told),
-        output_html(told),
-    ])
+        qkv_note = (
+            f"<p>Keys and values: one of each per source token, from the encoder's output "
+            f"({_shape(q['shapes']['K'])} each; their norms are "
+            + ", ".join(f"{n:.2f}" for n in q["key_norms"])
+            + " and "
+            + ", ".join(f"{n:.2f}" for n in q["value_norms"])
+            + ").</p>"
+        )
+    return "".join(
+        [
+            _card(layer_input, _vector_rows(inputs)),
+            _card(qkv, _vector_rows(qkv_rows) + qkv_note),
+            attention_table_html(told),
+            multi_head_html(told),
+            residual_html(told),
+            rest_html(told),
+            output_html(told),
+        ]
+    )
 
 
 def error_html(message: str) -> str:
@@ -360,7 +409,10 @@ class View:
             gr.update(choices=self.layer_choices, value=self.layer),
             gr.update(choices=self.head_choices, value=self.head),
             gr.update(choices=self.token_choices, value=self.token),
-            self.summary, self.embedding, self.positions, self.steps,
+            self.summary,
+            self.embedding,
+            self.positions,
+            self.steps,
         )
 
 
@@ -413,11 +465,17 @@ def walkthrough_view(bundle: ModelBundle, pair: dict | None, kind, layer, head, 
     told = explain(result)
     table = result.step("positional_table").data
     return View(
-        layer_choices, str(layer_index + 1), head_choices, str(head_index + 1),
+        layer_choices,
+        str(layer_index + 1),
+        head_choices,
+        str(head_index + 1),
         [(f"{i}: {visible(t)}", _token_value(kind, i)) for i, t in enumerate(result.query_tokens)],
         _token_value(kind, result.position),
-        summary_html(told, pair.get("notices", ())), embedding_html(told),
-        positional_table_image(table["table"], table["highlight"]), steps_html(told), result,
+        summary_html(told, pair.get("notices", ())),
+        embedding_html(told),
+        positional_table_image(table["table"], table["highlight"]),
+        steps_html(told),
+        result,
     )
 
 
@@ -431,8 +489,16 @@ def new_sentence_view(bundle: ModelBundle, sentence, kind, layer, head) -> tuple
     return pair, walkthrough_view(bundle, pair, kind, layer, head, None)
 
 
-def walkthrough_json(bundle: ModelBundle, sentence, kind="encoder", layer=DEFAULT_LAYER, head=DEFAULT_HEAD,
-                     token="", translation="", full_table=False) -> dict:
+def walkthrough_json(
+    bundle: ModelBundle,
+    sentence,
+    kind="encoder",
+    layer=DEFAULT_LAYER,
+    head=DEFAULT_HEAD,
+    token="",
+    translation="",
+    full_table=False,
+) -> dict:
     """The API's answer: every step with its title, text and numbers (`walkthrough_text.Explanation.to_dict`),
     or {"error": ...}.
 
@@ -476,8 +542,10 @@ def opening_view(bundle: ModelBundle) -> tuple[dict, View]:
     layer, head = (link[0], link[1]) if link else (DEFAULT_LAYER, DEFAULT_HEAD)
     view = walkthrough_view(bundle, pair, "encoder", str(layer + 1), str(head + 1), None)
     if link:
-        note = (f"Opened on the encoder head that sends the most attention from “{LINK[0]}” to “{LINK[1]}” in "
-                f"this sentence: layer {layer + 1}, head {head + 1}, with a weight of {link[2]:.1%}.")
+        note = (
+            f"Opened on the encoder head that sends the most attention from “{LINK[0]}” to “{LINK[1]}” in "
+            f"this sentence: layer {layer + 1}, head {head + 1}, with a weight of {link[2]:.1%}."
+        )
         if link[2] < STRONG_LINK:
             note += " No head of this model links the two strongly: attention is not a word-by-word explanation."
         view.summary = f'<div class="wt-summary">{escape(note)}</div>' + view.summary
@@ -492,25 +560,50 @@ def build(bundle: ModelBundle, shared) -> None:
 
     gr.Markdown(INTRO, elem_id="wt-intro")
     with gr.Row():
-        sentence = gr.Textbox(value=wt.DEFAULT_SENTENCE, label="Sentence", lines=2, elem_id="wt-sentence",
-                              max_length=BOX_MAX_CHARS, scale=3,
-                              info=f"At most {BOX_MAX_CHARS:,} characters (the box drops the rest of a longer paste).")
-        translation = gr.Textbox(value=pair["translation"], label="Its translation (what the decoder reads)",
-                                 lines=2, interactive=False, elem_id="wt-translation", scale=3)
+        sentence = gr.Textbox(
+            value=wt.DEFAULT_SENTENCE,
+            label="Sentence",
+            lines=2,
+            elem_id="wt-sentence",
+            max_length=BOX_MAX_CHARS,
+            scale=3,
+            info=f"At most {BOX_MAX_CHARS:,} characters (the box drops the rest of a longer paste).",
+        )
+        translation = gr.Textbox(
+            value=pair["translation"],
+            label="Its translation (what the decoder reads)",
+            lines=2,
+            interactive=False,
+            elem_id="wt-translation",
+            scale=3,
+        )
         run = gr.Button("Walk through", variant="primary", elem_id="wt-run", scale=1)
     with gr.Row():
         kind = gr.Radio(KIND_CHOICES, value="encoder", label="Attention", elem_id="wt-kind", scale=3)
         layer = gr.Radio(first.layer_choices, value=first.layer, label="Layer", elem_id="wt-layer", scale=1)
         head = gr.Radio(first.head_choices, value=first.head, label="Head", elem_id="wt-head", scale=1)
-        token = gr.Dropdown(first.token_choices, value=first.token, label="Token (the query)", elem_id="wt-token",
-                            allow_custom_value=False, scale=2)
+        token = gr.Dropdown(
+            first.token_choices,
+            value=first.token,
+            label="Token (the query)",
+            elem_id="wt-token",
+            allow_custom_value=False,
+            scale=2,
+        )
     summary = gr.HTML(first.summary, elem_id="wt-summary", css_template=WALKTHROUGH_CSS)
     with gr.Row():
         with gr.Column(scale=3):
             embedding = gr.HTML(first.embedding, elem_id="wt-embedding", css_template=WALKTHROUGH_CSS)
         with gr.Column(scale=2):
-            positions = gr.Image(first.positions, type="numpy", format="png", interactive=False,
-                                 elem_id="wt-positions", show_label=False, buttons=["download", "fullscreen"])
+            positions = gr.Image(
+                first.positions,
+                type="numpy",
+                format="png",
+                interactive=False,
+                elem_id="wt-positions",
+                show_label=False,
+                buttons=["download", "fullscreen"],
+            )
     steps = gr.HTML(first.steps, elem_id="wt-steps", css_template=WALKTHROUGH_CSS)
     pair_state = gr.State(pair)
     views = [layer, head, token, summary, embedding, positions, steps]
@@ -544,28 +637,54 @@ def build(bundle: ModelBundle, shared) -> None:
         return (sentence_, pair_["translation"] if pair_ else "", pair_, *view.updates())
 
     for trigger in (run.click, sentence.submit):
-        trigger(new_sentence, inputs=[sentence, kind, layer, head], outputs=[translation, pair_state, *views],
-                api_visibility="private", trigger_mode="always_last")
+        trigger(
+            new_sentence,
+            inputs=[sentence, kind, layer, head],
+            outputs=[translation, pair_state, *views],
+            api_visibility="private",
+            trigger_mode="always_last",
+        )
     for picker in (kind, layer, head, token):
-        picker.input(show, inputs=[pair_state, kind, layer, head, token], outputs=views, api_visibility="private",
-                     show_progress="hidden", trigger_mode="always_last")
+        picker.input(
+            show,
+            inputs=[pair_state, kind, layer, head, token],
+            outputs=views,
+            api_visibility="private",
+            show_progress="hidden",
+            trigger_mode="always_last",
+        )
     shared.translate_event.then(
-        follow_main_tab, inputs=[shared.attention_state, kind, layer, head],
-        outputs=[sentence, translation, pair_state, *views], api_visibility="private", show_progress="hidden",
+        follow_main_tab,
+        inputs=[shared.attention_state, kind, layer, head],
+        outputs=[sentence, translation, pair_state, *views],
+        api_visibility="private",
+        show_progress="hidden",
         trigger_mode="always_last",
     )
 
-    def walkthrough_api(sentence: str, kind: str = "encoder", layer: int = DEFAULT_LAYER, head: int = DEFAULT_HEAD,
-                        token: str = "", translation: str = "", full_table: bool = False) -> dict:
+    def walkthrough_api(
+        sentence: str,
+        kind: str = "encoder",
+        layer: int = DEFAULT_LAYER,
+        head: int = DEFAULT_HEAD,
+        token: str = "",
+        translation: str = "",
+        full_table: bool = False,
+    ) -> dict:
         """One attention head step by step for one token, with the model's numbers. kind: encoder, decoder or
         cross; layer, head: 0-based; token: the query token's text (empty: "it", or the middle of the
         translation); translation: the target (empty: the model's own); full_table: also send the whole
         positional-encoding table (else only the query position's row). Returns the steps, or {"error": ...}."""
         return walkthrough_json(
-            bundle, api_args.text("sentence", sentence), api_args.text("kind", kind),
+            bundle,
+            api_args.text("sentence", sentence),
+            api_args.text("kind", kind),
             api_args.whole_number("layer", layer, "a whole number (0-based)"),
-            api_args.whole_number("head", head, "a whole number (0-based)"), api_args.text("token", token),
-            api_args.text("translation", translation), api_args.flag("full_table", full_table))
+            api_args.whole_number("head", head, "a whole number (0-based)"),
+            api_args.text("token", token),
+            api_args.text("translation", translation),
+            api_args.flag("full_table", full_table),
+        )
 
     # Its translation joins the concurrent ones (`ModelBundle.batcher`): one at a time, each would wait for a batch.
     gr.api(walkthrough_api, api_name="walkthrough", concurrency_limit=MAX_BATCH_SENTENCES)

@@ -23,8 +23,24 @@ FAMILY_PHRASES = {
 assert tuple(FAMILY_PHRASES) == FAMILIES
 
 # The API's answer: these fields of the walkthrough, in this order ("steps" with their titles and texts).
-API_FIELDS = ("sentence", "translation", "kind", "kind_label", "layer", "head", "position", "token", "query_tokens",
-              "key_tokens", "source_tokens", "decoder_tokens", "target_tokens", "sizes", "steps", "checks")
+API_FIELDS = (
+    "sentence",
+    "translation",
+    "kind",
+    "kind_label",
+    "layer",
+    "head",
+    "position",
+    "token",
+    "query_tokens",
+    "key_tokens",
+    "source_tokens",
+    "decoder_tokens",
+    "target_tokens",
+    "sizes",
+    "steps",
+    "checks",
+)
 
 
 @dataclass
@@ -54,8 +70,10 @@ class Explanation:
         (`full_table` as in `Walkthrough.to_dict`)."""
         numbers = self.result.to_dict(full_table=full_table)
         numbers["kind_label"] = self.kind_label
-        numbers["steps"] = [{"id": s.id, "title": s.title, "text": s.text, "data": step["data"]}
-                            for s, step in zip(self.steps, numbers["steps"])]
+        numbers["steps"] = [
+            {"id": s.id, "title": s.title, "text": s.text, "data": step["data"]}
+            for s, step in zip(self.steps, numbers["steps"])
+        ]
         return {name: numbers[name] for name in API_FIELDS}
 
 
@@ -74,22 +92,29 @@ def embedding_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
         f"The token {r.token!r} (id {d['token_id']}) is looked up in a table of {s['vocab']} learned vectors of "
         f"d_model = {s['d_model']} numbers and multiplied by sqrt(d_model) = {d['scale']:.2f}. Attention by itself "
         f"has no sense of word order, so a positional encoding for position {d['position']} is added; the sum "
-        "enters the first layer.")
+        "enters the first layer."
+    )
 
 
 def positional_table_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
     if r.sizes["position_embedding_type"] == "learned":
-        text = ("This model learned one position vector per position (Table 3, row E). Each row of the "
-                "picture is one position, each column one of the d_model dimensions.")
+        text = (
+            "This model learned one position vector per position (Table 3, row E). Each row of the "
+            "picture is one position, each column one of the d_model dimensions."
+        )
     elif r.sizes.get("sinusoidal_layout") == "concatenated":
-        text = ("PE(pos, i) = sin(pos / 10000^(2i/d_model)) in the first d_model/2 dimensions and the matching "
-                "cosines in the last d_model/2 (Marian's layout of section 3.5's sinusoids): every dimension is a "
-                "wave of its own wavelength, so every position gets a distinct pattern and nearby positions get "
-                "similar ones. Each row is one position.")
+        text = (
+            "PE(pos, i) = sin(pos / 10000^(2i/d_model)) in the first d_model/2 dimensions and the matching "
+            "cosines in the last d_model/2 (Marian's layout of section 3.5's sinusoids): every dimension is a "
+            "wave of its own wavelength, so every position gets a distinct pattern and nearby positions get "
+            "similar ones. Each row is one position."
+        )
     else:
-        text = ("PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)): "
-                "every dimension is a wave of its own wavelength, so every position gets a distinct pattern "
-                "and nearby positions get similar ones (section 3.5). Each row is one position.")
+        text = (
+            "PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)): "
+            "every dimension is a wave of its own wavelength, so every position gets a distinct pattern "
+            "and nearby positions get similar ones (section 3.5). Each row is one position."
+        )
     return "The positional encoding table", text
 
 
@@ -98,49 +123,62 @@ def layer_input_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
     if layer == 0 and r.kind != "cross":
         origin = "In layer 1 this is exactly the sum from step 1."
     elif r.kind == "cross":
-        origin = (f"Cross-attention comes after the masked self-attention block of decoder layer {layer + 1}, so it "
-                  "reads the stream after that block (input + self-attention output"
-                  + (")." if pre_ln else ", layer-normed)."))
+        origin = (
+            f"Cross-attention comes after the masked self-attention block of decoder layer {layer + 1}, so it "
+            "reads the stream after that block (input + self-attention output"
+            + (")." if pre_ln else ", layer-normed).")
+        )
     else:
-        origin = (f"In layer {layer + 1} the token's vector is the output of layer {layer}: it has already mixed in "
-                  "information from the other tokens.")
-    ln_text = (" This model is pre-LN: each sub-layer reads LayerNorm(x), not x itself."
-               if pre_ln else " This model is post-LN (the paper): the sub-layer reads x directly.")
+        origin = (
+            f"In layer {layer + 1} the token's vector is the output of layer {layer}: it has already mixed in "
+            "information from the other tokens."
+        )
+    ln_text = (
+        " This model is pre-LN: each sub-layer reads LayerNorm(x), not x itself."
+        if pre_ln
+        else " This model is post-LN (the paper): the sub-layer reads x directly."
+    )
     return f"2. The vector entering {FAMILY_PHRASES[r.kind]}, layer {layer + 1}", origin + ln_text
 
 
 def qkv_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
     d_model, d_k = r.sizes["d_model"], r.sizes["d_k"]
     if r.kind == "cross":
-        kv_where = ("keys and values come from the encoder's output for the source sentence, queries from the "
-                    "target word being written")
+        kv_where = (
+            "keys and values come from the encoder's output for the source sentence, queries from the "
+            "target word being written"
+        )
     else:
         where = "source sentence" if r.kind == "encoder" else "target sentence (the decoder's input)"
         kv_where = "queries, keys and values all come from the same " + where
     return f"3. Query, key and value of head {r.head + 1}", (
         f"The head multiplies the vector by three learned matrices W^Q, W^K, W^V ({d_model} x {d_k} for one head) to "
         f"get a query (what {r.token!r} is looking for), a key (what each token offers) and a value (what each token "
-        f"passes on), each of d_k = {d_k} numbers. Here {kv_where}.")
+        f"passes on), each of d_k = {d_k} numbers. Here {kv_where}."
+    )
 
 
 def scores_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
     return "4. Score against every token (q . k)", (
         f"The score of {r.token!r} against each token is the dot product of its query with that token's key: a "
-        "large score means the token is relevant to this one.")
+        "large score means the token is relevant to this one."
+    )
 
 
 def scaled_scores_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
     return f"5. Divide by sqrt(d_k) = {d['sqrt_d_k']:.2f}", (
         "Dot products of long vectors can be large, which would push the softmax into regions with tiny gradients; "
-        f"dividing by sqrt(d_k) = sqrt({r.sizes['d_k']}) keeps them moderate (section 3.2.1).")
+        f"dividing by sqrt(d_k) = sqrt({r.sizes['d_k']}) keeps them moderate (section 3.2.1)."
+    )
 
 
 def softmax_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
-    text = ("Softmax turns the scores into positive weights that add up to 1: how much attention goes to "
-            "each token.")
+    text = "Softmax turns the scores into positive weights that add up to 1: how much attention goes to each token."
     if r.kind == "decoder":
-        text += (f" The decoder must not look at words it has not written yet: the {sum(d['masked'])} future "
-                 "positions are masked (set to -infinity before the softmax), so their weight is 0.")
+        text += (
+            f" The decoder must not look at words it has not written yet: the {sum(d['masked'])} future "
+            "positions are masked (set to -infinity before the softmax), so their weight is 0."
+        )
     top = d["argmax"]
     return "6. Softmax", text + f" Here {r.token!r} attends most to {d['tokens'][top]!r} ({d['weights'][top]:.1%})."
 
@@ -149,7 +187,8 @@ def weighted_values_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
     z = d["z"]
     return "7. Weighted values and their sum z", (
         "Each token's value vector is multiplied by its weight, so tokens with small weights are almost drowned "
-        f"out; summing them gives z, this head's output for {r.token!r}: {_fmt(z['values'])} (norm {z['norm']:.3f}).")
+        f"out; summing them gives z, this head's output for {r.token!r}: {_fmt(z['values'])} (norm {z['norm']:.3f})."
+    )
 
 
 def multi_head_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
@@ -157,35 +196,47 @@ def multi_head_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
     return f"8. {n_heads} heads in parallel, concatenated, projected by W^O", (
         f"All {n_heads} heads of this layer do steps 3-7 at once, each with its own W^Q, W^K, W^V. Their outputs "
         f"({n_heads} x {d_k} numbers) are concatenated into one vector of {d_model} and multiplied by W^O "
-        f"({d_model} x {d_model}), which mixes what the heads found into the attention output.")
+        f"({d_model} x {d_model}), which mixes what the heads found into the attention output."
+    )
 
 
 def residual_layer_norm_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
-    text = ("The attention output is added to the vector that entered the block (a residual connection), "
-            "so the layer only learns a change to it. ")
+    text = (
+        "The attention output is added to the vector that entered the block (a residual connection), "
+        "so the layer only learns a change to it. "
+    )
     if d["pre_ln"]:
-        text += ("In this pre-LN model the layer norm was applied to the block's input (step 2), so the sum itself "
-                 "goes on.")
+        text += (
+            "In this pre-LN model the layer norm was applied to the block's input (step 2), so the sum itself goes on."
+        )
     else:
-        text += ("Then layer normalisation rescales the sum to mean 0 and variance 1 (times a learned gain, plus a "
-                 "learned bias).")
+        text += (
+            "Then layer normalisation rescales the sum to mean 0 and variance 1 (times a learned gain, plus a "
+            "learned bias)."
+        )
     return "9. Residual add and layer norm", text
 
 
 def rest_of_layer_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
     d_model, d_ff = r.sizes["d_model"], r.sizes["d_ff"]
-    ffn_text = (f"the position-wise feed-forward network, max(0, x W_1 + b_1) W_2 + b_2 ({d_model} -> {d_ff} -> "
-                f"{d_model}), again inside a residual connection with a layer norm.")
+    ffn_text = (
+        f"the position-wise feed-forward network, max(0, x W_1 + b_1) W_2 + b_2 ({d_model} -> {d_ff} -> "
+        f"{d_model}), again inside a residual connection with a layer norm."
+    )
     if r.kind == "decoder":
-        text = ("Next the token goes through encoder-decoder attention (queries from here, keys and values from "
-                "the encoder's output) and then " + ffn_text)
+        text = (
+            "Next the token goes through encoder-decoder attention (queries from here, keys and values from "
+            "the encoder's output) and then " + ffn_text
+        )
     else:
         text = "Next the token goes through " + ffn_text
     if r.layer + 1 < _n_layers(r):
         text += f" The layer's output is the input of layer {r.layer + 2}."
     elif r.kind == "encoder":
-        text += (" This is the encoder's last layer: its output for every source token gives the keys and values "
-                 "of every decoder layer's cross-attention.")
+        text += (
+            " This is the encoder's last layer: its output for every source token gives the keys and values "
+            "of every decoder layer's cross-attention."
+        )
     else:
         text += " This is the decoder's last layer: its output goes to the final linear layer."
     return "10. The rest of the layer", text
@@ -193,11 +244,13 @@ def rest_of_layer_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
 
 def output_text(r: wt.Walkthrough, d: dict) -> tuple[str, str]:
     s = r.sizes
-    text = ("At the top of the decoder a final linear layer " + ("(after a last layer norm) " if s["normalize_before"]
-                                                                 else "")
-            + f"turns the {s['d_model']}-number vector into one score per vocabulary token ({s['vocab']}; "
-            + ("tied to the embedding matrix, section 3.4" if r.tied_embeddings else "its own matrix")
-            + "), and softmax turns the scores into the probabilities of the next token.")
+    text = (
+        "At the top of the decoder a final linear layer "
+        + ("(after a last layer norm) " if s["normalize_before"] else "")
+        + f"turns the {s['d_model']}-number vector into one score per vocabulary token ({s['vocab']}; "
+        + ("tied to the embedding matrix, section 3.4" if r.tied_embeddings else "its own matrix")
+        + "), and softmax turns the scores into the probabilities of the next token."
+    )
     if r.kind == "encoder":
         text += " Shown for the decoder's first position: the probabilities of the first word of the translation."
     return "11. Final linear + softmax: the next token", text

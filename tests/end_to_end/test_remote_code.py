@@ -82,9 +82,9 @@ def test_saved_folder_is_flat_remote_code(saved):
                 module = stripped.split()[1]
                 # the standard library, torch, transformers and its own dependency huggingface_hub: all a Hub user has
                 allowed = ("math", "os", "shutil", "collections", "torch", "transformers", "huggingface_hub", "")
-                assert module.split(".")[0] in allowed or module.startswith(
-                    "."
-                ), f"remote code imports {module!r}: {line!r}"
+                assert module.split(".")[0] in allowed or module.startswith("."), (
+                    f"remote code imports {module!r}: {line!r}"
+                )
 
 
 def test_base_model_folder_maps_auto_model(tmp_path):
@@ -102,7 +102,9 @@ def test_remote_code_loads_where_project_is_not_importable(saved, tmp_path):
     attention_mask = (input_ids != 0).long()
     decoder_input_ids = torch.tensor([[1, 7, 9, 11], [1, 4, 0, 0]])
     inputs = dict(
-        input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        decoder_input_ids=decoder_input_ids,
         decoder_attention_mask=(decoder_input_ids != 0).long(),
     )
     torch.save(inputs, tmp_path / "inputs.pt")
@@ -129,8 +131,13 @@ def test_remote_code_fixture_folder_has_tokenizer_and_code(tiny_model_dir):
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     files = set(os.listdir(tiny_model_dir))
-    assert {"configuration_transformer.py", "modeling_transformer.py", "fast_paths.py", "tokenizer.json",
-            "config.json"} <= files
+    assert {
+        "configuration_transformer.py",
+        "modeling_transformer.py",
+        "fast_paths.py",
+        "tokenizer.json",
+        "config.json",
+    } <= files
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForSeq2SeqLM.from_pretrained(tiny_model_dir, trust_remote_code=True).eval()
     assert model.config.vocab_size == len(tok)

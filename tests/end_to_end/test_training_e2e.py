@@ -16,8 +16,19 @@ import time
 import pytest
 from conftest import ROOT
 from tiny_run import (
-    CHECKPOINT_STATE_FILES, EMPTY_PAIRS, EVAL_LIMIT, EVAL_STEPS, LOGGING_STEPS, MAX_STEPS, SAVE_STEPS, read_json,
-    child_env, read_log, run, snapshot, train_command,
+    CHECKPOINT_STATE_FILES,
+    EMPTY_PAIRS,
+    EVAL_LIMIT,
+    EVAL_STEPS,
+    LOGGING_STEPS,
+    MAX_STEPS,
+    SAVE_STEPS,
+    read_json,
+    child_env,
+    read_log,
+    run,
+    snapshot,
+    train_command,
 )
 
 
@@ -76,7 +87,9 @@ def test_checkpoints_hold_optimizer_scheduler_and_rng_state(trained_run):
     from training.train import complete_checkpoints
 
     ckpts = complete_checkpoints(os.path.join(trained_run.out, "checkpoints"))
-    assert [os.path.basename(p) for p in ckpts] == [f"checkpoint-{s}" for s in range(SAVE_STEPS, MAX_STEPS + 1, SAVE_STEPS)]
+    assert [os.path.basename(p) for p in ckpts] == [
+        f"checkpoint-{s}" for s in range(SAVE_STEPS, MAX_STEPS + 1, SAVE_STEPS)
+    ]
     for path in ckpts:
         for name in CHECKPOINT_STATE_FILES:
             assert os.path.getsize(os.path.join(path, name)) > 0, (path, name)
@@ -120,7 +133,7 @@ def test_model_folder_carries_the_translations_it_was_scored_on(trained_run):
         with open(os.path.join(trained_run.model, "translations", f"{split}.de"), encoding="utf-8") as fh:
             lines = fh.read().split("\n")
         assert lines[-1] == "" and len(lines) - 1 == r["sentences"]
-        references = load_corpus(trained_run.data, split, "en", "de").target[:r["sentences"]]
+        references = load_corpus(trained_run.data, split, "en", "de").target[: r["sentences"]]
         again = score(lines[:-1], references, "de", data_folder=trained_run.data, split=split)
         assert (again["bleu"], again["bleu_lc_tok"], again["chrf"]) == (r["bleu"], r["bleu_lc_tok"], r["chrf"])
 
@@ -131,14 +144,23 @@ def test_final_candidates_are_each_evaluated_once():
     c = [f"/r/checkpoints/checkpoint-{s}" for s in (30, 60, 90, 120)]
     average = ("average of the last 2 checkpoints (checkpoint-90, checkpoint-120)", c[2:])
     assert final_candidates(c, c[1], 2) == [
-        average, ("best validation checkpoint (checkpoint-60)", [c[1]]), ("last checkpoint (checkpoint-120)", [c[3]])]
+        average,
+        ("best validation checkpoint (checkpoint-60)", [c[1]]),
+        ("last checkpoint (checkpoint-120)", [c[3]]),
+    ]
     # The best checkpoint is the last one: one candidate under both names.
-    assert final_candidates(c, c[3], 2) == [average, ("last checkpoint (checkpoint-120), also the best on validation",
-                                                      [c[3]])]
+    assert final_candidates(c, c[3], 2) == [
+        average,
+        ("last checkpoint (checkpoint-120), also the best on validation", [c[3]]),
+    ]
     # An average of one checkpoint is the last checkpoint.
-    assert final_candidates(c, c[1], 1) == [("best validation checkpoint (checkpoint-60)", [c[1]]),
-                                            ("last checkpoint (checkpoint-120)", [c[3]])]
-    assert final_candidates(c[:1], c[0], 5) == [("last checkpoint (checkpoint-30), also the best on validation", [c[0]])]
+    assert final_candidates(c, c[1], 1) == [
+        ("best validation checkpoint (checkpoint-60)", [c[1]]),
+        ("last checkpoint (checkpoint-120)", [c[3]]),
+    ]
+    assert final_candidates(c[:1], c[0], 5) == [
+        ("last checkpoint (checkpoint-30), also the best on validation", [c[0]])
+    ]
     assert final_candidates(c[:1], None, 5) == [("last checkpoint (checkpoint-30)", [c[0]])]
 
 
@@ -158,8 +180,13 @@ def test_greedy_short_run_saves_and_exports(data_dir, tmp_path):
 
     gen = read_json(out, "model", "generation_config.json")
     assert {k: v for k, v in gen.items() if k != "transformers_version"} == {
-        "num_beams": 1, "max_length": 40, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
-        "decoder_start_token_id": 1}
+        "num_beams": 1,
+        "max_length": 40,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+        "decoder_start_token_id": 1,
+    }
     for step in (2, 4):  # the Trainer's own saves: greedy, with transformers' neutral defaults at most
         folder = out / "checkpoints" / f"checkpoint-{step}"
         gen = read_json(folder, "generation_config.json")
@@ -198,9 +225,18 @@ def test_model_folder_is_a_complete_hub_repository(trained_run):
     folder = trained_run.model
     files = set(os.listdir(folder))
     assert files == {
-        "README.md", "config.json", "generation_config.json", "model.safetensors", "eval_results.json",
-        "configuration_transformer.py", "modeling_transformer.py", "fast_paths.py", "pipeline_translation.py",
-        "tokenizer.json", "tokenizer_config.json", "translations",
+        "README.md",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "eval_results.json",
+        "configuration_transformer.py",
+        "modeling_transformer.py",
+        "fast_paths.py",
+        "pipeline_translation.py",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "translations",
     }, files
     config = read_json(folder, "config.json")
     assert config["auto_map"] == {
@@ -215,8 +251,15 @@ def test_model_folder_is_a_complete_hub_repository(trained_run):
     assert (config["pad_token_id"], config["bos_token_id"], config["eos_token_id"]) == (0, 1, 2)
     gen = read_json(folder, "generation_config.json")
     assert {k: v for k, v in gen.items() if k != "transformers_version"} == {
-        "num_beams": 4, "length_penalty": 0.6, "early_stopping": True, "max_length": 40, "bos_token_id": 1,
-        "eos_token_id": 2, "pad_token_id": 0, "decoder_start_token_id": 1}
+        "num_beams": 4,
+        "length_penalty": 0.6,
+        "early_stopping": True,
+        "max_length": 40,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+        "decoder_start_token_id": 1,
+    }
     with open(os.path.join(folder, "pipeline_translation.py"), encoding="utf-8") as fh:
         with open(os.path.join(ROOT, "modeling", "pipeline_translation.py"), encoding="utf-8") as ref:
             assert fh.read() == ref.read()
@@ -229,8 +272,10 @@ def test_model_folder_is_a_complete_hub_repository(trained_run):
     weights = load_file(os.path.join(folder, "model.safetensors"))
     assert any(w.shape == (400, 32) for w in weights.values())
     # The tokenizer is the run's own.
-    with open(os.path.join(folder, "tokenizer.json"), "rb") as a, \
-            open(os.path.join(trained_run.out, "tokenizer", "tokenizer.json"), "rb") as b:
+    with (
+        open(os.path.join(folder, "tokenizer.json"), "rb") as a,
+        open(os.path.join(trained_run.out, "tokenizer", "tokenizer.json"), "rb") as b,
+    ):
         assert a.read() == b.read()
     # --export-dir holds the same files.
     assert snapshot_hashes(trained_run.export) == snapshot_hashes(folder)
@@ -285,8 +330,21 @@ def test_model_card_validates(trained_run):
 
 
 def test_evaluate_cli_json(trained_run):
-    result = run([sys.executable, "-m", "training.evaluate", trained_run.model, "--data", trained_run.data,
-                  "--split", "val", "--limit", str(EVAL_LIMIT), "--json"])
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            trained_run.model,
+            "--data",
+            trained_run.data,
+            "--split",
+            "val",
+            "--limit",
+            str(EVAL_LIMIT),
+            "--json",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     for key in ("bleu", "bleu_lc_tok", "chrf", "bleu_signature", "chrf_signature"):
@@ -299,8 +357,22 @@ def test_evaluate_cli_json(trained_run):
 
 
 def test_evaluate_cli_text(trained_run):
-    result = run([sys.executable, "-m", "training.evaluate", trained_run.model, "--data", trained_run.data,
-                  "--split", "test_2016_flickr", "--limit", "4", "--num-beams", "1"])
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            trained_run.model,
+            "--data",
+            trained_run.data,
+            "--split",
+            "test_2016_flickr",
+            "--limit",
+            "4",
+            "--num-beams",
+            "1",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 sentences, beam 1" in result.stdout
     assert "lowercased, Moses-tokenised" in result.stdout and "nrefs:1|case:mixed" in result.stdout
@@ -313,8 +385,10 @@ def test_translate_cli_keeps_lines(trained_run, tmp_path):
     from training.translate_utils import translate_batch
 
     lines = ["A dog runs on the beach.", "", "Two men are talking.", "   ", "A girl in a red dress."]
-    result = run([sys.executable, "-m", "training.translate", trained_run.model, "--num-beams", "2"],
-                 input="\n".join(lines) + "\n")
+    result = run(
+        [sys.executable, "-m", "training.translate", trained_run.model, "--num-beams", "2"],
+        input="\n".join(lines) + "\n",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout.split("\n")
     assert out[-1] == "" and len(out) - 1 == len(lines), out
@@ -332,12 +406,26 @@ def test_translate_cli_keeps_lines(trained_run, tmp_path):
     src, dst = tmp_path / "in.en", tmp_path / "out.de"
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
     dst.write_text("keep me\n", encoding="utf-8")
-    refused = run([sys.executable, "-m", "training.translate", trained_run.model, "--input", str(src),
-                   "--output", str(dst)])
+    refused = run(
+        [sys.executable, "-m", "training.translate", trained_run.model, "--input", str(src), "--output", str(dst)]
+    )
     assert refused.returncode != 0 and "--force" in refused.stderr
     assert dst.read_text(encoding="utf-8") == "keep me\n"
-    forced = run([sys.executable, "-m", "training.translate", trained_run.model, "--input", str(src),
-                  "--output", str(dst), "--force", "--num-beams", "2"])
+    forced = run(
+        [
+            sys.executable,
+            "-m",
+            "training.translate",
+            trained_run.model,
+            "--input",
+            str(src),
+            "--output",
+            str(dst),
+            "--force",
+            "--num-beams",
+            "2",
+        ]
+    )
     assert forced.returncode == 0, forced.stderr[-3000:]
     assert dst.read_text(encoding="utf-8").split("\n")[:-1] == out
 
@@ -360,8 +448,9 @@ def test_evaluate_reads_the_language_pair_from_the_model_card(trained_run, tmp_p
     assert card_languages(trained_run.model) == ("en", "de")
     with open(os.path.join(trained_run.model, "README.md"), encoding="utf-8") as fh:
         card = fh.read()
-    (tmp_path / "README.md").write_text(card.replace("language:\n- en\n- de\n", "language:\n- fr\n- cs\n", 1),
-                                        encoding="utf-8")
+    (tmp_path / "README.md").write_text(
+        card.replace("language:\n- en\n- de\n", "language:\n- fr\n- cs\n", 1), encoding="utf-8"
+    )
     assert card_languages(str(tmp_path)) == ("fr", "cs")
     assert card_languages(str(tmp_path / "no-card")) is None
 
@@ -374,8 +463,19 @@ def test_length_penalty_chosen_on_validation(trained_run, tmp_path):
 
     out = tmp_path / "run"
     shutil.copytree(trained_run.out, out, symlinks=True)
-    result = run(train_command(out, trained_run.data, "--resume", "--export-dir", "",  # not the shared run's
-                                "--length-penalty-candidates", "0.6", "0", "3"))
+    result = run(
+        train_command(
+            out,
+            trained_run.data,
+            "--resume",
+            "--export-dir",
+            "",  # not the shared run's
+            "--length-penalty-candidates",
+            "0.6",
+            "0",
+            "3",
+        )
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "length penalty chosen on validation" in result.stdout
     assert any(name.startswith("model.previous-") for name in os.listdir(out))  # the first export is kept
@@ -392,13 +492,21 @@ def test_length_penalty_chosen_on_validation(trained_run, tmp_path):
     assert read_json(out, "model", "generation_config.json")["length_penalty"] == chosen
     with open(os.path.join(out, "model", "README.md"), encoding="utf-8") as fh:
         card = fh.read()
-    assert f"length penalty {float(chosen)} (transformers' `length ** alpha` form; chosen on val among 0, 0.6, 3)" in card
+    assert (
+        f"length penalty {float(chosen)} (transformers' `length ** alpha` form; chosen on val among 0, 0.6, 3)" in card
+    )
 
 
 def test_translate_refuses_input_that_is_not_utf8(trained_run, tmp_path):
     latin1 = "Ein Mädchen läuft.\n".encode("latin-1")
-    result = subprocess.run([sys.executable, "-m", "training.translate", trained_run.model], input=latin1,
-                            cwd=ROOT, env=child_env(), capture_output=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "training.translate", trained_run.model],
+        input=latin1,
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        timeout=600,
+    )
     stderr = result.stderr.decode()
     assert result.returncode == 1 and "Traceback" not in stderr, stderr[-3000:]
     assert "translate: the input is not UTF-8 text ('utf-8' codec can't decode byte 0xe4" in stderr
@@ -415,6 +523,9 @@ def test_a_model_folder_without_a_tokenizer_says_so(trained_run, tmp_path):
 
     folder = tmp_path / "no-tokenizer"
     shutil.copytree(trained_run.model, folder, ignore=shutil.ignore_patterns("tokenizer*"))
-    with pytest.raises(SystemExit, match=r"the folder has no tokenizer \(none of tokenizer.json, tokenizer_config.json, "
-                                         r"source.spm\); save it beside the model: tokenizer.save_pretrained\(folder\)"):
+    with pytest.raises(
+        SystemExit,
+        match=r"the folder has no tokenizer \(none of tokenizer.json, tokenizer_config.json, "
+        r"source.spm\); save it beside the model: tokenizer.save_pretrained\(folder\)",
+    ):
         load(str(folder))

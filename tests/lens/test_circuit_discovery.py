@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from conftest import SHIPPED_MODEL, perturbed_model
-from encdec_lens.circuit_discovery import (EdgeGraph, GraphForward, edge_attribution, faithfulness_curve,
-                                           make_task, mean_edge_attribution, on_paths)
+from encdec_lens.circuit_discovery import (
+    EdgeGraph,
+    GraphForward,
+    edge_attribution,
+    faithfulness_curve,
+    make_task,
+    mean_edge_attribution,
+    on_paths,
+)
 from encdec_lens.heads import all_heads, head_label
 
 CLEAN = [5, 17, 33, 8, 61, 2]
@@ -72,8 +79,13 @@ def test_both_ends_are_exact(model):
 def test_both_ends_are_exact_on_an_opus_mt_shaped_model():
     """A model of a converted OPUS-MT's shape (swish FFN, sines-then-cosines positions, a final logits bias,
     scaled embeddings): the graph's ends are still the model's two runs, and its full circuit is faithful 1."""
-    model = perturbed_model(0.3, activation_function="swish", sinusoidal_layout="concatenated",
-                            add_final_logits_bias=True, scale_embedding=True)
+    model = perturbed_model(
+        0.3,
+        activation_function="swish",
+        sinusoidal_layout="concatenated",
+        add_final_logits_bias=True,
+        scale_embedding=True,
+    )
     assert model.lm_head.bias is not None and model.lm_head.bias.abs().sum() > 0  # perturbed: not zero
     forward = GraphForward(model, make_task(model, CLEAN, CORRUPTED, TARGET))
     with torch.no_grad():
@@ -91,6 +103,7 @@ def test_faithfulness_of_the_full_graph_is_1_and_of_the_empty_graph_0(model):
     curve = faithfulness_curve(model, scores, [0, 10, n])
     assert curve.faithfulness[0] == 0.0 and curve.faithfulness[2] == pytest.approx(1.0, abs=1e-5)
     assert curve.smallest_k is not None and curve.smallest_k in (10, n)
+
     # the ends of the curve are the model's own runs
     def logprob(logits):
         return float(logits.log_softmax(-1).gather(-1, torch.tensor(TARGET)[:, None]).sum())
@@ -133,13 +146,16 @@ def test_sources_of_different_lengths_are_refused():
         edge_attribution(model, CLEAN, CORRUPTED[:-1] + [9, 2], TARGET)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(method="acdc"), "unknown method 'acdc'"),
-    (dict(method="eap-ig", steps=0), "at least one step"),
-    (dict(target=40), "needs both `target` and `contrast`"),
-    (dict(target=40, contrast=41, position=9), "decoder position 9 does not exist"),
-    (dict(target="Haus", contrast=41), "pass a token id, or a tokenizer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(method="acdc"), "unknown method 'acdc'"),
+        (dict(method="eap-ig", steps=0), "at least one step"),
+        (dict(target=40), "needs both `target` and `contrast`"),
+        (dict(target=40, contrast=41, position=9), "decoder position 9 does not exist"),
+        (dict(target="Haus", contrast=41), "pass a token id, or a tokenizer"),
+    ],
+)
 def test_bad_arguments_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         edge_attribution(perturbed_model(0.3), CLEAN, CORRUPTED, TARGET, **kwargs)
@@ -212,8 +228,11 @@ def test_connected_circuit_beats_top_k_where_top_k_is_disconnected():
     assert all(c > t + 0.01 for c, t in zip(connected.faithfulness, top.faithfulness))
 
 
-TASKS = [(CLEAN, CORRUPTED, TARGET, {}), ([5, 17, 33, 8, 61, 2], [5, 17, 33, 8, 70, 2], [9, 40, 13, 2], {}),
-         ([7, 33, 8, 2], [7, 44, 8, 2], [9, 40, 12, 2], dict(target=40, contrast=41, position=1))]
+TASKS = [
+    (CLEAN, CORRUPTED, TARGET, {}),
+    ([5, 17, 33, 8, 61, 2], [5, 17, 33, 8, 70, 2], [9, 40, 13, 2], {}),
+    ([7, 33, 8, 2], [7, 44, 8, 2], [9, 40, 12, 2], dict(target=40, contrast=41, position=1)),
+]
 
 
 def test_mean_scores_are_the_mean_of_each_pairs_scores(model):
@@ -254,7 +273,8 @@ def test_mean_faithfulness_normalises_the_means(model, circuit):
     one = mean_edge_attribution(model, tasks[:1])
     single = edge_attribution(model, *TASKS[0][:3])
     assert faithfulness_curve(model, one, ks, circuit=circuit).faithfulness == pytest.approx(
-        faithfulness_curve(model, single, ks, circuit=circuit).faithfulness, abs=1e-6)
+        faithfulness_curve(model, single, ks, circuit=circuit).faithfulness, abs=1e-6
+    )
 
 
 def test_shipped_model_small_eap_ig_circuit_is_faithful():
@@ -347,13 +367,16 @@ def test_mean_ablation_over_a_set_of_pairs(model):
     assert curve.faithfulness[0] == 0.0 and curve.faithfulness[-1] == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(), r"no corrupted source.*`references`"),
-    (dict(corrupted=CORRUPTED, references=REFERENCES), "either a corrupted source or `references`"),
-    (dict(references=[]), "at least one reference source"),
-    (dict(references=CLEAN), "a list of sources"),
-    (dict(references="A man."), "a list of sources"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(), r"no corrupted source.*`references`"),
+        (dict(corrupted=CORRUPTED, references=REFERENCES), "either a corrupted source or `references`"),
+        (dict(references=[]), "at least one reference source"),
+        (dict(references=CLEAN), "a list of sources"),
+        (dict(references="A man."), "a list of sources"),
+    ],
+)
 def test_mean_ablation_arguments_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_task(perturbed_model(0.3), CLEAN, translation=TARGET, **kwargs)

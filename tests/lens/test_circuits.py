@@ -212,7 +212,8 @@ def test_head_names_are_checked():
     model = make_model()
     assert head_names.parse_head({"family": "Cross", "layer": "1", "head": 0}) == ("cross", 1, 0)
     assert head_names.normalize_heads(model, ["cross.1.0", ("encoder", 0, 0), ["cross", 1, 0]]) == [
-        ("encoder", 0, 0), ("cross", 1, 0)
+        ("encoder", 0, 0),
+        ("cross", 1, 0),
     ]
     for bad in (["self", 0, 0], ["encoder", 2, 0], ["decoder", 0, 4], ["cross", 0], "cross:a:1"):
         with pytest.raises(ValueError):

@@ -59,7 +59,10 @@ def cross_z_sites(hooked, model):
 def documented_names(n_enc, n_dec):
     """The sites of the module docstring's table, written out independently of the library."""
     names = set()
-    for stack, n_layers, attns in (("encoder", n_enc, ["self_attn"]), ("decoder", n_dec, ["self_attn", "encoder_attn"])):
+    for stack, n_layers, attns in (
+        ("encoder", n_enc, ["self_attn"]),
+        ("decoder", n_dec, ["self_attn", "encoder_attn"]),
+    ):
         names |= {f"{stack}.embed_positions", f"{stack}.output"}
         for l in range(n_layers):
             p = f"{stack}.layers.{l}"
@@ -136,8 +139,10 @@ def test_run_with_cache_agrees_with_the_models_own_outputs(model):
         core = model.model
         assert torch.equal(core.decoder.layer_norm(last), reference.decoder_hidden_states[-1])
         assert not torch.allclose(last, reference.decoder_hidden_states[-1], atol=1e-3)
-        assert torch.equal(core.encoder.layer_norm(cache[f"encoder.layers.{n_enc - 1}.resid_post"]),
-                           reference.encoder_last_hidden_state)
+        assert torch.equal(
+            core.encoder.layer_norm(cache[f"encoder.layers.{n_enc - 1}.resid_post"]),
+            reference.encoder_last_hidden_state,
+        )
     else:
         assert torch.equal(last, reference.decoder_hidden_states[-1])
         assert torch.equal(cache[f"encoder.layers.{n_enc - 1}.resid_post"], reference.encoder_last_hidden_state)
@@ -166,8 +171,11 @@ def test_z_is_the_input_of_w_o_and_out_its_output(model):
         for l in range(head_names.grid_shape(model, family)[0]):
             attn = head_names.attention_module(model, family, l)
             key = (family, l)
-            handles.append(attn.out_proj.register_forward_hook(
-                lambda m, args, output, key=key: seen.__setitem__(key, (args[0].detach(), output.detach()))))
+            handles.append(
+                attn.out_proj.register_forward_hook(
+                    lambda m, args, output, key=key: seen.__setitem__(key, (args[0].detach(), output.detach()))
+                )
+            )
     try:
         with torch.no_grad():
             _, cache = hooked.run_with_cache(**model_inputs(model))
@@ -234,8 +242,9 @@ def test_resid_after_sites_follow_the_layer_norm_placement(model):
                 if cfg.normalize_before:  # the sub-layers read the normalised stream
                     x = layer.self_attn_layer_norm(c[f"{p}.resid_pre"])
                     torch.testing.assert_close(c[f"{p}.self_attn.out"], layer.self_attn(x)[0], rtol=0, atol=1e-6)
-                    torch.testing.assert_close(c[f"{p}.ffn.out"], layer.ffn(layer.final_layer_norm(stream)),
-                                               rtol=0, atol=1e-6)
+                    torch.testing.assert_close(
+                        c[f"{p}.ffn.out"], layer.ffn(layer.final_layer_norm(stream)), rtol=0, atol=1e-6
+                    )
                 else:
                     torch.testing.assert_close(c[f"{p}.ffn.out"], layer.ffn(stream), rtol=0, atol=1e-6)
 
@@ -298,9 +307,17 @@ def test_nested_hook_blocks_add_up_and_unwind(model):
 # ------------------------------------------------------------------------------ 5. read-only, shape, names
 
 
-@pytest.mark.parametrize("site", ["decoder.layers.1.encoder_attn.pattern", "encoder.layers.0.self_attn.pattern",
-                                  "decoder.layers.0.resid_after_encoder_attn", "encoder.layers.1.resid_after_self_attn",
-                                  "decoder.layers.1.resid_after_self_attn", "encoder.embed_positions"])
+@pytest.mark.parametrize(
+    "site",
+    [
+        "decoder.layers.1.encoder_attn.pattern",
+        "encoder.layers.0.self_attn.pattern",
+        "decoder.layers.0.resid_after_encoder_attn",
+        "encoder.layers.1.resid_after_self_attn",
+        "decoder.layers.1.resid_after_self_attn",
+        "encoder.embed_positions",
+    ],
+)
 def test_read_only_sites_refuse_a_replacement(model, site):
     hooked = HookedModel(model)
     kw = model_inputs(model, output_attentions=True)  # pattern sites are only reached when weights are asked for
@@ -318,9 +335,17 @@ def test_read_only_sites_refuse_a_replacement(model, site):
     assert torch.equal(plain_logits(model, output_attentions=True), plain)
 
 
-@pytest.mark.parametrize("site", ["decoder.layers.0.encoder_attn.z", "encoder.layers.1.resid_post", "decoder.output",
-                                  "decoder.layers.1.ffn.out", "encoder.layers.0.self_attn.out",
-                                  "decoder.layers.1.resid_pre"])
+@pytest.mark.parametrize(
+    "site",
+    [
+        "decoder.layers.0.encoder_attn.z",
+        "encoder.layers.1.resid_post",
+        "decoder.output",
+        "decoder.layers.1.ffn.out",
+        "encoder.layers.0.self_attn.out",
+        "decoder.layers.1.resid_pre",
+    ],
+)
 def test_writable_sites_check_the_shape(model, site):
     hooked = HookedModel(model)
     kw = model_inputs(model)
@@ -333,7 +358,8 @@ def test_writable_sites_check_the_shape(model, site):
     # pre-LN stack would undo a scale and a constant shift)
     with torch.no_grad():
         changed = hooked.run_with_hooks(
-            [(site, lambda value, name: value + 0.3 * torch.arange(value.shape[-1], dtype=value.dtype))], **kw).logits
+            [(site, lambda value, name: value + 0.3 * torch.arange(value.shape[-1], dtype=value.dtype))], **kw
+        ).logits
     assert not torch.allclose(changed, plain, atol=1e-4)
     assert torch.equal(plain_logits(model), plain)
 
@@ -382,8 +408,9 @@ def test_hooks_are_local_to_the_calling_context(model):
     assert not errors and not thread.is_alive()
     assert torch.equal(results["thread"], plain)
     # every cross head off: the decoder no longer reads the source
-    ablated_other = hooked.run_with_hooks([(s, zero_hook) for s in cross_z_sites(hooked, model)],
-                                          **model_inputs(model, OTHER_SOURCE)).logits
+    ablated_other = hooked.run_with_hooks(
+        [(s, zero_hook) for s in cross_z_sites(hooked, model)], **model_inputs(model, OTHER_SOURCE)
+    ).logits
     assert not torch.allclose(results["main"], plain, atol=1e-4)
     torch.testing.assert_close(results["main"], ablated_other.detach(), rtol=0, atol=1e-6)
     assert torch.equal(results["main_after_thread"], results["main"])
@@ -480,8 +507,9 @@ def finite_difference_importance(model, example, eps=1e-4):
             for head in range(n_heads):
                 up, down = torch.ones(n_heads, dtype=torch.float64), torch.ones(n_heads, dtype=torch.float64)
                 up[head], down[head] = 1 + eps, 1 - eps
-                values.append(abs(nll(model, example, {(family, l): up}) - nll(model, example, {(family, l): down}))
-                              / (2 * eps))
+                values.append(
+                    abs(nll(model, example, {(family, l): up}) - nll(model, example, {(family, l): down})) / (2 * eps)
+                )
             fd[(family, l)] = torch.tensor(values, dtype=torch.float64)
     return fd
 

@@ -82,15 +82,23 @@ def test_planted_single_path_from_the_source(model):
 
 def test_sources_of_different_token_lengths_are_refused(multi30k_tokenizer):
     tok = multi30k_tokenizer
-    model = make_model(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                       eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.bos_token_id)
+    model = make_model(
+        vocab_size=len(tok),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.bos_token_id,
+    )
     model.generation_config.max_length = 8
     clean, corrupted = "A man is riding a bike.", "A little girl is riding a bike."
     n_clean, n_corrupted = len(tok(clean)["input_ids"]), len(tok(corrupted)["input_ids"])
     assert n_clean != n_corrupted
-    with pytest.raises(ValueError, match=rf"same number of tokens.*clean one has {n_clean} \[.*\] and the "
-                                         rf"corrupted one {n_corrupted} \[.*\]\. Pick two sentences that differ in one "
-                                         "word of the same token length"):
+    with pytest.raises(
+        ValueError,
+        match=rf"same number of tokens.*clean one has {n_clean} \[.*\] and the "
+        rf"corrupted one {n_corrupted} \[.*\]\. Pick two sentences that differ in one "
+        "word of the same token length",
+    ):
         activation_patching(model, tok, clean, corrupted)
     with pytest.raises(ValueError, match="clean one has 6 .* corrupted one 5"):
         activation_patching(model, None, CLEAN, CLEAN[1:], TARGET)
@@ -103,8 +111,13 @@ def test_equal_sources_leave_nothing_to_restore(model):
 
 def test_text_sources_and_the_models_own_translation(multi30k_tokenizer):
     tok = multi30k_tokenizer
-    model = make_model(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                       eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.bos_token_id)
+    model = make_model(
+        vocab_size=len(tok),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.bos_token_id,
+    )
     model.generation_config.max_length = 8
     result = activation_patching(model, tok, "A man is riding a bike.", "A dog is riding a bike.")
     assert result.clean == "A man is riding a bike." and result.corrupted == "A dog is riding a bike."

@@ -33,16 +33,20 @@ def model(request):
 def reference(model, kind, layer):
     """The model's own attention weights, the input of the attention's out_proj, and its output probabilities."""
     core = model.model
-    attn = core.encoder.layers[layer].self_attn if kind == "encoder" else (
-        core.decoder.layers[layer].encoder_attn if kind == "cross" else core.decoder.layers[layer].self_attn
+    attn = (
+        core.encoder.layers[layer].self_attn
+        if kind == "encoder"
+        else (core.decoder.layers[layer].encoder_attn if kind == "cross" else core.decoder.layers[layer].self_attn)
     )
     captured = {}
     handle = attn.out_proj.register_forward_pre_hook(lambda module, args: captured.__setitem__("concat", args[0]))
     try:
         with torch.no_grad():
             out = model(
-                input_ids=torch.tensor([SOURCE]), decoder_input_ids=torch.tensor([DECODER_INPUT]),
-                output_attentions=True, use_cache=False,
+                input_ids=torch.tensor([SOURCE]),
+                decoder_input_ids=torch.tensor([DECODER_INPUT]),
+                output_attentions=True,
+                use_cache=False,
             )
     finally:
         handle.remove()
@@ -89,8 +93,18 @@ def test_steps_equal_the_model(model, kind, layer):
 
     assert max(result.checks.values()) < 1e-5, result.checks
     assert [s.id for s in result.steps] == [
-        "embedding", "positional_table", "layer_input", "qkv", "scores", "scaled_scores", "softmax",
-        "weighted_values", "multi_head", "residual_layer_norm", "rest_of_layer", "output",
+        "embedding",
+        "positional_table",
+        "layer_input",
+        "qkv",
+        "scores",
+        "scaled_scores",
+        "softmax",
+        "weighted_values",
+        "multi_head",
+        "residual_layer_norm",
+        "rest_of_layer",
+        "output",
     ]
     json.dumps(result.to_dict())
     assert "tensors" not in result.to_dict()
@@ -160,8 +174,23 @@ def test_bad_arguments():
 
 
 def test_find_token_position():
-    tokens = ["▁The", "▁animal", "▁did", "n", "'", "t", "▁cross", "▁the", "▁street", "▁be", "cause", "▁it",
-              "▁was", "▁it", "."]
+    tokens = [
+        "▁The",
+        "▁animal",
+        "▁did",
+        "n",
+        "'",
+        "t",
+        "▁cross",
+        "▁the",
+        "▁street",
+        "▁be",
+        "cause",
+        "▁it",
+        "▁was",
+        "▁it",
+        ".",
+    ]
     assert wt.find_token_position(tokens, "it") == 11
     assert wt.find_token_position(tokens, "It", occurrence=1) == 13
     assert wt.find_token_position(tokens, "because") == 9  # a word of two pieces: its first piece

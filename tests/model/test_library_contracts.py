@@ -109,8 +109,9 @@ def test_return_dict_false_gives_the_same_values_as_a_tuple(cls):
     encoder, decoder = model.get_encoder(), model.get_decoder()
     with torch.no_grad():
         enc = encoder(input_ids=src, output_attentions=True, return_dict=False)
-        dec = decoder(input_ids=tgt, encoder_hidden_states=enc[0], output_attentions=True, return_dict=False,
-                      use_cache=False)
+        dec = decoder(
+            input_ids=tgt, encoder_hidden_states=enc[0], output_attentions=True, return_dict=False, use_cache=False
+        )
     assert isinstance(enc, tuple) and isinstance(dec, tuple)
     torch.testing.assert_close(enc[0], as_dict.encoder_last_hidden_state, atol=0, rtol=0)
     decoder_states = as_dict.last_hidden_state if cls is TransformerModel else as_dict.decoder_hidden_states[-1]
@@ -126,8 +127,11 @@ def test_missing_embeddings_are_reported_at_load(tmp_path):
     weights = load_file(tmp_path / "model.safetensors")
     dropped = [k for k in weights if "embed_tokens" in k or "shared" in k or "lm_head" in k]
     assert dropped, sorted(weights)
-    save_file({k: v for k, v in weights.items() if k not in dropped}, tmp_path / "model.safetensors",
-              metadata={"format": "pt"})
+    save_file(
+        {k: v for k, v in weights.items() if k not in dropped},
+        tmp_path / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     _, info = AutoModelForSeq2SeqLM.from_pretrained(tmp_path, output_loading_info=True)
     missing = set(info["missing_keys"])
     assert missing, info
@@ -166,7 +170,7 @@ def test_loss_is_differentiable_through_the_returned_logits():
     labels[1, 3:] = -100
     out = model(input_ids=src, labels=labels)
     (grad,) = torch.autograd.grad(out.loss, out.logits)
-    counted = (grad.abs().sum(-1) > 0)
+    counted = grad.abs().sum(-1) > 0
     assert torch.equal(counted, labels != -100)
     expected = torch.nn.functional.cross_entropy(out.logits.reshape(-1, 99), labels.reshape(-1), ignore_index=-100)
     torch.testing.assert_close(out.loss, expected)
@@ -220,8 +224,9 @@ def test_compiled_decoding_step_is_one_graph_and_matches_eager():
     model = make_model()
     src = ids(2, 7)
     compiled = torch.compile(model.forward, fullgraph=True, backend="eager")  # fullgraph: a graph break raises
-    cache = EncoderDecoderCache(StaticCache(config=model.config, max_cache_len=12),
-                                StaticCache(config=model.config, max_cache_len=src.shape[1]))
+    cache = EncoderDecoderCache(
+        StaticCache(config=model.config, max_cache_len=12), StaticCache(config=model.config, max_cache_len=src.shape[1])
+    )
 
     def step(token, encoder_states, position):
         return compiled(encoder_outputs=(encoder_states,), decoder_input_ids=token, cache=cache, use_cache=True).logits
@@ -245,10 +250,12 @@ def test_torch_export_of_encoder_and_decoder_step_gives_the_eager_logits(normali
     src = ids(1, 11, seed=3)
 
     with torch.no_grad():
-        torch.testing.assert_close(encoder(src), model.get_encoder()(input_ids=src).last_hidden_state,
-                                   atol=1e-5, rtol=1e-5)
-        logits, fed = greedy_steps(lambda token, states, i: decoder(token, encoder(src), torch.tensor([i])),
-                                   model, src, steps=8)
+        torch.testing.assert_close(
+            encoder(src), model.get_encoder()(input_ids=src).last_hidden_state, atol=1e-5, rtol=1e-5
+        )
+        logits, fed = greedy_steps(
+            lambda token, states, i: decoder(token, encoder(src), torch.tensor([i])), model, src, steps=8
+        )
         eager = model(input_ids=src, decoder_input_ids=fed).logits
     torch.testing.assert_close(logits, eager, atol=1e-5, rtol=1e-5)
 
@@ -277,9 +284,12 @@ def test_a_config_the_weights_do_not_fit_is_refused_unless_asked(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     config["encoder_layers"] = 3
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"the weights do not fit config.json: 16 weights it describes are not in the "
-                                         r"checkpoint \(model.encoder.layers.2.ffn.fc1.bias, .*\)\. Fix "
-                                         r"config.json to match the weights, or pass strict=False"):
+    with pytest.raises(
+        ValueError,
+        match=r"the weights do not fit config.json: 16 weights it describes are not in the "
+        r"checkpoint \(model.encoder.layers.2.ffn.fc1.bias, .*\)\. Fix "
+        r"config.json to match the weights, or pass strict=False",
+    ):
         AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
     assert len(AutoModelForSeq2SeqLM.from_pretrained(tmp_path, strict=False).get_encoder().layers) == 3
     _, report = AutoModelForSeq2SeqLM.from_pretrained(tmp_path, output_loading_info=True)
@@ -291,8 +301,12 @@ def test_weights_that_are_not_finite_are_refused_at_load(tmp_path):
     with torch.no_grad():
         model.model.encoder.layers[1].ffn.fc2.bias[3] = float("inf")
     model.save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match=r"the weights are not finite \(NaN or inf, first in "
-                                         r"model.encoder.layers.1.ffn.fc2.bias\): the checkpoint is broken"):
+    with pytest.raises(
+        ValueError,
+        match=r"the weights are not finite \(NaN or inf, first in "
+        r"model.encoder.layers.1.ffn.fc2.bias\): the checkpoint is broken",
+    ):
         AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
-    assert not torch.isfinite(AutoModelForSeq2SeqLM.from_pretrained(tmp_path, strict=False)
-                              .model.encoder.layers[1].ffn.fc2.bias).all()
+    assert not torch.isfinite(
+        AutoModelForSeq2SeqLM.from_pretrained(tmp_path, strict=False).model.encoder.layers[1].ffn.fc2.bias
+    ).all()

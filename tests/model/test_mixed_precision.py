@@ -68,8 +68,12 @@ def test_bf16_loss_and_gradients_close_to_fp32(normalize_before):
 
 def reference_loss(hidden, weight, labels, eps):
     logits = F.linear(hidden, weight)
-    return logits, F.cross_entropy(logits.flatten(0, 1).to(torch.promote_types(logits.dtype, torch.float32)), labels.flatten(), ignore_index=-100,
-                                   label_smoothing=eps)
+    return logits, F.cross_entropy(
+        logits.flatten(0, 1).to(torch.promote_types(logits.dtype, torch.float32)),
+        labels.flatten(),
+        ignore_index=-100,
+        label_smoothing=eps,
+    )
 
 
 @pytest.mark.parametrize("vocab", [50, 30000])  # one chunk of rows; 34 rows per chunk, so several chunks
@@ -134,8 +138,17 @@ def test_tiny_bf16_model_learns_the_copy_task():
     """The Annotated Transformer's copy task (test_model_copy_task.py) with the forward under bf16 autocast."""
     vocab, length, eos = 11, 8, 2
     torch.manual_seed(0)
-    config = tiny_config(vocab_size=vocab, d_model=64, encoder_ffn_dim=128, decoder_ffn_dim=128, dropout=0.0,
-                         label_smoothing=0.0, pad_token_id=0, bos_token_id=1, eos_token_id=eos)
+    config = tiny_config(
+        vocab_size=vocab,
+        d_model=64,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        dropout=0.0,
+        label_smoothing=0.0,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=eos,
+    )
     model = TransformerForConditionalGeneration(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98), eps=1e-9)
     steps = 300
@@ -173,8 +186,11 @@ def test_bf16_refused_without_native_support(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert "no AVX512-BF16 or AMX" in bf16_unsupported_reason(use_cpu=True)
-    with pytest.raises(SystemExit, match=r"--bf16 refused: this CPU has no AVX512-BF16 or AMX instructions .*drop "
-                                         r"--bf16"):
+    with pytest.raises(
+        SystemExit,
+        match=r"--bf16 refused: this CPU has no AVX512-BF16 or AMX instructions .*drop "
+        r"--bf16",
+    ):
         main(["--bf16", "--output-dir", os.path.join(ROOT, "runs", "never-created"), "--max-steps", "1"])
     assert not os.path.exists(os.path.join(ROOT, "runs", "never-created"))
 
@@ -196,12 +212,55 @@ def test_bf16_trainer_run_saves_fp32_weights_loadable_without_the_project(tmp_pa
     if reason:
         pytest.skip(f"--bf16 needs native bf16: {reason}")
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "training.train", "--data", data_dir, "--output-dir", str(out), "--bf16",
-           "--max-tokens", "600", "--max-train-samples", "400", "--max-length", "40", "--vocab-size", "400",
-           "--d-model", "32", "--ffn-dim", "64", "--encoder-layers", "1", "--decoder-layers", "1",
-           "--attention-heads", "2", "--max-steps", "12", "--save-steps", "6", "--eval-steps", "12",
-           "--logging-steps", "3", "--warmup-steps", "4", "--eval-samples", "8", "--final-eval-limit", "8",
-           "--average-last", "2", "--num-beams", "1", "--test-splits", "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "training.train",
+        "--data",
+        data_dir,
+        "--output-dir",
+        str(out),
+        "--bf16",
+        "--max-tokens",
+        "600",
+        "--max-train-samples",
+        "400",
+        "--max-length",
+        "40",
+        "--vocab-size",
+        "400",
+        "--d-model",
+        "32",
+        "--ffn-dim",
+        "64",
+        "--encoder-layers",
+        "1",
+        "--decoder-layers",
+        "1",
+        "--attention-heads",
+        "2",
+        "--max-steps",
+        "12",
+        "--save-steps",
+        "6",
+        "--eval-steps",
+        "12",
+        "--logging-steps",
+        "3",
+        "--warmup-steps",
+        "4",
+        "--eval-samples",
+        "8",
+        "--final-eval-limit",
+        "8",
+        "--average-last",
+        "2",
+        "--num-beams",
+        "1",
+        "--test-splits",
+        "--threads",
+        "1",
+    ]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

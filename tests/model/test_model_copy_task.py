@@ -21,8 +21,17 @@ def copy_batch(batch, generator):
 def test_learns_copy_task():
     torch.manual_seed(0)
     config = tiny_config(
-        vocab_size=V, d_model=64, encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128,
-        decoder_ffn_dim=128, dropout=0.0, label_smoothing=0.0, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+        vocab_size=V,
+        d_model=64,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        dropout=0.0,
+        label_smoothing=0.0,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
     )
     model = TransformerForConditionalGeneration(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98), eps=1e-9)

@@ -87,12 +87,22 @@ def test_beam_search_cache_has_one_row_per_beam_in_both_families(num_beams, repe
         src = torch.cat([src[:1], src[:1], src[1:]])  # rows 0 and 1 equal
     with torch.no_grad():
         out = model.generate(
-            input_ids=src, num_beams=num_beams, num_return_sequences=num_beams, max_new_tokens=4, min_new_tokens=4,
-            do_sample=False, return_dict_in_generate=True,
+            input_ids=src,
+            num_beams=num_beams,
+            num_return_sequences=num_beams,
+            max_new_tokens=4,
+            min_new_tokens=4,
+            do_sample=False,
+            return_dict_in_generate=True,
         )
         uncached = model.generate(
-            input_ids=src, num_beams=num_beams, num_return_sequences=num_beams, max_new_tokens=4, min_new_tokens=4,
-            do_sample=False, use_cache=False,
+            input_ids=src,
+            num_beams=num_beams,
+            num_return_sequences=num_beams,
+            max_new_tokens=4,
+            min_new_tokens=4,
+            do_sample=False,
+            use_cache=False,
         )
     cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
     rows = len(src) * num_beams
@@ -152,8 +162,11 @@ def test_token_ids_must_be_integers(dtype):
 
 def test_token_ids_as_a_python_list_are_refused_saying_how_to_make_a_tensor():
     model = make_model()
-    with pytest.raises(ValueError, match=r"`input_ids` must be a torch.Tensor of token ids, got list: use "
-                                         r"tokenizer\(..., return_tensors='pt'\) or torch.tensor\(ids\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`input_ids` must be a torch.Tensor of token ids, got list: use "
+        r"tokenizer\(..., return_tensors='pt'\) or torch.tensor\(ids\)",
+    ):
         model(input_ids=[[5, 6, 7]], decoder_input_ids=ids(1, 2))
     with pytest.raises(ValueError, match=r"`decoder_input_ids` must be a torch.Tensor of token ids, got list"):
         model(input_ids=ids(1, 3), decoder_input_ids=[[5, 6]])
@@ -167,12 +180,17 @@ def test_mask_values_other_than_0_and_1_are_refused(value):
     bad = torch.ones(2, 5)
     bad[1, 3] = value
     shown = "nan" if value != value else repr(value)
-    with pytest.raises(ValueError, match=rf"`attention_mask` must hold 1 for real tokens and 0 for padding, got {shown}"):
+    with pytest.raises(
+        ValueError, match=rf"`attention_mask` must hold 1 for real tokens and 0 for padding, got {shown}"
+    ):
         model(input_ids=src, attention_mask=bad, decoder_input_ids=tgt)
     bad_target = torch.ones(2, 4)
     bad_target[0, 2] = value
-    with pytest.raises(ValueError, match=rf"`decoder_attention_mask` must hold 1 for real tokens and 0 for padding, "
-                                         rf"got {shown}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"`decoder_attention_mask` must hold 1 for real tokens and 0 for padding, "
+        rf"got {shown}",
+    ):
         model(input_ids=src, decoder_input_ids=tgt, decoder_attention_mask=bad_target)
     with torch.no_grad():  # integer and boolean masks of 0/1 are what tokenizers return
         model(input_ids=src, attention_mask=torch.ones(2, 5, dtype=torch.long), decoder_input_ids=tgt)

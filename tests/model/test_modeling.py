@@ -163,7 +163,10 @@ def test_attention_weights_are_probabilities(implementation):
     src, src_mask, tgt, tgt_mask = padded_batch()
     with torch.no_grad():
         out = model(
-            input_ids=src, attention_mask=src_mask, decoder_input_ids=tgt, decoder_attention_mask=tgt_mask,
+            input_ids=src,
+            attention_mask=src_mask,
+            decoder_input_ids=tgt,
+            decoder_attention_mask=tgt_mask,
             output_attentions=True,
         )
     cfg = model.config
@@ -204,7 +207,10 @@ def test_output_attentions_same_under_sdpa_and_eager():
         model = set_attn(make_model(), implementation)
         with torch.no_grad():
             outs[implementation] = model(
-                input_ids=src, attention_mask=src_mask, decoder_input_ids=tgt, decoder_attention_mask=tgt_mask,
+                input_ids=src,
+                attention_mask=src_mask,
+                decoder_input_ids=tgt,
+                decoder_attention_mask=tgt_mask,
                 output_attentions=True,
             )
     for field in ("encoder_attentions", "decoder_attentions", "cross_attentions"):
@@ -219,8 +225,14 @@ def test_generate_returns_attentions(implementation, num_beams):
     src, src_mask, _, _ = padded_batch()
     with torch.no_grad():
         out = model.generate(
-            input_ids=src, attention_mask=src_mask, max_new_tokens=4, min_new_tokens=4, num_beams=num_beams,
-            do_sample=False, output_attentions=True, return_dict_in_generate=True,
+            input_ids=src,
+            attention_mask=src_mask,
+            max_new_tokens=4,
+            min_new_tokens=4,
+            num_beams=num_beams,
+            do_sample=False,
+            output_attentions=True,
+            return_dict_in_generate=True,
         )
     rows, h = src.shape[0] * num_beams, model.config.decoder_attention_heads
     assert len(out.encoder_attentions) == 2
@@ -247,7 +259,9 @@ def test_eager_and_sdpa_logits_agree_and_backend_is_really_switched(count_eager)
         count_eager.clear()
         for masks in ((src_mask, tgt_mask), (None, None)):  # padded (explicit masks) and unpadded (is_causal) paths
             with torch.no_grad():
-                out = model(input_ids=src, attention_mask=masks[0], decoder_input_ids=tgt, decoder_attention_mask=masks[1])
+                out = model(
+                    input_ids=src, attention_mask=masks[0], decoder_input_ids=tgt, decoder_attention_mask=masks[1]
+                )
             logits[implementation, masks[0] is None] = out.logits
         n_calls = len(count_eager)
         assert n_calls == (12 if implementation == "eager" else 0), (implementation, n_calls)  # 2 runs x 6 attentions
@@ -278,8 +292,14 @@ def test_cached_and_uncached_generation_identical(implementation, num_beams):
     model = set_attn(make_model(), implementation)
     src, src_mask, _, _ = padded_batch()
     kwargs = dict(
-        input_ids=src, attention_mask=src_mask, max_new_tokens=10, num_beams=num_beams, do_sample=False,
-        num_return_sequences=num_beams, output_scores=True, return_dict_in_generate=True,
+        input_ids=src,
+        attention_mask=src_mask,
+        max_new_tokens=10,
+        num_beams=num_beams,
+        do_sample=False,
+        num_return_sequences=num_beams,
+        output_scores=True,
+        return_dict_in_generate=True,
     )
     with torch.no_grad():
         cached = model.generate(**kwargs, use_cache=True)
@@ -300,7 +320,10 @@ def test_cached_forward_matches_full_forward():
         enc = model.get_encoder()(input_ids=src, attention_mask=src_mask)
         for t in range(tgt.shape[1]):
             out = model(
-                encoder_outputs=enc, attention_mask=src_mask, decoder_input_ids=tgt[:, t : t + 1], cache=cache,
+                encoder_outputs=enc,
+                attention_mask=src_mask,
+                decoder_input_ids=tgt[:, t : t + 1],
+                cache=cache,
                 use_cache=True,
             )
             cache = out.cache
@@ -309,7 +332,10 @@ def test_cached_forward_matches_full_forward():
         # A prefix of 3 from the cache, then 3 tokens at once (the explicit causal mask with an offset).
         prefix = model(encoder_outputs=enc, attention_mask=src_mask, decoder_input_ids=tgt[:, :3], use_cache=True)
         rest = model(
-            encoder_outputs=enc, attention_mask=src_mask, decoder_input_ids=tgt[:, 3:], cache=prefix.cache,
+            encoder_outputs=enc,
+            attention_mask=src_mask,
+            decoder_input_ids=tgt[:, 3:],
+            cache=prefix.cache,
             use_cache=True,
         )
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=ATOL, rtol=0)
@@ -388,7 +414,11 @@ def test_auto_classes_resolve_to_ours(tmp_path, config):
 def test_tied_weights_are_one_tensor():
     model = make_model()
     shared = model.model.shared.weight
-    for weight in (model.lm_head.weight, model.model.encoder.embed_tokens.weight, model.model.decoder.embed_tokens.weight):
+    for weight in (
+        model.lm_head.weight,
+        model.model.encoder.embed_tokens.weight,
+        model.model.decoder.embed_tokens.weight,
+    ):
         assert weight is shared
     assert model.get_input_embeddings().weight is model.get_output_embeddings().weight
     with torch.no_grad():
@@ -525,8 +555,14 @@ def test_sinusoidal_table_matches_the_formula():
     # Longer than the precomputed table: the formula extends (here positions 60..69 of a 64-row table).
     extended = model.model.encoder.embed_positions(10, past_length=60)
     long_expected = torch.tensor(
-        [[math.sin(p / 10000 ** (2 * (j // 2) / d)) if j % 2 == 0 else math.cos(p / 10000 ** (2 * (j // 2) / d))
-          for j in range(d)] for p in range(60, 70)], dtype=torch.float64,
+        [
+            [
+                math.sin(p / 10000 ** (2 * (j // 2) / d)) if j % 2 == 0 else math.cos(p / 10000 ** (2 * (j // 2) / d))
+                for j in range(d)
+            ]
+            for p in range(60, 70)
+        ],
+        dtype=torch.float64,
     )
     torch.testing.assert_close(extended.double(), long_expected, atol=1e-5, rtol=0)
     with torch.no_grad():  # and a sinusoidal model takes inputs longer than max_position_embeddings
@@ -581,7 +617,10 @@ def test_base_model_parameter_count_close_to_table_3():
     65M) or counting without sharing one of the matrices."""
     config = TransformerConfig(vocab_size=37000)
     assert (config.d_model, config.encoder_layers, config.encoder_attention_heads, config.encoder_ffn_dim) == (
-        512, 6, 8, 2048,
+        512,
+        6,
+        8,
+        2048,
     )
     with torch.device("meta"):
         model = TransformerForConditionalGeneration(config)
@@ -638,8 +677,11 @@ def test_base_model_parameter_count_close_to_table_3():
         (dict(eos_token_id=[2, 150]), r"`eos_token_id` = 150 is outside the vocabulary"),
         (dict(decoder_start_token_id=500), r"`decoder_start_token_id` = 500 is outside the vocabulary"),
         (dict(pad_token_id=None), r"`pad_token_id` is required"),
-        (dict(bos_token_id=None), r"`decoder_start_token_id` is required .* it defaults to `bos_token_id`, which is "
-                                  r"None here: set either\."),
+        (
+            dict(bos_token_id=None),
+            r"`decoder_start_token_id` is required .* it defaults to `bos_token_id`, which is "
+            r"None here: set either\.",
+        ),
     ],
 )
 def test_bad_config_raises_value_error_naming_the_value(overrides, match):

@@ -69,8 +69,9 @@ def test_translation_pipeline_without_the_project(model_folder, tmp_path):
     r = json.loads(result.stdout.strip().splitlines()[-1])
 
     # The pipeline and the model came from the folder's remote code, not from this project.
-    assert r["pipeline_class"].startswith("transformers_modules.") and \
-        r["pipeline_class"].endswith(".pipeline_translation.TranslationPipeline"), r["pipeline_class"]
+    assert r["pipeline_class"].startswith("transformers_modules.") and r["pipeline_class"].endswith(
+        ".pipeline_translation.TranslationPipeline"
+    ), r["pipeline_class"]
     assert r["model_class"].endswith(".modeling_transformer.TransformerForConditionalGeneration"), r["model_class"]
     assert r["project_modules"] == []
 
@@ -95,7 +96,12 @@ def test_translation_pipeline_without_the_project(model_folder, tmp_path):
     assert [x["translation_text"] for x in r["batched"]] == r["direct_beam2"]
     # An empty text translates to an empty one, also inside a batch, whose other sentences are unchanged.
     assert r["empty"] == [{"translation_text": ""}]
-    assert [x["translation_text"] for x in r["batch_with_empty"]] == [r["direct_beam2"][0], "", "", r["direct_beam2"][1]]
+    assert [x["translation_text"] for x in r["batch_with_empty"]] == [
+        r["direct_beam2"][0],
+        "",
+        "",
+        r["direct_beam2"][1],
+    ]
 
     if model_folder == SHIPPED:  # the real model translates
         assert "Mann" in r["single"][0]["translation_text"], r["single"]
@@ -125,8 +131,13 @@ RESAVE = textwrap.dedent(
 def test_a_loaded_and_resaved_model_keeps_its_pipeline(model_folder, tmp_path):
     """save_pretrained of a model loaded as remote code writes the pipeline file its config.json declares, so
     the re-saved folder is still a complete Hub repository that pipeline(...) can load."""
-    result = run_without_project("import os\n" + RESAVE, [model_folder, tmp_path / "again"], tmp_path, timeout=900,
-                                 TOKENIZERS_PARALLELISM="false")
+    result = run_without_project(
+        "import os\n" + RESAVE,
+        [model_folder, tmp_path / "again"],
+        tmp_path,
+        timeout=900,
+        TOKENIZERS_PARALLELISM="false",
+    )
     r = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"pipeline_translation.py", "modeling_transformer.py", "fast_paths.py"} <= set(r["files"]), r["files"]
     assert r["translation"] == r["original"] and r["translation"]

@@ -21,7 +21,7 @@ EXTRA = [
     "Příliš žluťoučký kůň úpěl ďábelské ódy.",
     "A dog 🐕 runs after a 🏐 — fast!",  # emoji and an em dash: byte fallback, not <unk>
     "Ω≈ç√∫ 中文 ελληνικά",  # scripts absent from the training data
-    "(1) \"Quotes\", [brackets], {braces}; 50% & $3.99 @home #tag",
+    '(1) "Quotes", [brackets], {braces}; 50% & $3.99 @home #tag',
     "MiXeD CaSe and CAPS and lower.",
     "",
 ]

@@ -109,7 +109,11 @@ WRONG_TYPES = [
     ("/walkthrough", (SENTENCE, "encoder", None), "layer must be a whole number (0-based); got null."),
     ("/walkthrough", (SENTENCE, 1), "kind must be a string; got 1."),
     ("/walkthrough", (SENTENCE, "encoder", 0, 0, "", "", "yes"), 'full_table must be true or false; got "yes".'),
-    ("/logit_attribution", (SENTENCE, "", "last"), 'position must be a whole number (0-based, -1 = the last); got "last".'),
+    (
+        "/logit_attribution",
+        (SENTENCE, "", "last"),
+        'position must be a whole number (0-based, -1 = the last); got "last".',
+    ),
     ("/activation_patching", (SENTENCE, 5), "corrupted must be a string; got 5."),
 ]
 
@@ -142,9 +146,18 @@ def test_uploads_are_refused(server):
 
 # The endpoints README.md and space/README.md document; every other event (explorer pickers, Examples, the
 # other tabs' buttons and follow-ups) is UI-only and must not be an API endpoint.
-DOCUMENTED_ENDPOINTS = {"/translate", "/attention", "/ablate", "/head_importance", "/logit_lens",
-                        "/residual_stream", "/walkthrough", "/logit_attribution", "/activation_patching",
-                        "/circuit_graph"}
+DOCUMENTED_ENDPOINTS = {
+    "/translate",
+    "/attention",
+    "/ablate",
+    "/head_importance",
+    "/logit_lens",
+    "/residual_stream",
+    "/walkthrough",
+    "/logit_attribution",
+    "/activation_patching",
+    "/circuit_graph",
+}
 
 
 def test_api_lists_exactly_the_documented_endpoints(client, server):
@@ -178,8 +191,10 @@ def test_a_busy_port_says_to_use_port(tiny_model_dir, capsys):
         port = busy.getsockname()[1]
         assert app.main(["--model", tiny_model_dir, "--host", "127.0.0.1", "--port", str(port)]) == 2
     err = capsys.readouterr().err
-    assert (f"space/app.py: port {port} on 127.0.0.1 is in use (another server?); pick a free one with --port, "
-            f"e.g. --port {port + 1}.") in err
+    assert (
+        f"space/app.py: port {port} on 127.0.0.1 is in use (another server?); pick a free one with --port, "
+        f"e.g. --port {port + 1}."
+    ) in err
     assert "Traceback" not in err and "server_port" not in err
 
 
@@ -191,7 +206,8 @@ def test_the_page_names_the_model_and_the_box_says_its_limit(bundle, tmp_path):
 
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "README.md").write_text(
-        "---\nlanguage:\n- en\n- de\nmodel-index:\n- name: vanilla-transformer-multi30k-en-de\n  results: []\n---\n")
+        "---\nlanguage:\n- en\n- de\nmodel-index:\n- name: vanilla-transformer-multi30k-en-de\n  results: []\n---\n"
+    )
     named = ModelBundle(bundle.model, bundle.tokenizer, ref=str(tmp_path / "model"))
     demo = app.build_demo(named, tabs=[])
     blocks = list(demo.blocks.values())
@@ -199,8 +215,10 @@ def test_the_page_names_the_model_and_the_box_says_its_limit(bundle, tmp_path):
     assert heading.endswith("model `vanilla-transformer-multi30k-en-de`")
     source = next(b for b in blocks if getattr(b, "elem_id", None) == "src")
     assert source.max_length == BOX_MAX_CHARS == 8000
-    assert source.info == ("The box keeps at most 8,000 characters and drops the rest of a longer paste; the model "
-                           f"reads the first 2,000 characters, up to {bundle.max_source_tokens} subword tokens.")
+    assert source.info == (
+        "The box keeps at most 8,000 characters and drops the rest of a longer paste; the model "
+        f"reads the first 2,000 characters, up to {bundle.max_source_tokens} subword tokens."
+    )
 
 
 def test_view_keys_drop_late_results():
@@ -231,11 +249,18 @@ def test_the_state_of_a_translation_carries_its_key_and_texts(bundle):
 
     *_, state = app.translate_outputs(bundle, "  Two dogs play in the snow. ", 1, 6, key="k1")
     result = bundle.translate("Two dogs play in the snow.", 1, 6)
-    assert state == {"key": "k1", "source": "Two dogs play in the snow.", "translation": result.text,
-                     "notices": result.notices, "source_ids": result.source.input_ids,
-                     "decoder_ids": result.decoder_ids}
-    assert app.translate_outputs(bundle, "Two dogs.", 1, 6)[-1]["key"] != app.translate_outputs(bundle, "Two dogs.",
-                                                                                                 1, 6)[-1]["key"]
+    assert state == {
+        "key": "k1",
+        "source": "Two dogs play in the snow.",
+        "translation": result.text,
+        "notices": result.notices,
+        "source_ids": result.source.input_ids,
+        "decoder_ids": result.decoder_ids,
+    }
+    assert (
+        app.translate_outputs(bundle, "Two dogs.", 1, 6)[-1]["key"]
+        != app.translate_outputs(bundle, "Two dogs.", 1, 6)[-1]["key"]
+    )
     assert app.translate_outputs(bundle, "   ", 1, 6)[-1] is None
 
 
@@ -349,6 +374,7 @@ def test_browser_shows_html_and_control_characters_escaped(page, bundle):
 
 def slowed(fn, seconds, done=None):
     """`fn`, taking `seconds` longer (and setting the event `done` when it returns): makes a race certain."""
+
     def wrapper(*args, **kwargs):
         time.sleep(seconds)
         try:
@@ -356,11 +382,15 @@ def slowed(fn, seconds, done=None):
         finally:
             if done is not None:
                 done.set()
+
     return wrapper
 
 
-QUICK = ["Two dogs play in the snow.", "A man in a blue shirt is standing on a ladder cleaning windows.",
-         "People sit at a table."]
+QUICK = [
+    "Two dogs play in the snow.",
+    "A man in a blue shirt is standing on a ladder cleaning windows.",
+    "People sit at a table.",
+]
 
 
 def _translate_and_wait(page, bundle, sentence):
@@ -443,7 +473,8 @@ def test_browser_out_of_domain_note(page, bundle):
     expect(page.locator("#status .notice").first).to_have_text(
         "This input looks out of domain: it looks like German, not English (words such as “ein”, “einem”, “auf”, "
         "“einer”). The model learnt from English image captions (Multi30k) only, so expect a confident but wrong "
-        "translation.")
+        "translation."
+    )
     _translate_and_wait(page, bundle, SENTENCE)
     expect(page.locator("#status")).not_to_contain_text("out of domain")
 

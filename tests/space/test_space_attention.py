@@ -130,8 +130,12 @@ def test_strongest_links_and_json(result):
     head_links = data.strongest_links("cross", 1, head=0, k=2)
     assert all(data.source_tokens[j] == t for top in head_links for j, t, _ in top)
     payload = json.loads(json.dumps(data.to_dict()))
-    assert np.asarray(payload["cross"]).shape == (data.num_layers("cross"), data.num_heads("cross"),
-                                                   len(data.target_tokens), len(data.source_tokens))
+    assert np.asarray(payload["cross"]).shape == (
+        data.num_layers("cross"),
+        data.num_heads("cross"),
+        len(data.target_tokens),
+        len(data.source_tokens),
+    )
     assert payload["layout"]["cross"] == {"rows": "target_tokens", "columns": "source_tokens"}
 
 
@@ -167,8 +171,7 @@ IN_DOMAIN = [  # Multi30k-style captions, the app's examples, and one emoji or f
     "A cyclist in a yellow jersey rides past a crowd of people.",
 ]
 OUT_OF_DOMAIN = {  # text -> what the note says
-    "Ein Mann in einem blauen Hemd steht auf einer Leiter.":
-        "it looks like German, not English (words such as “ein”, “einem”, “auf”, “einer”)",
+    "Ein Mann in einem blauen Hemd steht auf einer Leiter.": "it looks like German, not English (words such as “ein”, “einem”, “auf”, “einer”)",
     "Zwei Hunde spielen im Schnee.": "it looks like German, not English (words such as “zwei”, “im”)",
     "Un homme est assis sur un banc dans le parc.": "it looks like French, not English",
     "Un hombre con una camisa azul está de pie sobre una escalera.": "it looks like Spanish, not English",
@@ -203,38 +206,49 @@ def test_out_of_domain_input_gets_a_notice(bundle):
     assert out.notices[0] == (
         "This input looks out of domain: it looks like German, not English (words such as “ein”, “einem”, “auf”, "
         "“einer”). The model learnt from English image captions (Multi30k) only, so expect a confident but wrong "
-        "translation.")
+        "translation."
+    )
     assert bundle.translate(SENTENCE, num_beams=1, max_new_tokens=4).notices == [
-        "The translation stopped at the maximum length (4 tokens)."]
+        "The translation stopped at the maximum length (4 tokens)."
+    ]
 
 
 def test_cut_and_cleaned_input_is_said(bundle):
     """Text at the box's limit says so; a lone surrogate (only the API can send one) is read as "?", with a note."""
     from translation_engine import BOX_MAX_CHARS, MAX_INPUT_CHARS
 
-    pasted = ("a dog runs on the grass " * 400)[:BOX_MAX_CHARS - 1] + " "  # what the box sends of a longer paste
+    pasted = ("a dog runs on the grass " * 400)[: BOX_MAX_CHARS - 1] + " "  # what the box sends of a longer paste
     boxed = bundle.prepare(pasted)
-    assert boxed.notices[0] == (f"The text has {BOX_MAX_CHARS - 1:,} characters (the text box keeps at most "
-                                f"{BOX_MAX_CHARS:,}); only the first {MAX_INPUT_CHARS:,} were read: the last "
-                                f"{BOX_MAX_CHARS - 1 - MAX_INPUT_CHARS:,} were cut.")
+    assert boxed.notices[0] == (
+        f"The text has {BOX_MAX_CHARS - 1:,} characters (the text box keeps at most "
+        f"{BOX_MAX_CHARS:,}); only the first {MAX_INPUT_CHARS:,} were read: the last "
+        f"{BOX_MAX_CHARS - 1 - MAX_INPUT_CHARS:,} were cut."
+    )
     shorter = bundle.prepare("a dog runs on the grass " * 100)
-    assert shorter.notices[0] == (f"The text has 2,399 characters; only the first {MAX_INPUT_CHARS:,} were read: "
-                                  "the last 399 were cut.")
+    assert shorter.notices[0] == (
+        f"The text has 2,399 characters; only the first {MAX_INPUT_CHARS:,} were read: the last 399 were cut."
+    )
     surrogate = bundle.prepare("A dog \ud800 runs \udfff.")
     assert surrogate.text == "A dog ? runs ?."
-    assert surrogate.notices == ["The text held 2 lone surrogate code points (not valid Unicode, only possible "
-                                 "through the API); each was read as “?”."]
+    assert surrogate.notices == [
+        "The text held 2 lone surrogate code points (not valid Unicode, only possible "
+        "through the API); each was read as “?”."
+    ]
 
 
 def test_a_given_translation_is_checked(bundle):
     limit = bundle.max_new_tokens_limit
     assert bundle.target_ids("Ein Hund.") == bundle.tokenizer(text_target="Ein Hund.")["input_ids"]
-    with pytest.raises(ValueError, match=r"^The translation contains a lone surrogate \(\\ud800\), which is not "
-                                         r"valid Unicode text: send it as UTF-8\.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^The translation contains a lone surrogate \(\\ud800\), which is not "
+        r"valid Unicode text: send it as UTF-8\.$",
+    ):
         bundle.target_ids("Ein \ud800 Hund.")
     too_long = " ".join(["Hund"] * limit)
-    with pytest.raises(ValueError, match=f"^The translation is {limit + 1} subword tokens long; this model writes "
-                                         f"at most {limit}\\.$"):
+    with pytest.raises(
+        ValueError, match=f"^The translation is {limit + 1} subword tokens long; this model writes at most {limit}\\.$"
+    ):
         bundle.target_ids(too_long)
 
 
@@ -244,7 +258,8 @@ def test_the_model_is_named_by_its_card(bundle, tiny_model_dir, tmp_path):
     assert bundle.display_name == os.path.basename(tiny_model_dir)  # no model card: the folder's name
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "README.md").write_text(
-        "---\nlanguage:\n- en\n- de\nmodel-index:\n- name: vanilla-transformer-multi30k-en-de\n  results: []\n---\n")
+        "---\nlanguage:\n- en\n- de\nmodel-index:\n- name: vanilla-transformer-multi30k-en-de\n  results: []\n---\n"
+    )
     named = ModelBundle(bundle.model, bundle.tokenizer, ref=str(tmp_path / "model"))
     assert named.display_name == "vanilla-transformer-multi30k-en-de"
     assert ModelBundle(bundle.model, bundle.tokenizer, ref="someone/some-model").display_name == "someone/some-model"
@@ -255,8 +270,11 @@ def test_the_model_is_named_by_its_card(bundle, tiny_model_dir, tmp_path):
 def test_html_fragments_escape_user_and_model_text(text):
     from safe_html import links_html, status_html, tokens_html
 
-    for fragment in (tokens_html([text, "</s>"], {"</s>"}, "t"), status_html([text], text),
-                     links_html(text, 0, [[(0, text, 0.5)]], "head 1", "Cross")):
+    for fragment in (
+        tokens_html([text, "</s>"], {"</s>"}, "t"),
+        status_html([text], text),
+        links_html(text, 0, [[(0, text, 0.5)]], "head 1", "Cross"),
+    ):
         assert "<img" not in fragment and "<script" not in fragment and "<b>bold" not in fragment
         assert "${" not in fragment and "{{" not in fragment
         for ch in "\x07\x00\x1b\u202e\u200b":

@@ -84,7 +84,8 @@ def test_concurrent_api_clients_get_the_translations_of_single_requests(shipped)
     with serve_space(shipped, tabs=[]) as url:
         clients = [Client(url, verbose=False) for _ in SENTENCES]
         calls_before = len(shipped.batcher.batch_sizes)
-        answers = all_at_once(lambda pair: pair[0].predict(pair[1], api_name="/translate")[0],
-                              list(zip(clients, SENTENCES)))
+        answers = all_at_once(
+            lambda pair: pair[0].predict(pair[1], api_name="/translate")[0], list(zip(clients, SENTENCES))
+        )
     assert answers == alone
     assert max(shipped.batcher.batch_sizes[calls_before:]) > 1

@@ -48,8 +48,10 @@ def result(tab, bundle):
 def test_default_target_is_the_first_difference_and_the_full_circuit_is_faithful(tab, bundle, result):
     assert result["clean_translation_tokens"][result["position"]] == result["target"]["token"] == "▁blauen"
     assert result["corrupted_translation_tokens"][result["position"]] == result["contrast"]["token"] == "▁roten"
-    assert result["clean_translation_tokens"][:result["position"]] == \
-        result["corrupted_translation_tokens"][:result["position"]]
+    assert (
+        result["clean_translation_tokens"][: result["position"]]
+        == result["corrupted_translation_tokens"][: result["position"]]
+    )
     assert result["method"] == "eap-ig" and result["steps"] == 5
     assert result["clean_metric"] > 0 > result["corrupted_metric"]
     curve = result["curve"]
@@ -80,17 +82,17 @@ def test_the_picture_has_the_three_families_and_the_slider_redraws_it(tab, bundl
     for family in ("encoder", "decoder", "cross"):
         layers, heads = grid_shape(bundle.model, family)
         assert graph.count(f'class="node fam-{family}') == layers * heads
-    assert graph.count("<path class=\"edge") == result["smallest_k"]
+    assert graph.count('<path class="edge') == result["smallest_k"]
     top = result["edges"][0]
     title = f"<title>{top['edge'].replace('>', '&gt;')}: score {top['score']:+.4g}, rank 1 of {result['num_edges']}"
     assert title in graph
     assert f'data-faithfulness="{result["curve"]["faithfulness"][step - 1]!r}"' in readout
     assert "▁blauen" in summary and "▁roten" in summary
     readout_all, graph_all = tab.slider_outputs(state, 20)
-    assert graph_all.count("<path class=\"edge") == result["num_edges"]
+    assert graph_all.count('<path class="edge') == result["num_edges"]
     assert "faithfulness" in readout_all and readout_all != readout
     readout_one, graph_one = tab.slider_outputs(state, 1)
-    assert graph_one.count("<path class=\"edge") == 1 and 'data-rank="1"' in graph_one
+    assert graph_one.count('<path class="edge') == 1 and 'data-rank="1"' in graph_one
 
 
 def test_bad_input_says_what_to_do(tab, bundle):
@@ -155,12 +157,15 @@ def test_api_bad_input_gets_a_clear_message_not_a_traceback(client, capsys):
         client.predict(CLEAN, "A red one.", api_name="/circuit_graph")
     with pytest.raises(AppError, match="translates both sentences the same way"):
         client.predict(CLEAN, CLEAN, api_name="/circuit_graph")
-    wrong = [((CLEAN, CORRUPTED, "", "", None, "eap-ig", "five"),
-              'steps must be a whole number from 1 to 20; got "five".'),
-             ((CLEAN, CORRUPTED, "", "", "last"), 'position must be a whole number (0-based, -1 = the last) or null; '
-                                                  'got "last".'),
-             ((CLEAN, 5), "corrupted must be a string; got 5."),
-             ((CLEAN, CORRUPTED, ["Mann"]), 'target must be a string; got ["Mann"].')]
+    wrong = [
+        ((CLEAN, CORRUPTED, "", "", None, "eap-ig", "five"), 'steps must be a whole number from 1 to 20; got "five".'),
+        (
+            (CLEAN, CORRUPTED, "", "", "last"),
+            'position must be a whole number (0-based, -1 = the last) or null; got "last".',
+        ),
+        ((CLEAN, 5), "corrupted must be a string; got 5."),
+        ((CLEAN, CORRUPTED, ["Mann"]), 'target must be a string; got ["Mann"].'),
+    ]
     for args, message in wrong:
         with pytest.raises(AppError, match=f"^{re.escape(message)}$"):
             client.predict(*args, api_name="/circuit_graph")
@@ -188,7 +193,8 @@ def test_browser_draws_the_graph_and_the_slider_changes_the_circuit(browser, ser
         before = faith.inner_text()
         step = result["curve"]["ks"].index(result["smallest_k"]) + 1
         assert float(faith.get_attribute("data-faithfulness")) == pytest.approx(
-            result["curve"]["faithfulness"][step - 1], abs=1e-6)
+            result["curve"]["faithfulness"][step - 1], abs=1e-6
+        )
 
         number = page.locator("#cg-k input[type=number]")
         number.fill("1")
@@ -197,7 +203,8 @@ def test_browser_draws_the_graph_and_the_slider_changes_the_circuit(browser, ser
         expect(edges).to_have_count(1)
         assert faith.inner_text() != before
         assert float(faith.get_attribute("data-faithfulness")) == pytest.approx(
-            result["curve"]["faithfulness"][0], abs=1e-6)
+            result["curve"]["faithfulness"][0], abs=1e-6
+        )
 
         edges.first.click()  # its numbers below the picture
         expect(page.locator("#cg-detail")).to_contain_text("rank 1 of")

@@ -41,10 +41,17 @@ def on_screen(bundle):
 
 def direct_ablation(bundle, state, heads, num_beams=None, max_new_tokens=None):
     """circuits.run_ablation on the bundle's own model, decoding as the Translate button does."""
-    gen = bundle.generation_config_for(num_beams or bundle.default_num_beams,
-                                       max_new_tokens or bundle.default_max_new_tokens)
-    return ablation_lib.run_ablation(bundle.model, bundle.tokenizer, state["source_ids"], heads,
-                                 translation=state["decoder_ids"], generation_config=gen)
+    gen = bundle.generation_config_for(
+        num_beams or bundle.default_num_beams, max_new_tokens or bundle.default_max_new_tokens
+    )
+    return ablation_lib.run_ablation(
+        bundle.model,
+        bundle.tokenizer,
+        state["source_ids"],
+        heads,
+        translation=state["decoder_ids"],
+        generation_config=gen,
+    )
 
 
 def shown_delta(summary_html: str) -> float:
@@ -120,8 +127,12 @@ def test_refresh_shows_the_translation_of_the_state_even_after_the_box_changed(b
 
     result, state = on_screen
     german = bundle.translate("Ein Mann in einem blauen Hemd steht auf einer Leiter.")
-    german_state = {"key": "k2", "source_ids": german.source.input_ids, "decoder_ids": german.decoder_ids,
-                    "notices": german.notices}
+    german_state = {
+        "key": "k2",
+        "source_ids": german.source.input_ids,
+        "decoder_ids": german.decoder_ids,
+        "notices": german.notices,
+    }
     context, lens_view, *_ = tab.refresh_outputs(bundle, german_state, 2)
     assert "Working on <b>Ein Mann in einem blauen Hemd" in context
     assert german.notices and all(escape(notice) in context for notice in german.notices)  # the state's notices
@@ -138,13 +149,22 @@ def test_a_given_translation_is_capped_and_must_be_valid_text(bundle):
     too_long = "ein Hund " * limit
     n_tokens = len(bundle.tokenizer(text_target=too_long.strip())["input_ids"])
     long_message = f"The translation is {n_tokens} subword tokens long; this model writes at most {limit}."
-    surrogate_message = ("The translation contains a lone surrogate (\\ud800), which is not valid Unicode text: "
-                         "send it as UTF-8.")
-    for answer in (tab.lens_json(bundle, SENTENCE, too_long), tab.residual_json(bundle, SENTENCE, too_long),
-                   tab.importance_json(bundle, SENTENCE, too_long), tab.ablation_json(bundle, SENTENCE, [], too_long)):
+    surrogate_message = (
+        "The translation contains a lone surrogate (\\ud800), which is not valid Unicode text: send it as UTF-8."
+    )
+    for answer in (
+        tab.lens_json(bundle, SENTENCE, too_long),
+        tab.residual_json(bundle, SENTENCE, too_long),
+        tab.importance_json(bundle, SENTENCE, too_long),
+        tab.ablation_json(bundle, SENTENCE, [], too_long),
+    ):
         assert answer == {"error": long_message}
-    for answer in (tab.lens_json(bundle, SENTENCE, "Ein \ud800 Hund."), tab.residual_json(bundle, SENTENCE, "\ud800"),
-                   tab.importance_json(bundle, SENTENCE, "\ud800"), tab.ablation_json(bundle, SENTENCE, [], "\ud800")):
+    for answer in (
+        tab.lens_json(bundle, SENTENCE, "Ein \ud800 Hund."),
+        tab.residual_json(bundle, SENTENCE, "\ud800"),
+        tab.importance_json(bundle, SENTENCE, "\ud800"),
+        tab.ablation_json(bundle, SENTENCE, [], "\ud800"),
+    ):
         assert answer == {"error": surrogate_message}
     # A lone surrogate in the source is read as "?", and said so.
     assert "lone surrogate" in tab.residual_json(bundle, "A dog \ud800 runs.")["notices"][0]
@@ -218,8 +238,11 @@ def page(browser, server):  # noqa: F811 (browser: the imported fixture)
 def wait_for_picture(page, selector):
     """Until the component's image has loaded with a real width (scrolled to: Gradio loads images lazily)."""
     page.locator(f"{selector} img").scroll_into_view_if_needed()
-    page.wait_for_function("sel => { const img = document.querySelector(sel + ' img');"
-                           " return img && img.complete && img.naturalWidth > 0; }", arg=selector)
+    page.wait_for_function(
+        "sel => { const img = document.querySelector(sel + ' img');"
+        " return img && img.complete && img.naturalWidth > 0; }",
+        arg=selector,
+    )
 
 
 @pytest.mark.browser
@@ -263,9 +286,13 @@ def test_browser_switch_heads_off_and_rank_them(page, bundle, on_screen, tmp_pat
             """() => { const box = sel => document.querySelector(sel).getBoundingClientRect();
                        return [box('[role=tablist]').top + window.scrollY,
                                Math.max(box('#importance-grid').bottom, box('#importance-ranking').bottom)
-                               + window.scrollY]; }""")
-        page.screenshot(path=str(tmp_path / "readme.png"), full_page=True,
-                        clip={"x": 0, "y": top - 4, "width": 1300, "height": bottom - top + 24})
+                               + window.scrollY]; }"""
+        )
+        page.screenshot(
+            path=str(tmp_path / "readme.png"),
+            full_page=True,
+            clip={"x": 0, "y": top - 4, "width": 1300, "height": bottom - top + 24},
+        )
         shutil.copyfile(tmp_path / "readme.png", os.path.join(SPACE, "screenshot_circuits.png"))
 
 
@@ -324,7 +351,7 @@ def test_patching_ends_and_a_clear_error_for_different_lengths(bundle, on_screen
     assert len(data["heads"]) == len(all_heads(bundle.model))
     assert [entry["name"] for entry in data["layers"]][0] == "encoder L1"
     picture, html = views.patching_outputs(bundle, SENTENCE, state, corrupted)
-    assert picture.ndim == 3 and f'{data["encoder_output_patched"]:.3f}' in html
+    assert picture.ndim == 3 and f"{data['encoder_output_patched']:.3f}" in html
     longer = views.patching_json(bundle, SENTENCE, "A much longer sentence than the clean one, by many words.")
     assert "same number of tokens" in longer["error"]
     assert "Type the corrupted sentence" in views.patching_outputs(bundle, SENTENCE, state, "  ")[1]
@@ -348,7 +375,9 @@ def test_api_attribution_and_patching(client, bundle, on_screen):
     patched = client.predict(SENTENCE, corrupted, "", api_name="/activation_patching")
     assert patched["translation"] == result.text and patched["nothing_patched"] == 0
     assert {"name", "restored"} <= set(patched["heads"][0])
-    assert "same number of tokens" in client.predict(SENTENCE, "Two dogs.", "", api_name="/activation_patching")["error"]
+    assert (
+        "same number of tokens" in client.predict(SENTENCE, "Two dogs.", "", api_name="/activation_patching")["error"]
+    )
 
 
 @pytest.mark.browser
@@ -367,8 +396,10 @@ def test_browser_attribution_patching_and_gradient_read_the_api_numbers(page, bu
     expect(page.locator("#dla-logit")).to_be_visible()
     api = client.predict(SENTENCE, "", 1, api_name="/logit_attribution")
     assert float(page.locator("#dla-logit").get_attribute("data-logit")) == pytest.approx(api["logit"], abs=1e-5)
-    shown = {row.locator("td").nth(0).inner_text(): float(row.locator("td").nth(1).get_attribute("data-value"))
-             for row in page.locator("#dla-table tr").all()[1:]}
+    shown = {
+        row.locator("td").nth(0).inner_text(): float(row.locator("td").nth(1).get_attribute("data-value"))
+        for row in page.locator("#dla-table tr").all()[1:]
+    }
     by_name = {c["name"]: c["value"] for c in api["components"]}
     assert shown and all(value == pytest.approx(by_name[name], abs=1e-5) for name, value in shown.items())
 
@@ -392,7 +423,11 @@ def test_browser_attribution_patching_and_gradient_read_the_api_numbers(page, bu
             """() => { const box = sel => document.querySelector(sel).getBoundingClientRect();
                        return [box('#dla-position').top + window.scrollY - 60,
                                Math.max(box('#patch-grid').bottom, box('#patch-summary').bottom)
-                               + window.scrollY]; }""")
-        page.screenshot(path=str(tmp_path / "readme.png"), full_page=True,
-                        clip={"x": 0, "y": top, "width": 1300, "height": bottom - top + 24})
+                               + window.scrollY]; }"""
+        )
+        page.screenshot(
+            path=str(tmp_path / "readme.png"),
+            full_page=True,
+            clip={"x": 0, "y": top, "width": 1300, "height": bottom - top + 24},
+        )
         shutil.copyfile(tmp_path / "readme.png", os.path.join(SPACE, "screenshot_attribution.png"))

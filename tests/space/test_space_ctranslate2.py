@@ -43,8 +43,11 @@ def bundles():
 def model_copy(tmp_path, with_ctranslate2=True):
     """The shipped model folder copied (without its pictures and circuits), to spoil."""
     folder = tmp_path / "model"
-    shutil.copytree(SHIPPED_MODEL, folder, ignore=shutil.ignore_patterns("*.png", "circuits",
-                                                                       *([] if with_ctranslate2 else ["ctranslate2"])))
+    shutil.copytree(
+        SHIPPED_MODEL,
+        folder,
+        ignore=shutil.ignore_patterns("*.png", "circuits", *([] if with_ctranslate2 else ["ctranslate2"])),
+    )
     return str(folder)
 
 
@@ -118,12 +121,16 @@ def test_a_copy_of_other_weights_is_never_used(tmp_path):
     assert bundle.engine_note == (
         f"translating with PyTorch: {folder}/ctranslate2 was converted from other weights than "
         f"{folder}/model.safetensors (the model was retrained or replaced since); remake it with "
-        f"`python -m training.export_marian {folder} /tmp/marian --ctranslate2 {folder}/ctranslate2 --overwrite`")
+        f"`python -m training.export_marian {folder} /tmp/marian --ctranslate2 {folder}/ctranslate2 --overwrite`"
+    )
     with pytest.raises(ModelSourceError, match=r"^--engine ctranslate2: .*was converted from other weights than"):
         load_bundle(folder, engine="ctranslate2")
     os.remove(record)
-    with pytest.raises(ModelSourceError, match=r"does not record which weights it was converted from "
-                                               r"\(converted_from\.json\); remake it with"):
+    with pytest.raises(
+        ModelSourceError,
+        match=r"does not record which weights it was converted from "
+        r"\(converted_from\.json\); remake it with",
+    ):
         load_bundle(folder, engine="ctranslate2")
 
 
@@ -136,11 +143,18 @@ def test_a_folder_without_a_copy_is_served_by_pytorch(tmp_path):
     assert bundle.engine_note.startswith(f"translating with PyTorch: {folder} has no CTranslate2 copy")
     with pytest.raises(ModelSourceError, match=r"unknown engine 'onnx'; choose one of auto, torch, ctranslate2"):
         load_bundle(folder, engine="onnx")
-    result = subprocess.run([sys.executable, os.path.join(SPACE, "app.py"), "--model", folder, "--engine",
-                             "ctranslate2", "--port", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, os.path.join(SPACE, "app.py"), "--model", folder, "--engine", "ctranslate2", "--port", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2
-    assert f"space/app.py: --engine ctranslate2: {folder} has no CTranslate2 copy ({folder}/ctranslate2/model.bin)" \
+    assert (
+        f"space/app.py: --engine ctranslate2: {folder} has no CTranslate2 copy ({folder}/ctranslate2/model.bin)"
         in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 

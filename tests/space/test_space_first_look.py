@@ -35,7 +35,8 @@ def test_pruning_caption_names_the_decoding_without_a_file_path(shipped_atlas):
 
     assert heads_tab.pruning_caption(shipped_atlas) == (
         "**Pruning heads**: the least important first, switched off by zeroing their output; greedy decoding, "
-        f"sacreBLEU on {shipped_atlas['sentences']} sentences of the val split")
+        f"sacreBLEU on {shipped_atlas['sentences']} sentences of the val split"
+    )
 
 
 def test_a_heads_card_says_its_pruning_place_in_words(shipped_atlas):
@@ -48,7 +49,20 @@ def test_a_heads_card_says_its_pruning_place_in_words(shipped_atlas):
     assert f"and {heads_tab.ordinal(everything)} of all {len(shipped_atlas['heads'])} heads" in card
     assert ". of its family" not in card and ". of all" not in card
     assert [heads_tab.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 27, 101, 112)] == [
-        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "27th", "101st", "112th"]
+        "1st",
+        "2nd",
+        "3rd",
+        "4th",
+        "11th",
+        "12th",
+        "13th",
+        "21st",
+        "22nd",
+        "23rd",
+        "27th",
+        "101st",
+        "112th",
+    ]
 
 
 def test_decoder_strongest_links_never_list_a_future_token(bundle):
@@ -69,12 +83,15 @@ def test_a_long_paste_says_what_was_cut_and_what_was_translated(bundle, capfd, c
     with caplog.at_level(logging.WARNING):
         source = bundle.prepare(text)
     cut, truncated = source.notices
-    assert cut == (f"The text has {len(text.strip()):,} characters; only the first {MAX_INPUT_CHARS:,} were read: "
-                   f"the last {len(text.strip()) - MAX_INPUT_CHARS:,} were cut.")
+    assert cut == (
+        f"The text has {len(text.strip()):,} characters; only the first {MAX_INPUT_CHARS:,} were read: "
+        f"the last {len(text.strip()) - MAX_INPUT_CHARS:,} were cut."
+    )
     assert truncated.startswith(f"Truncated: the text is {source.original_tokens} subword tokens long")
     assert truncated.endswith(
         f"(the first {bundle.max_source_tokens} tokens, {source.original_tokens - bundle.max_source_tokens} left "
-        "out). Split a long text into sentences and translate them one at a time.")
+        "out). Split a long text into sentences and translate them one at a time."
+    )
     said = capfd.readouterr().err + caplog.text
     assert "Token indices sequence length is longer" not in said
 
@@ -90,5 +107,7 @@ def test_the_examples_lead_with_captions_and_say_the_seed_is_out_of_domain(bundl
     assert shown[-1] == app.SEED_EXAMPLE and app.SEED_EXAMPLE not in shown[:-1]
     assert all(bundle.prepare(s).notices == [] for s in shown[:-1])  # captions: nothing to warn about
     note = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "examples-note")
-    assert note.value.startswith(f"The last example, *{app.SEED_EXAMPLE}*, is the sentence about what “it” "
-                                 "refers to, not an image caption: it lies outside what this model learnt from")
+    assert note.value.startswith(
+        f"The last example, *{app.SEED_EXAMPLE}*, is the sentence about what “it” "
+        "refers to, not an image caption: it lies outside what this model learnt from"
+    )

@@ -29,9 +29,22 @@ def atlas_dir(tiny_model_dir, tmp_path_factory, data_dir):
     folder = tmp_path_factory.mktemp("atlas") / "model"
     shutil.copytree(tiny_model_dir, folder)
     result = subprocess.run(
-        [sys.executable, "-m", "training.head_atlas", str(folder), "--data", data_dir,
-         "--max-sentences", str(SENTENCES), "--steps", "4"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "training.head_atlas",
+            str(folder),
+            "--data",
+            data_dir,
+            "--max-sentences",
+            str(SENTENCES),
+            "--steps",
+            "4",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return str(folder)
@@ -115,13 +128,19 @@ def test_browser_click_a_head_for_its_card(browser, server, atlas, tmp_path):
         page.locator("#head-example img").wait_for()
         expect(page.locator("#atlas-pruning img")).to_have_count(1)
         if os.environ.get("SAVE_SCREENSHOT"):
-            page.wait_for_function("() => { const img = document.querySelector('#head-example img');"
-                                   " return img && img.complete && img.naturalWidth > 0; }")
+            page.wait_for_function(
+                "() => { const img = document.querySelector('#head-example img');"
+                " return img && img.complete && img.naturalWidth > 0; }"
+            )
             top, bottom = page.evaluate(
                 """() => { const box = sel => document.querySelector(sel).getBoundingClientRect();
                            return [box('[role=tablist]').top + window.scrollY,
                                    Math.max(box('#head-card-view').bottom, box('#head-example').bottom)
-                                   + window.scrollY]; }""")
-            page.screenshot(path=str(tmp_path / "heads.png"), full_page=True,
-                            clip={"x": 0, "y": top - 4, "width": 1300, "height": bottom - top + 24})
+                                   + window.scrollY]; }"""
+            )
+            page.screenshot(
+                path=str(tmp_path / "heads.png"),
+                full_page=True,
+                clip={"x": 0, "y": top - 4, "width": 1300, "height": bottom - top + 24},
+            )
             shutil.copyfile(tmp_path / "heads.png", os.path.join(SPACE, "screenshot_heads.png"))

@@ -19,8 +19,15 @@ import torch
 from conftest import open_page, serve_space
 from marian_models import make_marian, write_opus_tokenizer
 
-from encdec_lens import (activation_patching, all_heads, head_importance, logit_attribution, logit_lens,
-                         residual_stream, run_ablation)
+from encdec_lens import (
+    activation_patching,
+    all_heads,
+    head_importance,
+    logit_attribution,
+    logit_lens,
+    residual_stream,
+    run_ablation,
+)
 from encdec_lens.inputs import make_example
 from encdec_lens.lens import logit_lens_probs
 from training.convert_marian import convert
@@ -112,7 +119,10 @@ def test_the_converted_model_loads_with_marians_tokenizer_and_is_called_a_conver
     config = bundle.model.config
     assert isinstance(bundle.tokenizer, MarianTokenizer)
     assert (config.activation_function, config.sinusoidal_layout, config.add_final_logits_bias) == (
-        "swish", "concatenated", True)
+        "swish",
+        "concatenated",
+        True,
+    )
     assert bundle.model.lm_head.bias.abs().min() > 0  # Marian's final_logits_bias came across
     assert (bundle.source_lang, bundle.target_lang, bundle.language_pair) == ("en", "de", "English → German")
     assert bundle.trained_on == "OPUS" and "OPUS-MT" in bundle.origin and "converted" in bundle.origin
@@ -168,8 +178,9 @@ def test_ablation_importance_lens_and_residual_stream(bundle, on_screen):
     assert len(importance.ranking) == len(all_heads(model)) == 24
     assert importance.logprob == pytest.approx(nothing.logprob, abs=1e-4)
     top = importance.ranking[0]
-    single = run_ablation(model, tok, SENTENCE, [(top["family"], top["layer"], top["head"])],
-                          translation=nothing.translation_ids, **gen)
+    single = run_ablation(
+        model, tok, SENTENCE, [(top["family"], top["layer"], top["head"])], translation=nothing.translation_ids, **gen
+    )
     assert -single.delta == pytest.approx(top["drop"], abs=1e-4)  # the batched ablation agrees with one at a time
     assert importance.source_tokens[-1] == "</s>" and "▁cross" in importance.source_tokens
 
@@ -227,16 +238,20 @@ def test_walkthrough_checks_and_marians_positional_layout(bundle):
     answer = walkthrough_tab.walkthrough_json(bundle, SENTENCE)
     assert "error" not in answer, answer
     # N(0, 1) weights make activations of a few hundred: float32 rounding of the sums is ~1e-4 there
-    assert max(answer["checks"].values()) < 5e-4 and max(answer["checks"][k] for k in ("weights", "probs")) < 1e-5, \
+    assert max(answer["checks"].values()) < 5e-4 and max(answer["checks"][k] for k in ("weights", "probs")) < 1e-5, (
         answer["checks"]
-    assert answer["query_tokens"][answer["position"]] == answer["token"] == "it" and answer["source_tokens"][-1] == "</s>"
+    )
+    assert (
+        answer["query_tokens"][answer["position"]] == answer["token"] == "it" and answer["source_tokens"][-1] == "</s>"
+    )
     assert answer["sizes"]["sinusoidal_layout"] == "concatenated"
     positional = next(s for s in answer["steps"] if s["id"] == "positional_table")
     assert "Marian's layout" in positional["text"] and "first d_model/2 dimensions" in positional["text"]
     cross = walkthrough_tab.walkthrough_json(bundle, SENTENCE, "cross", 1, 3)
     assert max(cross["checks"].values()) < 5e-4 and cross["decoder_tokens"][0] == "<pad>"
     assert walkthrough_tab.walkthrough_json(bundle, SENTENCE, "cross", 7, 0) == {
-        "error": "layer 7 does not exist: the decoder has 2 (0..1)."}
+        "error": "layer 7 does not exist: the decoder has 2 (0..1)."
+    }
 
 
 # --- the whole app, its API through a real server, and the page ------------------------------------------------
@@ -248,7 +263,9 @@ def test_the_app_builds_names_the_model_and_labels_the_start_token(bundle):
     demo = app.build_demo(bundle)
     texts = [block.value for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
     assert any(bundle.origin in t and "Multi30k" not in t for t in texts if t.startswith("# "))
-    explainer = next(block.value for block in demo.blocks.values() if getattr(block, "elem_id", None) == "attention-explainer")
+    explainer = next(
+        block.value for block in demo.blocks.values() if getattr(block, "elem_id", None) == "attention-explainer"
+    )
     assert "(`<pad>` first)" in explainer and "<s>" not in explainer
     demo.close()
 
@@ -279,8 +296,9 @@ def test_api_translate_attention_and_attribution(client, bundle, on_screen, piec
 
 
 @pytest.mark.browser
-def test_browser_token_chips_are_sentencepiece_pieces_and_attribution_appears(browser, server, bundle, on_screen,
-                                                                           client, pieces):
+def test_browser_token_chips_are_sentencepiece_pieces_and_attribution_appears(
+    browser, server, bundle, on_screen, client, pieces
+):
     from playwright.sync_api import expect
 
     with open_page(browser, server) as page:

@@ -36,8 +36,9 @@ def direct(bundle, pair, kind, layer, head, **where):
     """`encdec_lens.walkthrough.walkthrough` itself, on the same model and pair (0-based layer and head)."""
     from encdec_lens import walkthrough as wt
 
-    return wt.walkthrough(bundle.model, bundle.tokenizer, pair["source_ids"], pair["target"], kind=kind,
-                          layer=layer, head=head, **where)
+    return wt.walkthrough(
+        bundle.model, bundle.tokenizer, pair["source_ids"], pair["target"], kind=kind, layer=layer, head=head, **where
+    )
 
 
 def shown_weights(steps_html: str) -> list:
@@ -90,8 +91,11 @@ def test_strongest_link_is_the_largest_weight_from_it_to_animal(bundle, pair):
 
     animal = wt.find_token_position(wt.source_tokens(bundle.tokenizer, SENTENCE), "animal")
     config = bundle.model.config
-    weights = {(layer, head): direct(bundle, pair, "encoder", layer, head).step("softmax").data["weights"][animal]
-               for layer in range(config.encoder_layers) for head in range(config.encoder_attention_heads)}
+    weights = {
+        (layer, head): direct(bundle, pair, "encoder", layer, head).step("softmax").data["weights"][animal]
+        for layer in range(config.encoder_layers)
+        for head in range(config.encoder_attention_heads)
+    }
     layer, head, weight = walkthrough_tab.strongest_link(bundle, pair)
     assert weight == pytest.approx(weights[layer, head], abs=1e-6)
     assert weight == pytest.approx(max(weights.values()), abs=1e-6)
@@ -166,7 +170,8 @@ def test_the_words_of_every_step(bundle, pair):
     softmax = result.step("softmax").data
     top = softmax["argmax"]
     assert told.step("softmax").text.endswith(
-        f"Here {result.token!r} attends most to {softmax['tokens'][top]!r} ({softmax['weights'][top]:.1%}).")
+        f"Here {result.token!r} attends most to {softmax['tokens'][top]!r} ({softmax['weights'][top]:.1%})."
+    )
     assert f"the {sum(softmax['masked'])} future positions are masked" in told.step("softmax").text
     answer = walkthrough_tab.walkthrough_json(bundle, SENTENCE, "decoder", 1, 2, result.token.replace("▁", ""))
     assert list(answer) == ["notices", *walkthrough_text.API_FIELDS] and answer["kind_label"] == told.kind_label
@@ -234,8 +239,9 @@ def test_api_caps_the_translation_as_the_circuits_endpoints_do(bundle):
     assert walkthrough_tab.walkthrough_json(bundle, SENTENCE, "cross", 0, 0, "", huge) == {"error": message}
     assert time.perf_counter() - start < 5
     assert circuits_tab.lens_json(bundle, SENTENCE, huge) == {"error": message}
-    with pytest.raises(ValueError, match=f"^The translation is {n_tokens} subword tokens long; this model writes "
-                                         f"at most {limit}\\.$"):
+    with pytest.raises(
+        ValueError, match=f"^The translation is {n_tokens} subword tokens long; this model writes at most {limit}\\.$"
+    ):
         walkthrough_tab.make_pair(bundle, SENTENCE, huge)
     # Exactly at the limit is fine: `limit` tokens with the closing </s>.
     longest = " ".join(["ein"] * (limit - 1))
@@ -251,17 +257,22 @@ def test_a_lone_surrogate_gets_a_clean_error_or_a_notice(bundle):
     from tabs import walkthrough_tab
 
     message = "The translation contains a lone surrogate (\\ud800), which is not valid Unicode text: send it as UTF-8."
-    assert walkthrough_tab.walkthrough_json(bundle, SENTENCE, "encoder", 0, 0, "", "Der \ud800 Hund.") == {"error": message}
+    assert walkthrough_tab.walkthrough_json(bundle, SENTENCE, "encoder", 0, 0, "", "Der \ud800 Hund.") == {
+        "error": message
+    }
     assert circuits_tab.lens_json(bundle, SENTENCE, "Der \ud800 Hund.") == {"error": message}
     answer = walkthrough_tab.walkthrough_json(bundle, "A dog \ud800 runs.", "encoder", 0, 0)
     assert answer["sentence"] == "A dog ? runs."
-    assert answer["notices"][0] == ("The text held 1 lone surrogate code point (not valid Unicode, only possible "
-                                    "through the API); each was read as “?”.")
+    assert answer["notices"][0] == (
+        "The text held 1 lone surrogate code point (not valid Unicode, only possible "
+        "through the API); each was read as “?”."
+    )
     # The other text arguments already answered with a message.
     token = walkthrough_tab.walkthrough_json(bundle, SENTENCE, "encoder", 0, 0, "\ud800")
     assert list(token) == ["error"] and token["error"].startswith("token '\\ud800' not found in ['")
     assert walkthrough_tab.walkthrough_json(bundle, SENTENCE, "\ud800", 0, 0) == {
-        "error": "unknown attention kind '\\ud800': use one of ('encoder', 'decoder', 'cross')."}
+        "error": "unknown attention kind '\\ud800': use one of ('encoder', 'decoder', 'cross')."
+    }
 
 
 def test_typed_text_and_tokens_are_escaped(bundle):
@@ -342,7 +353,7 @@ def test_walkthrough_endpoint(server, bundle, pair):
     assert given["translation"] == "Das Tier ist müde."
     assert client.predict(SENTENCE, "encoder", 7, 0, "it", "", api_name="/walkthrough") == {
         "error": f"layer 7 does not exist: the encoder has {bundle.model.config.encoder_layers} "
-                 f"(0..{bundle.model.config.encoder_layers - 1})."
+        f"(0..{bundle.model.config.encoder_layers - 1})."
     }
 
 
@@ -354,13 +365,17 @@ def test_raw_http_call_with_a_lone_surrogate_gets_the_message(server):
 
     body = json.dumps({"data": [SENTENCE, "encoder", 0, 0, "", "Der \ud800 Hund.", False]})  # ASCII: "\\ud800"
     assert "\\ud800" in body
-    posted = httpx.post(f"{server}gradio_api/call/walkthrough", content=body,
-                        headers={"Content-Type": "application/json"}, timeout=60)
+    posted = httpx.post(
+        f"{server}gradio_api/call/walkthrough", content=body, headers={"Content-Type": "application/json"}, timeout=60
+    )
     events = httpx.get(f"{server}gradio_api/call/walkthrough/{posted.json()['event_id']}", timeout=120).text
     kind, _, data = events.strip().partition("\n")
     assert kind == "event: complete", events
-    assert json.loads(data.removeprefix("data: ")) == [{
-        "error": "The translation contains a lone surrogate (\\ud800), which is not valid Unicode text: send it as UTF-8."}]
+    assert json.loads(data.removeprefix("data: ")) == [
+        {
+            "error": "The translation contains a lone surrogate (\\ud800), which is not valid Unicode text: send it as UTF-8."
+        }
+    ]
 
 
 # --- a real browser --------------------------------------------------------------------------------------
@@ -415,8 +430,9 @@ def test_browser_pick_another_token_and_head(page, bundle, pair, tmp_path):
     assert_same_weights(shown, expected["weights"], expected["masked"])
     expect(page.locator("#wt-summary")).to_contain_text(tokens[animal])
 
-    shown = _pick_and_wait(page, lambda: page.locator("#wt-head label").get_by_text(str(other_head + 1),
-                                                                                    exact=True).click())
+    shown = _pick_and_wait(
+        page, lambda: page.locator("#wt-head label").get_by_text(str(other_head + 1), exact=True).click()
+    )
     expected = direct(bundle, pair, "encoder", layer, other_head, position=animal).step("softmax").data
     assert_same_weights(shown, expected["weights"], expected["masked"])
 
@@ -452,7 +468,9 @@ def test_browser_screenshot_of_the_default_example(page, tmp_path):
     from playwright.sync_api import expect
 
     expect(page.locator("#wt-weights")).to_be_visible()
-    page.wait_for_function("() => { const img = document.querySelector('#wt-positions img');"
-                           " return img && img.complete && img.naturalWidth > 0; }")
+    page.wait_for_function(
+        "() => { const img = document.querySelector('#wt-positions img');"
+        " return img && img.complete && img.naturalWidth > 0; }"
+    )
     page.screenshot(path=str(tmp_path / "walkthrough.png"), full_page=True)
     shutil.copyfile(tmp_path / "walkthrough.png", os.path.join(SPACE, "screenshot_walkthrough.png"))

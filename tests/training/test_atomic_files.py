@@ -89,6 +89,7 @@ def test_write_file_atomic(tmp_path, umask_022):
     with pytest.raises(OSError, match="disk full"):
         write_file_atomic(str(path), fail)
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["result.json"]
+
     def write(tmp):
         with open(tmp, "w") as fh:
             fh.write("new")

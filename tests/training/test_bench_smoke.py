@@ -19,8 +19,17 @@ def test_quick_mode_reports_every_peer_task_and_target(tmp_path, capsys):
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
     assert set(report) == {"meta", "results", "ratios", "targets"}
-    for key in ("matmul_gflops", "matmul_gflops_bf16", "bf16_skipped", "precisions", "threads", "lengths", "sizes",
-                "profile", "command"):
+    for key in (
+        "matmul_gflops",
+        "matmul_gflops_bf16",
+        "bf16_skipped",
+        "precisions",
+        "threads",
+        "lengths",
+        "sizes",
+        "profile",
+        "command",
+    ):
         assert key in report["meta"]
     skipped = bench_model.bf16_skip_reason()
     assert report["meta"]["bf16_skipped"] == skipped
@@ -56,8 +65,12 @@ def test_quick_mode_without_bf16_skips_it_with_the_reason(tmp_path, capsys, monk
     """A machine without native bf16: the bf16 cases are skipped, not an error, and the table says why."""
     monkeypatch.setattr(bench_model, "bf16_skip_reason", lambda: "this CPU has no AVX512-BF16 or AMX instructions")
     out = tmp_path / "bench.json"
-    assert bench_model.main(["--quick", "--in-process", "--threads", "1", "--peers", "ours", "--tasks", "train",
-                             "--json", str(out)]) == 0
+    assert (
+        bench_model.main(
+            ["--quick", "--in-process", "--threads", "1", "--peers", "ours", "--tasks", "train", "--json", str(out)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
     assert [(r["peer"], r["task"], r["precision"]) for r in report["results"]] == [("ours", "train", "fp32")]
@@ -84,12 +97,30 @@ def test_engines_benchmark_compares_every_engine_with_torch(tmp_path, capsys):
     import bench_engines
 
     out = tmp_path / "engines.json"
-    assert bench_engines.main(["--engines", "ctranslate2", "--limit", "6", "--threads", "1", "--latency-sentences",
-                               "2", "--json", str(out)]) == 0
+    assert (
+        bench_engines.main(
+            [
+                "--engines",
+                "ctranslate2",
+                "--limit",
+                "6",
+                "--threads",
+                "1",
+                "--latency-sentences",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     rows = {(r["engine"], r["decoding"]): r for r in report["results"]}
     assert set(rows) == {(e, d) for e in ("torch", "ctranslate2") for d in ("greedy", "beam5")}
     for row in rows.values():
         assert row["sentences_per_s"] > 0 and row["target_tokens"] > 0 and 0 <= row["bleu"] <= 100
-    assert rows["ctranslate2", "greedy"]["same_as_torch"] == "6/6" and rows["ctranslate2", "beam5"]["same_as_torch"] == "6/6"
+    assert (
+        rows["ctranslate2", "greedy"]["same_as_torch"] == "6/6"
+        and rows["ctranslate2", "beam5"]["same_as_torch"] == "6/6"
+    )
     assert "| CTranslate2 float32 | beam5 | 1 |" in capsys.readouterr().out

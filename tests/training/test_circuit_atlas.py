@@ -35,8 +35,20 @@ def test_malformed_swaps_are_refused(swap, capsys):
 
 
 def test_command_writes_the_circuit_and_figure(shipped_copy, data_dir):
-    args = [shipped_copy, "--swap", "man:woman=Mann:Frau", "--data", data_dir, "--max-pairs", "3",
-            "--ks", "0", "10", "50", "1177"]
+    args = [
+        shipped_copy,
+        "--swap",
+        "man:woman=Mann:Frau",
+        "--data",
+        data_dir,
+        "--max-pairs",
+        "3",
+        "--ks",
+        "0",
+        "10",
+        "50",
+        "1177",
+    ]
     assert circuit_atlas.main(args) == 0
     out = os.path.join(shipped_copy, "circuits")
     assert sorted(os.listdir(out)) == ["man-woman.json", "man-woman.png"]  # no temporary file left behind
@@ -67,11 +79,14 @@ def test_command_writes_the_circuit_and_figure(shipped_copy, data_dir):
 
 def test_pairs_file_with_and_without_target_words(shipped_copy, tmp_path):
     pairs = tmp_path / "gender.tsv"
-    pairs.write_text("clean\tcorrupted\ttarget\tcontrast\n"
-                     "A man is riding a bike.\tA woman is riding a bike.\n"
-                     "\n"
-                     "A man is riding a bike.\tA woman is riding a bike.\tMann\tFrau\n"
-                     "A dog runs.\tA hippopotamus runs.\n", encoding="utf-8")
+    pairs.write_text(
+        "clean\tcorrupted\ttarget\tcontrast\n"
+        "A man is riding a bike.\tA woman is riding a bike.\n"
+        "\n"
+        "A man is riding a bike.\tA woman is riding a bike.\tMann\tFrau\n"
+        "A dog runs.\tA hippopotamus runs.\n",
+        encoding="utf-8",
+    )
     assert circuit_atlas.main([shipped_copy, "--pairs", str(pairs), "--ks", "0", "20", "1177"]) == 0
     with open(os.path.join(shipped_copy, "circuits", "gender.json"), encoding="utf-8") as fh:
         result = json.load(fh)
@@ -116,15 +131,32 @@ def test_command_errors(tmp_path, shipped_copy, data_dir):
     with pytest.raises(SystemExit):
         main([shipped_copy, *swap, "--name", "../escape"])
     circuits = os.path.join(shipped_copy, "circuits")  # made by an earlier test, or never
-    assert not any(name.startswith(("big", "errors")) for name in (os.listdir(circuits) if os.path.isdir(circuits) else []))
+    assert not any(
+        name.startswith(("big", "errors")) for name in (os.listdir(circuits) if os.path.isdir(circuits) else [])
+    )
 
 
 def test_mean_ablation_pairs_need_no_corrupted_column(shipped_copy, data_dir, tmp_path, capsys):
     pairs = tmp_path / "mean.tsv"
-    pairs.write_text("A man is riding a bike.\tMann\tFrau\n"  # no corrupted column
-                     "A dog runs.\tA hippopotamus runs.\n", encoding="utf-8")  # lengths differ: fine here
-    args = [shipped_copy, "--pairs", str(pairs), "--data", data_dir, "--mean-ablation", "--references", "8",
-            "--ks", "0", "50", "1177"]
+    pairs.write_text(
+        "A man is riding a bike.\tMann\tFrau\n"  # no corrupted column
+        "A dog runs.\tA hippopotamus runs.\n",
+        encoding="utf-8",
+    )  # lengths differ: fine here
+    args = [
+        shipped_copy,
+        "--pairs",
+        str(pairs),
+        "--data",
+        data_dir,
+        "--mean-ablation",
+        "--references",
+        "8",
+        "--ks",
+        "0",
+        "50",
+        "1177",
+    ]
     assert circuit_atlas.main(args) == 0
     with open(os.path.join(shipped_copy, "circuits", "mean.json"), encoding="utf-8") as fh:
         result = json.load(fh)

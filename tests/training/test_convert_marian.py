@@ -42,7 +42,11 @@ def converted(tmp_path_factory, tokenizer_dir):
     found = {}
     for seed, activation in enumerate(("swish", "relu")):
         src = make_marian(root / f"opus-mt-{activation}", tokenizer_dir, activation, seed=seed)
-        found[activation] = src, root / f"converted-{activation}", convert(str(src), str(root / f"converted-{activation}"))
+        found[activation] = (
+            src,
+            root / f"converted-{activation}",
+            convert(str(src), str(root / f"converted-{activation}")),
+        )
     return found
 
 
@@ -52,8 +56,12 @@ def inputs(converted, tokenizer_dir):
     from transformers import MarianTokenizer
 
     tokenizer = MarianTokenizer.from_pretrained(str(tokenizer_dir))
-    batch = tokenizer(INPUTS, text_target=["Das Tier ging nicht.", "Ein Hund.", "Zwei Kinder spielen im Schnee."],
-                      return_tensors="pt", padding=True)
+    batch = tokenizer(
+        INPUTS,
+        text_target=["Das Tier ging nicht.", "Ein Hund.", "Zwei Kinder spielen im Schnee."],
+        return_tensors="pt",
+        padding=True,
+    )
     assert (batch["attention_mask"] == 0).any() and (batch["labels"] == tokenizer.pad_token_id).any()
     labels = batch["labels"].masked_fill(batch["labels"] == tokenizer.pad_token_id, -100)
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": labels}
@@ -119,10 +127,14 @@ def marian_outputs(src, inputs):
         out = marian(**inputs)
         maps = eager(**inputs, output_attentions=True)
         return {
-            "logits": out.logits, "loss": out.loss, "eager_logits": maps.logits,
-            "encoder_attentions": maps.encoder_attentions, "decoder_attentions": maps.decoder_attentions,
+            "logits": out.logits,
+            "loss": out.loss,
+            "eager_logits": maps.logits,
+            "encoder_attentions": maps.encoder_attentions,
+            "decoder_attentions": maps.decoder_attentions,
             "cross_attentions": maps.cross_attentions,
-            "greedy": marian.generate(**source, num_beams=1), "beam": marian.generate(**source),
+            "greedy": marian.generate(**source, num_beams=1),
+            "beam": marian.generate(**source),
             "beam_n": marian.generate(**source, num_beams=3, num_return_sequences=2, max_length=12),
             "greedy_no_repeat": marian.generate(**source, num_beams=1, no_repeat_ngram_size=1, max_length=17),
         }
@@ -150,7 +162,9 @@ def test_concatenated_sinusoids_are_marians_table_bit_for_bit():
 def test_converted_model_computes_what_marian_computes(activation, converted, inputs, child):
     src, out, result = converted[activation]
     got, want = child[str(out)], marian_outputs(src, inputs)
-    assert got["class"].startswith("transformers_modules.") and got["class"].endswith("TransformerForConditionalGeneration")
+    assert got["class"].startswith("transformers_modules.") and got["class"].endswith(
+        "TransformerForConditionalGeneration"
+    )
 
     difference = (got["logits"] - want["logits"]).abs().max().item()
     assert difference <= 1e-4, difference
@@ -193,7 +207,9 @@ def test_the_paper_defaults_and_the_shipped_model_are_unchanged():
     from conftest import tiny_config
 
     assert TransformerForConditionalGeneration(tiny_config()).lm_head.bias is None
-    with pytest.raises(ValueError, match=r"unknown `sinusoidal_layout` 'marian'; choose one of interleaved, concatenated"):
+    with pytest.raises(
+        ValueError, match=r"unknown `sinusoidal_layout` 'marian'; choose one of interleaved, concatenated"
+    ):
         TransformerConfig(sinusoidal_layout="marian")
     with pytest.raises(ValueError, match=r"`add_final_logits_bias` must be True or False"):
         TransformerConfig(add_final_logits_bias="yes")
@@ -210,18 +226,31 @@ def test_final_logits_bias_trains_and_survives_save_and_load(tmp_path):
 
     torch.manual_seed(0)
     model = TransformerForConditionalGeneration(
-        tiny_config(add_final_logits_bias=True, sinusoidal_layout="concatenated", activation_function="swish", dropout=0.0))
+        tiny_config(
+            add_final_logits_bias=True, sinusoidal_layout="concatenated", activation_function="swish", dropout=0.0
+        )
+    )
     assert torch.equal(model.lm_head.bias, torch.zeros(99))
     with torch.no_grad():
         model.lm_head.bias.normal_()
-    batch = {"input_ids": torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
-             "labels": torch.tensor([[10, 11, 2], [12, 2, -100]])}
+    batch = {
+        "input_ids": torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
+        "labels": torch.tensor([[10, 11, 2], [12, 2, -100]]),
+    }
     out = model(**batch)
-    hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         decoder_input_ids=model.prepare_decoder_input_ids_from_labels(batch["labels"])).last_hidden_state
+    hidden = model.model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        decoder_input_ids=model.prepare_decoder_input_ids_from_labels(batch["labels"]),
+    ).last_hidden_state
     torch.testing.assert_close(out.logits, hidden @ model.lm_head.weight.T + model.lm_head.bias)
-    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits.reshape(-1, 99), batch["labels"].reshape(-1),
-                                                         label_smoothing=0.1, ignore_index=-100))
+    torch.testing.assert_close(
+        out.loss,
+        F.cross_entropy(
+            out.logits.reshape(-1, 99), batch["labels"].reshape(-1), label_smoothing=0.1, ignore_index=-100
+        ),
+    )
     out.loss.backward()
     assert model.lm_head.bias.grad is not None and model.lm_head.bias.grad.abs().sum() > 0
     model.eval().save_pretrained(tmp_path)
@@ -240,9 +269,20 @@ def test_output_is_a_complete_hub_folder(converted, tokenizer_dir):
 
     src, out, result = converted["swish"]
     files = set(os.listdir(out))
-    assert {"config.json", "model.safetensors", "generation_config.json", "configuration_transformer.py",
-            "modeling_transformer.py", "fast_paths.py", "pipeline_translation.py", "README.md", "source.spm",
-            "target.spm", "vocab.json", "tokenizer_config.json"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "configuration_transformer.py",
+        "modeling_transformer.py",
+        "fast_paths.py",
+        "pipeline_translation.py",
+        "README.md",
+        "source.spm",
+        "target.spm",
+        "vocab.json",
+        "tokenizer_config.json",
+    } <= files
     assert not [f for f in os.listdir(out.parent) if ".partial" in f or f.endswith(".old")]
     for name in ("modeling_transformer.py", "configuration_transformer.py"):
         assert (out / name).read_bytes() == open(os.path.join(ROOT, name.split("_")[0], name), "rb").read()
@@ -251,19 +291,44 @@ def test_output_is_a_complete_hub_folder(converted, tokenizer_dir):
     assert result["tokenizer_files"] == ["source.spm", "target.spm", "vocab.json", "tokenizer_config.json"]
 
     config = json.loads((out / "config.json").read_text())
-    assert config["model_type"] == "transformer" and config["auto_map"]["AutoModelForSeq2SeqLM"].startswith("modeling_transformer.")
+    assert config["model_type"] == "transformer" and config["auto_map"]["AutoModelForSeq2SeqLM"].startswith(
+        "modeling_transformer."
+    )
     assert "translation" in config["custom_pipelines"]
     assert (config["source_lang"], config["target_lang"], config["trained_on"]) == ("en", "de", "OPUS")
-    assert {k: config[k] for k in ("activation_function", "sinusoidal_layout", "add_final_logits_bias", "label_smoothing",
-                                   "normalize_before", "scale_embedding", "tie_word_embeddings")} == {
-        "activation_function": "swish", "sinusoidal_layout": "concatenated", "add_final_logits_bias": True,
-        "label_smoothing": 0.0, "normalize_before": False, "scale_embedding": True, "tie_word_embeddings": True}
+    assert {
+        k: config[k]
+        for k in (
+            "activation_function",
+            "sinusoidal_layout",
+            "add_final_logits_bias",
+            "label_smoothing",
+            "normalize_before",
+            "scale_embedding",
+            "tie_word_embeddings",
+        )
+    } == {
+        "activation_function": "swish",
+        "sinusoidal_layout": "concatenated",
+        "add_final_logits_bias": True,
+        "label_smoothing": 0.0,
+        "normalize_before": False,
+        "scale_embedding": True,
+        "tie_word_embeddings": True,
+    }
     vocab = len(json.loads((src / "vocab.json").read_text()))
-    assert (config["pad_token_id"], config["decoder_start_token_id"], config["eos_token_id"]) == (vocab - 1, vocab - 1, 0)
+    assert (config["pad_token_id"], config["decoder_start_token_id"], config["eos_token_id"]) == (
+        vocab - 1,
+        vocab - 1,
+        0,
+    )
 
     def generation(folder):
-        return {k: v for k, v in json.loads((folder / "generation_config.json").read_text()).items()
-                if k != "transformers_version"}
+        return {
+            k: v
+            for k, v in json.loads((folder / "generation_config.json").read_text()).items()
+            if k != "transformers_version"
+        }
 
     assert generation(out) == generation(src)  # bad_words_ids=[[pad]], forced eos, beam 4: carried over
 
@@ -286,7 +351,9 @@ def test_translation_pipeline_gives_marians_translation(converted):
     tokenizer = MarianTokenizer.from_pretrained(str(src))
     marian = MarianMTModel.from_pretrained(str(src)).eval()
     with torch.no_grad():
-        expected = tokenizer.decode(marian.generate(**tokenizer(INPUTS[:1], return_tensors="pt"))[0], skip_special_tokens=True)
+        expected = tokenizer.decode(
+            marian.generate(**tokenizer(INPUTS[:1], return_tensors="pt"))[0], skip_special_tokens=True
+        )
     assert translator(INPUTS[0]) == [{"translation_text": expected.strip()}]
 
 
@@ -311,13 +378,17 @@ def test_a_hub_id_is_downloaded_and_named_in_the_card(marian_src, tmp_path, monk
         asked.update(repo_id=repo_id, allow_patterns=allow_patterns)
         return str(marian_src)
 
-    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files",
-                        lambda self, repo_id: ["config.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5", "source.spm"])
+    monkeypatch.setattr(
+        huggingface_hub.HfApi,
+        "list_repo_files",
+        lambda self, repo_id: ["config.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5", "source.spm"],
+    )
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     convert("Helsinki-NLP/opus-mt-en-de", str(tmp_path / "out"))
     assert asked["repo_id"] == "Helsinki-NLP/opus-mt-en-de"
     assert "model.safetensors*" in asked["allow_patterns"] and not any(
-        p.startswith(("pytorch_model", "tf_model")) for p in asked["allow_patterns"])  # one copy of the weights
+        p.startswith(("pytorch_model", "tf_model")) for p in asked["allow_patterns"]
+    )  # one copy of the weights
     card = ModelCard.load(tmp_path / "out" / "README.md")
     assert card.data.base_model == "Helsinki-NLP/opus-mt-en-de"
     assert "[Helsinki-NLP/opus-mt-en-de](https://huggingface.co/Helsinki-NLP/opus-mt-en-de)" in card.text
@@ -354,7 +425,10 @@ REFUSED = [
     (dict(model_type="bart"), r"'bart' model \(config.json model_type\), not Marian"),
     (dict(architectures=["MarianForCausalLM"]), r"MarianForCausalLM, not MarianMTModel.*decoder-only"),
     (dict(decoder_vocab_size=7), r"separate decoder vocabulary \(decoder_vocab_size=7"),
-    (dict(share_encoder_decoder_embeddings=False), r"separate source and target embeddings \(share_encoder_decoder_embeddings=false\)"),
+    (
+        dict(share_encoder_decoder_embeddings=False),
+        r"separate source and target embeddings \(share_encoder_decoder_embeddings=false\)",
+    ),
     (dict(tie_word_embeddings=False), r"output projection untied from the embeddings \(tie_word_embeddings=false\)"),
     (dict(normalize_before=True), r"pre-LN residual blocks \(normalize_before=true\)"),
     (dict(add_final_layer_norm=True), r"final LayerNorm on each stack \(add_final_layer_norm=true\)"),
@@ -365,7 +439,9 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize("changes, message", REFUSED, ids=[next(iter(c)) + "=" + str(next(iter(c.values()))) for c, _ in REFUSED])
+@pytest.mark.parametrize(
+    "changes, message", REFUSED, ids=[next(iter(c)) + "=" + str(next(iter(c.values()))) for c, _ in REFUSED]
+)
 def test_what_cannot_be_represented_exactly_is_refused_by_name(changes, message, marian_src, tmp_path):
     src = patched(marian_src, tmp_path, **changes)
     with pytest.raises(ConversionError, match=message):
@@ -375,8 +451,17 @@ def test_what_cannot_be_represented_exactly_is_refused_by_name(changes, message,
 
 def test_the_legacy_keys_opus_mt_configs_carry_are_accepted(marian_src, tmp_path):
     """Older OPUS-MT config.json files name the variants they do not use (all false/true as MarianMTModel runs)."""
-    src = patched(marian_src, tmp_path, normalize_before=False, add_final_layer_norm=False, normalize_embedding=False,
-                  static_position_embeddings=True, add_bias_logits=False, num_beams=4, max_length=24)
+    src = patched(
+        marian_src,
+        tmp_path,
+        normalize_before=False,
+        add_final_layer_norm=False,
+        normalize_embedding=False,
+        static_position_embeddings=True,
+        add_bias_logits=False,
+        num_beams=4,
+        max_length=24,
+    )
     assert convert(str(src), str(tmp_path / "out"))["max_logit_difference"] <= 1e-4
 
 
@@ -387,7 +472,9 @@ def test_weights_marian_does_not_use_are_refused(marian_src, tmp_path):
     weights = load_file(src / "model.safetensors")
     weights["model.encoder.layernorm_embedding.weight"] = torch.ones(32)
     save_file(weights, src / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(ConversionError, match=r"weights MarianMTModel does not use: model.encoder.layernorm_embedding.weight"):
+    with pytest.raises(
+        ConversionError, match=r"weights MarianMTModel does not use: model.encoder.layernorm_embedding.weight"
+    ):
         convert(str(src), str(tmp_path / "out"))
 
 
@@ -420,8 +507,11 @@ def test_existing_output_is_refused_unless_overwrite(marian_src, tmp_path):
         convert(str(marian_src), str(out))
     assert os.listdir(out) == ["keep.txt"]
     # --overwrite replaces only a model folder this project wrote, never the user's files.
-    with pytest.raises(ConversionError, match=r"--overwrite refused: output folder .*out holds keep.txt, which is not "
-                                              r"a model folder this project wrote"):
+    with pytest.raises(
+        ConversionError,
+        match=r"--overwrite refused: output folder .*out holds keep.txt, which is not "
+        r"a model folder this project wrote",
+    ):
         convert(str(marian_src), str(out), overwrite=True)
     assert os.listdir(out) == ["keep.txt"]
     os.remove(out / "keep.txt")
@@ -462,8 +552,11 @@ def test_overwrite_never_replaces_the_source_or_a_folder_holding_it(marian_src, 
     shutil.copytree(marian_src, src)
     before = sorted(os.listdir(src))
     for out in (src, tmp_path / "models"):
-        with pytest.raises(ConversionError, match=r"is or contains the source .*opus; writing it would replace the "
-                                                  r"model being converted"):
+        with pytest.raises(
+            ConversionError,
+            match=r"is or contains the source .*opus; writing it would replace the "
+            r"model being converted",
+        ):
             convert(str(src), str(out), overwrite=True)
     assert sorted(os.listdir(src)) == before
 
@@ -472,6 +565,11 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
     assert convert_marian.main([str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m training.convert_marian: error: source") and "Traceback" not in err
-    result = subprocess.run([sys.executable, "-m", "training.convert_marian", "--help"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "training.convert_marian", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0 and "--overwrite" in result.stdout

@@ -17,8 +17,11 @@ from test_convert_marian import make_marian, write_opus_tokenizer
 from training import convert_marian, export_marian
 from training.export_marian import ExportError, export
 
-SENTENCES = ["A dog runs on the beach.", "Two children are playing in the snow.",
-             "A man in a blue shirt is standing on a ladder cleaning windows."]
+SENTENCES = [
+    "A dog runs on the beach.",
+    "Two children are playing in the snow.",
+    "A man in a blue shirt is standing on a ladder cleaning windows.",
+]
 CARD = "---\nlanguage:\n- en\n- de\nlicense: cc-by-4.0\n---\n\n# a tiny test model\n"
 
 
@@ -28,9 +31,15 @@ def save_model(folder, tokenizer, seed=0, **overrides):
     from modeling import TransformerForConditionalGeneration
 
     torch.manual_seed(seed)
-    values = dict(vocab_size=len(tokenizer), d_model=32, pad_token_id=tokenizer.pad_token_id,
-                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                  decoder_start_token_id=tokenizer.bos_token_id, max_position_embeddings=128)
+    values = dict(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.bos_token_id,
+        max_position_embeddings=128,
+    )
     values.update(overrides)
     model = TransformerForConditionalGeneration(tiny_config(**values)).eval()
     with torch.no_grad():
@@ -80,8 +89,14 @@ def test_export_is_a_marian_folder_computing_the_same(tiny, multi30k_tokenizer):
 
     source, model, out, result = tiny
     assert result["max_logit_difference"] < 1e-4 and result["same_greedy"] and result["same_beam"]
-    assert sorted(os.listdir(out)) == ["README.md", "config.json", "generation_config.json", "model.safetensors",
-                                       "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(os.listdir(out)) == [
+        "README.md",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "marian" and config["architectures"] == ["MarianMTModel"]
     assert "auto_map" not in config  # no remote code
@@ -97,12 +112,16 @@ def test_export_is_a_marian_folder_computing_the_same(tiny, multi30k_tokenizer):
     assert marian.generation_config.num_beams == 3 and marian.generation_config.length_penalty == 1.2
 
 
-@pytest.mark.parametrize("overrides", [
-    {"d_model": 15, "encoder_attention_heads": 3, "decoder_attention_heads": 5},  # odd width: 8 sines, 7 cosines
-    {"tie_word_embeddings": False},  # three matrices: MarianConfig's share_encoder_decoder_embeddings=false
-    {"activation_function": "gelu", "scale_embedding": False},
-    {"sinusoidal_layout": "concatenated"},  # already Marian's layout: copied unpermuted
-], ids=["odd-width", "untied", "gelu-unscaled", "concatenated"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"d_model": 15, "encoder_attention_heads": 3, "decoder_attention_heads": 5},  # odd width: 8 sines, 7 cosines
+        {"tie_word_embeddings": False},  # three matrices: MarianConfig's share_encoder_decoder_embeddings=false
+        {"activation_function": "gelu", "scale_embedding": False},
+        {"sinusoidal_layout": "concatenated"},  # already Marian's layout: copied unpermuted
+    ],
+    ids=["odd-width", "untied", "gelu-unscaled", "concatenated"],
+)
 def test_every_variant_marian_represents_exports_exactly(tmp_path, multi30k_tokenizer, overrides):
     from transformers import MarianMTModel
 
@@ -175,11 +194,15 @@ def test_the_export_loads_without_this_project_or_remote_code(tiny, tmp_path, mu
 # ------------------------------------------------------------------------------------------- refusals
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"position_embedding_type": "learned"}, r"learned positions .*MarianConfig has no learned positions"),
-    ({"normalize_before": True}, r"pre-LN residual blocks .*normalize_before=true.*MarianMTModel is post-LN"),
-    ({"layer_norm_eps": 1e-6}, r"LayerNorm epsilon 1e-06 .*MarianMTModel's LayerNorms use 1e-05"),
-], ids=["learned-positions", "pre-ln", "layer-norm-eps"])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"position_embedding_type": "learned"}, r"learned positions .*MarianConfig has no learned positions"),
+        ({"normalize_before": True}, r"pre-LN residual blocks .*normalize_before=true.*MarianMTModel is post-LN"),
+        ({"layer_norm_eps": 1e-6}, r"LayerNorm epsilon 1e-06 .*MarianMTModel's LayerNorms use 1e-05"),
+    ],
+    ids=["learned-positions", "pre-ln", "layer-norm-eps"],
+)
 def test_what_marian_cannot_represent_is_refused_by_name(tmp_path, multi30k_tokenizer, overrides, match):
     save_model(tmp_path / "ours", multi30k_tokenizer, **overrides)
     with pytest.raises(ExportError, match=match):
@@ -257,8 +280,10 @@ def shipped_translations(shipped, flickr_lines):
     """space/model's own translations of the lines, {beams: token ids}: greedy, and its generation settings
     (beam 5, length penalty 1.4, stopping once 5 hypotheses are finished)."""
     model, tokenizer, _, _ = shipped
-    return {1: export_marian.torch_translate(model, tokenizer, flickr_lines, num_beams=1),
-            5: export_marian.torch_translate(model, tokenizer, flickr_lines, num_beams=5, early_stopping=True)}
+    return {
+        1: export_marian.torch_translate(model, tokenizer, flickr_lines, num_beams=1),
+        5: export_marian.torch_translate(model, tokenizer, flickr_lines, num_beams=5, early_stopping=True),
+    }
 
 
 def test_the_shipped_model_exports_exactly(shipped, flickr_lines, shipped_translations):
@@ -285,8 +310,9 @@ def ctranslate2_ids(ctranslate2, folder, tokenizer, lines, beam_size, length_pen
     length penalty counts it as generate() does)."""
     translator = ctranslate2.Translator(str(folder), device="cpu", intra_threads=1)
     tokens = [tokenizer.convert_ids_to_tokens(ids) for ids in tokenizer(lines)["input_ids"]]
-    results = translator.translate_batch(tokens, beam_size=beam_size, length_penalty=length_penalty,
-                                         return_end_token=True, max_decoding_length=127)
+    results = translator.translate_batch(
+        tokens, beam_size=beam_size, length_penalty=length_penalty, return_end_token=True, max_decoding_length=127
+    )
     return [tokenizer.convert_tokens_to_ids(r.hypotheses[0]) for r in results]
 
 
@@ -297,8 +323,9 @@ def ctranslate2_models(ctranslate2, shipped, tmp_path_factory):
     return {q: export_marian.to_ctranslate2(str(out), str(root / q), q) for q in ("float32", "int8")}
 
 
-def test_ctranslate2_float32_translates_as_the_model(ctranslate2, ctranslate2_models, shipped, flickr_lines,
-                                                     shipped_translations):
+def test_ctranslate2_float32_translates_as_the_model(
+    ctranslate2, ctranslate2_models, shipped, flickr_lines, shipped_translations
+):
     model, tokenizer, _, _ = shipped
     folder = ctranslate2_models["float32"]["out"]
     assert {"model.bin", "config.json", "shared_vocabulary.json", "tokenizer.json"} <= set(os.listdir(folder))
@@ -307,8 +334,9 @@ def test_ctranslate2_float32_translates_as_the_model(ctranslate2, ctranslate2_mo
         assert ctranslate2_ids(ctranslate2, folder, tokenizer, flickr_lines, num_beams, penalty) == ours
 
 
-def test_ctranslate2_int8_translates_and_its_agreement_is_reported(ctranslate2, ctranslate2_models, shipped,
-                                                                   flickr_lines, shipped_translations):
+def test_ctranslate2_int8_translates_and_its_agreement_is_reported(
+    ctranslate2, ctranslate2_models, shipped, flickr_lines, shipped_translations
+):
     model, tokenizer, _, _ = shipped
     result = ctranslate2_models["int8"]
     assert result["quantization"] == "int8" and 0 <= result["greedy"] <= result["sentences"]
@@ -318,8 +346,10 @@ def test_ctranslate2_int8_translates_and_its_agreement_is_reported(ctranslate2, 
         theirs = ctranslate2_ids(ctranslate2, result["out"], tokenizer, flickr_lines, num_beams, penalty)
         assert len(theirs) == len(ours) and all(theirs)  # a translation of every line
         agree[num_beams] = sum(a == b for a, b in zip(ours, theirs))
-    print(f"CTranslate2 int8 on {len(flickr_lines)} test_2016_flickr lines: greedy {agree[1]}, beam 5 {agree[5]} "
-          "translations equal to PyTorch's")
+    print(
+        f"CTranslate2 int8 on {len(flickr_lines)} test_2016_flickr lines: greedy {agree[1]}, beam 5 {agree[5]} "
+        "translations equal to PyTorch's"
+    )
 
 
 def test_ctranslate2_refuses_an_activation_it_lacks_and_a_taken_folder(ctranslate2, tmp_path, multi30k_tokenizer):
@@ -333,8 +363,9 @@ def test_ctranslate2_refuses_an_activation_it_lacks_and_a_taken_folder(ctranslat
         export(str(tmp_path / "ours"), str(tmp_path / "marian2"), ct2_out=str(tmp_path / "taken"), overwrite=True)
 
 
-def test_translate_cli_on_the_ctranslate2_engine_gives_the_models_translations(ctranslate2, ctranslate2_models,
-                                                                              shipped, flickr_lines, tmp_path):
+def test_translate_cli_on_the_ctranslate2_engine_gives_the_models_translations(
+    ctranslate2, ctranslate2_models, shipped, flickr_lines, tmp_path
+):
     """`training.translate --engine ctranslate2` reads the decoding settings saved beside the CTranslate2 model
     and writes, line for line (blank lines kept), what the PyTorch model's generate() writes."""
     import subprocess
@@ -348,13 +379,26 @@ def test_translate_cli_on_the_ctranslate2_engine_gives_the_models_translations(c
     folder = ctranslate2_models["float32"]["out"]
     lines = [flickr_lines[0], "", *flickr_lines[1:6]]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-m", "training.translate", folder, "--engine", "ctranslate2"],
-                            input="\n".join(lines) + "\n", cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1"},
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "training.translate", folder, "--engine", "ctranslate2"],
+        input="\n".join(lines) + "\n",
+        cwd=ROOT,
+        env={**env, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with torch.no_grad():
         expected = translate_batch(model, tokenizer, flickr_lines[:6])  # its generation_config: beam 5
     assert result.stdout.split("\n")[:-1] == [expected[0], "", *expected[1:]]
-    refused = subprocess.run([sys.executable, "-m", "training.translate", str(tmp_path), "--engine", "ctranslate2"],
-                             input="x\n", cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    refused = subprocess.run(
+        [sys.executable, "-m", "training.translate", str(tmp_path), "--engine", "ctranslate2"],
+        input="x\n",
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert refused.returncode == 1 and "is not a CTranslate2 model folder (no model.bin)" in refused.stderr

@@ -16,8 +16,11 @@ from training import export_marian
 from training.export_marian import ONNX_GRAPHS, ExportError, export, load_onnx_model
 
 for _name in ("onnxruntime", "onnx", "onnxscript"):
-    pytest.importorskip(_name, reason=f"{_name} is not installed: the ONNX export needs onnxruntime, onnx and "
-                                      "onnxscript (pip install -e '.[deploy]')")
+    pytest.importorskip(
+        _name,
+        reason=f"{_name} is not installed: the ONNX export needs onnxruntime, onnx and "
+        "onnxscript (pip install -e '.[deploy]')",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +40,9 @@ def test_onnx_runtime_computes_what_the_model_computes(tiny, multi30k_tokenizer)
     checked = result["onnx"]
     assert checked["out"] == str(folder) and checked["max_logit_difference"] < 1e-4
     assert checked["same_greedy"] and checked["same_beam"]
-    assert sorted(os.listdir(folder)) == sorted([*ONNX_GRAPHS, "config.json", "generation_config.json",
-                                                 "tokenizer.json", "tokenizer_config.json"])
+    assert sorted(os.listdir(folder)) == sorted(
+        [*ONNX_GRAPHS, "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"]
+    )
     onnx_model = load_onnx_model(str(folder), threads=1)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     assert onnx_model.generation_config.num_beams == 3 and onnx_model.generation_config.length_penalty == 1.2
@@ -54,8 +58,9 @@ def test_onnx_runtime_decodes_batches_of_any_size_and_padding(tiny, multi30k_tok
     _, model, _, folder, _ = tiny
     onnx_model = load_onnx_model(str(folder), threads=1)
     for sentences in (SENTENCES[:1], [*SENTENCES, "A " * 30 + "dog."]):
-        assert_same_outputs(outputs(model, multi30k_tokenizer, sentences),
-                            outputs(onnx_model, multi30k_tokenizer, sentences))
+        assert_same_outputs(
+            outputs(model, multi30k_tokenizer, sentences), outputs(onnx_model, multi30k_tokenizer, sentences)
+        )
 
 
 def test_an_existing_onnx_folder_is_replaced_only_with_overwrite(tiny, tmp_path):
@@ -88,12 +93,25 @@ def test_translate_cli_on_the_onnxruntime_engine_gives_the_models_translations(t
     lines = [SENTENCES[0], "", *SENTENCES[1:]]
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "OMP_NUM_THREADS": "1"}
     for extra, settings in (([], {}), (["--num-beams", "1"], {"num_beams": 1})):
-        result = subprocess.run([sys.executable, "-m", "training.translate", str(folder), "--engine", "onnxruntime",
-                                 *extra], input="\n".join(lines) + "\n", cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=600)
+        result = subprocess.run(
+            [sys.executable, "-m", "training.translate", str(folder), "--engine", "onnxruntime", *extra],
+            input="\n".join(lines) + "\n",
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         expected = translate_batch(model, multi30k_tokenizer, SENTENCES, **settings)
         assert result.stdout.split("\n")[:-1] == [expected[0], "", *expected[1:]]
-    refused = subprocess.run([sys.executable, "-m", "training.translate", str(tmp_path), "--engine", "onnxruntime"],
-                             input="x\n", cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    refused = subprocess.run(
+        [sys.executable, "-m", "training.translate", str(tmp_path), "--engine", "onnxruntime"],
+        input="x\n",
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert refused.returncode == 1 and "is not an ONNX model folder (no encoder.onnx" in refused.stderr

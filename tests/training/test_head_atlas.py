@@ -107,9 +107,15 @@ def tiny(multi30k_tokenizer):
 
     tok = multi30k_tokenizer
     torch.manual_seed(0)
-    cfg = tiny_config(vocab_size=len(tok), d_model=32, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.bos_token_id,
-                      max_position_embeddings=128)
+    cfg = tiny_config(
+        vocab_size=len(tok),
+        d_model=32,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.bos_token_id,
+        max_position_embeddings=128,
+    )
     model = TransformerForConditionalGeneration(cfg).eval()
     model.generation_config.max_length = 12
     return model, tok
@@ -170,8 +176,9 @@ def test_pruning_every_cross_attention_head_cuts_the_source_off(tiny):
     assert ids[0] == ids[1]
     assert len(set(atlas.translate_greedy(model, tok, sources))) == 2  # with them, the two translations differ
     assert len(set(atlas.translate_greedy(model, tok, sources, cross))) == 1
-    curves = atlas.pruning_curves(model, tok, sources, sources, {h: 0.0 for h in all_heads(model)}, bleu,
-                                  groups=("cross",))
+    curves = atlas.pruning_curves(
+        model, tok, sources, sources, {h: 0.0 for h in all_heads(model)}, bleu, groups=("cross",)
+    )
     assert curves["cross"][-1]["pruned"] == [head_label(*h) for h in cross]
 
 
@@ -219,8 +226,19 @@ def test_command_writes_the_atlas_and_figures(tiny_model_dir, small_data, tmp_pa
     shutil.copytree(tiny_model_dir, folder)
     assert head_atlas.main([str(folder), "--data", small_data, "--max-sentences", "4", "--batch-size", "3"]) == 0
     result = json.loads((folder / "head_atlas.json").read_text())
-    for key in ("model", "split", "sentences", "decoding", "metric", "importance", "roles", "thresholds", "pruning",
-                "heads", "seconds"):
+    for key in (
+        "model",
+        "split",
+        "sentences",
+        "decoding",
+        "metric",
+        "importance",
+        "roles",
+        "thresholds",
+        "pruning",
+        "heads",
+        "seconds",
+    ):
         assert key in result, key
     assert result["split"] == "val" and result["sentences"] == 4 and result["decoding"].startswith("greedy")
     assert set(result["pruning"]) == {"encoder", "decoder", "cross", "all"}
@@ -230,8 +248,17 @@ def test_command_writes_the_atlas_and_figures(tiny_model_dir, small_data, tmp_pa
     assert len(result["heads"]) == 24
     head = result["heads"][0]
     assert head["name"] == "enc L1 H1"
-    assert {"family", "layer", "head", "importance", "importance_raw", "importance_rank", "pruning_order", "roles",
-            "shares"} <= set(head)
+    assert {
+        "family",
+        "layer",
+        "head",
+        "importance",
+        "importance_raw",
+        "importance_rank",
+        "pruning_order",
+        "roles",
+        "shares",
+    } <= set(head)
     assert sorted(h["pruning_order"]["all"] for h in result["heads"]) == list(range(1, 25))
     assert sorted(h["importance_rank"] for h in result["heads"]) == list(range(1, 25))
     for name in ("head_atlas_pruning.png", "head_atlas_roles.png"):
@@ -253,4 +280,3 @@ def test_command_errors(tmp_path, small_data, tiny_model_dir):
     with pytest.raises(SystemExit):
         head_atlas.main([tiny_model_dir, "--max-sentences", "-1"])
     assert not os.path.exists(os.path.join(tiny_model_dir, "head_atlas.json"))
-

@@ -45,8 +45,11 @@ def test_composition_is_fixed_and_order_shuffled_per_epoch(lengths):
 
 
 def test_a_pair_longer_than_the_budget_is_refused():
-    with pytest.raises(ValueError, match=r"max_tokens \(30\) is smaller than the longest pair \(31 tokens\): raise "
-                                         r"max_tokens or lower max_length"):
+    with pytest.raises(
+        ValueError,
+        match=r"max_tokens \(30\) is smaller than the longest pair \(31 tokens\): raise "
+        r"max_tokens or lower max_length",
+    ):
         token_batches([5, 31, 7], 30, seed=0)
 
 

@@ -11,8 +11,14 @@ from modeling import TransformerForConditionalGeneration
 def tokenizer_model(tok, **overrides):
     torch.manual_seed(0)
     values = dict(
-        vocab_size=len(tok), d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64, pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.bos_token_id,
+        vocab_size=len(tok),
+        d_model=32,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.bos_token_id,
         max_position_embeddings=128,
     )
     values.update(overrides)
@@ -74,22 +80,42 @@ def test_seq2seq_trainer_learns_and_evaluates_with_generate(multi30k_tokenizer, 
         return {"mean_length": float((ids != tok.pad_token_id).sum(1).float().mean())}
 
     args = Seq2SeqTrainingArguments(
-        output_dir=str(tmp_path), per_device_train_batch_size=16, per_device_eval_batch_size=16, max_steps=40,
-        learning_rate=3e-3, warmup_steps=5, adam_beta2=0.98, logging_steps=5, save_strategy="no", report_to=[],
-        use_cpu=True, seed=0, disable_tqdm=True, dataloader_num_workers=0, predict_with_generate=True,
-        generation_max_length=20, generation_num_beams=2,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=16,
+        max_steps=40,
+        learning_rate=3e-3,
+        warmup_steps=5,
+        adam_beta2=0.98,
+        logging_steps=5,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        predict_with_generate=True,
+        generation_max_length=20,
+        generation_num_beams=2,
     )
     trainer = Seq2SeqTrainer(
-        model=model, args=args, train_dataset=dataset, eval_dataset=dataset.select(range(16)),
-        data_collator=DataCollatorForSeq2Seq(tok, model=model), processing_class=tok, compute_metrics=compute_metrics,
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        eval_dataset=dataset.select(range(16)),
+        data_collator=DataCollatorForSeq2Seq(tok, model=model),
+        processing_class=tok,
+        compute_metrics=compute_metrics,
     )
     before = trainer.evaluate()
     result = trainer.train()
     after = trainer.evaluate()
 
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    print(f"trainer: train loss {losses[0]:.2f} -> {losses[-1]:.2f}; eval loss {before['eval_loss']:.2f} -> "
-          f"{after['eval_loss']:.2f}; sample: {seen['texts'][0]!r}")
+    print(
+        f"trainer: train loss {losses[0]:.2f} -> {losses[-1]:.2f}; eval loss {before['eval_loss']:.2f} -> "
+        f"{after['eval_loss']:.2f}; sample: {seen['texts'][0]!r}"
+    )
     assert result.global_step == 40 and len(losses) == 8
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0] - 1.0

@@ -39,8 +39,9 @@ def env():
 
 def refuse(*args, timeout=600):
     """Run main() in a child with these arguments; it must refuse with a message before importing torch."""
-    result = subprocess.run([sys.executable, "-c", CHILD, *args], cwd=ROOT, env=env(), capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, *args], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["code"] not in (0, None), report
@@ -50,13 +51,18 @@ def refuse(*args, timeout=600):
 BAD_VALUES = [
     (["--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
     (["--d-model", "250", "--attention-heads", "4"], "d_model (250) must be divisible by attention_heads (4)"),
-    (["--vocab-size", "0"], "vocab_size must be an integer >= 360 (the tokenizer's 4 special and 256 byte tokens, and "
-                            "at least 100 learned subwords), got 0"),
+    (
+        ["--vocab-size", "0"],
+        "vocab_size must be an integer >= 360 (the tokenizer's 4 special and 256 byte tokens, and "
+        "at least 100 learned subwords), got 0",
+    ),
     (["--vocab-size", "300"], "vocab_size must be an integer >= 360"),
     (["--length-penalty", "nan"], "length_penalty must be a finite number, got nan"),
     (["--length-penalty", "inf"], "length_penalty must be a finite number, got inf"),
-    (["--length-penalty-candidates", "0.6", "inf"], "length_penalty_candidates must be a list of numbers, all finite, "
-                                                    "got [0.6, inf]"),
+    (
+        ["--length-penalty-candidates", "0.6", "inf"],
+        "length_penalty_candidates must be a list of numbers, all finite, got [0.6, inf]",
+    ),
     (["--max-grad-norm", "-1"], "max_grad_norm must be > 0, or 0 for no gradient clipping (a finite number), got -1.0"),
     (["--max-grad-norm", "nan"], "max_grad_norm must be > 0, or 0 for no gradient clipping (a finite number), got nan"),
     (["--adam-epsilon", "inf"], "adam_epsilon must be > 0 and finite, got inf"),
@@ -65,8 +71,10 @@ BAD_VALUES = [
     (["--learning-rate", "2"], "learning_rate must be in (0, 1), got 2.0"),
     (["--adam-epsilon", "0"], "adam_epsilon must be > 0"),
     (["--warmup-steps", "-1"], "warmup_steps must be an integer >= 0, got -1"),
-    (["--max-steps", "100", "--warmup-steps", "40", "--cooldown-steps", "80"],
-     "warmup_steps (40) + cooldown_steps (80) must not exceed max_steps (100)"),
+    (
+        ["--max-steps", "100", "--warmup-steps", "40", "--cooldown-steps", "80"],
+        "warmup_steps (40) + cooldown_steps (80) must not exceed max_steps (100)",
+    ),
     (["--cooldown-steps", "-1"], "cooldown_steps must be an integer >= 0, got -1"),
     (["--eval-steps", "15", "--save-steps", "10"], "eval_steps (15) must be a multiple of save_steps (10)"),
     (["--tokenizer-type", "wordpiece"], "tokenizer_type must be 'bpe' or 'unigram'"),
@@ -143,8 +151,11 @@ def test_final_eval_limit_scales_with_the_run():
     assert final_eval_limit(parse_args(["--max-steps", "1000"])[0]) == 0  # the whole split
     assert final_eval_limit(parse_args(["--max-steps", "60", "--final-eval-limit", "0"])[0]) == 0
     assert final_eval_limit(parse_args(["--final-eval-limit", "16"])[0]) == 16
-    with pytest.raises(SystemExit, match=r"final_eval_limit must be an integer >= 0 \(0 = the whole split\), or null "
-                                         r"for the default, got -1"):
+    with pytest.raises(
+        SystemExit,
+        match=r"final_eval_limit must be an integer >= 0 \(0 = the whole split\), or null "
+        r"for the default, got -1",
+    ):
         parse_args(["--final-eval-limit", "-1"])
 
 
@@ -156,37 +167,51 @@ def test_defaults_are_the_papers_recipe():
     assert config == TrainConfig()
 
 
-@pytest.mark.parametrize("name", sorted(n for n in os.listdir(os.path.join(ROOT, "training", "configs"))
-                                  if n.endswith(".json")))
+@pytest.mark.parametrize(
+    "name", sorted(n for n in os.listdir(os.path.join(ROOT, "training", "configs")) if n.endswith(".json"))
+)
 def test_project_config_file_is_valid(name):
     path = os.path.join(ROOT, "training", "configs", name)
     config, args = parse_args(["--config", path, "--batch-size", "7"])
     with open(path, encoding="utf-8") as fh:
         values = json.load(fh)
     assert config.batch_size == 7  # flags win over the file
-    assert {k: getattr(config, k) for k in values if k != "batch_size"} == \
-        {k: v for k, v in values.items() if k != "batch_size"}
+    assert {k: getattr(config, k) for k in values if k != "batch_size"} == {
+        k: v for k, v in values.items() if k != "batch_size"
+    }
     assert args.config == path
 
 
-@pytest.mark.parametrize("content,message", [
-    ({"d_model": 128, "learnig_rate": 0.1}, "unknown setting(s) in {path}: learnig_rate"),
-    ({"dropout": 1.5}, "dropout must be in [0, 1), got 1.5"),
-    ({"d_model": "big"}, "d_model must be a positive integer, got 'big'"),
-    ("{not json", "cannot read config file {path}"),
-    ("[1, 2]", 'config file {path} must hold a JSON object of settings, such as {{"max_steps": 1000, "dropout": 0.3}}; '
-               "it holds an array"),
-    ('"max_steps=10"', "config file {path} must hold a JSON object of settings"),
-    ("null", "config file {path} must hold a JSON object of settings, such as {{\"max_steps\": 1000, \"dropout\": 0.3}}; "
-             "it holds null"),
-    ('{"length_penalty": NaN}', "length_penalty must be a finite number, got nan"),
-    ({"max_grad_norm": None}, "max_grad_norm must be > 0, or 0 for no gradient clipping (a finite number), got None"),
-    ({"normalize_before": "false"}, "normalize_before must be true or false, got 'false'"),
-    ({"bf16": 1}, "bf16 must be true or false, got 1"),
-    ({"data": 5}, "data must be a str, got 5"),
-    ({"seed": 1.5}, "seed must be an integer, got 1.5"),
-    ({"test_splits": "test_2016_flickr"}, "test_splits must be a list of split names, got 'test_2016_flickr'"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ({"d_model": 128, "learnig_rate": 0.1}, "unknown setting(s) in {path}: learnig_rate"),
+        ({"dropout": 1.5}, "dropout must be in [0, 1), got 1.5"),
+        ({"d_model": "big"}, "d_model must be a positive integer, got 'big'"),
+        ("{not json", "cannot read config file {path}"),
+        (
+            "[1, 2]",
+            'config file {path} must hold a JSON object of settings, such as {{"max_steps": 1000, "dropout": 0.3}}; '
+            "it holds an array",
+        ),
+        ('"max_steps=10"', "config file {path} must hold a JSON object of settings"),
+        (
+            "null",
+            'config file {path} must hold a JSON object of settings, such as {{"max_steps": 1000, "dropout": 0.3}}; '
+            "it holds null",
+        ),
+        ('{"length_penalty": NaN}', "length_penalty must be a finite number, got nan"),
+        (
+            {"max_grad_norm": None},
+            "max_grad_norm must be > 0, or 0 for no gradient clipping (a finite number), got None",
+        ),
+        ({"normalize_before": "false"}, "normalize_before must be true or false, got 'false'"),
+        ({"bf16": 1}, "bf16 must be true or false, got 1"),
+        ({"data": 5}, "data must be a str, got 5"),
+        ({"seed": 1.5}, "seed must be an integer, got 1.5"),
+        ({"test_splits": "test_2016_flickr"}, "test_splits must be a list of split names, got 'test_2016_flickr'"),
+    ],
+)
 def test_bad_config_file(tmp_path, content, message):
     path = tmp_path / "config.json"
     path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
@@ -237,8 +262,14 @@ def test_cli_refuses_bad_values_before_any_work(tmp_path):
         (["--length-penalty", "nan"], "length_penalty must be a finite number, got nan"),
     ]
     for argv, message in cases:
-        result = subprocess.run([sys.executable, "-m", "training.train", "--output-dir", str(out), *argv],
-                                cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [sys.executable, "-m", "training.train", "--output-dir", str(out), *argv],
+            cwd=ROOT,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 1, result
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert not out.exists()
@@ -258,7 +289,11 @@ def test_cli_refuses_bad_data_naming_file_and_line(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, "-m", "training.train", "--data", str(data), "--output-dir", str(out)],
-        cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 1
     assert f"training: {data / 'train.de'}, line 3: not valid UTF-8" in result.stderr, result.stderr
@@ -278,12 +313,15 @@ def test_output_dir_that_is_a_file_is_refused_at_once(tmp_path):
     taken = tmp_path / "notes.txt"
     taken.write_text("keep me\n", encoding="utf-8")
     report = refuse("--output-dir", str(taken))
-    assert report["message"] == (f"training: --output-dir {taken} is a file, not a folder: choose another "
-                                 "--output-dir or move the file away.")
+    assert report["message"] == (
+        f"training: --output-dir {taken} is a file, not a folder: choose another --output-dir or move the file away."
+    )
     assert report["heavy"] == []  # before the data (or even torch) is loaded
     report = refuse("--output-dir", str(taken / "run"))
-    assert report["message"] == f"training: --output-dir {taken / 'run'} cannot be created: {taken} is a file. " \
-                                "Choose another --output-dir."
+    assert (
+        report["message"] == f"training: --output-dir {taken / 'run'} cannot be created: {taken} is a file. "
+        "Choose another --output-dir."
+    )
     assert taken.read_text(encoding="utf-8") == "keep me\n"
 
 
@@ -308,8 +346,10 @@ def read_only_folder(tmp_path):
 def test_read_only_output_or_export_dir_is_refused_before_training(read_only_folder, tmp_path):
     """A folder that cannot be written is named at once, not after hours of training, and nothing is left behind."""
     report = refuse("--output-dir", str(read_only_folder / "run"))
-    assert report["message"].startswith(f"training: --output-dir {read_only_folder / 'run'} cannot be written: "
-                                        f"creating a file in {read_only_folder} failed (")
+    assert report["message"].startswith(
+        f"training: --output-dir {read_only_folder / 'run'} cannot be written: "
+        f"creating a file in {read_only_folder} failed ("
+    )
     assert report["message"].endswith(f"Choose a --output-dir on a writable disk, or make {read_only_folder} writable.")
     assert report["heavy"] == []
     run = tmp_path / "run"
@@ -324,17 +364,21 @@ def test_overwrite_output_dir_refuses_a_folder_that_is_not_a_run(tmp_path):
     (folder / "chapters").mkdir(parents=True)
     (folder / "notes.txt").write_text("keep me\n", encoding="utf-8")
     report = refuse("--output-dir", str(folder), "--overwrite-output-dir")
-    assert report["message"] == (f"training: --overwrite-output-dir refused: {folder} does not look like a run of "
-                                 "this command (no train_config.json); it holds chapters, notes.txt. Choose another "
-                                 "--output-dir.")
+    assert report["message"] == (
+        f"training: --overwrite-output-dir refused: {folder} does not look like a run of "
+        "this command (no train_config.json); it holds chapters, notes.txt. Choose another "
+        "--output-dir."
+    )
     assert report["heavy"] == []
     # A run with something else put beside it: the other things are named and nothing is removed.
     (folder / "train_config.json").write_text("{}", encoding="utf-8")
     (folder / "checkpoints").mkdir()
     report = refuse("--output-dir", str(folder), "--overwrite-output-dir")
-    assert report["message"] == (f"training: --overwrite-output-dir refused: {folder} holds a run but also chapters, "
-                                 "notes.txt, which this command did not write. Move them away or choose another "
-                                 "--output-dir.")
+    assert report["message"] == (
+        f"training: --overwrite-output-dir refused: {folder} holds a run but also chapters, "
+        "notes.txt, which this command did not write. Move them away or choose another "
+        "--output-dir."
+    )
     assert sorted(os.listdir(folder)) == ["chapters", "checkpoints", "notes.txt", "train_config.json"]
 
 
@@ -342,12 +386,20 @@ def test_fresh_clone_without_shared_data_says_how_to_give_data(tmp_path):
     """The default --data is ../shared/data/multi30k, which a user's own clone does not have."""
     clone = tmp_path / "clone"
     clone.mkdir()
-    result = subprocess.run([sys.executable, "-m", "training.train", "--max-steps", "10"], cwd=clone,
-                            env={**env(), "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "training.train", "--max-steps", "10"],
+        cwd=clone,
+        env={**env(), "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 1, result
     assert "Traceback" not in result.stderr, result.stderr
-    assert (f"training: Data folder '../shared/data/multi30k' does not exist ({tmp_path / 'shared' / 'data' / 'multi30k'}). "
-            "Pass --data with either a local folder of the Multi30k layout") in result.stderr
+    assert (
+        f"training: Data folder '../shared/data/multi30k' does not exist ({tmp_path / 'shared' / 'data' / 'multi30k'}). "
+        "Pass --data with either a local folder of the Multi30k layout"
+    ) in result.stderr
     assert "or a Hub dataset id such as bentrevett/multi30k" in result.stderr
     assert os.listdir(clone) == []  # no runs/ folder left behind
 
@@ -377,9 +429,11 @@ def test_export_dir_holding_the_users_files_is_refused_before_any_work(tmp_path)
     (mine / "notes.txt").write_text("keep me\n", encoding="utf-8")
     for extra in ([], ["--overwrite-output-dir"]):
         report = refuse("--output-dir", str(tmp_path / "run"), "--export-dir", str(mine), *extra)
-        assert report["message"] == (f"training: --export-dir {mine} holds drafts, notes.txt, which is not a model "
-                                     "folder this project wrote; only such a folder is ever replaced. Name a new or "
-                                     "empty folder.")
+        assert report["message"] == (
+            f"training: --export-dir {mine} holds drafts, notes.txt, which is not a model "
+            "folder this project wrote; only such a folder is ever replaced. Name a new or "
+            "empty folder."
+        )
         assert report["heavy"] == []
     assert sorted(os.listdir(mine)) == ["drafts", "notes.txt"] and not (tmp_path / "run").exists()
 
@@ -387,11 +441,14 @@ def test_export_dir_holding_the_users_files_is_refused_before_any_work(tmp_path)
 def test_export_dir_that_holds_or_is_part_of_the_run_is_refused(tmp_path):
     run_dir = tmp_path / "runs" / "en-de"
     report = refuse("--output-dir", str(run_dir), "--export-dir", str(tmp_path / "runs"))
-    assert report["message"] == (f"training: --export-dir {tmp_path / 'runs'} is or contains the run's --output-dir "
-                                 f"{run_dir}: copying the model there would replace the run. Name another folder.")
+    assert report["message"] == (
+        f"training: --export-dir {tmp_path / 'runs'} is or contains the run's --output-dir "
+        f"{run_dir}: copying the model there would replace the run. Name another folder."
+    )
     report = refuse("--output-dir", str(run_dir), "--export-dir", str(run_dir / "checkpoints"))
-    assert report["message"].startswith(f"training: --export-dir {run_dir / 'checkpoints'} is part of the run in "
-                                        f"{run_dir} (checkpoints)")
+    assert report["message"].startswith(
+        f"training: --export-dir {run_dir / 'checkpoints'} is part of the run in {run_dir} (checkpoints)"
+    )
     assert not (tmp_path / "runs").exists()
 
 
@@ -419,8 +476,11 @@ def test_copy_to_export_dir_replaces_only_a_model_folder(tiny_model_dir, tmp_pat
     assert sorted(os.listdir(tmp_path)) == sorted(["export", kept[0]])
 
     (export / "my-notes.md").write_text("keep me\n", encoding="utf-8")
-    with pytest.raises(SystemExit, match=r"but it was not copied: --export-dir .* holds my-notes.md, which is not a "
-                                         r"model folder this project wrote"):
+    with pytest.raises(
+        SystemExit,
+        match=r"but it was not copied: --export-dir .* holds my-notes.md, which is not a "
+        r"model folder this project wrote",
+    ):
         copy_to_export_dir(tiny_model_dir, str(export), keep_previous=False)
     assert (export / "my-notes.md").read_text(encoding="utf-8") == "keep me\n"
     shutil.rmtree(export)
@@ -446,36 +506,81 @@ def test_resume_takes_the_runs_own_settings(tmp_path):
     out = saved_run(tmp_path, d_model=128, attention_heads=2, ffn_dim=512, vocab_size=2000, dropout=0.3)
     config, _ = parse_args(["--output-dir", str(out), "--resume"])
     assert (config.d_model, config.attention_heads, config.ffn_dim, config.vocab_size, config.dropout) == (
-        128, 2, 512, 2000, 0.3)
+        128,
+        2,
+        512,
+        2000,
+        0.3,
+    )
 
 
 def test_resume_allows_the_settings_that_may_change_and_refuses_the_others_by_name(tmp_path):
     out = saved_run(tmp_path, d_model=128, attention_heads=2, max_steps=1000)
-    config, _ = parse_args(["--output-dir", str(out), "--resume", "--max-steps", "2000", "--cooldown-steps", "500",
-                            "--d-model", "128"])  # a flag equal to the run's setting is no contradiction
+    config, _ = parse_args(
+        ["--output-dir", str(out), "--resume", "--max-steps", "2000", "--cooldown-steps", "500", "--d-model", "128"]
+    )  # a flag equal to the run's setting is no contradiction
     assert (config.max_steps, config.cooldown_steps, config.d_model) == (2000, 500, 128)
     with pytest.raises(SystemExit) as err:
         parse_args(["--output-dir", str(out), "--resume", "--d-model", "256", "--dropout", "0.2"])
     message = str(err.value.code)
-    assert message.startswith("training: --resume: --d-model 256 (the run has 128); --dropout 0.2 (the run has 0.1). "
-                              f"A resumed run keeps its settings from {out / 'train_config.json'}; drop these flags")
+    assert message.startswith(
+        "training: --resume: --d-model 256 (the run has 128); --dropout 0.2 (the run has 0.1). "
+        f"A resumed run keeps its settings from {out / 'train_config.json'}; drop these flags"
+    )
     assert "--max-steps" in message  # says what may change
 
 
 # A train_config.json as train.py has written it (the settings of a real run, one key per TrainConfig field):
 # a run that wrote it must still resume, with the same settings.
 WRITTEN_TRAIN_CONFIG = {
-    "data": "~/.cache/vanilla-transformer/multi30k-lc-tok", "source_lang": "en", "target_lang": "de",
-    "output_dir": "runs/wu2021-tiny", "train_split": "train", "valid_split": "val",
-    "test_splits": ["test_2016_flickr"], "max_train_samples": 0, "init_from": "", "vocab_size": 10000,
-    "tokenizer_type": "bpe", "max_length": 128, "d_model": 128, "encoder_layers": 4, "decoder_layers": 4,
-    "attention_heads": 4, "ffn_dim": 256, "dropout": 0.3, "attention_dropout": 0.0, "label_smoothing": 0.1,
-    "position_embedding_type": "sinusoidal", "normalize_before": False, "learning_rate": 0.005,
-    "warmup_steps": 2000, "cooldown_steps": 0, "adam_beta1": 0.9, "adam_beta2": 0.98, "adam_epsilon": 1e-09,
-    "weight_decay": 0.0, "max_grad_norm": 1.0, "batch_size": 64, "max_tokens": 8192, "bf16": False,
-    "gradient_accumulation_steps": 1, "max_steps": 8000, "eval_steps": 500, "eval_samples": 300, "save_steps": 50,
-    "keep_checkpoints": 10, "average_last": 10, "final_eval_limit": None, "num_beams": 5, "length_penalty": 1.0,
-    "length_penalty_candidates": [], "logging_steps": 50, "seed": 42, "threads": 2, "overwrite_output_dir": False,
+    "data": "~/.cache/vanilla-transformer/multi30k-lc-tok",
+    "source_lang": "en",
+    "target_lang": "de",
+    "output_dir": "runs/wu2021-tiny",
+    "train_split": "train",
+    "valid_split": "val",
+    "test_splits": ["test_2016_flickr"],
+    "max_train_samples": 0,
+    "init_from": "",
+    "vocab_size": 10000,
+    "tokenizer_type": "bpe",
+    "max_length": 128,
+    "d_model": 128,
+    "encoder_layers": 4,
+    "decoder_layers": 4,
+    "attention_heads": 4,
+    "ffn_dim": 256,
+    "dropout": 0.3,
+    "attention_dropout": 0.0,
+    "label_smoothing": 0.1,
+    "position_embedding_type": "sinusoidal",
+    "normalize_before": False,
+    "learning_rate": 0.005,
+    "warmup_steps": 2000,
+    "cooldown_steps": 0,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.98,
+    "adam_epsilon": 1e-09,
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+    "batch_size": 64,
+    "max_tokens": 8192,
+    "bf16": False,
+    "gradient_accumulation_steps": 1,
+    "max_steps": 8000,
+    "eval_steps": 500,
+    "eval_samples": 300,
+    "save_steps": 50,
+    "keep_checkpoints": 10,
+    "average_last": 10,
+    "final_eval_limit": None,
+    "num_beams": 5,
+    "length_penalty": 1.0,
+    "length_penalty_candidates": [],
+    "logging_steps": 50,
+    "seed": 42,
+    "threads": 2,
+    "overwrite_output_dir": False,
     "export_dir": "",
 }
 
@@ -483,20 +588,28 @@ WRITTEN_TRAIN_CONFIG = {
 def test_resume_reads_a_train_config_json_as_runs_have_written_it(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "train_config.json").write_text(json.dumps({**WRITTEN_TRAIN_CONFIG, "output_dir": str(out)}, indent=2),
-                                           encoding="utf-8")
+    (out / "train_config.json").write_text(
+        json.dumps({**WRITTEN_TRAIN_CONFIG, "output_dir": str(out)}, indent=2), encoding="utf-8"
+    )
     config, _ = parse_args(["--output-dir", str(out), "--resume"])
     assert dataclasses.asdict(config) == {**WRITTEN_TRAIN_CONFIG, "output_dir": str(out)}
     config, _ = parse_args(["--output-dir", str(out), "--resume", "--max-steps", "9000", "--cooldown-steps", "1000"])
-    assert dataclasses.asdict(config) == {**WRITTEN_TRAIN_CONFIG, "output_dir": str(out), "max_steps": 9000,
-                                          "cooldown_steps": 1000}
+    assert dataclasses.asdict(config) == {
+        **WRITTEN_TRAIN_CONFIG,
+        "output_dir": str(out),
+        "max_steps": 9000,
+        "cooldown_steps": 1000,
+    }
 
 
 def test_resume_with_a_damaged_settings_file_names_it(tmp_path):
     out = saved_run(tmp_path)
     (out / "train_config.json").write_text('{"d_model": 128,', encoding="utf-8")
-    with pytest.raises(SystemExit, match=r"--resume: the run's settings file .*train_config.json is damaged "
-                                         r"\(Expecting .*\)\. Restore it"):
+    with pytest.raises(
+        SystemExit,
+        match=r"--resume: the run's settings file .*train_config.json is damaged "
+        r"\(Expecting .*\)\. Restore it",
+    ):
         parse_args(["--output-dir", str(out), "--resume"])
     (out / "train_config.json").write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(SystemExit, match=r"is damaged \(it holds an array, not an object of settings\)"):
@@ -508,10 +621,13 @@ def test_a_model_too_large_for_this_machine_is_refused_before_any_work(tmp_path)
 
     report = refuse("--output-dir", str(tmp_path / "run"), "--d-model", "1000000000", "--attention-heads", "8")
     have = physical_memory() / 2**30
-    assert re.fullmatch(r"training: bad configuration:\n  - the model would have [\d,]+ parameters: training needs "
-                        rf"about [\d,.]+ GiB for its weights, gradients and Adam's two moments alone, more than this "
-                        rf"machine's {have:,.1f} GiB; choose a smaller --d-model, --ffn-dim, --vocab-size or fewer "
-                        r"layers", report["message"]), report["message"]
+    assert re.fullmatch(
+        r"training: bad configuration:\n  - the model would have [\d,]+ parameters: training needs "
+        rf"about [\d,.]+ GiB for its weights, gradients and Adam's two moments alone, more than this "
+        rf"machine's {have:,.1f} GiB; choose a smaller --d-model, --ffn-dim, --vocab-size or fewer "
+        r"layers",
+        report["message"],
+    ), report["message"]
     assert report["heavy"] == [] and not (tmp_path / "run").exists()  # nothing left behind to block a rerun
 
 
@@ -530,23 +646,69 @@ def test_model_settings_make_the_models_configuration_and_read_back_from_it():
 
     assert MODEL_SETTINGS["attention_heads"] == ("encoder_attention_heads", "decoder_attention_heads")
     assert MODEL_SETTINGS["ffn_dim"] == ("encoder_ffn_dim", "decoder_ffn_dim")
-    assert ARCHITECTURE == ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "attention_heads", "ffn_dim",
-                            "position_embedding_type", "normalize_before")
+    assert ARCHITECTURE == (
+        "vocab_size",
+        "d_model",
+        "encoder_layers",
+        "decoder_layers",
+        "attention_heads",
+        "ffn_dim",
+        "position_embedding_type",
+        "normalize_before",
+    )
     assert REGULARISATION == ("dropout", "attention_dropout", "label_smoothing")
-    config = TrainConfig(vocab_size=400, max_length=600, d_model=64, encoder_layers=2, decoder_layers=5,
-                         attention_heads=8, ffn_dim=100, dropout=0.3, attention_dropout=0.2, label_smoothing=0.0,
-                         position_embedding_type="learned", normalize_before=True)
+    config = TrainConfig(
+        vocab_size=400,
+        max_length=600,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=5,
+        attention_heads=8,
+        ffn_dim=100,
+        dropout=0.3,
+        attention_dropout=0.2,
+        label_smoothing=0.0,
+        position_embedding_type="learned",
+        normalize_before=True,
+    )
     model_cfg = model_config(config, FakeTokenizer())
-    assert {name: getattr(model_cfg, name) for name in (
-        "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
-        "encoder_ffn_dim", "decoder_ffn_dim", "dropout", "attention_dropout", "label_smoothing",
-        "position_embedding_type", "normalize_before")} == dict(
-        d_model=64, encoder_layers=2, decoder_layers=5, encoder_attention_heads=8, decoder_attention_heads=8,
-        encoder_ffn_dim=100, decoder_ffn_dim=100, dropout=0.3, attention_dropout=0.2, label_smoothing=0.0,
-        position_embedding_type="learned", normalize_before=True)
+    assert {
+        name: getattr(model_cfg, name)
+        for name in (
+            "d_model",
+            "encoder_layers",
+            "decoder_layers",
+            "encoder_attention_heads",
+            "decoder_attention_heads",
+            "encoder_ffn_dim",
+            "decoder_ffn_dim",
+            "dropout",
+            "attention_dropout",
+            "label_smoothing",
+            "position_embedding_type",
+            "normalize_before",
+        )
+    } == dict(
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=5,
+        encoder_attention_heads=8,
+        decoder_attention_heads=8,
+        encoder_ffn_dim=100,
+        decoder_ffn_dim=100,
+        dropout=0.3,
+        attention_dropout=0.2,
+        label_smoothing=0.0,
+        position_embedding_type="learned",
+        normalize_before=True,
+    )
     assert (model_cfg.vocab_size, model_cfg.max_position_embeddings) == (400, 608)  # the tokenizer's; max_length + 8
-    assert (model_cfg.pad_token_id, model_cfg.bos_token_id, model_cfg.eos_token_id,
-            model_cfg.decoder_start_token_id) == (0, 1, 2, 1)
+    assert (
+        model_cfg.pad_token_id,
+        model_cfg.bos_token_id,
+        model_cfg.eos_token_id,
+        model_cfg.decoder_start_token_id,
+    ) == (0, 1, 2, 1)
     assert architecture_of(model_cfg) == {name: getattr(config, name) for name in ARCHITECTURE}
 
 
@@ -556,7 +718,16 @@ def test_parameter_count_is_the_models():
     from modeling import TransformerForConditionalGeneration
 
     config = TrainConfig(d_model=32, ffn_dim=64, encoder_layers=2, decoder_layers=3, attention_heads=2, vocab_size=400)
-    model = TransformerForConditionalGeneration(tiny_config(
-        vocab_size=400, d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_layers=2, decoder_layers=3,
-        encoder_attention_heads=2, decoder_attention_heads=2))
+    model = TransformerForConditionalGeneration(
+        tiny_config(
+            vocab_size=400,
+            d_model=32,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            encoder_layers=2,
+            decoder_layers=3,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+        )
+    )
     assert config.parameter_count() == sum(p.numel() for p in model.parameters())

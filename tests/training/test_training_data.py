@@ -161,7 +161,10 @@ def test_an_unreachable_hub_dataset_says_what_to_do(monkeypatch):
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # read at import: set where it is read
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(DataError, match=r"Cannot load the Hub dataset 'nobody-here/no-such-dataset', split 'train' "
-                                        r"\(.*\)\. It needs a network \(or the Hub cache\); without one pass --data "
-                                        r"with a local folder of the Multi30k layout"):
+    with pytest.raises(
+        DataError,
+        match=r"Cannot load the Hub dataset 'nobody-here/no-such-dataset', split 'train' "
+        r"\(.*\)\. It needs a network \(or the Hub cache\); without one pass --data "
+        r"with a local folder of the Multi30k layout",
+    ):
         load_corpus("nobody-here/no-such-dataset", "train", "en", "de")

@@ -15,9 +15,26 @@ def finetuned(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("finetune") / "run"
     # A learning rate of 1e-9 for 2 steps: the weights stay those of the initial model (to 1e-6), so the check
     # below can tell "started from it" from "started from scratch". --d-model 64 must be ignored (and said so).
-    cmd = train_command(out, base.data, "--init-from", base.model, "--max-steps", "2", "--save-steps", "1",
-                        "--eval-steps", "2", "--learning-rate", "1e-9", "--warmup-steps", "0", "--dropout", "0.25",
-                        "--d-model", "64")
+    cmd = train_command(
+        out,
+        base.data,
+        "--init-from",
+        base.model,
+        "--max-steps",
+        "2",
+        "--save-steps",
+        "1",
+        "--eval-steps",
+        "2",
+        "--learning-rate",
+        "1e-9",
+        "--warmup-steps",
+        "0",
+        "--dropout",
+        "0.25",
+        "--d-model",
+        "64",
+    )
     result = run(cmd)
     assert result.returncode == 0, f"fine-tuning failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return base, str(out), result
@@ -34,8 +51,10 @@ def test_weights_start_from_the_initial_model(finetuned):
 
 def test_tokenizer_and_architecture_are_the_initial_models(finetuned):
     base, out, result = finetuned
-    assert read_json(out, "tokenizer", "tokenizer.json")["model"]["vocab"] == \
-        read_json(base.model, "tokenizer.json")["model"]["vocab"]
+    assert (
+        read_json(out, "tokenizer", "tokenizer.json")["model"]["vocab"]
+        == read_json(base.model, "tokenizer.json")["model"]["vocab"]
+    )
     config = read_json(out, "train_config.json")
     init_config = read_json(base.model, "config.json")
     assert config["init_from"] == base.model

@@ -32,8 +32,9 @@ def test_quotes_and_apostrophes_match_the_official_escaping(data_dir):
     result = score(hyps, hyps, "de", data_folder=data_dir, split=None)
     assert result["bleu_lc_tok"] == pytest.approx(100.0)
     official = read_lines(os.path.join(data_dir, "tok", "test_2016_flickr.lc.norm.tok.de.gz"))
-    assert sacrebleu.corpus_bleu(moses_lc_tokenize(hyps, "de"), [[official[i] for i in quoted]],
-                                 tokenize="none").score == pytest.approx(100.0)
+    assert sacrebleu.corpus_bleu(
+        moses_lc_tokenize(hyps, "de"), [[official[i] for i in quoted]], tokenize="none"
+    ).score == pytest.approx(100.0)
     assert "&quot;" in " ".join(moses_lc_tokenize(hyps, "de"))
 
 

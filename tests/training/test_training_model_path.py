@@ -33,8 +33,15 @@ CHILD = textwrap.dedent(
 def run_child(module, *argv):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    result = subprocess.run([sys.executable, "-c", CHILD, module, *argv], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=120, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, module, *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -47,7 +54,8 @@ def test_missing_model_folder_fails_at_once_naming_it(tmp_path, module):
     prog = module.split(".")[1]
     assert report["message"] == (
         f"{prog}: model folder {str(missing)!r} does not exist ({missing}); pass a folder written by "
-        "training.train or save_pretrained (a run's model/), or a Hub model id of the form owner/name.")
+        "training.train or save_pretrained (a run's model/), or a Hub model id of the form owner/name."
+    )
     assert report["heavy"] == []  # nothing was loaded, so nothing was asked of the Hub
 
 
@@ -57,8 +65,10 @@ def no_transformers(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
 
 
-@pytest.mark.parametrize("path", ["no-such-model", "./no-such-model", "../no-such-model", "a/b/c", "~/no-such-model-x",
-                                  "owner/name with spaces"])
+@pytest.mark.parametrize(
+    "path",
+    ["no-such-model", "./no-such-model", "../no-such-model", "a/b/c", "~/no-such-model-x", "owner/name with spaces"],
+)
 def test_local_looking_paths_are_never_hub_ids(tmp_path, monkeypatch, no_transformers, path):
     monkeypatch.chdir(tmp_path)
     assert evaluate.looks_local(path)

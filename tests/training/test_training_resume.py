@@ -13,7 +13,15 @@ import time
 import pytest
 from conftest import ROOT
 from tiny_run import (
-    CHECKPOINT_STATE_FILES, LOGGING_STEPS, MAX_STEPS, SAVE_STEPS, child_env, read_json, read_log, run, snapshot,
+    CHECKPOINT_STATE_FILES,
+    LOGGING_STEPS,
+    MAX_STEPS,
+    SAVE_STEPS,
+    child_env,
+    read_json,
+    read_log,
+    run,
+    snapshot,
     train_command,
 )
 
@@ -31,7 +39,9 @@ def test_complete_checkpoints_ignores_half_written_folders(tmp_path):
     full = {name: b"x" for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth")}
     state = json.dumps({"global_step": 5}).encode()
     write_checkpoint(tmp_path / "checkpoint-5", {**full, "trainer_state.json": state})
-    write_checkpoint(tmp_path / "checkpoint-40", {**full, "trainer_state.json": json.dumps({"global_step": 40}).encode()})
+    write_checkpoint(
+        tmp_path / "checkpoint-40", {**full, "trainer_state.json": json.dumps({"global_step": 40}).encode()}
+    )
     write_checkpoint(tmp_path / "checkpoint-999", {"model.safetensors": b"\x00" * 10})  # killed while saving
     write_checkpoint(tmp_path / "checkpoint-1000", {**full})  # no trainer_state.json yet (it is written last)
     write_checkpoint(tmp_path / "checkpoint-1001", {**full, "trainer_state.json": state[:7]})  # cut mid-write
@@ -42,11 +52,15 @@ def test_complete_checkpoints_ignores_half_written_folders(tmp_path):
     # Each incomplete one, with the reason (logged when --resume passes over it).
     _, incomplete = scan_checkpoints(str(tmp_path))
     assert incomplete == [
-        (str(tmp_path / "checkpoint-999"),
-         "incomplete, no trainer_state.json, optimizer.pt, scheduler.pt (a save was interrupted)"),
+        (
+            str(tmp_path / "checkpoint-999"),
+            "incomplete, no trainer_state.json, optimizer.pt, scheduler.pt (a save was interrupted)",
+        ),
         (str(tmp_path / "checkpoint-1000"), "incomplete, no trainer_state.json (a save was interrupted)"),
-        (str(tmp_path / "checkpoint-1001"),
-         "trainer_state.json cannot be read (Unterminated string starting at: line 1 column 2 (char 1))"),
+        (
+            str(tmp_path / "checkpoint-1001"),
+            "trainer_state.json cannot be read (Unterminated string starting at: line 1 column 2 (char 1))",
+        ),
     ]
 
 
@@ -57,8 +71,13 @@ def write_loadable_checkpoint(folder, step, rng=True):
 
     os.makedirs(folder)
     save_file({"weight": torch.ones(64, 64)}, os.path.join(folder, "model.safetensors"))
-    torch.save({"state": {0: {"step": torch.tensor(float(step)), "exp_avg": torch.zeros(4, 4)}},
-                "param_groups": [{"lr": 1e-3, "params": [0]}]}, os.path.join(folder, "optimizer.pt"))
+    torch.save(
+        {
+            "state": {0: {"step": torch.tensor(float(step)), "exp_avg": torch.zeros(4, 4)}},
+            "param_groups": [{"lr": 1e-3, "params": [0]}],
+        },
+        os.path.join(folder, "optimizer.pt"),
+    )
     torch.save({"last_epoch": step, "_step_count": step + 1}, os.path.join(folder, "scheduler.pt"))
     if rng:
         torch.save({"cpu": torch.get_rng_state()}, os.path.join(folder, "rng_state.pth"))
@@ -74,13 +93,19 @@ def cut(path):
         fh.truncate(size // 2)
 
 
-@pytest.mark.parametrize("name,message", [
-    ("model.safetensors", r"^model\.safetensors cannot be read \(.*incomplete metadata, file not fully covered\)$"),
-    ("optimizer.pt", r"^optimizer\.pt cannot be read \(PytorchStreamReader failed reading zip archive: failed finding "
-                     r"central directory.*\)$"),
-    ("scheduler.pt", r"^scheduler\.pt cannot be read \(PytorchStreamReader failed reading zip archive"),
-    ("rng_state.pth", r"^rng_state\.pth cannot be read \(File is not a zip file\)$"),
-])
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("model.safetensors", r"^model\.safetensors cannot be read \(.*incomplete metadata, file not fully covered\)$"),
+        (
+            "optimizer.pt",
+            r"^optimizer\.pt cannot be read \(PytorchStreamReader failed reading zip archive: failed finding "
+            r"central directory.*\)$",
+        ),
+        ("scheduler.pt", r"^scheduler\.pt cannot be read \(PytorchStreamReader failed reading zip archive"),
+        ("rng_state.pth", r"^rng_state\.pth cannot be read \(File is not a zip file\)$"),
+    ],
+)
 def test_checkpoint_problem_names_the_cut_file(tmp_path, name, message):
     path = write_loadable_checkpoint(tmp_path / "checkpoint-10", 10)
     assert checkpoint_problem(path) is None
@@ -106,8 +131,7 @@ def test_checkpoint_whose_weights_are_not_finite_is_never_resumed_or_averaged(tm
     weight = torch.ones(64, 64)
     weight[3, 5] = bad
     save_file({"bias": torch.zeros(3), "weight": weight}, os.path.join(poisoned, "model.safetensors"))
-    message = ("model.safetensors holds weights that are not finite (NaN or inf, first in weight): the run had "
-               "diverged")
+    message = "model.safetensors holds weights that are not finite (NaN or inf, first in weight): the run had diverged"
     assert checkpoint_problem(poisoned) == message
     assert checkpoint_problem(poisoned, weights_only=True) == message
     with caplog.at_level("INFO", logger="training"):
@@ -127,8 +151,11 @@ def test_a_model_with_weights_that_are_not_finite_is_never_exported(tmp_path, mu
     model = TransformerForConditionalGeneration(tiny_config(vocab_size=len(multi30k_tokenizer)))
     with torch.no_grad():
         model.model.decoder.layers[0].ffn.fc1.weight[0, 0] = float("nan")
-    with pytest.raises(SystemExit, match=r"the model has weights that are not finite \(NaN or inf, first in "
-                                         r"model\.decoder\.layers\.0\.ffn\.fc1\.weight\); nothing was written"):
+    with pytest.raises(
+        SystemExit,
+        match=r"the model has weights that are not finite \(NaN or inf, first in "
+        r"model\.decoder\.layers\.0\.ffn\.fc1\.weight\); nothing was written",
+    ):
         save_hub_folder(model, multi30k_tokenizer, str(tmp_path / "model"))
     assert os.listdir(tmp_path) == []
 
@@ -153,15 +180,31 @@ def test_resume_falls_back_to_the_newest_loadable_checkpoint(tmp_path, caplog):
         chosen = resume_checkpoint(config, SimpleNamespace(resume=True), SimpleNamespace(is_main_process=True))
     assert chosen == good
     messages = [r.getMessage() for r in caplog.records]
-    assert f"--resume: skipping {ckpts / 'checkpoint-40'}: incomplete, no trainer_state.json, optimizer.pt, " \
-           "scheduler.pt (a save was interrupted)" in messages
-    assert any(re.fullmatch(rf"--resume: skipping {re.escape(str(ckpts / 'checkpoint-30'))}: model\.safetensors "
-                            r"cannot be read \(.*\)", m) for m in messages), messages
-    assert any(re.fullmatch(rf"--resume: skipping {re.escape(str(ckpts / 'checkpoint-20'))}: optimizer\.pt "
-                            r"cannot be read \(PytorchStreamReader failed.*\)", m) for m in messages), messages
+    assert (
+        f"--resume: skipping {ckpts / 'checkpoint-40'}: incomplete, no trainer_state.json, optimizer.pt, "
+        "scheduler.pt (a save was interrupted)" in messages
+    )
+    assert any(
+        re.fullmatch(
+            rf"--resume: skipping {re.escape(str(ckpts / 'checkpoint-30'))}: model\.safetensors "
+            r"cannot be read \(.*\)",
+            m,
+        )
+        for m in messages
+    ), messages
+    assert any(
+        re.fullmatch(
+            rf"--resume: skipping {re.escape(str(ckpts / 'checkpoint-20'))}: optimizer\.pt "
+            r"cannot be read \(PytorchStreamReader failed.*\)",
+            m,
+        )
+        for m in messages
+    ), messages
     assert f"resuming from {good}" in messages
-    assert f"--resume: {good} has no rng_state.pth: the dropout draws will differ from those of an uninterrupted " \
-           "run" in messages
+    assert (
+        f"--resume: {good} has no rng_state.pth: the dropout draws will differ from those of an uninterrupted "
+        "run" in messages
+    )
     assert (tmp_path / "log.jsonl").read_text(encoding="utf-8") == "".join(lines[:2])  # steps 5 and 10
     assert "log.jsonl: dropped 7 lines after step 10 (they are trained again)" in messages
     assert not (tmp_path / "log.jsonl.tmp").exists()
@@ -191,8 +234,9 @@ def test_sigkill_then_resume_continues_from_last_complete_checkpoint(trained_run
         try:
             deadline = time.time() + 900
             while not complete_checkpoints(ckpt_dir):
-                assert proc.poll() is None, "the run ended before it saved a checkpoint:\n" + \
-                    (tmp_path / "first.log").read_text()[-3000:]
+                assert proc.poll() is None, (
+                    "the run ended before it saved a checkpoint:\n" + (tmp_path / "first.log").read_text()[-3000:]
+                )
                 assert time.time() < deadline, "no checkpoint in time"
                 time.sleep(0.02)
             os.kill(proc.pid, signal.SIGKILL)
@@ -227,15 +271,16 @@ def test_sigkill_then_resume_continues_from_last_complete_checkpoint(trained_run
     log = read_log(out)
     kept = [e for e in log_before if e["step"] <= step]
     assert log[: len(kept)] == kept  # the killed run's log up to the checkpoint is kept; later lines are trained again
-    new = log[len(kept):]
+    new = log[len(kept) :]
     new_losses = [(e["step"], e["loss"]) for e in new if "loss" in e]
     assert [s for s, _ in new_losses] == list(range(step + LOGGING_STEPS, MAX_STEPS + 1, LOGGING_STEPS))
     assert min(e["step"] for e in new) > step
     assert new[0]["time_s"] >= kept[-1]["time_s"] if kept else True  # training time adds up
     final_state = read_json(ckpt_dir, f"checkpoint-{MAX_STEPS}", "trainer_state.json")
     assert final_state["global_step"] == MAX_STEPS
-    assert [os.path.basename(p) for p in complete_checkpoints(ckpt_dir)] == \
-        [f"checkpoint-{s}" for s in range(SAVE_STEPS, MAX_STEPS + 1, SAVE_STEPS)]
+    assert [os.path.basename(p) for p in complete_checkpoints(ckpt_dir)] == [
+        f"checkpoint-{s}" for s in range(SAVE_STEPS, MAX_STEPS + 1, SAVE_STEPS)
+    ]
 
     # Optimizer moments, scheduler position, data order and dropout RNG were restored: the resumed steps
     # reproduce the losses of the same run done without interruption.
@@ -268,18 +313,22 @@ def test_resume_past_a_corrupt_last_checkpoint(trained_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(trained_run.out, out, symlinks=True, ignore=shutil.ignore_patterns("model"))
     ckpts = out / "checkpoints"
-    last, before_last, fallback = (ckpts / f"checkpoint-{s}" for s in (MAX_STEPS, MAX_STEPS - SAVE_STEPS,
-                                                                         MAX_STEPS - 2 * SAVE_STEPS))
+    last, before_last, fallback = (
+        ckpts / f"checkpoint-{s}" for s in (MAX_STEPS, MAX_STEPS - SAVE_STEPS, MAX_STEPS - 2 * SAVE_STEPS)
+    )
     poison(last / "model.safetensors")
     cut(before_last / "optimizer.pt")
     log_before = read_log(out)
 
     result = run(train_command(out, trained_run.data, "--resume", "--test-splits", "--export-dir", ""))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    assert f"--resume: skipping {last}: model.safetensors holds weights that are not finite (NaN or inf, first in " \
-           "model.decoder.layers.0.encoder_attn.k_proj.bias): the run had diverged" in result.stdout  # sorted names
-    assert re.search(rf"--resume: skipping {re.escape(str(before_last))}: optimizer\.pt cannot be read \(",
-                     result.stdout)
+    assert (
+        f"--resume: skipping {last}: model.safetensors holds weights that are not finite (NaN or inf, first in "
+        "model.decoder.layers.0.encoder_attn.k_proj.bias): the run had diverged" in result.stdout
+    )  # sorted names
+    assert re.search(
+        rf"--resume: skipping {re.escape(str(before_last))}: optimizer\.pt cannot be read \(", result.stdout
+    )
     assert f"resuming from {fallback}" in result.stdout
     assert "missing keys" not in result.stdout + result.stderr  # the tied embeddings are tied, not reported
     assert checkpoint_problem(str(last)) is None and checkpoint_problem(str(before_last)) is None  # written again
@@ -291,7 +340,7 @@ def test_resume_past_a_corrupt_last_checkpoint(trained_run, tmp_path):
     assert losses == list(range(LOGGING_STEPS, MAX_STEPS + 1, LOGGING_STEPS))  # each step once
     # Same optimizer, scheduler and RNG state as the uninterrupted run: the same losses.
     reference = {e["step"]: e["loss"] for e in log_before if "loss" in e}
-    for e in log[len(kept):]:
+    for e in log[len(kept) :]:
         if "loss" in e:
             assert e["loss"] == pytest.approx(reference[e["step"]], rel=1e-4, abs=1e-4), e
     assert (out / "model" / "model.safetensors").is_file()
@@ -316,15 +365,19 @@ def test_a_run_whose_loss_stops_being_finite_stops_naming_the_step(trained_run, 
     shutil.copytree(trained_run.model, broken)
     poison(broken / "model.safetensors")
     result = run(train_command(tmp_path / "nan-run", trained_run.data, "--init-from", str(broken)))
-    assert result.returncode == 1 and "the weights are not finite (NaN or inf, first in " in result.stderr, \
+    assert result.returncode == 1 and "the weights are not finite (NaN or inf, first in " in result.stderr, (
         result.stderr[-3000:]
+    )
     poison(broken / "model.safetensors", 1e30)
     out, export = tmp_path / "run", tmp_path / "export"
     result = run(train_command(out, trained_run.data, "--init-from", str(broken), "--export-dir", str(export)))
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert re.search(r"training: the loss is (nan|inf) at step 1 \(learning rate [\d.e-]+\): training diverged and "
-                     r"stopped, and nothing was exported\. Lower --learning-rate", result.stderr), result.stderr[-2000:]
+    assert re.search(
+        r"training: the loss is (nan|inf) at step 1 \(learning rate [\d.e-]+\): training diverged and "
+        r"stopped, and nothing was exported\. Lower --learning-rate",
+        result.stderr,
+    ), result.stderr[-2000:]
     assert complete_checkpoints(str(out / "checkpoints")) == []
     assert not (out / "model").exists() and not export.exists()
 
@@ -339,10 +392,13 @@ def test_overwrite_output_dir_starts_over(trained_run, tmp_path):
     out = tmp_path / "run"
     old_tok = train_tokenizer(read_lines(os.path.join(trained_run.data, "val.en.gz"))[:300], vocab_size=500)
     old_tok.save_pretrained(out / "tokenizer")
-    write_checkpoint(out / "checkpoints" / "checkpoint-999", {
-        **{name: b"old" for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth")},
-        "trainer_state.json": json.dumps({"global_step": 999}).encode(),
-    })
+    write_checkpoint(
+        out / "checkpoints" / "checkpoint-999",
+        {
+            **{name: b"old" for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth")},
+            "trainer_state.json": json.dumps({"global_step": 999}).encode(),
+        },
+    )
     (out / "log.jsonl").write_text(json.dumps({"step": 999, "time_s": 86400.0, "loss": 1.0}) + "\n")
     (out / "train_config.json").write_text(json.dumps({"vocab_size": 500}), encoding="utf-8")
     for old_export in ("model", "model.previous-20260101-000000"):
@@ -355,8 +411,10 @@ def test_overwrite_output_dir_starts_over(trained_run, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "training a 400-token joint bpe vocabulary" in result.stdout
     # The whole previous run went at the start (before the new tokenizer), not when the new model/ was written.
-    removed = (f"--overwrite-output-dir: removed the previous run's checkpoints, log.jsonl, model, "
-               f"model.previous-20260101-000000, tokenizer, train_config.json from {out}")
+    removed = (
+        f"--overwrite-output-dir: removed the previous run's checkpoints, log.jsonl, model, "
+        f"model.previous-20260101-000000, tokenizer, train_config.json from {out}"
+    )
     assert removed in result.stdout
     assert result.stdout.index(removed) < result.stdout.index("training a 400-token joint bpe vocabulary")
     assert sorted(os.listdir(out)) == ["checkpoints", "log.jsonl", "model", "tokenizer", "train_config.json"]
@@ -417,7 +475,7 @@ def test_resume_with_more_steps_and_a_cooldown(trained_run, tmp_path):
 
     log = read_log(out)
     assert log[: len(log_before)] == log_before
-    lrs = {e["step"]: e["learning_rate"] for e in log[len(log_before):] if "learning_rate" in e}
+    lrs = {e["step"]: e["learning_rate"] for e in log[len(log_before) :] if "learning_rate" in e}
     assert sorted(lrs) == list(range(MAX_STEPS + LOGGING_STEPS, total + 1, LOGGING_STEPS))
     # The rate logged at step s is the one its update used: the schedule's value after s - 1 scheduler steps.
     at_start = peak * learning_rate_factor(MAX_STEPS, warmup_steps=int(warmup), max_steps=total)
@@ -428,8 +486,9 @@ def test_resume_with_more_steps_and_a_cooldown(trained_run, tmp_path):
     old = {e["step"]: e["learning_rate"] for e in log_before if "learning_rate" in e}
     assert len(old) >= MAX_STEPS // LOGGING_STEPS
     for step, lr in old.items():
-        assert lr == pytest.approx(peak * learning_rate_factor(step - 1, warmup_steps=int(warmup), max_steps=total),
-                                   rel=1e-6), step
+        assert lr == pytest.approx(
+            peak * learning_rate_factor(step - 1, warmup_steps=int(warmup), max_steps=total), rel=1e-6
+        ), step
     for path, files in before.items():
         if os.path.isdir(path):  # older ones may be rotated out by --keep-checkpoints; the kept ones are intact
             assert snapshot(path) == files, path
@@ -442,13 +501,16 @@ def test_resume_with_more_steps_and_a_cooldown(trained_run, tmp_path):
 # ------------------------------------------------------------------------- damaged files of a run folder
 
 
-@pytest.mark.parametrize("change,reason", [
-    ({"global_step": "sixty"}, "global_step is 'sixty', not a step number"),
-    ({"global_step": True}, "global_step is True, not a step number"),
-    ({"log_history": "x"}, "log_history is a string, not an array"),
-    ({"best_model_checkpoint": 3}, "best_model_checkpoint is a number, not a path"),
-    ({"best_metric": "high"}, "best_metric is a string, not a number"),
-])
+@pytest.mark.parametrize(
+    "change,reason",
+    [
+        ({"global_step": "sixty"}, "global_step is 'sixty', not a step number"),
+        ({"global_step": True}, "global_step is True, not a step number"),
+        ({"log_history": "x"}, "log_history is a string, not an array"),
+        ({"best_model_checkpoint": 3}, "best_model_checkpoint is a number, not a path"),
+        ({"best_metric": "high"}, "best_metric is a string, not a number"),
+    ],
+)
 def test_trainer_state_of_a_wrong_type_makes_the_checkpoint_unusable_saying_why(tmp_path, change, reason):
     good = write_loadable_checkpoint(tmp_path / "checkpoint-10", 10)
     bad = write_loadable_checkpoint(tmp_path / "checkpoint-20", 20)
@@ -463,7 +525,13 @@ def test_a_damaged_log_line_is_named_and_dropped(tmp_path, caplog):
     from training.train import _logged_seconds, trim_log
 
     lines = [json.dumps({"step": s, "time_s": float(s), "loss": 1.0}) for s in (5, 10, 15)]
-    damaged = [lines[0], '{"step": 10, "ti', json.dumps({"step": "x"}), json.dumps({"step": 12, "time_s": None}), lines[2]]
+    damaged = [
+        lines[0],
+        '{"step": 10, "ti',
+        json.dumps({"step": "x"}),
+        json.dumps({"step": 12, "time_s": None}),
+        lines[2],
+    ]
     log = tmp_path / "log.jsonl"
     log.write_text("\n".join(damaged) + "\n", encoding="utf-8")
     assert _logged_seconds(str(log)) == 15.0  # the damaged lines are no reason to fail
@@ -483,9 +551,12 @@ def test_a_damaged_run_tokenizer_names_the_file_and_the_copy_to_restore(tmp_path
     multi30k_tokenizer.save_pretrained(checkpoint)  # the Trainer saves the tokenizer with every checkpoint
     (out / "tokenizer" / "tokenizer.json").write_text('{"version": "1.0", "trunc', encoding="utf-8")
     config = TrainConfig(output_dir=str(out))
-    with pytest.raises(SystemExit, match=rf"the run's tokenizer in {re.escape(str(out / 'tokenizer'))} cannot be read "
-                                         rf"\(.*\)\. A copy is in {re.escape(os.path.join(checkpoint, 'tokenizer.json'))}"
-                                         r": copy it over .*tokenizer\.json, then resume\."):
+    with pytest.raises(
+        SystemExit,
+        match=rf"the run's tokenizer in {re.escape(str(out / 'tokenizer'))} cannot be read "
+        rf"\(.*\)\. A copy is in {re.escape(os.path.join(checkpoint, 'tokenizer.json'))}"
+        r": copy it over .*tokenizer\.json, then resume\.",
+    ):
         build_tokenizer(config, None)
     os.remove(os.path.join(checkpoint, "tokenizer.json"))
     with pytest.raises(SystemExit, match=r"No copy is left in the run: start over with --overwrite-output-dir\."):

@@ -12,7 +12,7 @@ from training.train import learning_rate_factor
 
 
 def paper_eq3(step, d_model, warmup):
-    return d_model ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)
+    return d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
 
 
 @pytest.mark.parametrize("warmup", [8, 1000, 4000])
@@ -39,8 +39,11 @@ def test_matches_transformers_inverse_sqrt_scheduler(warmup):
             sched.step()
         return out
 
-    ours = lrs(lambda opt: torch.optim.lr_scheduler.LambdaLR(
-        opt, functools.partial(learning_rate_factor, warmup_steps=warmup, max_steps=10 * warmup)))
+    ours = lrs(
+        lambda opt: torch.optim.lr_scheduler.LambdaLR(
+            opt, functools.partial(learning_rate_factor, warmup_steps=warmup, max_steps=10 * warmup)
+        )
+    )
     theirs = lrs(lambda opt: get_inverse_sqrt_schedule(opt, num_warmup_steps=warmup))
     assert ours == pytest.approx(theirs, rel=1e-12, abs=0)
 
