@@ -198,11 +198,9 @@ def grouped_batches(pairs, n: int, batch_size: int, vocab: int, seed: int) -> li
 
 
 # --- peers -------------------------------------------------------------------------------------------------
-def build_ours(size: dict):
-    from configuration import TransformerConfig
-    from modeling import TransformerForConditionalGeneration
-
-    config = TransformerConfig(
+def sized_settings(size: dict) -> dict:
+    """The settings of a `size` that TransformerConfig and MarianConfig both name, with the same meaning."""
+    return dict(
         vocab_size=size["vocab"],
         d_model=size["d_model"],
         encoder_layers=size["enc"],
@@ -214,13 +212,19 @@ def build_ours(size: dict):
         dropout=DROPOUT,
         attention_dropout=0.0,
         activation_dropout=0.0,
-        label_smoothing=LABEL_SMOOTHING,
         max_position_embeddings=512,
         pad_token_id=PAD,
         bos_token_id=BOS,
         eos_token_id=EOS,
         decoder_start_token_id=BOS,
     )
+
+
+def build_ours(size: dict):
+    from configuration import TransformerConfig
+    from modeling import TransformerForConditionalGeneration
+
+    config = TransformerConfig(**sized_settings(size), label_smoothing=LABEL_SMOOTHING)
     model = TransformerForConditionalGeneration(config)
     model.fused_loss = True  # as `python -m training.train` trains it (the opt-in fused projection + loss)
     return model
@@ -230,27 +234,12 @@ def build_marian(size: dict):
     from transformers import MarianConfig, MarianMTModel
 
     config = MarianConfig(
-        vocab_size=size["vocab"],
+        **sized_settings(size),
         decoder_vocab_size=size["vocab"],
-        d_model=size["d_model"],
-        encoder_layers=size["enc"],
-        decoder_layers=size["dec"],
-        encoder_attention_heads=size["heads"],
-        decoder_attention_heads=size["heads"],
-        encoder_ffn_dim=size["ffn"],
-        decoder_ffn_dim=size["ffn"],
         activation_function="relu",
-        dropout=DROPOUT,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-        max_position_embeddings=512,
         scale_embedding=True,
         share_encoder_decoder_embeddings=True,
         tie_word_embeddings=True,
-        pad_token_id=PAD,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
-        decoder_start_token_id=BOS,
         forced_eos_token_id=None,
     )
     return MarianMTModel(config)

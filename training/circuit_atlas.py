@@ -46,7 +46,7 @@ import sys
 import time
 
 from .atomic_files import write_file_atomic
-from .head_atlas import check_model_folder
+from .head_atlas import analysis_parser, check_model_folder
 from .space_modules import use_space_modules
 
 PROG = "python -m training.circuit_atlas"
@@ -83,13 +83,7 @@ def parse_swap(text: str) -> dict:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=__doc__.split("\n\n")[0],
-        allow_abbrev=False,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("model", help="model folder (one with config.json); the circuit is written into it")
+    parser = analysis_parser(PROG, __doc__, "circuit")
     pairs = parser.add_mutually_exclusive_group(required=True)
     pairs.add_argument("--pairs", help="a TSV file: clean, corrupted[, target, contrast] per line")
     pairs.add_argument(

@@ -168,18 +168,41 @@ def check_convertible(config: dict, src: str) -> None:
         )
 
 
+def load_or_refuse(load, folder: str, refusal: Exception, **kwargs):
+    """`load(folder, **kwargs)` (a `from_pretrained`). A folder it cannot load (no weights, a damaged file) raises
+    `refusal`, its message followed by the cause in one line, not the loader's trace."""
+    try:
+        return load(folder, **kwargs)
+    except Exception as e:
+        raise type(refusal)(f"{refusal}: {type(e).__name__}: {e}") from e
+
+
+def computed_by_marian(name: str) -> bool:
+    """A MarianMTModel weight that no checkpoint needs: its sinusoids and the zero `final_logits_bias` are made
+    when it is built."""
+    return "embed_positions" in name or name == "final_logits_bias"
+
+
+def with_weights(model, weights: dict, source, error: type[Exception], note: str = ""):
+    """`model` holding `weights` (every one of its weights but those MarianMTModel computes), tied, decoding as
+    `source` decodes, in eval mode. A mapping gap raises `error`: a half-random model is never saved."""
+    result = model.load_state_dict(weights, strict=False)
+    missing = [k for k in result.missing_keys if not computed_by_marian(k)]
+    if missing or result.unexpected_keys:
+        raise error(f"weights left unmapped: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}{note}")
+    model.tie_weights()
+    model.generation_config = copy.deepcopy(source.generation_config)
+    return model.eval()
+
+
 def load_marian(folder: str, src: str):
     """MarianMTModel from `folder`, refusing a checkpoint with weights it would leave out or initialise at random."""
     from transformers import MarianMTModel
 
-    try:
-        marian, info = MarianMTModel.from_pretrained(folder, output_loading_info=True)
-    except Exception as e:  # no weights, a damaged file: one line, not the loader's trace
-        raise ConversionError(f"MarianMTModel could not load {src}: {type(e).__name__}: {e}") from e
+    refusal = ConversionError(f"MarianMTModel could not load {src}")
+    marian, info = load_or_refuse(MarianMTModel.from_pretrained, folder, refusal, output_loading_info=True)
     unexpected = sorted(info.get("unexpected_keys") or [])
-    missing = sorted(
-        k for k in info.get("missing_keys") or [] if "embed_positions" not in k and k != "final_logits_bias"
-    )
+    missing = sorted(k for k in info.get("missing_keys") or [] if not computed_by_marian(k))
     mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or [])
     if unexpected or missing or mismatched:
         parts = [
@@ -200,28 +223,6 @@ def load_marian(folder: str, src: str):
 # ------------------------------------------------------------------------------------------ the conversion
 
 
-# The settings MarianConfig names as TransformerConfig does, with the same meaning: taken as they are.
-MARIAN_SETTINGS = (
-    "vocab_size",
-    "d_model",
-    "encoder_layers",
-    "decoder_layers",
-    "encoder_attention_heads",
-    "decoder_attention_heads",
-    "encoder_ffn_dim",
-    "decoder_ffn_dim",
-    "dropout",
-    "attention_dropout",
-    "activation_dropout",
-    "activation_function",
-    "max_position_embeddings",
-    "scale_embedding",
-    "init_std",
-    "pad_token_id",
-    "bos_token_id",
-    "eos_token_id",
-    "decoder_start_token_id",
-)
 # What MarianMTModel fixes in its code, where TransformerConfig has a setting for it.
 MARIAN_FIXED = dict(
     position_embedding_type="sinusoidal",
@@ -235,17 +236,34 @@ MARIAN_FIXED = dict(
 )
 
 
+def shared_settings(config) -> dict:
+    """The settings MarianConfig names as TransformerConfig does, with the same meaning, read from `config` (either
+    kind; the dropouts as floats, scale_embedding as a bool): taken as they are here, given back by export_marian."""
+    from configuration.configuration_transformer import DROPOUT_SETTINGS, SIZE_SETTINGS, SPECIAL_TOKEN_SETTINGS
+
+    names = (
+        *SIZE_SETTINGS,
+        *DROPOUT_SETTINGS,
+        "activation_function",
+        "max_position_embeddings",
+        "scale_embedding",
+        "init_std",
+        *SPECIAL_TOKEN_SETTINGS,
+    )
+    values = {name: getattr(config, name) for name in names}
+    values.update(
+        {name: float(values[name]) for name in DROPOUT_SETTINGS},
+        scale_embedding=bool(values["scale_embedding"]),
+    )
+    return values
+
+
 def transformer_config(marian_config):
     """The `TransformerConfig` that computes what MarianMTModel computes with `marian_config`."""
     from configuration import TransformerConfig
 
-    values = {name: getattr(marian_config, name) for name in MARIAN_SETTINGS}
-    values.update(
-        {name: float(values[name]) for name in ("dropout", "attention_dropout", "activation_dropout")},
-        scale_embedding=bool(values["scale_embedding"]),
-    )
     try:
-        return TransformerConfig(**values, **MARIAN_FIXED)
+        return TransformerConfig(**shared_settings(marian_config), **MARIAN_FIXED)
     except ValueError as e:
         raise ConversionError(f"the Marian settings do not make a valid TransformerConfig: {e}") from e
 
@@ -270,14 +288,7 @@ def convert_model(marian):
     from modeling import TransformerForConditionalGeneration
 
     model = TransformerForConditionalGeneration(transformer_config(marian.config)).to(marian.dtype)
-    result = model.load_state_dict(converted_state_dict(marian), strict=False)
-    if result.missing_keys or result.unexpected_keys:  # a mapping gap: never save a half-random model
-        raise ConversionError(
-            f"weights left unmapped: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
-        )
-    model.tie_weights()
-    model.generation_config = copy.deepcopy(marian.generation_config)  # decoding as the source decodes
-    return model.eval()
+    return with_weights(model, converted_state_dict(marian), marian, ConversionError)
 
 
 def check_batch(config) -> dict:
@@ -350,23 +361,41 @@ def languages(folder: str, card: dict) -> list[str]:
         return []
 
 
-def model_card(
-    src: str, is_hub: bool, folder: str, model, difference: float, command: str, tokenizer_files: list[str]
-) -> str:
-    from huggingface_hub import ModelCard, ModelCardData
+def source_link_and_card_data(src: str, is_hub: bool, langs: list[str], license_: str | None, tags: list[str]):
+    """The card of a model made from `src` (converted from it, or exported): a Markdown link to `src`, and the
+    card metadata naming its languages, its license and, for a Hub id, `src` as the base model."""
+    from huggingface_hub import ModelCardData
 
-    card = source_card(folder)
-    license_ = card.get("license")
-    langs = languages(folder, card)
-    pair = "->".join(map(model_metadata().language_name, langs)) if len(langs) == 2 else ", ".join(langs)
     link = f"[{src}](https://huggingface.co/{src})" if is_hub else f"`{src}`"
     data = ModelCardData(
         language=langs or None,
         license=license_ or "unknown",
         library_name="transformers",
         pipeline_tag="translation",
-        tags=["translation", "marian", "opus-mt", "transformer", "vanilla-transformer"],
+        tags=tags,
         base_model=src if is_hub else None,
+    )
+    return link, data
+
+
+def source_license_line(src: str, license_: str | None, what: str) -> str:
+    """The card's sentence on the license of `src`, whose weights `what` (the card's model) carries."""
+    if license_:
+        return f"The weights are {src}'s, under its license: **{license_}**."
+    return f"The source's model card states no license: check {src}'s terms before you use or share {what}."
+
+
+def model_card(
+    src: str, is_hub: bool, folder: str, model, difference: float, command: str, tokenizer_files: list[str]
+) -> str:
+    from huggingface_hub import ModelCard
+
+    card = source_card(folder)
+    license_ = card.get("license")
+    langs = languages(folder, card)
+    pair = "->".join(map(model_metadata().language_name, langs)) if len(langs) == 2 else ", ".join(langs)
+    link, data = source_link_and_card_data(
+        src, is_hub, langs, license_, ["translation", "marian", "opus-mt", "transformer", "vanilla-transformer"]
     )
     c = model.config
     n_params = sum(p.numel() for p in model.parameters())
@@ -379,11 +408,7 @@ def model_card(
         tokenizer = f"tokenizer: the source's files, as they are ({', '.join(tokenizer_files)})"
     else:
         tokenizer = f"tokenizer: none in the source; use {src}'s tokenizer"
-    license_line = (
-        f"The weights are {src}'s, under its license: **{license_}**."
-        if license_
-        else f"The source's model card states no license: check {src}'s terms before you use or share these weights."
-    )
+    license_line = source_license_line(src, license_, "these weights")
     content = f"""---
 {data.to_yaml()}
 ---

@@ -81,17 +81,12 @@ def generation_config(config: TrainConfig, model_cfg):
     """The decoding settings a model of this run is saved with (section 6.1: beam search with a length penalty)."""
     from transformers import GenerationConfig
 
+    from configuration.configuration_transformer import SPECIAL_TOKEN_SETTINGS
+
     # Beam settings only with beams: transformers refuses to save early_stopping or a length penalty for greedy search.
     beam = dict(length_penalty=config.length_penalty, early_stopping=True) if config.num_beams > 1 else {}
-    return GenerationConfig(
-        num_beams=config.num_beams,
-        **beam,
-        max_length=config.max_length,
-        bos_token_id=model_cfg.bos_token_id,
-        eos_token_id=model_cfg.eos_token_id,
-        pad_token_id=model_cfg.pad_token_id,
-        decoder_start_token_id=model_cfg.decoder_start_token_id,
-    )
+    special_tokens = {name: getattr(model_cfg, name) for name in SPECIAL_TOKEN_SETTINGS}
+    return GenerationConfig(num_beams=config.num_beams, **beam, max_length=config.max_length, **special_tokens)
 
 
 def average_checkpoints(paths: list[str]):

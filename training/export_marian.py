@@ -51,7 +51,6 @@ uses it.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import os
@@ -172,10 +171,10 @@ def load_model(folder: str, src: str):
     import modeling  # noqa: F401  (registers the classes)
     from modeling import TransformerForConditionalGeneration
 
-    try:
-        model, info = TransformerForConditionalGeneration.from_pretrained(folder, output_loading_info=True)
-    except Exception as e:  # no weights, a damaged file: one line, not the loader's trace
-        raise ExportError(f"could not load {src}: {type(e).__name__}: {e}") from None
+    from .convert_marian import load_or_refuse
+
+    load = TransformerForConditionalGeneration.from_pretrained
+    model, info = load_or_refuse(load, folder, ExportError(f"could not load {src}"), output_loading_info=True)
     gaps = sorted(info.get("missing_keys") or []) + sorted(info.get("unexpected_keys") or [])
     if gaps or info.get("mismatched_keys"):
         raise ExportError(
@@ -193,10 +192,9 @@ def load_tokenizer(folder: str, src: str):
             f"{src} has no tokenizer (tokenizer.json, or Marian's source.spm); a Marian folder needs "
             "one. Save the model's tokenizer into the folder first."
         )
-    try:
-        return AutoTokenizer.from_pretrained(folder)
-    except Exception as e:
-        raise ExportError(f"could not load the tokenizer of {src}: {type(e).__name__}: {e}") from None
+    from .convert_marian import load_or_refuse
+
+    return load_or_refuse(AutoTokenizer.from_pretrained, folder, ExportError(f"could not load the tokenizer of {src}"))
 
 
 # --------------------------------------------------------------------------------- the permutation
@@ -259,30 +257,16 @@ def marian_config(config):
     """The MarianConfig of a MarianMTModel computing what this project's model with `config` computes."""
     from transformers import MarianConfig
 
-    c = config
+    from .convert_marian import shared_settings
+
+    values = shared_settings(config)
+    values["init_std"] = float(config.init_std if config.init_std is not None else config.d_model**-0.5)
+    tied = bool(config.tie_word_embeddings)
     return MarianConfig(
-        vocab_size=c.vocab_size,
-        decoder_vocab_size=c.vocab_size,
-        d_model=c.d_model,
-        encoder_layers=c.encoder_layers,
-        decoder_layers=c.decoder_layers,
-        encoder_attention_heads=c.encoder_attention_heads,
-        decoder_attention_heads=c.decoder_attention_heads,
-        encoder_ffn_dim=c.encoder_ffn_dim,
-        decoder_ffn_dim=c.decoder_ffn_dim,
-        activation_function=c.activation_function,
-        max_position_embeddings=c.max_position_embeddings,
-        dropout=float(c.dropout),
-        attention_dropout=float(c.attention_dropout),
-        activation_dropout=float(c.activation_dropout),
-        init_std=float(c.init_std if c.init_std is not None else c.d_model**-0.5),
-        scale_embedding=bool(c.scale_embedding),
-        share_encoder_decoder_embeddings=bool(c.tie_word_embeddings),
-        tie_word_embeddings=bool(c.tie_word_embeddings),
-        pad_token_id=c.pad_token_id,
-        bos_token_id=c.bos_token_id,
-        eos_token_id=c.eos_token_id,
-        decoder_start_token_id=c.decoder_start_token_id,
+        **values,
+        decoder_vocab_size=config.vocab_size,
+        share_encoder_decoder_embeddings=tied,
+        tie_word_embeddings=tied,
         forced_eos_token_id=None,  # MarianConfig's default (0) would force a token this model never forces
         use_cache=True,
         architectures=["MarianMTModel"],
@@ -293,17 +277,11 @@ def to_marian(model):
     """A MarianMTModel holding `model`'s weights, permuted into Marian's sinusoid layout, in their dtype."""
     from transformers import MarianMTModel
 
+    from .convert_marian import with_weights
+
     marian = MarianMTModel(marian_config(model.config)).to(model.dtype)
     weights = marian_names(permute_residual(model.state_dict(), residual_permutation(model.config)))
-    result = marian.load_state_dict(weights, strict=False)
-    left = [k for k in result.missing_keys if "embed_positions" not in k and k != "final_logits_bias"]
-    if left or result.unexpected_keys:  # a mapping gap: never save a half-random model
-        raise ExportError(
-            f"weights left unmapped: missing {left[:5]}, unexpected {result.unexpected_keys[:5]}; nothing was written."
-        )
-    marian.tie_weights()
-    marian.generation_config = copy.deepcopy(model.generation_config)  # decoding as the source decodes
-    return marian.eval()
+    return with_weights(marian, weights, model, ExportError, "; nothing was written.")
 
 
 # ------------------------------------------------------------------------------------------ the check
@@ -440,17 +418,13 @@ def source_license(folder: str) -> tuple[str | None, list[str]]:
 
 
 def model_card(src: str, is_hub: bool, folder: str, config, found: dict, tokenizer_class: str, command: str) -> str:
-    from huggingface_hub import ModelCard, ModelCardData
+    from huggingface_hub import ModelCard
+
+    from .convert_marian import source_license_line, source_link_and_card_data
 
     license_, langs = source_license(folder)
-    link = f"[{src}](https://huggingface.co/{src})" if is_hub else f"`{src}`"
-    data = ModelCardData(
-        language=langs or None,
-        license=license_ or "unknown",
-        library_name="transformers",
-        pipeline_tag="translation",
-        tags=["translation", "marian", "vanilla-transformer"],
-        base_model=src if is_hub else None,
+    link, data = source_link_and_card_data(
+        src, is_hub, langs, license_, ["translation", "marian", "vanilla-transformer"]
     )
     layout = (
         'already in Marian\'s layout (`sinusoidal_layout="concatenated"`), so the weights are copied unpermuted'
@@ -459,11 +433,7 @@ def model_card(src: str, is_hub: bool, folder: str, config, found: dict, tokeniz
         "cosines); the export permutes the model dimension of every weight that reads or writes the residual "
         "stream accordingly"
     )
-    license_line = (
-        f"The weights are {src}'s, under its license: **{license_}**."
-        if license_
-        else f"The source's model card states no license: check {src}'s terms before you use or share it."
-    )
+    license_line = source_license_line(src, license_, "it")
     content = f"""---
 {data.to_yaml()}
 ---

@@ -44,14 +44,21 @@ def _lens():
     return atlas, gradient_importance, make_example
 
 
-def parse_args(argv=None):
+def analysis_parser(prog: str, doc: str, written: str) -> argparse.ArgumentParser:
+    """The command line of an analysis written into a model folder (this atlas, circuit_atlas's circuits): `prog`,
+    the first paragraph of its module docstring `doc`, and the model folder, into which `written` goes."""
     parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=__doc__.split("\n\n")[0],
+        prog=prog,
+        description=doc.split("\n\n")[0],
         allow_abbrev=False,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("model", help="model folder (one with config.json); the atlas is written into it")
+    parser.add_argument("model", help=f"model folder (one with config.json); the {written} is written into it")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = analysis_parser(PROG, __doc__, "atlas")
     parser.add_argument(
         "--data",
         default="../shared/data/multi30k",

@@ -16,6 +16,20 @@ from transformers import PretrainedConfig
 ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu", "swish", "tanh")
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned")
 SINUSOIDAL_LAYOUTS = ("interleaved", "concatenated")
+# The architecture's sizes (each a positive integer), its dropout probabilities and its special token ids, by
+# setting name: what the checks below read, and what a conversion from or to Marian takes as it is.
+SIZE_SETTINGS = (
+    "vocab_size",
+    "d_model",
+    "encoder_layers",
+    "decoder_layers",
+    "encoder_attention_heads",
+    "decoder_attention_heads",
+    "encoder_ffn_dim",
+    "decoder_ffn_dim",
+)
+DROPOUT_SETTINGS = ("dropout", "attention_dropout", "activation_dropout")
+SPECIAL_TOKEN_SETTINGS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
 
 
 class TransformerConfig(PretrainedConfig):
@@ -158,17 +172,7 @@ class TransformerConfig(PretrainedConfig):
             if not isinstance(value, bool):  # "false" would count as true
                 raise ValueError(f"TransformerConfig: `{name}` must be True or False, got {value!r}.")
 
-        for name in (
-            "vocab_size",
-            "d_model",
-            "encoder_layers",
-            "decoder_layers",
-            "encoder_attention_heads",
-            "decoder_attention_heads",
-            "encoder_ffn_dim",
-            "decoder_ffn_dim",
-            "max_position_embeddings",
-        ):
+        for name in (*SIZE_SETTINGS, "max_position_embeddings"):
             positive_int(name)
         for side in ("encoder", "decoder"):
             heads = getattr(self, f"{side}_attention_heads")
@@ -178,7 +182,7 @@ class TransformerConfig(PretrainedConfig):
                     f"`{side}_attention_heads` ({heads}) so that d_k = d_model / h is an integer "
                     f"(section 3.2.2); try {heads * max(1, round(self.d_model / heads))} or a divisor of {self.d_model}."
                 )
-        for name in ("dropout", "attention_dropout", "activation_dropout"):
+        for name in DROPOUT_SETTINGS:
             value = getattr(self, name)
             if not is_number(value) or not 0.0 <= value < 1.0:
                 raise ValueError(f"TransformerConfig: `{name}` must be a probability in [0, 1), got {value!r}.")
@@ -208,7 +212,7 @@ class TransformerConfig(PretrainedConfig):
                 f"TransformerConfig: `layer_norm_eps` must be a positive finite number (LayerNorm divides "
                 f"by sqrt(variance + eps)), got {self.layer_norm_eps!r}."
             )
-        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+        for name in SPECIAL_TOKEN_SETTINGS:
             ids = getattr(self, name)
             for value in ids if isinstance(ids, (list, tuple)) else [ids]:
                 if value is None:

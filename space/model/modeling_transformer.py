@@ -799,6 +799,84 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
     return shifted.masked_fill(shifted == -100, pad_token_id)
 
 
+# The Args and Returns the two forwards share, composed into their docstrings (`_with_docstring_fragments`),
+# as transformers composes the common arguments of its models' forwards.
+_ENCODER_DECODER_INPUTS_DOC = r"""
+input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`):
+    Source token ids. Pass this, `inputs_embeds` or `encoder_outputs`.
+attention_mask (`torch.LongTensor` of shape `(batch_size, source_length)`, *optional*):
+    1 for real source tokens, 0 for padding: masks the keys of the encoder self-attention and of the
+    decoder's encoder-decoder attention.
+decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`):
+    The decoder's input. Teacher forcing: the target shifted right, starting with
+    `config.decoder_start_token_id` (`shift_tokens_right`). When decoding with a `cache`, only the
+    new tokens.
+decoder_attention_mask (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
+    1 for real target tokens, 0 for padding (or `(batch_size, past_length + target_length)` with a
+    cache). The causal mask (section 3.2.3) is always applied.
+encoder_outputs (`BaseModelOutput` or `tuple`, *optional*):
+    A precomputed encoder output whose first element, `last_hidden_state`, is
+    `(batch_size, source_length, d_model)`; the encoder is then not run (generate() passes it).
+cache (`EncoderDecoderCache`, *optional*):
+    Keys and values of the earlier decoding steps (self-attention) and of the encoder output
+    (encoder-decoder attention). Also accepted under its former name `past_key_values`.
+inputs_embeds (`torch.FloatTensor` of shape `(batch_size, source_length, d_model)`, *optional*):
+    Instead of `input_ids`: the token embeddings, as `model.get_input_embeddings()(input_ids)` returns
+    them (scaled by sqrt(d_model), section 3.4); the positional encodings are added to them.
+decoder_inputs_embeds (`torch.FloatTensor` of shape `(batch_size, target_length, d_model)`, *optional*):
+    Instead of `decoder_input_ids`, likewise.
+"""
+_OUTPUT_FLAGS_DOC = r"""
+use_cache (`bool`, *optional*):
+    Return the cache for the next decoding step (default `config.use_cache`).
+output_attentions (`bool`, *optional*):
+    Return every layer's attention weights, each `(batch_size, heads, query_length, key_length)`.
+output_hidden_states (`bool`, *optional*):
+    Return the hidden states after the embeddings and after every layer, each
+    `(batch_size, length, d_model)`.
+return_dict (`bool`, *optional*):
+    `False` returns a tuple instead of the output class.
+"""
+_SEQ2SEQ_OUTPUTS_DOC = r"""
+cache (with `use_cache`): the `EncoderDecoderCache` to pass to the next decoding step.
+decoder_hidden_states, decoder_attentions (with `output_hidden_states`, `output_attentions`).
+cross_attentions (with `output_attentions`): the encoder-decoder attention weights, each
+    `(batch_size, heads, target_length, source_length)`.
+encoder_last_hidden_state: the encoder's output, `(batch_size, source_length, d_model)`.
+encoder_hidden_states, encoder_attentions (with `output_hidden_states`, `output_attentions`).
+"""
+
+
+def _with_docstring_fragments(**fragments: str) -> Callable:
+    """Replaces each line `{name}` of the decorated function's docstring by the fragment `name`, indented as that
+    line is."""
+
+    def decorate(function: Callable) -> Callable:
+        lines = []
+        for line in function.__doc__.split("\n"):
+            name = line.strip()[1:-1]
+            if line.strip() == "{" + name + "}" and name in fragments:
+                indent = line[: len(line) - len(line.lstrip())]
+                lines += [indent + text if text else text for text in fragments[name].strip("\n").split("\n")]
+            else:
+                lines.append(line)
+        function.__doc__ = "\n".join(lines)
+        return function
+
+    return decorate
+
+
+def _seq2seq_forward(forward: Callable) -> Callable:
+    """What both public forwards are wrapped in: the shared Args and Returns in their docstrings, `cache` also
+    accepted as `past_key_values`, and a tuple instead of the output class with `return_dict=False`."""
+    forward = _with_docstring_fragments(
+        encoder_decoder_inputs=_ENCODER_DECODER_INPUTS_DOC,
+        output_flags=_OUTPUT_FLAGS_DOC,
+        seq2seq_outputs=_SEQ2SEQ_OUTPUTS_DOC,
+    )(forward)
+    return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(can_return_tuple(forward))
+
+
 class TransformerModel(TransformerPreTrainedModel):
     """Encoder and decoder without the output projection; returns `Seq2SeqModelOutput`."""
 
@@ -834,8 +912,7 @@ class TransformerModel(TransformerPreTrainedModel):
     def get_decoder(self, modality=None):
         return self.decoder
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
-    @can_return_tuple
+    @_seq2seq_forward
     def forward(
         self,
         input_ids=None,
@@ -855,48 +932,13 @@ class TransformerModel(TransformerPreTrainedModel):
         r"""The encoder and decoder stacks (section 3.1), without the pre-softmax linear layer.
 
         Args:
-            input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`):
-                Source token ids. Pass this, `inputs_embeds` or `encoder_outputs`.
-            attention_mask (`torch.LongTensor` of shape `(batch_size, source_length)`, *optional*):
-                1 for real source tokens, 0 for padding: masks the keys of the encoder self-attention and of the
-                decoder's encoder-decoder attention.
-            decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`):
-                The decoder's input. Teacher forcing: the target shifted right, starting with
-                `config.decoder_start_token_id` (`shift_tokens_right`). When decoding with a `cache`, only the
-                new tokens.
-            decoder_attention_mask (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
-                1 for real target tokens, 0 for padding (or `(batch_size, past_length + target_length)` with a
-                cache). The causal mask (section 3.2.3) is always applied.
-            encoder_outputs (`BaseModelOutput` or `tuple`, *optional*):
-                A precomputed encoder output whose first element, `last_hidden_state`, is
-                `(batch_size, source_length, d_model)`; the encoder is then not run (generate() passes it).
-            cache (`EncoderDecoderCache`, *optional*):
-                Keys and values of the earlier decoding steps (self-attention) and of the encoder output
-                (encoder-decoder attention). Also accepted under its former name `past_key_values`.
-            inputs_embeds (`torch.FloatTensor` of shape `(batch_size, source_length, d_model)`, *optional*):
-                Instead of `input_ids`: the token embeddings, as `model.get_input_embeddings()(input_ids)` returns
-                them (scaled by sqrt(d_model), section 3.4); the positional encodings are added to them.
-            decoder_inputs_embeds (`torch.FloatTensor` of shape `(batch_size, target_length, d_model)`, *optional*):
-                Instead of `decoder_input_ids`, likewise.
-            use_cache (`bool`, *optional*):
-                Return the cache for the next decoding step (default `config.use_cache`).
-            output_attentions (`bool`, *optional*):
-                Return every layer's attention weights, each `(batch_size, heads, query_length, key_length)`.
-            output_hidden_states (`bool`, *optional*):
-                Return the hidden states after the embeddings and after every layer, each
-                `(batch_size, length, d_model)`.
-            return_dict (`bool`, *optional*):
-                `False` returns a tuple instead of the output class.
+            {encoder_decoder_inputs}
+            {output_flags}
 
         Returns:
             [`Seq2SeqModelOutput`] (a tuple with `return_dict=False`):
                 last_hidden_state: the decoder's output, `(batch_size, target_length, d_model)`.
-                cache (with `use_cache`): the `EncoderDecoderCache` to pass to the next decoding step.
-                decoder_hidden_states, decoder_attentions (with `output_hidden_states`, `output_attentions`).
-                cross_attentions (with `output_attentions`): the encoder-decoder attention weights, each
-                    `(batch_size, heads, target_length, source_length)`.
-                encoder_last_hidden_state: the encoder's output, `(batch_size, source_length, d_model)`.
-                encoder_hidden_states, encoder_attentions (with `output_hidden_states`, `output_attentions`).
+                {seq2seq_outputs}
 
         Example:
 
@@ -1043,8 +1085,7 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
         )
         return summed / (labels != -100).sum().clamp(min=1)  # the mean over real tokens, with no branch on the data
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
-    @can_return_tuple
+    @_seq2seq_forward
     def forward(
         self,
         input_ids=None,
@@ -1066,52 +1107,17 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
         label-smoothed cross-entropy (section 5.4).
 
         Args:
-            input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`):
-                Source token ids. Pass this, `inputs_embeds` or `encoder_outputs`.
-            attention_mask (`torch.LongTensor` of shape `(batch_size, source_length)`, *optional*):
-                1 for real source tokens, 0 for padding: masks the keys of the encoder self-attention and of the
-                decoder's encoder-decoder attention.
-            decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`):
-                The decoder's input. Teacher forcing: the target shifted right, starting with
-                `config.decoder_start_token_id` (`shift_tokens_right`). When decoding with a `cache`, only the
-                new tokens.
-            decoder_attention_mask (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
-                1 for real target tokens, 0 for padding (or `(batch_size, past_length + target_length)` with a
-                cache). The causal mask (section 3.2.3) is always applied.
-            encoder_outputs (`BaseModelOutput` or `tuple`, *optional*):
-                A precomputed encoder output whose first element, `last_hidden_state`, is
-                `(batch_size, source_length, d_model)`; the encoder is then not run (generate() passes it).
-            cache (`EncoderDecoderCache`, *optional*):
-                Keys and values of the earlier decoding steps (self-attention) and of the encoder output
-                (encoder-decoder attention). Also accepted under its former name `past_key_values`.
-            inputs_embeds (`torch.FloatTensor` of shape `(batch_size, source_length, d_model)`, *optional*):
-                Instead of `input_ids`: the token embeddings, as `model.get_input_embeddings()(input_ids)` returns
-                them (scaled by sqrt(d_model), section 3.4); the positional encodings are added to them.
-            decoder_inputs_embeds (`torch.FloatTensor` of shape `(batch_size, target_length, d_model)`, *optional*):
-                Instead of `decoder_input_ids`, likewise.
+            {encoder_decoder_inputs}
             labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
                 Target token ids for the loss; -100 marks positions it ignores. Without `decoder_input_ids` (and
                 `decoder_inputs_embeds`) the decoder reads `labels` shifted right. No cache is used with labels.
-            use_cache (`bool`, *optional*):
-                Return the cache for the next decoding step (default `config.use_cache`).
-            output_attentions (`bool`, *optional*):
-                Return every layer's attention weights, each `(batch_size, heads, query_length, key_length)`.
-            output_hidden_states (`bool`, *optional*):
-                Return the hidden states after the embeddings and after every layer, each
-                `(batch_size, length, d_model)`.
-            return_dict (`bool`, *optional*):
-                `False` returns a tuple instead of the output class.
+            {output_flags}
 
         Returns:
             [`Seq2SeqLMOutput`] (a tuple with `return_dict=False`):
                 loss (with `labels`): the label-smoothed cross-entropy, a mean over the real target tokens.
                 logits: the scores before the softmax, `(batch_size, target_length, vocab_size)`.
-                cache (with `use_cache`): the `EncoderDecoderCache` to pass to the next decoding step.
-                decoder_hidden_states, decoder_attentions (with `output_hidden_states`, `output_attentions`).
-                cross_attentions (with `output_attentions`): the encoder-decoder attention weights, each
-                    `(batch_size, heads, target_length, source_length)`.
-                encoder_last_hidden_state: the encoder's output, `(batch_size, source_length, d_model)`.
-                encoder_hidden_states, encoder_attentions (with `output_hidden_states`, `output_attentions`).
+                {seq2seq_outputs}
 
         Example:
 
