@@ -40,6 +40,7 @@ from encdec_lens.attention import AttentionData  # noqa: E402
 from encdec_lens.heads import FAMILIES, FAMILY_SIDES, FAMILY_TITLES  # noqa: E402
 from encdec_lens.plots import head_grid_image, heatmap_image  # noqa: E402
 from batching import CTranslate2Batcher  # noqa: E402
+from components import FOLLOW_UP, picture  # noqa: E402
 from safe_html import TOKEN_CSS, links_html, status_html, tokens_html, visible  # noqa: E402
 from translation_engine import (  # noqa: E402
     BOX_MAX_CHARS,
@@ -450,26 +451,13 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
                 )
             with gr.Row():
                 with gr.Column(scale=3):
-                    heatmap = gr.Image(
+                    heatmap = picture(
+                        "heatmap",
                         label="Attention weights (rows: attending token, columns: attended token)",
-                        type="numpy",
-                        format="png",
-                        interactive=False,
-                        elem_id="heatmap",
-                        show_label=False,
-                        buttons=["download", "fullscreen"],
                         placeholder="Translate a sentence to see its attention.",
                     )
                 with gr.Column(scale=2):
-                    grid = gr.Image(
-                        label="All heads of this layer (selected head framed in red)",
-                        type="numpy",
-                        format="png",
-                        interactive=False,
-                        elem_id="head-grid",
-                        show_label=False,
-                        buttons=["download", "fullscreen"],
-                    )
+                    grid = picture("head-grid", label="All heads of this layer (selected head framed in red)")
                     query = gr.Dropdown(
                         choices=[],
                         label="Pick a token: where does it look, layer by layer?",
@@ -504,23 +492,10 @@ def build_demo(bundle: ModelBundle, tabs=None) -> gr.Blocks:
             # Every follow-up of a translation is "always_last": with Gradio's default ("once") a follow-up still
             # running when the next translation arrives made Gradio skip the new one, and the view stayed on
             # the older sentence for good.
-            translate_event.then(
-                explore,
-                inputs=explorer_inputs,
-                outputs=explorer_views,
-                api_visibility="private",
-                show_progress="hidden",
-                trigger_mode="always_last",
-            )
+            follow_up = dict(fn=explore, inputs=explorer_inputs, outputs=explorer_views, **FOLLOW_UP)
+            translate_event.then(**follow_up)
             for picker in (family, layer, head, query):
-                picker.input(
-                    explore,
-                    inputs=explorer_inputs,
-                    outputs=explorer_views,
-                    api_visibility="private",
-                    show_progress="hidden",
-                    trigger_mode="always_last",
-                )
+                picker.input(**follow_up)
 
             def attention(
                 text: str,

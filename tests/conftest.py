@@ -6,6 +6,7 @@ MULTI30K_DIR), and models are built from configs.
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -133,6 +134,26 @@ def perturbed_model(scale: float = 0.1, **overrides):
     return model
 
 
+def tokenizer_config(tok) -> dict:
+    """The config entries that fit a model to tokenizer `tok`: its vocabulary size and special tokens."""
+    return dict(
+        vocab_size=len(tok),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.bos_token_id,
+    )
+
+
+@pytest.fixture
+def text_model(multi30k_tokenizer):
+    """`perturbed_model(0.3)` fitted to `multi30k_tokenizer`, its own translations at most 8 tokens long: an
+    analysis of texts rather than ids."""
+    model = perturbed_model(0.3, **tokenizer_config(multi30k_tokenizer))
+    model.generation_config.max_length = 8
+    return model
+
+
 @pytest.fixture
 def config():
     return tiny_config()
@@ -172,22 +193,13 @@ def tiny_model_dir(tmp_path_factory, multi30k_tokenizer):
     import modeling  # noqa: F401
     from modeling import TransformerForConditionalGeneration
 
-    tok = multi30k_tokenizer
     torch.manual_seed(0)
-    cfg = tiny_config(
-        vocab_size=len(tok),
-        d_model=32,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        decoder_start_token_id=tok.bos_token_id,
-        max_position_embeddings=128,
-    )
+    cfg = tiny_config(d_model=32, max_position_embeddings=128, **tokenizer_config(multi30k_tokenizer))
     model = TransformerForConditionalGeneration(cfg).eval()
     model.generation_config.max_length = 32
     path = tmp_path_factory.mktemp("tiny_model")
     model.save_pretrained(path)
-    tok.save_pretrained(path)
+    multi30k_tokenizer.save_pretrained(path)
     return str(path)
 
 
@@ -232,6 +244,12 @@ def browser():
 SPACE = os.path.join(ROOT, "space")
 SHIPPED_MODEL = os.path.join(SPACE, "model")
 SENTENCE = "The animal didn't cross the street because it was too tired."  # the Space tests' sentence
+# The Space test files' `pytestmark`: gradio's queue calls pandas options that pandas 3 deprecates; not this
+# project's concern.
+GRADIO_WARNINGS = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
+]
 
 
 @contextlib.contextmanager
@@ -245,6 +263,61 @@ def open_page(browser, url, width=1300, height=1000):
         yield page
     finally:
         page.close()
+
+
+def wait_for_picture(page, selector):
+    """Until the component's image has loaded with a real width (scrolled to: Gradio loads images lazily)."""
+    page.locator(f"{selector} img").scroll_into_view_if_needed()
+    page.wait_for_function(
+        "sel => { const img = document.querySelector(sel + ' img');"
+        " return img && img.complete && img.naturalWidth > 0; }",
+        arg=selector,
+    )
+
+
+def translate_on_page(page, sentence, translation):
+    """Translate `sentence` on the main tab and wait for `translation`."""
+    from playwright.sync_api import expect
+
+    page.locator("#src textarea").fill(sentence)
+    page.locator("#translate-btn").click()
+    expect(page.locator("#translation textarea")).to_have_value(translation)
+
+
+def open_circuits_tab(page):
+    """Open the Circuits tab and wait until it works on the main tab's translation."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Circuits").click()
+    expect(page.locator("#circuits-context")).to_contain_text("Working on")
+
+
+def attribution_on_page(page, client, sentence):
+    """On the Circuits tab, split the logit of the translation's second token: the logit shown is the
+    `/logit_attribution` API's for `sentence`. Returns the API's answer."""
+    from playwright.sync_api import expect
+
+    page.locator("#dla-position input").fill("2")
+    page.locator("#dla-btn").click()
+    expect(page.locator("#dla-logit")).to_be_visible()
+    api = client.predict(sentence, "", 1, api_name="/logit_attribution")
+    assert float(page.locator("#dla-logit").get_attribute("data-logit")) == pytest.approx(api["logit"], abs=1e-5)
+    return api
+
+
+def save_readme_picture(page, tmp_path, name, bottoms, top="[role=tablist]", above=4):
+    """The README's picture `space/<name>`: the page from `above` px over the top of `top` to 24 px under the
+    lowest bottom of the `bottoms` (selectors), full width."""
+    y, bottom = page.evaluate(
+        """([top, bottoms]) => { const box = sel => document.querySelector(sel).getBoundingClientRect();
+                                 return [box(top).top + window.scrollY,
+                                         Math.max(...bottoms.map(sel => box(sel).bottom)) + window.scrollY]; }""",
+        [top, list(bottoms)],
+    )
+    y -= above
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=True, clip={"x": 0, "y": y, "width": 1300, "height": bottom + 24 - y})
+    shutil.copyfile(shot, os.path.join(SPACE, name))
 
 
 @pytest.fixture(scope="module")

@@ -641,36 +641,14 @@ def _task_scores(model, task: CircuitTask, alphas: list[float]):
 
 
 def edge_attribution(
-    model,
-    clean,
-    corrupted=None,
-    translation=None,
-    *,
-    tokenizer=None,
-    target=None,
-    contrast=None,
-    position: int = -1,
-    method: str = "eap",
-    steps: int = 5,
-    references: Sequence | None = None,
-    **generate_kwargs,
+    model, clean, corrupted=None, translation=None, *, method: str = "eap", steps: int = 5, **task_args
 ) -> EdgeScores:
     """Score every edge: EAP (the gradient of the metric w.r.t. the edge masks at the clean run) or EAP-IG (the
-    gradient averaged over masks j/steps, j = 1..steps, one batch row each). Arguments as `make_task` (a corrupted
-    source, or `references` for mean ablation)."""
+    gradient averaged over masks j/steps, j = 1..steps, one batch row each). The other arguments are `make_task`'s
+    (a corrupted source, or `references` for mean ablation; `tokenizer`, `target`, `contrast`, `position`,
+    generation settings)."""
     alphas = _alphas(method, steps)
-    task = make_task(
-        model,
-        clean,
-        corrupted,
-        translation,
-        tokenizer=tokenizer,
-        target=target,
-        contrast=contrast,
-        position=position,
-        references=references,
-        **generate_kwargs,
-    )
+    task = make_task(model, clean, corrupted, translation, **task_args)
     scores, graph, clean_metric, corrupted_metric = _task_scores(model, task, alphas)
     return EdgeScores(graph, scores, method, len(alphas), task, clean_metric, corrupted_metric)
 

@@ -121,6 +121,14 @@ class Step:
     data: dict = field(default_factory=dict)  # the step's numbers (plain JSON values)
 
 
+def find_step(steps: Sequence, step_id: str):
+    """The step of `steps` (anything with an `id`) whose id is `step_id`; KeyError if there is none."""
+    for s in steps:
+        if s.id == step_id:
+            return s
+    raise KeyError(step_id)
+
+
 @dataclass
 class Walkthrough:
     sentence: str
@@ -142,10 +150,7 @@ class Walkthrough:
     tensors: dict = field(default_factory=dict, repr=False)  # full tensors for tests; not in to_dict()
 
     def step(self, step_id: str) -> Step:
-        for s in self.steps:
-            if s.id == step_id:
-                return s
-        raise KeyError(step_id)
+        return find_step(self.steps, step_id)
 
     def to_dict(self, full_table: bool = True) -> dict:
         """Plain JSON-serialisable values (no `tensors`).
@@ -646,6 +651,7 @@ __all__ = [
     "STEP_IDS",
     "Step",
     "Walkthrough",
+    "find_step",
     "find_token_position",
     "source_tokens",
     "walkthrough",

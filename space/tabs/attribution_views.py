@@ -11,6 +11,7 @@ import gradio as gr
 import numpy as np
 
 import api_args
+from components import picture
 from encdec_lens.attribution import LogitAttribution, logit_attribution
 from encdec_lens.inputs import labels_from_ids
 from encdec_lens.patching import ActivationPatching, activation_patching
@@ -211,15 +212,7 @@ def build(bundle: ModelBundle, shared) -> None:
         patch_button = gr.Button("Patch clean into corrupted", variant="primary", elem_id="patch-btn")
     with gr.Row():
         with gr.Column(scale=3):
-            patch_grid = gr.Image(
-                label="Share restored by each head",
-                type="numpy",
-                format="png",
-                interactive=False,
-                elem_id="patch-grid",
-                show_label=False,
-                buttons=["download", "fullscreen"],
-            )
+            patch_grid = picture("patch-grid", label="Share restored by each head")
         with gr.Column(scale=2):
             patch_view = gr.HTML(elem_id="patch-summary", css_template=CIRCUITS_CSS)
 

@@ -33,6 +33,7 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 import api_args
+from components import FOLLOW_UP, picture
 from encdec_lens.ablation import AblationResult, HeadImportance, head_importance, run_ablation
 from encdec_lens.heads import (
     FAMILIES,
@@ -487,15 +488,7 @@ def build(bundle: ModelBundle, shared) -> None:
         top_button = gr.Button("Switch off the top heads (ablation above)", elem_id="ablate-top-btn")
     with gr.Row():
         with gr.Column(scale=3):
-            grid = gr.Image(
-                label="Drop in log p when each head alone is off",
-                type="numpy",
-                format="png",
-                interactive=False,
-                elem_id="importance-grid",
-                show_label=False,
-                buttons=["download", "fullscreen"],
-            )
+            grid = picture("importance-grid", label="Drop in log p when each head alone is off")
         with gr.Column(scale=2):
             ranking = gr.HTML(elem_id="importance-ranking", css_template=CIRCUITS_CSS)
 
@@ -506,15 +499,7 @@ def build(bundle: ModelBundle, shared) -> None:
 
     gr.Markdown("### 4 · Residual stream")
     gr.Markdown(RESIDUAL_HELP)
-    residual = gr.Image(
-        label="Size of what each sub-layer writes",
-        type="numpy",
-        format="png",
-        interactive=False,
-        elem_id="residual-stream",
-        show_label=False,
-        buttons=["download", "fullscreen"],
-    )
+    residual = picture("residual-stream", label="Size of what each sub-layer writes")
     residual_note = gr.HTML(elem_id="residual-caption", css_template=CIRCUITS_CSS)
 
     on_screen = [shared.source, shared.attention_state]
@@ -566,9 +551,7 @@ def build(bundle: ModelBundle, shared) -> None:
             ranking,
             ranked,
         ],
-        show_progress="hidden",
-        trigger_mode="always_last",
-        **private,
+        **FOLLOW_UP,
     )
 
     def ablate(

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import gradio as gr
 
+from components import picture
 from encdec_lens.heads import FAMILIES, FAMILY_SIDES, FAMILY_TITLES, grid_shape, head_label
 from encdec_lens.plots import heatmap_image
 from safe_html import escape, status_html
@@ -300,15 +301,7 @@ def build(bundle: ModelBundle, shared) -> None:
                 status_html(["Click a head for its card."]), elem_id="head-card-view", css_template=HEADS_CSS
             )
         with gr.Column(scale=3):
-            example = gr.Image(
-                label="Where it attends on an example sentence",
-                type="numpy",
-                format="png",
-                interactive=False,
-                elem_id="head-example",
-                show_label=False,
-                buttons=["download", "fullscreen"],
-            )
+            example = picture("head-example", label="Where it attends on an example sentence")
     figure = os.path.join(bundle.ref, PRUNING_FIGURE)
     if os.path.isfile(figure):
         gr.Markdown(escape(pruning_caption(atlas)), elem_id="atlas-pruning-caption")

@@ -29,6 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import api_args
+from components import FOLLOW_UP, picture
 from encdec_lens import walkthrough as wt
 from encdec_lens.heads import FAMILIES, FAMILY_TITLES
 from safe_html import TOKEN_CSS, escape, visible
@@ -595,15 +596,7 @@ def build(bundle: ModelBundle, shared) -> None:
         with gr.Column(scale=3):
             embedding = gr.HTML(first.embedding, elem_id="wt-embedding", css_template=WALKTHROUGH_CSS)
         with gr.Column(scale=2):
-            positions = gr.Image(
-                first.positions,
-                type="numpy",
-                format="png",
-                interactive=False,
-                elem_id="wt-positions",
-                show_label=False,
-                buttons=["download", "fullscreen"],
-            )
+            positions = picture("wt-positions", first.positions)
     steps = gr.HTML(first.steps, elem_id="wt-steps", css_template=WALKTHROUGH_CSS)
     pair_state = gr.State(pair)
     views = [layer, head, token, summary, embedding, positions, steps]
@@ -645,21 +638,12 @@ def build(bundle: ModelBundle, shared) -> None:
             trigger_mode="always_last",
         )
     for picker in (kind, layer, head, token):
-        picker.input(
-            show,
-            inputs=[pair_state, kind, layer, head, token],
-            outputs=views,
-            api_visibility="private",
-            show_progress="hidden",
-            trigger_mode="always_last",
-        )
+        picker.input(show, inputs=[pair_state, kind, layer, head, token], outputs=views, **FOLLOW_UP)
     shared.translate_event.then(
         follow_main_tab,
         inputs=[shared.attention_state, kind, layer, head],
         outputs=[sentence, translation, pair_state, *views],
-        api_visibility="private",
-        show_progress="hidden",
-        trigger_mode="always_last",
+        **FOLLOW_UP,
     )
 
     def walkthrough_api(

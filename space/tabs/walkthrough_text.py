@@ -60,10 +60,7 @@ class Explanation:
     steps: list  # [TitledStep], in the walkthrough's order
 
     def step(self, step_id: str) -> TitledStep:
-        for s in self.steps:
-            if s.id == step_id:
-                return s
-        raise KeyError(step_id)
+        return wt.find_step(self.steps, step_id)
 
     def to_dict(self, full_table: bool = True) -> dict:
         """The API's JSON: `API_FIELDS` of the result, each step as {"id", "title", "text", "data"}

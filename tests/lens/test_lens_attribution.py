@@ -111,16 +111,8 @@ def test_a_position_outside_the_translation_is_refused(model):
         logit_attribution(model, None, SOURCE, TARGET, position=5)
 
 
-def test_text_in_tokens_out(multi30k_tokenizer):
-    tok = multi30k_tokenizer
-    model = make_model(
-        vocab_size=len(tok),
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        decoder_start_token_id=tok.bos_token_id,
-    )
-    model.generation_config.max_length = 8
+def test_text_in_tokens_out(multi30k_tokenizer, text_model):
+    tok, model = multi30k_tokenizer, text_model
     result = logit_attribution(model, tok, "A man is riding a bike.", "Ein Mann fährt Fahrrad.", position=1)
     assert result.source == "A man is riding a bike."
     assert result.token == result.translation_tokens[1] == tok.convert_ids_to_tokens(result.token_id)

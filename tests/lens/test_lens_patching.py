@@ -80,16 +80,8 @@ def test_planted_single_path_from_the_source(model):
     assert any(abs(v) > 1e-3 for name, v in heads.items() if name.startswith("enc "))
 
 
-def test_sources_of_different_token_lengths_are_refused(multi30k_tokenizer):
-    tok = multi30k_tokenizer
-    model = make_model(
-        vocab_size=len(tok),
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        decoder_start_token_id=tok.bos_token_id,
-    )
-    model.generation_config.max_length = 8
+def test_sources_of_different_token_lengths_are_refused(multi30k_tokenizer, text_model):
+    tok, model = multi30k_tokenizer, text_model
     clean, corrupted = "A man is riding a bike.", "A little girl is riding a bike."
     n_clean, n_corrupted = len(tok(clean)["input_ids"]), len(tok(corrupted)["input_ids"])
     assert n_clean != n_corrupted
@@ -109,16 +101,8 @@ def test_equal_sources_leave_nothing_to_restore(model):
         activation_patching(model, None, CLEAN, list(CLEAN), TARGET)
 
 
-def test_text_sources_and_the_models_own_translation(multi30k_tokenizer):
-    tok = multi30k_tokenizer
-    model = make_model(
-        vocab_size=len(tok),
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        decoder_start_token_id=tok.bos_token_id,
-    )
-    model.generation_config.max_length = 8
+def test_text_sources_and_the_models_own_translation(multi30k_tokenizer, text_model):
+    tok, model = multi30k_tokenizer, text_model
     result = activation_patching(model, tok, "A man is riding a bike.", "A dog is riding a bike.")
     assert result.clean == "A man is riding a bike." and result.corrupted == "A dog is riding a bike."
     assert result.clean_tokens != result.corrupted_tokens and len(result.clean_tokens) == len(result.corrupted_tokens)

@@ -16,13 +16,9 @@ import types
 
 import numpy as np
 import pytest
-from conftest import SENTENCE, SPACE, open_page, serve_space
+from conftest import GRADIO_WARNINGS, SENTENCE, SPACE, open_page, serve_space
 
-# gradio's queue calls pandas options that pandas 3 deprecates; not this project's concern.
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
-]
+pytestmark = GRADIO_WARNINGS
 
 
 @pytest.fixture(scope="module")

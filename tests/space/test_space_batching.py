@@ -10,12 +10,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import SENTENCE, SHIPPED_MODEL, serve_space
+from conftest import GRADIO_WARNINGS, SENTENCE, SHIPPED_MODEL, serve_space
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
-]
+pytestmark = GRADIO_WARNINGS
 
 SENTENCES = [
     SENTENCE,

@@ -10,14 +10,11 @@ import shutil
 
 import pytest
 
-from conftest import CHROMIUM, SHIPPED_MODEL, SPACE, open_page, serve_space
+from conftest import CHROMIUM, GRADIO_WARNINGS, SHIPPED_MODEL, SPACE, open_page, serve_space
 from encdec_lens.circuit_discovery import EdgeGraph
 from encdec_lens.heads import grid_shape
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
-]
+pytestmark = GRADIO_WARNINGS
 
 CLEAN = "A man in a blue shirt is standing on a ladder."
 CORRUPTED = "A man in a red shirt is standing on a ladder."  # same 12 tokens; "blauen" -> "roten"

@@ -1,4 +1,4 @@
-"""The Space's Circuits tab (issue 5): its handlers, its API through gradio_client, and the page in Chromium.
+"""The Space's Circuits tab: its handlers, its API through gradio_client, and the page in Chromium.
 
 The handlers are checked against direct calls to `encdec_lens` on the same model. The model is the
 untrained `tiny_model_dir` fixture (fast, deterministic). With SAVE_SCREENSHOT set and a trained model in
@@ -6,7 +6,6 @@ space/model/, that model is served instead and the browser test also writes spac
 """
 
 import os
-import shutil
 
 import pytest
 
@@ -14,22 +13,21 @@ from encdec_lens import ablation as ablation_lib
 from encdec_lens import lens as lens_lib
 from encdec_lens.heads import all_heads, head_label
 from tabs import circuits_tab as tab
-from conftest import SENTENCE, SHIPPED_MODEL, SPACE, open_page, serve_space
+from conftest import (
+    GRADIO_WARNINGS,
+    SENTENCE,
+    SPACE,
+    attribution_on_page,
+    open_circuits_tab,
+    open_page,
+    save_readme_picture,
+    serve_space,
+    translate_on_page,
+    wait_for_picture,
+)
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
-]
+pytestmark = GRADIO_WARNINGS
 CROSS_LAYER_0 = ["cross L1 H1", "cross L1 H2", "cross L1 H3", "cross L1 H4"]
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_model_dir):
-    from translation_engine import load_bundle
-
-    if os.environ.get("SAVE_SCREENSHOT") and os.path.isfile(os.path.join(SHIPPED_MODEL, "config.json")):
-        return load_bundle(SHIPPED_MODEL)
-    return load_bundle(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -235,26 +233,13 @@ def page(browser, server):  # noqa: F811 (browser: the imported fixture)
         yield page
 
 
-def wait_for_picture(page, selector):
-    """Until the component's image has loaded with a real width (scrolled to: Gradio loads images lazily)."""
-    page.locator(f"{selector} img").scroll_into_view_if_needed()
-    page.wait_for_function(
-        "sel => { const img = document.querySelector(sel + ' img');"
-        " return img && img.complete && img.naturalWidth > 0; }",
-        arg=selector,
-    )
-
-
 @pytest.mark.browser
 def test_browser_switch_heads_off_and_rank_them(page, bundle, on_screen, tmp_path):
     from playwright.sync_api import expect
 
     result, state = on_screen
-    page.locator("#src textarea").fill(SENTENCE)
-    page.locator("#translate-btn").click()
-    expect(page.locator("#translation textarea")).to_have_value(result.text)
-    page.get_by_role("tab", name="Circuits").click()
-    expect(page.locator("#circuits-context")).to_contain_text("Working on")
+    translate_on_page(page, SENTENCE, result.text)
+    open_circuits_tab(page)
     expect(page.locator("#lens-table tr")).to_have_count(len(result.decoder_ids) + 1)
     wait_for_picture(page, "#residual-stream")
     page.locator("#lens-top-k label", has_text="1").click()  # one token per layer and position
@@ -282,18 +267,7 @@ def test_browser_switch_heads_off_and_rank_them(page, bundle, on_screen, tmp_pat
     page.screenshot(path=str(tmp_path / "circuits.png"), full_page=True)
     assert (tmp_path / "circuits.png").stat().st_size > 10_000
     if os.environ.get("SAVE_SCREENSHOT"):  # the README's picture: ablation and importance
-        top, bottom = page.evaluate(
-            """() => { const box = sel => document.querySelector(sel).getBoundingClientRect();
-                       return [box('[role=tablist]').top + window.scrollY,
-                               Math.max(box('#importance-grid').bottom, box('#importance-ranking').bottom)
-                               + window.scrollY]; }"""
-        )
-        page.screenshot(
-            path=str(tmp_path / "readme.png"),
-            full_page=True,
-            clip={"x": 0, "y": top - 4, "width": 1300, "height": bottom - top + 24},
-        )
-        shutil.copyfile(tmp_path / "readme.png", os.path.join(SPACE, "screenshot_circuits.png"))
+        save_readme_picture(page, tmp_path, "screenshot_circuits.png", ["#importance-grid", "#importance-ranking"])
 
 
 def test_benchmark_times_head_importance(bundle):
@@ -385,17 +359,10 @@ def test_browser_attribution_patching_and_gradient_read_the_api_numbers(page, bu
     from playwright.sync_api import expect
 
     result, _ = on_screen
-    page.locator("#src textarea").fill(SENTENCE)
-    page.locator("#translate-btn").click()
-    expect(page.locator("#translation textarea")).to_have_value(result.text)
-    page.get_by_role("tab", name="Circuits").click()
-    expect(page.locator("#circuits-context")).to_contain_text("Working on")
+    translate_on_page(page, SENTENCE, result.text)
+    open_circuits_tab(page)
 
-    page.locator("#dla-position input").fill("2")
-    page.locator("#dla-btn").click()
-    expect(page.locator("#dla-logit")).to_be_visible()
-    api = client.predict(SENTENCE, "", 1, api_name="/logit_attribution")
-    assert float(page.locator("#dla-logit").get_attribute("data-logit")) == pytest.approx(api["logit"], abs=1e-5)
+    api = attribution_on_page(page, client, SENTENCE)
     shown = {
         row.locator("td").nth(0).inner_text(): float(row.locator("td").nth(1).get_attribute("data-value"))
         for row in page.locator("#dla-table tr").all()[1:]
@@ -419,15 +386,6 @@ def test_browser_attribution_patching_and_gradient_read_the_api_numbers(page, bu
     rho = client.predict(SENTENCE, api_name="/head_importance")["rank_correlation"]
     assert float(page.locator("#importance-rho").get_attribute("data-rho")) == pytest.approx(rho, abs=1e-6)
     if os.environ.get("SAVE_SCREENSHOT"):  # the README's picture: attribution and patching
-        top, bottom = page.evaluate(
-            """() => { const box = sel => document.querySelector(sel).getBoundingClientRect();
-                       return [box('#dla-position').top + window.scrollY - 60,
-                               Math.max(box('#patch-grid').bottom, box('#patch-summary').bottom)
-                               + window.scrollY]; }"""
+        save_readme_picture(
+            page, tmp_path, "screenshot_attribution.png", ["#patch-grid", "#patch-summary"], "#dla-position", 60
         )
-        page.screenshot(
-            path=str(tmp_path / "readme.png"),
-            full_page=True,
-            clip={"x": 0, "y": top, "width": 1300, "height": bottom - top + 24},
-        )
-        shutil.copyfile(tmp_path / "readme.png", os.path.join(SPACE, "screenshot_attribution.png"))

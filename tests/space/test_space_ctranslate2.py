@@ -11,14 +11,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import ROOT, SHIPPED_MODEL, SPACE, serve_space
+from conftest import GRADIO_WARNINGS, ROOT, SHIPPED_MODEL, SPACE, serve_space
 
 pytest.importorskip("ctranslate2", reason="CTranslate2 is in the deploy extra: pip install -e '.[deploy]'")
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
-]
+pytestmark = GRADIO_WARNINGS
 
 SENTENCES = [
     "A man in a blue shirt is standing on a ladder cleaning windows.",

@@ -11,15 +11,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SHIPPED_MODEL, SPACE, open_page, serve_space
+from conftest import GRADIO_WARNINGS, ROOT, SHIPPED_MODEL, open_page, save_readme_picture, serve_space, wait_for_picture
 
 from tabs import heads_tab as tab
 
 SENTENCES = 12
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
-]
+pytestmark = GRADIO_WARNINGS
 
 
 @pytest.fixture(scope="module")
@@ -128,19 +125,5 @@ def test_browser_click_a_head_for_its_card(browser, server, atlas, tmp_path):
         page.locator("#head-example img").wait_for()
         expect(page.locator("#atlas-pruning img")).to_have_count(1)
         if os.environ.get("SAVE_SCREENSHOT"):
-            page.wait_for_function(
-                "() => { const img = document.querySelector('#head-example img');"
-                " return img && img.complete && img.naturalWidth > 0; }"
-            )
-            top, bottom = page.evaluate(
-                """() => { const box = sel => document.querySelector(sel).getBoundingClientRect();
-                           return [box('[role=tablist]').top + window.scrollY,
-                                   Math.max(box('#head-card-view').bottom, box('#head-example').bottom)
-                                   + window.scrollY]; }"""
-            )
-            page.screenshot(
-                path=str(tmp_path / "heads.png"),
-                full_page=True,
-                clip={"x": 0, "y": top - 4, "width": 1300, "height": bottom - top + 24},
-            )
-            shutil.copyfile(tmp_path / "heads.png", os.path.join(SPACE, "screenshot_heads.png"))
+            wait_for_picture(page, "#head-example")
+            save_readme_picture(page, tmp_path, "screenshot_heads.png", ["#head-card-view", "#head-example"])

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 import torch
-from conftest import open_page, serve_space
+from conftest import GRADIO_WARNINGS, attribution_on_page, open_circuits_tab, open_page, serve_space, translate_on_page
 from marian_models import make_marian, write_opus_tokenizer
 
 from encdec_lens import (
@@ -32,10 +32,7 @@ from encdec_lens.inputs import make_example
 from encdec_lens.lens import logit_lens_probs
 from training.convert_marian import convert
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
-]
+pytestmark = GRADIO_WARNINGS
 
 SENTENCES = [
     "The animal didn't cross the street because it was too tired.",
@@ -302,9 +299,7 @@ def test_browser_token_chips_are_sentencepiece_pieces_and_attribution_appears(
     from playwright.sync_api import expect
 
     with open_page(browser, server) as page:
-        page.locator("#src textarea").fill(SENTENCE)
-        page.locator("#translate-btn").click()
-        expect(page.locator("#translation textarea")).to_have_value(on_screen.text)
+        translate_on_page(page, SENTENCE, on_screen.text)
         chips = page.locator("#src-tokens .tok bdi")
         expect(chips).to_have_count(len(pieces(SENTENCE)))
         assert chips.all_inner_texts() == pieces(SENTENCE)
@@ -313,11 +308,6 @@ def test_browser_token_chips_are_sentencepiece_pieces_and_attribution_appears(
         expect(first_target.locator("bdi")).to_have_text("<pad>")
         expect(page.locator("#out-tokens .tok bdi")).to_have_count(len(on_screen.decoder_ids))
 
-        page.get_by_role("tab", name="Circuits").click()
-        expect(page.locator("#circuits-context")).to_contain_text("Working on")
-        page.locator("#dla-position input").fill("2")
-        page.locator("#dla-btn").click()
-        expect(page.locator("#dla-logit")).to_be_visible()
-        api = client.predict(SENTENCE, "", 1, api_name="/logit_attribution")
-        assert float(page.locator("#dla-logit").get_attribute("data-logit")) == pytest.approx(api["logit"], abs=1e-5)
+        open_circuits_tab(page)
+        api = attribution_on_page(page, client, SENTENCE)
         expect(page.locator("#dla-view")).to_contain_text(api["token"])

@@ -14,15 +14,11 @@ import time
 
 import numpy as np
 import pytest
-from conftest import SENTENCE, SPACE, open_page, serve_space
+from conftest import GRADIO_WARNINGS, SENTENCE, SPACE, open_page, serve_space, translate_on_page, wait_for_picture
 
 SHOWN_WEIGHT = re.compile(r'<td class="num w">([^<]+)</td>')
 
-# gradio's queue calls pandas options that pandas 3 deprecates; not this project's concern.
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
-]
+pytestmark = GRADIO_WARNINGS
 
 
 @pytest.fixture(scope="module")
@@ -451,9 +447,7 @@ def test_browser_follows_the_main_tab(page, bundle):
 
     sentence = "Two dogs play in the snow."
     page.get_by_role("tab", name="Translate & attention").click()
-    page.locator("#src textarea").fill(sentence)
-    page.locator("#translate-btn").click()
-    expect(page.locator("#translation textarea")).to_have_value(bundle.translate(sentence).text)
+    translate_on_page(page, sentence, bundle.translate(sentence).text)
     page.get_by_role("tab", name="Inside one head").click()
     expect(page.locator("#wt-sentence textarea")).to_have_value(sentence)
     expect(page.locator("#wt-translation textarea")).to_have_value(bundle.translate(sentence).text)
@@ -468,9 +462,6 @@ def test_browser_screenshot_of_the_default_example(page, tmp_path):
     from playwright.sync_api import expect
 
     expect(page.locator("#wt-weights")).to_be_visible()
-    page.wait_for_function(
-        "() => { const img = document.querySelector('#wt-positions img');"
-        " return img && img.complete && img.naturalWidth > 0; }"
-    )
+    wait_for_picture(page, "#wt-positions")
     page.screenshot(path=str(tmp_path / "walkthrough.png"), full_page=True)
     shutil.copyfile(tmp_path / "walkthrough.png", os.path.join(SPACE, "screenshot_walkthrough.png"))
