@@ -220,6 +220,21 @@ class TrainConfig:
         "bf16 mixed precision (autocast; fp32 weights, optimizer state and saved weights); "
         "refused without native bf16 matmuls (CPU: AVX512-BF16 or AMX; CUDA: Ampere or newer)",
     )
+    # torch.compile (the Trainer's torch_compile: accelerate wraps the model once; inductor on CPU). The losses are
+    # eager's within float rounding (the fused loss of modeling/fast_paths.py steps aside while compiling) and the
+    # checkpoints hold the plain model's weights. On a CPU at these sizes it is slower than eager
+    # (benchmarks/README.md), so it is off by default; a resumed run may switch it.
+    torch_compile: bool = setting(
+        False,
+        "compile the training step with torch.compile (inductor): the same losses as eager, checkpoints that "
+        "load uncompiled; the first steps of each new batch shape pay the compile time",
+    )
+    torch_compile_backend: str = setting(
+        "inductor",
+        "torch.compile's backend under --torch-compile: inductor (generated kernels), or aot_eager / eager "
+        "(graph capture only, to debug)",
+        choices=("inductor", "aot_eager", "eager"),
+    )
     gradient_accumulation_steps: int = setting(1, "batches per optimizer step, positive", must=POSITIVE)
     max_steps: int = setting(12000, "optimizer steps in all, positive", must=POSITIVE)
     # evaluation, checkpoints, decoding
@@ -478,6 +493,8 @@ RESUMABLE = frozenset(
         "test_splits",
         "logging_steps",
         "threads",
+        "torch_compile",
+        "torch_compile_backend",
         "export_dir",
         "overwrite_output_dir",
     }

@@ -612,6 +612,8 @@ def training_arguments(config: TrainConfig, use_cpu: bool):
         per_device_eval_batch_size=64,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         bf16=config.bf16,
+        torch_compile=config.torch_compile,
+        torch_compile_backend=config.torch_compile_backend if config.torch_compile else None,
         learning_rate=config.learning_rate,
         lr_scheduler_type="inverse_sqrt",  # what the schedule is before any cool-down; built by create_scheduler
         warmup_steps=config.warmup_steps,
