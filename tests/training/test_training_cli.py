@@ -591,11 +591,14 @@ def test_resume_reads_a_train_config_json_as_runs_have_written_it(tmp_path):
     (out / "train_config.json").write_text(
         json.dumps({**WRITTEN_TRAIN_CONFIG, "output_dir": str(out)}, indent=2), encoding="utf-8"
     )
+    # Settings added since the run was written take their defaults: the run goes on as it started.
+    added_since = {"torch_compile": False, "torch_compile_backend": "inductor"}
     config, _ = parse_args(["--output-dir", str(out), "--resume"])
-    assert dataclasses.asdict(config) == {**WRITTEN_TRAIN_CONFIG, "output_dir": str(out)}
+    assert dataclasses.asdict(config) == {**WRITTEN_TRAIN_CONFIG, **added_since, "output_dir": str(out)}
     config, _ = parse_args(["--output-dir", str(out), "--resume", "--max-steps", "9000", "--cooldown-steps", "1000"])
     assert dataclasses.asdict(config) == {
         **WRITTEN_TRAIN_CONFIG,
+        **added_since,
         "output_dir": str(out),
         "max_steps": 9000,
         "cooldown_steps": 1000,
