@@ -1,8 +1,11 @@
 """Evaluate a model folder or Hub id on a split of parallel text.
 
     python -m training.evaluate space/model --split test_2016_flickr [--data ../shared/data/multi30k] [--json]
+    python -m training.evaluate --hypotheses FILE --split test_2016_flickr --target-lang de   # rescore an output
 
-Prints cased detokenised sacreBLEU with its signature, chrF, and the Multi30k lowercased-tokenised BLEU.
+Prints cased detokenised sacreBLEU with its signature, chrF, and the Multi30k lowercased-tokenised BLEU. With
+--hypotheses it translates nothing: it scores a system output that is already written, one sentence per line
+in the split's order (a model folder's translations/SPLIT.LANG, say), against the same references.
 """
 
 from __future__ import annotations
@@ -91,7 +94,12 @@ def card_languages(model_id: str):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="model folder (one with config.json) or Hub model id owner/name")
+    parser.add_argument("model", nargs="?", help="model folder (one with config.json) or Hub model id owner/name")
+    parser.add_argument(
+        "--hypotheses",
+        metavar="FILE",
+        help="score this system output (one sentence per line, the split's order) instead of translating",
+    )
     parser.add_argument("--data", default="../shared/data/multi30k", help="Multi30k-layout folder or Hub dataset id")
     parser.add_argument("--split", default="test_2016_flickr")
     parser.add_argument("--source-lang", default=None, help="default: from the model card (else en)")
@@ -102,6 +110,10 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N sentences")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
+    if (args.model is None) == (args.hypotheses is None):
+        parser.error("give a model to translate with, or --hypotheses FILE to score an output already written")
+    if args.hypotheses:
+        return rescore(args)
     model_id = resolve_model(args.model, "evaluate")  # a missing folder fails here, before any heavy import
 
     from .data import DataError, load_corpus
@@ -138,13 +150,43 @@ def main(argv=None) -> int:
         num_beams=gen.get("num_beams", model.generation_config.num_beams),
         length_penalty=gen.get("length_penalty", model.generation_config.length_penalty),
     )
-    if args.json:
+    heading = (
+        f"{args.model} on {args.split} ({result['sentences']} sentences, beam {result['num_beams']}, "
+        f"{result['seconds']} s)"
+    )
+    return report(result, heading, args.json)
+
+
+def rescore(args) -> int:
+    """Score the system output in args.hypotheses against the references of args.split."""
+    from .data import DataError, load_corpus, read_lines
+    from .metrics import score
+
+    if not os.path.isfile(args.hypotheses):
+        raise SystemExit(f"evaluate: --hypotheses {args.hypotheses!r} is not a file.")
+    src_lang, tgt_lang = args.source_lang or "en", args.target_lang or "de"
+    try:
+        hyps = read_lines(args.hypotheses)  # the lines as written, empty translations included
+        corpus = load_corpus(args.data, args.split, src_lang, tgt_lang)
+    except DataError as e:
+        raise SystemExit(f"evaluate: {e}") from None
+    ref = corpus.target[: args.limit] if args.limit else corpus.target
+    hyps = hyps[: args.limit] if args.limit else hyps
+    if len(hyps) != len(ref):
+        raise SystemExit(
+            f"evaluate: {args.hypotheses} has {len(hyps)} lines but {args.split}.{tgt_lang} has {len(ref)} "
+            "sentences; it must hold one translation per line, in the split's order (--limit N scores the first N)."
+        )
+    result = score(hyps, ref, tgt_lang, data_folder=args.data if os.path.isdir(args.data) else None, split=args.split)
+    result.update(hypotheses=args.hypotheses, split=args.split)
+    return report(result, f"{args.hypotheses} on {args.split} ({result['sentences']} sentences)", args.json)
+
+
+def report(result: dict, heading: str, as_json: bool) -> int:
+    if as_json:
         print(json.dumps(result, indent=2))
     else:
-        print(
-            f"{args.model} on {args.split} ({result['sentences']} sentences, beam {result['num_beams']}, "
-            f"{result['seconds']} s)"
-        )
+        print(heading)
         print(f"  BLEU (lowercased, Moses-tokenised, Multi30k convention): {result['bleu_lc_tok']}")
         print(f"  sacreBLEU (cased, detokenised): {result['bleu']}   {result['bleu_signature']}")
         print(f"  chrF: {result['chrf']}   {result['chrf_signature']}")

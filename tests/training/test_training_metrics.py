@@ -66,3 +66,41 @@ def test_moses_data_is_the_text_the_official_tokenised_references_were_made_from
     assert result["bleu_lc_tok"] > 99.5, result
     with pytest.raises(SystemExit, match=r"exists and is not an empty folder; name a new one"):
         prepare(str(src), str(out))
+
+
+def test_evaluate_rescores_a_written_system_output(data_dir, tmp_path, capsys):
+    """`training.evaluate --hypotheses FILE` scores an output file as training scored it, without a model: the
+    references themselves score 100, and a system output with one sentence per line gives what `score` gives."""
+    import json
+
+    from training import evaluate
+
+    refs = read_lines(os.path.join(data_dir, "val.de.gz"))
+    perfect = tmp_path / "val.de"
+    perfect.write_text("\n".join(refs) + "\n", encoding="utf-8")
+    assert evaluate.main(["--hypotheses", str(perfect), "--split", "val", "--data", data_dir, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["bleu"], result["bleu_lc_tok"], result["sentences"]) == (100.0, pytest.approx(100.0, abs=0.1), 1014)
+    assert result["bleu_lc_tok_references"].endswith("val.lc.norm.tok.de.gz")  # the official tokenised files
+
+    # A worse output (every sentence's last word dropped, one translation left empty) scores as `score` says.
+    worse = [" ".join(line.split()[:-1]) for line in refs]
+    worse[3] = ""
+    written = tmp_path / "worse.de"
+    written.write_text("\n".join(worse) + "\n", encoding="utf-8")
+    assert evaluate.main(["--hypotheses", str(written), "--split", "val", "--data", data_dir, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    expected = score(worse, refs, "de", data_folder=data_dir, split="val")
+    assert 20 < result["bleu_lc_tok"] == expected["bleu_lc_tok"] < 90
+    assert result["bleu"] == expected["bleu"]
+
+
+def test_evaluate_refuses_an_output_with_the_wrong_number_of_lines(data_dir, tmp_path):
+    from training import evaluate
+
+    short = tmp_path / "val.de"
+    short.write_text("ein mann .\nzwei hunde .\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"has 2 lines but val\.de has 1014 sentences; it must hold one translation"):
+        evaluate.main(["--hypotheses", str(short), "--split", "val", "--data", data_dir])
+    with pytest.raises(SystemExit, match=r"--hypotheses .*missing\.de' is not a file"):
+        evaluate.main(["--hypotheses", str(tmp_path / "missing.de"), "--split", "val", "--data", data_dir])
