@@ -1,15 +1,20 @@
 """Where one eager training step's time goes: torch.profiler over the step of a recipe's model size.
 
     python benchmarks/profile_train_step.py                  # the wu2021 recipe: its size, --max-tokens 8192
+    python benchmarks/profile_train_step.py --precision bf16 # as `training.train --bf16` trains
+    python benchmarks/profile_train_step.py --precision bf16 --compile   # under torch.compile (inductor)
     python benchmarks/profile_train_step.py --size small --max-tokens 4096 --threads 1 --rows 25
 
 The model and step are the model benchmark's (bench_model.py: this project's model, label-smoothed loss,
-clipping, AdamW), fp32; the batches are the training CLI's token batches (`training.batching.token_batches`:
+clipping, AdamW), fp32 or bf16 autocast (--precision), eager or compiled (--compile: bench_model's
+ours-compiled, whose loss is computed unfused, as the training CLI computes it when compiling); the batches are the training CLI's token batches (`training.batching.token_batches`:
 Multi30k's real length pairs sorted by length and cut at --max-tokens padded tokens), random ids, a seeded
 random choice of them. After two warm-up steps, --steps
-steps are timed, then run again under torch.profiler; it prints the step time, the matmul FLOPs per step (forward x 3, counted as
-bench_model counts them) over the step time against this machine's fp32 matmul rate (MFU), and the operators by
-their own CPU time, with the matmuls' share.
+steps are timed, then run again under torch.profiler; it prints the step time, the matmul FLOPs per step
+(forward x 3, counted as bench_model counts them) over the step time against this machine's matmul rate in the
+same precision (MFU), and the operators by their own CPU time, with the matmuls' share. Compiling happens in
+the warm-up steps (--warmup, more with --compile: each new batch shape may recompile; with --compile the timed
+batches also run once before they are timed) and is reported apart.
 """
 
 from __future__ import annotations
@@ -37,9 +42,15 @@ def main(argv=None) -> int:
     parser.add_argument("--size", default="wu2021", choices=sorted(bm.SIZES))
     parser.add_argument("--max-tokens", type=int, default=8192, help="padded tokens per batch, at most")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--precision", default="fp32", choices=bm.PRECISIONS)
+    parser.add_argument("--compile", action="store_true", help="the step under torch.compile (inductor)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 2, 6 with --compile)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows", type=int, default=15, help="operators listed")
     args = parser.parse_args(argv)
+    warmup = args.warmup if args.warmup is not None else (6 if args.compile else 2)
+    if args.precision == "bf16" and (reason := bm.bf16_skip_reason()):
+        raise SystemExit(f"profile_train_step: --precision bf16 refused: {reason}")
 
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -51,14 +62,22 @@ def main(argv=None) -> int:
 
     grouped = token_batches([max(s, t) for s, t in pairs], args.max_tokens, seed=1)
     g = torch.Generator().manual_seed(1)
-    chosen = [grouped[i] for i in torch.randperm(len(grouped), generator=g)[: 2 + args.steps].tolist()]
+    # The timed batches come first in one seeded order, the warm-up batches after them: every precision and
+    # --warmup times the same batches.
+    chosen = [grouped[i] for i in torch.randperm(len(grouped), generator=g)[: args.steps + warmup].tolist()]
     batches = [bm.make_batch([pairs[i] for i in batch], size["vocab"], g) for batch in chosen]
-    model = bm.build_ours(size).train()
+    timed, warm = batches[: args.steps], batches[args.steps :]
+    peer = "ours-compiled" if args.compile else "ours"
+    model = bm.BUILDERS[peer](size).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
-    step = bm.train_step_fn("ours", model, optimizer)
-    for batch in batches[:2]:
+    step = bm.train_step_fn(peer, model, optimizer, args.precision)
+    start = time.perf_counter()
+    for batch in warm:
         step(batch)
-    timed = batches[2:]
+    if args.compile:  # the timed batches' shapes compiled too: what is timed is the compiled step, not compiling
+        for batch in timed:
+            step(batch)
+    warmup_seconds = time.perf_counter() - start
     start = time.perf_counter()
     for batch in timed:
         step(batch)
@@ -67,16 +86,17 @@ def main(argv=None) -> int:
         for batch in timed:
             step(batch)
     flops = sum(3 * bm.forward_flops(size, b["B"], b["S"], b["T"]) for b in timed) / len(timed)
-    peak = bm.matmul_gflops(args.threads)
+    peak = bm.matmul_gflops(args.threads, precision=args.precision)
     tokens = sum(b["real_target_tokens"] for b in timed) / len(timed)
     pairs_per_batch = sum(b["B"] for b in timed) / len(timed)
     print(
         f"{args.size}: token batches of at most {args.max_tokens} padded tokens ({pairs_per_batch:.0f} pairs, "
-        f"{tokens:.0f} real target tokens on average), {args.threads} thread(s), fp32"
+        f"{tokens:.0f} real target tokens on average), {args.threads} thread(s), {args.precision}, "
+        f"{'compiled (inductor)' if args.compile else 'eager'}; {warmup} warm-up steps{' (and the timed ones once)' if args.compile else ''} {warmup_seconds:.1f} s"
     )
     print(
         f"step {seconds:.3f} s {flops / 1e9:.0f} GFLOP per step: {flops / seconds / 1e9:.1f} "
-        f"GFLOP/s against a {peak:.0f} GFLOP/s fp32 matmul peak, MFU {flops / seconds / 1e9 / peak:.1%}"
+        f"GFLOP/s against a {peak:.0f} GFLOP/s {args.precision} matmul peak, MFU {flops / seconds / 1e9 / peak:.1%}"
     )
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
